@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    // Two cores on CI: keep the number of parallel suites small so timing-sensitive
+    // process tests do not starve each other.
+    maxWorkers: 2,
+  },
+});
