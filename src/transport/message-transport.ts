@@ -1,0 +1,24 @@
+/**
+ * A bidirectional, ordered, reliable channel of whole messages. The JSON-RPC connection sits on
+ * this seam, so the same exec protocol runs over a direct WebSocket, stdio lines, or a Noise channel
+ * carried by the relay's reliable stream.
+ *
+ * Contract:
+ * - `send` accepts one whole message (UTF-8 JSON text). Messages are delivered in call order. The
+ *   returned promise resolves once the transport has accepted the message into its bounded buffer
+ *   (this is where backpressure reaches the writer) and rejects if the transport is closed.
+ * - Every message received is passed to the `message` listener exactly once, in order.
+ * - `close` is idempotent; the `close` listeners run exactly once, whoever closed the transport,
+ *   with an Error when the close was not clean.
+ */
+export interface MessageTransport {
+  /** Short fixed label for logs and metrics: 'websocket' | 'stdio' | 'relay' | 'memory'. */
+  readonly kind: TransportKind;
+  send(message: string): Promise<void>;
+  onMessage(listener: (message: string) => void): void;
+  onClose(listener: (error?: Error) => void): void;
+  close(reason?: string): void;
+  readonly closed: boolean;
+}
+
+export type TransportKind = 'websocket' | 'stdio' | 'relay' | 'memory';
