@@ -1,0 +1,33 @@
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../src/jsonrpc/connection.js';
+import { DEFAULT_RETAINED_OUTPUT_BYTES } from './output-log.js';
+import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_RETENTION_MS } from './session-registry.js';
+
+/** Everything that tunes the agent; each bound is named here with its default. */
+export interface AgentConfig {
+  /** Cap on one JSON-RPC message in either direction (over it: -32600). */
+  maxMessageBytes: number;
+  /** Newest output bytes kept per process for `process/read`. */
+  retainedOutputBytes: number;
+  /** Detached sessions are kept this long for `resumeSessionId`, then their processes are killed. */
+  sessionRetentionMs: number;
+  maxSessions: number;
+  /** Grace between SIGTERM and SIGKILL on `process/terminate`. */
+  terminateGraceMs: number;
+  /**
+   * Bytes of pushed notifications queued on one connection before further pushes are dropped; a
+   * client sees the seq gap and catches up with `process/read`, so nothing is lost.
+   */
+  maxQueuedPushBytes: number;
+  /** Compatibility mode for tests: behave like a legacy server that omits `sandboxDenied`. */
+  omitSandboxDenied: boolean;
+}
+
+export const DEFAULT_AGENT_CONFIG: AgentConfig = {
+  maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+  retainedOutputBytes: DEFAULT_RETAINED_OUTPUT_BYTES,
+  sessionRetentionMs: DEFAULT_SESSION_RETENTION_MS,
+  maxSessions: DEFAULT_MAX_SESSIONS,
+  terminateGraceMs: 2000,
+  maxQueuedPushBytes: 8 * 1024 * 1024,
+  omitSandboxDenied: false,
+};

@@ -1,0 +1,120 @@
+import type { JsonRpcConnection, RequestContext } from '../src/jsonrpc/connection.js';
+import type { NotificationMessage } from '../src/jsonrpc/message.js';
+import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
+import { ClientNotification, Method, ServerNotification } from '../src/protocol/methods.js';
+import { InitializeParams } from '../src/protocol/session.js';
+import { parseOrThrow } from '../src/protocol/validation.js';
+import type { Logger } from '../src/logging/logger.js';
+import type { AgentConfig } from './agent-config.js';
+import type { HandlerTable, MethodHandler } from './handler-table.js';
+import type { ProcessEvent } from './managed-process.js';
+import type { Session, SessionAttachment } from './session.js';
+import type { SessionRegistry } from './session-registry.js';
+
+/**
+ * The exec protocol on one JSON-RPC connection: `initialize` gating, dispatch to the method
+ * families' handler tables, and pushing process events of the attached session.
+ */
+export class ExecConnection implements SessionAttachment {
+  private session: Session | null = null;
+  private detachController = new AbortController();
+  private queuedPushBytes = 0;
+  private droppedPushes = 0;
+  private readonly handlers: Map<string, MethodHandler>;
+
+  constructor(
+    private readonly rpc: JsonRpcConnection,
+    private readonly registry: SessionRegistry,
+    private readonly config: AgentConfig,
+    handlerTables: readonly HandlerTable[],
+    private readonly logger: Logger,
+  ) {
+    this.handlers = new Map(handlerTables.flatMap((table) => Object.entries(table)));
+    rpc.setRequestHandler((method, params, context) => this.handleRequest(method, params, context));
+    rpc.setNotificationHandler((notification) => this.handleNotification(notification));
+    rpc.onClose(() => this.handleClose());
+  }
+
+  get detachSignal(): AbortSignal {
+    return this.detachController.signal;
+  }
+
+  /** Pushes dropped because the connection's send queue was over its bound. */
+  get droppedPushCount(): number {
+    return this.droppedPushes;
+  }
+
+  abortAttachment(reason: string): void {
+    this.detachController.abort(reason);
+    this.session = null;
+  }
+
+  pushProcessEvent(processId: string, event: ProcessEvent): void {
+    if (this.rpc.closed) return;
+    let method: string;
+    let params: Record<string, unknown>;
+    switch (event.type) {
+      case 'output':
+        method = ServerNotification.ProcessOutput;
+        params = { processId, seq: event.seq, stream: event.stream, chunk: event.chunk.toString('base64') };
+        break;
+      case 'exited':
+        method = ServerNotification.ProcessExited;
+        params = this.config.omitSandboxDenied
+          ? { processId, seq: event.seq, exitCode: event.exitCode }
+          : { processId, seq: event.seq, exitCode: event.exitCode, sandboxDenied: event.sandboxDenied };
+        break;
+      case 'closed':
+        method = ServerNotification.ProcessClosed;
+        params = { processId, seq: event.seq };
+        break;
+    }
+    const cost = event.type === 'output' ? Math.ceil((event.chunk.length * 4) / 3) + 128 : 128;
+    if (this.queuedPushBytes + cost > this.config.maxQueuedPushBytes) {
+      // The client sees the seq gap and reads the retained output instead.
+      this.droppedPushes++;
+      return;
+    }
+    this.queuedPushBytes += cost;
+    this.rpc.notify(method, params).then(
+      () => (this.queuedPushBytes -= cost),
+      () => (this.queuedPushBytes -= cost),
+    );
+  }
+
+  private async handleRequest(method: string, params: unknown, _context: RequestContext): Promise<unknown> {
+    if (method === Method.Initialize) return this.initialize(params);
+    const session = this.session;
+    if (!session) {
+      if (this.detachController.signal.aborted) {
+        throw new RpcError(ErrorCode.InvalidRequest, `session is no longer attached to this connection: ${String(this.detachController.signal.reason)}`);
+      }
+      throw new RpcError(ErrorCode.InvalidRequest, `not initialized: call initialize before ${method}`);
+    }
+    const handler = this.handlers.get(method);
+    if (!handler) throw new RpcError(ErrorCode.MethodNotFound, `method not found: ${method}`);
+    return handler(params, { session, detachSignal: this.detachController.signal, config: this.config });
+  }
+
+  private initialize(rawParams: unknown): unknown {
+    if (this.session || this.detachController.signal.aborted) {
+      throw new RpcError(ErrorCode.InvalidRequest, 'initialize may be called once per connection');
+    }
+    const params = parseOrThrow(InitializeParams, rawParams);
+    this.session = this.registry.open(this, params.resumeSessionId);
+    this.logger.debug({ resumed: Boolean(params.resumeSessionId) }, 'session attached');
+    return { sessionId: this.session.id };
+  }
+
+  private handleNotification(notification: NotificationMessage): void {
+    if (notification.method === ClientNotification.Initialized) return;
+    throw new RpcError(ErrorCode.InvalidRequest, `unexpected notification: ${notification.method.slice(0, 100)}`);
+  }
+
+  private handleClose(): void {
+    const session = this.session;
+    this.session = null;
+    if (session) this.registry.detach(session, this);
+    this.detachController.abort('connection closed');
+  }
+}

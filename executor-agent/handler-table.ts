@@ -1,0 +1,16 @@
+import type { AgentConfig } from './agent-config.js';
+import type { Session } from './session.js';
+
+/** What a method handler may use: the caller's session and the agent's configuration. */
+export interface HandlerContext {
+  readonly session: Session;
+  /** Aborted when the session moves to another connection or ends (long-polls stop on it). */
+  readonly detachSignal: AbortSignal;
+  readonly config: AgentConfig;
+}
+
+/** Validates its own params (through src/protocol) and returns the wire result. */
+export type MethodHandler = (params: unknown, context: HandlerContext) => Promise<unknown>;
+
+/** One method family's handlers, keyed by wire method name. */
+export type HandlerTable = Readonly<Record<string, MethodHandler>>;

@@ -1,0 +1,102 @@
+import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
+import { Method } from '../src/protocol/methods.js';
+import {
+  DEFAULT_READ_MAX_BYTES,
+  MAX_READ_WAIT_MS,
+  ProcessReadParams,
+  ProcessSignalParams,
+  ProcessStartParams,
+  ProcessTerminateParams,
+  ProcessWriteParams,
+  type ProcessReadResultWire,
+} from '../src/protocol/process.js';
+import { parseOrThrow } from '../src/protocol/validation.js';
+import type { HandlerContext, HandlerTable } from './handler-table.js';
+import { ManagedProcess } from './managed-process.js';
+
+function lookup(context: HandlerContext, processId: string): ManagedProcess {
+  const proc = context.session.processes.get(processId);
+  if (!proc) throw new RpcError(ErrorCode.NotFound, `unknown process: ${processId}`);
+  return proc;
+}
+
+async function start(rawParams: unknown, context: HandlerContext): Promise<unknown> {
+  const params = parseOrThrow(ProcessStartParams, rawParams);
+  const { session, config } = context;
+  if (session.processes.has(params.processId) || session.starting.has(params.processId)) {
+    throw new RpcError(ErrorCode.InvalidRequest, `duplicate processId: ${params.processId}`);
+  }
+  if (session.processes.size + session.starting.size >= session.limits.maxProcesses) {
+    throw new RpcError(ErrorCode.InvalidRequest, `too many processes in this session (limit ${session.limits.maxProcesses})`);
+  }
+  session.starting.add(params.processId);
+  try {
+    const proc = await ManagedProcess.start(params, {
+      retainedOutputBytes: config.retainedOutputBytes,
+      terminateGraceMs: config.terminateGraceMs,
+      onEvent: (event) => session.push(params.processId, event),
+    });
+    session.processes.set(params.processId, proc);
+  } finally {
+    session.starting.delete(params.processId);
+  }
+  return { processId: params.processId };
+}
+
+async function read(rawParams: unknown, context: HandlerContext): Promise<unknown> {
+  const params = parseOrThrow(ProcessReadParams, rawParams);
+  const proc = lookup(context, params.processId);
+  const afterSeq = params.afterSeq ?? 0;
+  const maxBytes = Math.min(params.maxBytes ?? DEFAULT_READ_MAX_BYTES, 4 * DEFAULT_READ_MAX_BYTES);
+  const waitMs = Math.min(params.waitMs ?? 0, MAX_READ_WAIT_MS);
+  await proc.waitForEvent(afterSeq, waitMs, context.detachSignal);
+  if (context.detachSignal.aborted) {
+    throw new RpcError(ErrorCode.InvalidRequest, `read aborted: ${String(context.detachSignal.reason ?? 'session detached')}`);
+  }
+  const snapshot = proc.read(afterSeq, maxBytes);
+  const result: ProcessReadResultWire = {
+    chunks: snapshot.chunks.map((c) => ({ seq: c.seq, stream: c.stream, chunk: c.chunk.toString('base64') })),
+    nextSeq: snapshot.nextSeq,
+    exited: snapshot.exited,
+    exitCode: snapshot.exitCode,
+    closed: snapshot.closed,
+    failure: snapshot.failure,
+  };
+  if (!context.config.omitSandboxDenied) result.sandboxDenied = snapshot.sandboxDenied;
+  if (snapshot.evictedThroughSeq !== null) result.evictedThroughSeq = snapshot.evictedThroughSeq;
+  return result;
+}
+
+async function write(rawParams: unknown, context: HandlerContext): Promise<unknown> {
+  const params = parseOrThrow(ProcessWriteParams, rawParams);
+  const proc = context.session.processes.get(params.processId);
+  if (!proc) {
+    if (context.session.starting.has(params.processId)) return { status: 'starting' };
+    throw new RpcError(ErrorCode.NotFound, `unknown process: ${params.processId}`);
+  }
+  if (!proc.tty && !proc.pipeStdin) {
+    throw new RpcError(ErrorCode.InvalidRequest, `process ${params.processId} was started without pipeStdin or tty; stdin is not writable`);
+  }
+  return { status: proc.write(params.chunk, params.writeId, params.closeStdin) };
+}
+
+async function signal(rawParams: unknown, context: HandlerContext): Promise<unknown> {
+  const params = parseOrThrow(ProcessSignalParams, rawParams);
+  lookup(context, params.processId).signal(params.signal);
+  return {};
+}
+
+async function terminate(rawParams: unknown, context: HandlerContext): Promise<unknown> {
+  const params = parseOrThrow(ProcessTerminateParams, rawParams);
+  const proc = context.session.processes.get(params.processId);
+  return { running: proc ? proc.terminate() : false };
+}
+
+/** The `process/*` family. */
+export const processHandlers: HandlerTable = {
+  [Method.ProcessStart]: start,
+  [Method.ProcessRead]: read,
+  [Method.ProcessWrite]: write,
+  [Method.ProcessSignal]: signal,
+  [Method.ProcessTerminate]: terminate,
+};

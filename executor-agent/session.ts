@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import type { ManagedProcess, ProcessEvent } from './managed-process.js';
+
+/** The side of a connection a session pushes events to and aborts long-polls on. */
+export interface SessionAttachment {
+  pushProcessEvent(processId: string, event: ProcessEvent): void;
+  /** Aborted when the session moves to another connection or ends. */
+  readonly detachSignal: AbortSignal;
+  abortAttachment(reason: string): void;
+}
+
+export interface SessionLimits {
+  /** Processes (running or finished but retained) one session may hold. */
+  maxProcesses: number;
+  /** Finished (closed) processes kept for `process/read` before the oldest is forgotten. */
+  maxFinishedProcesses: number;
+}
+
+export const DEFAULT_SESSION_LIMITS: SessionLimits = { maxProcesses: 1024, maxFinishedProcesses: 256 };
+
+/**
+ * One client's session: its processes outlive a dropped connection for the retention window and
+ * are re-attached by `initialize {resumeSessionId}`.
+ */
+export class Session {
+  readonly id = randomUUID();
+  readonly processes = new Map<string, ManagedProcess>();
+  /** processIds whose start is in progress (so a concurrent duplicate start is refused). */
+  readonly starting = new Set<string>();
+  private readonly finishedOrder: string[] = [];
+  private attachment: SessionAttachment | null = null;
+  private expiryTimer: NodeJS.Timeout | undefined;
+
+  constructor(readonly limits: SessionLimits = DEFAULT_SESSION_LIMITS) {}
+
+  get attached(): SessionAttachment | null {
+    return this.attachment;
+  }
+
+  attach(attachment: SessionAttachment): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    const previous = this.attachment;
+    this.attachment = attachment;
+    if (previous && previous !== attachment) previous.abortAttachment('session resumed by another connection');
+  }
+
+  /** Detaches `attachment` if it is the current one; `onExpire` runs after `retentionMs`. */
+  detach(attachment: SessionAttachment, retentionMs: number, onExpire: () => void): void {
+    if (this.attachment !== attachment) return;
+    this.attachment = null;
+    this.expiryTimer = setTimeout(onExpire, retentionMs);
+    this.expiryTimer.unref();
+  }
+
+  push(processId: string, event: ProcessEvent): void {
+    this.attachment?.pushProcessEvent(processId, event);
+    if (event.type === 'closed') this.rememberFinished(processId);
+  }
+
+  /** Kills every process; the session is unusable afterwards. */
+  end(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.attachment?.abortAttachment('session ended');
+    this.attachment = null;
+    for (const proc of this.processes.values()) proc.kill();
+  }
+
+  get runningProcessCount(): number {
+    let count = 0;
+    for (const proc of this.processes.values()) if (!proc.exited) count++;
+    return count;
+  }
+
+  private rememberFinished(processId: string): void {
+    this.finishedOrder.push(processId);
+    while (this.finishedOrder.length > this.limits.maxFinishedProcesses) {
+      const oldest = this.finishedOrder.shift()!;
+      this.processes.delete(oldest);
+    }
+  }
+}

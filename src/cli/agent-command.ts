@@ -1,0 +1,80 @@
+import { Command, Option } from 'commander';
+import { createLogger } from '../logging/logger.js';
+import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
+import { DEFAULT_AGENT_CONFIG } from '../../executor-agent/agent-config.js';
+import { positiveInteger } from './option-parsers.js';
+
+interface AgentCommandOptions {
+  listen: string;
+  maxMessageBytes: number;
+  retainedOutputBytes: number;
+  sessionRetentionMs: number;
+  terminateGraceMs: number;
+  legacyExitEvents: boolean;
+}
+
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description('run the executor agent: serve the exec protocol to clients')
+    .addOption(
+      new Option('--listen <url>', 'where to serve: ws://HOST:PORT (port 0 picks a free port; the bound URL is printed on stdout) or "stdio" (one JSON object per line)')
+        .env('EXECRELAY_LISTEN')
+        .default('ws://127.0.0.1:0'),
+    )
+    .addOption(
+      new Option('--max-message-bytes <n>', 'largest JSON-RPC message accepted or sent')
+        .env('EXECRELAY_MAX_MESSAGE_BYTES')
+        .argParser(positiveInteger(1024 * 1024 * 1024))
+        .default(DEFAULT_AGENT_CONFIG.maxMessageBytes),
+    )
+    .addOption(
+      new Option('--retained-output-bytes <n>', 'newest output bytes kept per process for process/read')
+        .env('EXECRELAY_RETAINED_OUTPUT_BYTES')
+        .argParser(positiveInteger(256 * 1024 * 1024))
+        .default(DEFAULT_AGENT_CONFIG.retainedOutputBytes),
+    )
+    .addOption(
+      new Option('--session-retention-ms <n>', 'how long a disconnected session and its processes wait to be resumed')
+        .env('EXECRELAY_SESSION_RETENTION_MS')
+        .argParser(positiveInteger(7 * 24 * 3600 * 1000))
+        .default(DEFAULT_AGENT_CONFIG.sessionRetentionMs),
+    )
+    .addOption(
+      new Option('--terminate-grace-ms <n>', 'grace between SIGTERM and SIGKILL on process/terminate')
+        .env('EXECRELAY_TERMINATE_GRACE_MS')
+        .argParser(positiveInteger(600_000))
+        .default(DEFAULT_AGENT_CONFIG.terminateGraceMs),
+    )
+    .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
+    .action(async (options: AgentCommandOptions) => {
+      const logger = createLogger('execrelay-agent');
+      const agent = new ExecutorAgent(
+        {
+          maxMessageBytes: options.maxMessageBytes,
+          retainedOutputBytes: options.retainedOutputBytes,
+          sessionRetentionMs: options.sessionRetentionMs,
+          terminateGraceMs: options.terminateGraceMs,
+          omitSandboxDenied: options.legacyExitEvents,
+        },
+        logger,
+      );
+      const stop = (signal: string) => {
+        logger.info({ signal }, 'agent stopping; ending sessions');
+        agent.shutdown();
+        logger.flush();
+        setTimeout(() => process.exit(0), 50).unref();
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      if (options.listen === 'stdio') {
+        logger.info('agent serving on stdio');
+        await agent.serveStdio();
+        stop('stdin closed');
+        return;
+      }
+      const listener = await agent.listenWebSocket(options.listen);
+      process.stdout.write(`${listener.url}\n`);
+      logger.info({ url: listener.url }, 'agent listening');
+    });
+}

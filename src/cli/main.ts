@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { registerAgentCommand } from './agent-command.js';
+import { registerExecCommand } from './exec-command.js';
+
+const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command()
+  .name('execrelay')
+  .description('Run commands and file operations on machines behind NAT, end-to-end encrypted through a rendezvous relay.')
+  .version(packageJson.version)
+  .showHelpAfterError()
+  .enablePositionalOptions();
+
+registerAgentCommand(program);
+registerExecCommand(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,253 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { JsonRpcConnection, DEFAULT_MAX_MESSAGE_BYTES, type CallOptions } from '../jsonrpc/connection.js';
+import type { NotificationMessage } from '../jsonrpc/message.js';
+import { ClientNotification, Method, ServerNotification } from '../protocol/methods.js';
+import { toFileUri } from '../protocol/path-uri.js';
+import {
+  ProcessClosedNotification,
+  ProcessExitedNotification,
+  ProcessOutputNotification,
+  ProcessReadResult,
+  ProcessStartResult,
+  ProcessTerminateResult,
+  ProcessWriteResult,
+  type EnvPolicy,
+  type ProcessSignalName,
+  type ProcessStartRequest,
+  type WriteStatus,
+} from '../protocol/process.js';
+import { InitializeResult } from '../protocol/session.js';
+import { parseOrThrow } from '../protocol/validation.js';
+import { ErrorCode } from '../protocol/error-codes.js';
+import type { MessageTransport } from '../transport/message-transport.js';
+import { WebSocketTransport } from '../transport/websocket-transport.js';
+import { ProcessTracker, type PushedProcessEvent } from './process-tracker.js';
+import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
+
+export interface ExecClientOptions {
+  clientName?: string;
+  /** Re-attach a detached session (its processes kept running on the agent). */
+  resumeSessionId?: string;
+  maxMessageBytes?: number;
+  /** Bound on connecting and on `initialize`. */
+  connectTimeoutMs?: number;
+}
+
+export interface ExecOptions {
+  /** Working directory on the agent: a native absolute path or a `file://` URI. Default `/`. */
+  cwd?: string;
+  /** Child environment. Without `envPolicy` this is the child's whole environment (codex semantics). */
+  env?: Record<string, string>;
+  envPolicy?: EnvPolicy;
+  tty?: boolean;
+  pipeStdin?: boolean;
+  arg0?: string;
+  /** Caller-chosen id; default a random UUID. */
+  processId?: string;
+  /** Keep all output for `completion` (default true). */
+  collectOutput?: boolean;
+  /** Cap on collected output; past it `outputTruncated` is set (default 64 MiB). */
+  maxCollectedBytes?: number;
+  /** Deliver events through `handle.events` with this buffer bound in bytes (default: off). */
+  streamEvents?: boolean;
+  eventBufferBytes?: number;
+}
+
+export const DEFAULT_EVENT_BUFFER_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_MAX_COLLECTED_BYTES = 64 * 1024 * 1024;
+
+/** A process started through `ExecClient.exec`. */
+export class ProcessHandle {
+  constructor(
+    readonly processId: string,
+    private readonly client: ExecClient,
+    private readonly tracker: ProcessTracker,
+  ) {}
+
+  /** Resolves when the process has exited and its output is complete. */
+  get completion(): Promise<ProcessCompletion> {
+    return this.tracker.completion;
+  }
+
+  /** Output, exit and close events in seq order (needs `streamEvents: true`). */
+  get events(): AsyncIterable<ClientProcessEvent> {
+    if (!this.tracker.events) throw new Error('events are only available with exec(..., { streamEvents: true })');
+    return this.tracker.events;
+  }
+
+  write(bytes: Uint8Array | string, options: { closeStdin?: boolean; writeId?: string } = {}): Promise<WriteStatus> {
+    return this.client.writeStdin(this.processId, bytes, options);
+  }
+
+  signal(signal: ProcessSignalName): Promise<void> {
+    return this.client.signal(this.processId, signal);
+  }
+
+  terminate(): Promise<boolean> {
+    return this.client.terminate(this.processId);
+  }
+}
+
+/**
+ * The exec protocol client. Completes one-shot processes from pushed events alone when they are
+ * complete and in order; `readsIssued` counts every `process/read` it had to make.
+ */
+export class ExecClient {
+  readonly rpc: JsonRpcConnection;
+  private readonly trackers = new Map<string, ProcessTracker>();
+  private sessionIdValue = '';
+  private reads = 0;
+
+  private constructor(transport: MessageTransport, maxMessageBytes: number) {
+    this.rpc = new JsonRpcConnection(transport, { maxMessageBytes });
+    this.rpc.setNotificationHandler((n) => this.handleNotification(n));
+    this.rpc.onClose((error) => {
+      const failure = new Error(`connection to the agent closed${error ? `: ${error.message}` : ''}`);
+      for (const tracker of this.trackers.values()) tracker.fail(failure);
+    });
+  }
+
+  /** Connects to an agent's (or a codex exec-server's) WebSocket URL and initializes a session. */
+  static async connect(url: string, options: ExecClientOptions = {}): Promise<ExecClient> {
+    const timeoutMs = options.connectTimeoutMs ?? 10_000;
+    const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const socket = new WebSocket(url, { maxPayload: maxMessageBytes + 1024 * 1024, perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', resolve);
+      socket.once('error', (error) => reject(new Error(`cannot connect to ${url}: ${error.message}`)));
+    });
+    return ExecClient.overTransport(new WebSocketTransport(socket), options);
+  }
+
+  /** Runs the client over any MessageTransport (a Noise channel, stdio, a test transport). */
+  static async overTransport(transport: MessageTransport, options: ExecClientOptions = {}): Promise<ExecClient> {
+    const client = new ExecClient(transport, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+    const timeout = AbortSignal.timeout(options.connectTimeoutMs ?? 10_000);
+    try {
+      const result = parseOrThrow(
+        InitializeResult,
+        await client.rpc.request(
+          Method.Initialize,
+          { clientName: options.clientName ?? 'execrelay', ...(options.resumeSessionId ? { resumeSessionId: options.resumeSessionId } : {}) },
+          { signal: timeout },
+        ),
+        ErrorCode.Internal,
+        'invalid initialize result',
+      );
+      client.sessionIdValue = result.sessionId;
+      await client.rpc.notify(ClientNotification.Initialized, {});
+    } catch (error) {
+      transport.close();
+      throw error;
+    }
+    return client;
+  }
+
+  get sessionId(): string {
+    return this.sessionIdValue;
+  }
+
+  /** Number of `process/read` calls this client has issued. */
+  get readsIssued(): number {
+    return this.reads;
+  }
+
+  async exec(argv: string[], options: ExecOptions = {}): Promise<ProcessHandle> {
+    const processId = options.processId ?? randomUUID();
+    if (this.trackers.has(processId)) throw new Error(`processId already in use on this client: ${processId}`);
+    const cwd = options.cwd ?? '/';
+    const tracker = new ProcessTracker({
+      read: (afterSeq) => this.read(processId, afterSeq),
+      onReadIssued: () => this.reads++,
+      collectOutput: options.collectOutput ?? true,
+      maxCollectedBytes: options.maxCollectedBytes ?? DEFAULT_MAX_COLLECTED_BYTES,
+      eventBufferBytes: options.streamEvents ? (options.eventBufferBytes ?? DEFAULT_EVENT_BUFFER_BYTES) : null,
+    });
+    // Registered before the request: events may arrive before the start response.
+    this.trackers.set(processId, tracker);
+    const params: ProcessStartRequest = {
+      processId,
+      argv,
+      cwd: cwd.startsWith('file://') ? cwd : toFileUri(path.resolve(cwd)),
+      env: options.env ?? {},
+      tty: options.tty ?? false,
+      pipeStdin: options.pipeStdin ?? false,
+      arg0: options.arg0 ?? null,
+    };
+    if (options.envPolicy) params.envPolicy = options.envPolicy;
+    try {
+      parseOrThrow(ProcessStartResult, await this.rpc.request(Method.ProcessStart, params), ErrorCode.Internal, 'invalid process/start result');
+    } catch (error) {
+      this.trackers.delete(processId);
+      throw error;
+    }
+    void tracker.completion.then(
+      () => this.trackers.delete(processId),
+      () => this.trackers.delete(processId),
+    );
+    return new ProcessHandle(processId, this, tracker);
+  }
+
+  /** Raw `process/read`. */
+  async read(processId: string, afterSeq: number, options: { maxBytes?: number; waitMs?: number } = {}): Promise<ProcessReadResult> {
+    const raw = await this.rpc.request(Method.ProcessRead, {
+      processId,
+      afterSeq,
+      maxBytes: options.maxBytes ?? null,
+      waitMs: options.waitMs ?? 0,
+    });
+    return parseOrThrow(ProcessReadResult, raw, ErrorCode.Internal, 'invalid process/read result');
+  }
+
+  async writeStdin(processId: string, bytes: Uint8Array | string, options: { closeStdin?: boolean; writeId?: string } = {}): Promise<WriteStatus> {
+    const chunk = Buffer.from(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes).toString('base64');
+    const params: Record<string, unknown> = { processId, chunk, writeId: options.writeId ?? randomUUID() };
+    if (options.closeStdin) params.closeStdin = true;
+    const result = parseOrThrow(ProcessWriteResult, await this.rpc.request(Method.ProcessWrite, params), ErrorCode.Internal, 'invalid process/write result');
+    return result.status;
+  }
+
+  async signal(processId: string, signal: ProcessSignalName): Promise<void> {
+    await this.rpc.request(Method.ProcessSignal, { processId, signal });
+  }
+
+  async terminate(processId: string): Promise<boolean> {
+    const result = parseOrThrow(ProcessTerminateResult, await this.rpc.request(Method.ProcessTerminate, { processId }), ErrorCode.Internal, 'invalid process/terminate result');
+    return result.running;
+  }
+
+  /** Any request by method name (for methods without a typed wrapper). */
+  request(method: string, params: unknown, options?: CallOptions): Promise<unknown> {
+    return this.rpc.request(method, params, options);
+  }
+
+  close(): void {
+    this.rpc.close();
+  }
+
+  private handleNotification(notification: NotificationMessage): void {
+    let event: PushedProcessEvent | undefined;
+    try {
+      event = this.parsePushedEvent(notification);
+    } catch {
+      // A malformed event is treated as lost: the tracker sees the seq gap and reads instead.
+      return;
+    }
+    if (event) this.trackers.get(event.processId)?.push(event);
+  }
+
+  private parsePushedEvent(notification: NotificationMessage): PushedProcessEvent | undefined {
+    switch (notification.method) {
+      case ServerNotification.ProcessOutput:
+        return { type: 'output', ...parseOrThrow(ProcessOutputNotification, notification.params) };
+      case ServerNotification.ProcessExited:
+        return { type: 'exited', ...parseOrThrow(ProcessExitedNotification, notification.params) };
+      case ServerNotification.ProcessClosed:
+        return { type: 'closed', ...parseOrThrow(ProcessClosedNotification, notification.params) };
+      default:
+        return undefined; // notifications of families this client does not track
+    }
+  }
+}

@@ -1,0 +1,235 @@
+import type {
+  ProcessClosedNotification,
+  ProcessExitedNotification,
+  ProcessOutputNotification,
+  ProcessReadResult,
+} from '../protocol/process.js';
+import { EventQueue } from './event-queue.js';
+import { OutputLostError, type ClientProcessEvent, type ProcessCompletion } from './process-events.js';
+
+export type PushedProcessEvent =
+  | ({ type: 'output' } & ProcessOutputNotification)
+  | ({ type: 'exited' } & ProcessExitedNotification)
+  | ({ type: 'closed' } & ProcessClosedNotification);
+
+export interface ProcessTrackerOptions {
+  /** Issues `process/read {afterSeq}` (waitMs 0) for this process. */
+  read: (afterSeq: number) => Promise<ProcessReadResult>;
+  /** Counts reads (the client exposes the total so tests can assert 0 on the happy path). */
+  onReadIssued: () => void;
+  /** Keep every output byte for the completion result. */
+  collectOutput: boolean;
+  maxCollectedBytes: number;
+  /** When set, events are also delivered through a bounded `events` iterable of this capacity. */
+  eventBufferBytes: number | null;
+}
+
+/** Pushed events held while waiting for a gap to be filled. Past this, they are read instead. */
+const MAX_PENDING_EVENTS = 1024;
+
+/**
+ * Puts one process's pushed events in seq order and completes it from them alone when they arrive
+ * complete and in order (zero `process/read` calls). It reads `process/read(afterSeq=last)` on a
+ * seq gap, when the consumer of `events` lags its bounded buffer, and once after an `exited` event
+ * without `sandboxDenied` (a legacy server). Output the server no longer retains is a failure.
+ */
+export class ProcessTracker {
+  readonly completion: Promise<ProcessCompletion>;
+  readonly events: EventQueue | null;
+  private resolveCompletion!: (value: ProcessCompletion) => void;
+  private rejectCompletion!: (error: Error) => void;
+  private lastSeq = 0;
+  private readonly pending = new Map<number, PushedProcessEvent>();
+  private reading = false;
+  private readRequested = false;
+  private lagging = false;
+  private exit: { exitCode: number; sandboxDenied: boolean | undefined } | null = null;
+  private legacyReadDone = false;
+  private closed = false;
+  private finished = false;
+  private readonly collected: Array<{ stream: string; chunk: Buffer }> = [];
+  private collectedBytes = 0;
+  private truncated = false;
+
+  constructor(private readonly options: ProcessTrackerOptions) {
+    this.completion = new Promise((resolve, reject) => {
+      this.resolveCompletion = resolve;
+      this.rejectCompletion = reject;
+    });
+    // A caller that only iterates events must not see an unhandled rejection.
+    this.completion.catch(() => undefined);
+    this.events = options.eventBufferBytes === null ? null : new EventQueue(options.eventBufferBytes, () => this.consumerDrained());
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  push(event: PushedProcessEvent): void {
+    if (this.finished || event.seq <= this.lastSeq) return;
+    if (this.lagging) return; // read later, once the consumer catches up
+    if (event.seq === this.lastSeq + 1 && !this.reading && this.pending.size === 0) {
+      this.apply(event);
+      return;
+    }
+    if (this.pending.size < MAX_PENDING_EVENTS) this.pending.set(event.seq, event);
+    if (!this.reading) this.drainPending();
+    if (this.pending.size > 0 || this.lagging) this.requestRead();
+  }
+
+  /** Fails the process (transport lost and not recoverable, or similar). */
+  fail(error: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.events?.end(error);
+    this.rejectCompletion(error);
+  }
+
+  private consumerDrained(): void {
+    if (!this.lagging || this.finished) return;
+    this.lagging = false;
+    this.requestRead();
+  }
+
+  /** Applies one in-order event; returns false (and starts lagging) when the consumer is full. */
+  private apply(event: PushedProcessEvent | ClientProcessEvent): boolean {
+    const clientEvent = toClientEvent(event);
+    if (this.events && !this.events.offer(clientEvent)) {
+      this.lagging = true;
+      this.pending.clear();
+      return false;
+    }
+    if (event.seq > 0) this.lastSeq = event.seq;
+    switch (clientEvent.type) {
+      case 'output':
+        this.collect(clientEvent.stream, clientEvent.chunk);
+        break;
+      case 'exited': {
+        const raw = event as { sandboxDenied?: boolean };
+        this.exit = { exitCode: clientEvent.exitCode, sandboxDenied: raw.sandboxDenied };
+        if (raw.sandboxDenied === undefined && !this.legacyReadDone) this.requestRead();
+        break;
+      }
+      case 'closed':
+        this.closed = true;
+        break;
+    }
+    this.maybeComplete();
+    return true;
+  }
+
+  private drainPending(): void {
+    for (;;) {
+      for (const seq of this.pending.keys()) if (seq <= this.lastSeq) this.pending.delete(seq);
+      const next = this.pending.get(this.lastSeq + 1);
+      if (!next) return;
+      this.pending.delete(next.seq);
+      if (!this.apply(next)) return;
+    }
+  }
+
+  private requestRead(): void {
+    this.readRequested = true;
+    if (!this.reading) void this.readLoop();
+  }
+
+  private async readLoop(): Promise<void> {
+    this.reading = true;
+    try {
+      while (this.readRequested && !this.finished && !this.lagging) {
+        this.readRequested = false;
+        this.options.onReadIssued();
+        const afterSeq = this.lastSeq;
+        const result = await this.options.read(afterSeq);
+        if (this.finished) return;
+        if (result.evictedThroughSeq != null && result.evictedThroughSeq > afterSeq) {
+          this.fail(new OutputLostError(afterSeq));
+          return;
+        }
+        const caughtUp = this.applyReadResult(result);
+        if (this.exit && this.exit.sandboxDenied === undefined) {
+          this.exit.sandboxDenied = result.sandboxDenied ?? false;
+        }
+        this.legacyReadDone = true;
+        if (!caughtUp) continue; // the consumer filled up; consumerDrained() re-requests
+        this.drainPending();
+        // More to fetch: the read was cut by maxBytes, or pushed events still leave a gap.
+        if (result.chunks.length > 0 && !this.closed) this.readRequested = true;
+        if (this.pending.size > 0) this.readRequested = true;
+        this.maybeComplete();
+      }
+    } catch (error) {
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  /** Applies a read result's chunks and terminal state; false if the consumer filled up midway. */
+  private applyReadResult(result: ProcessReadResult): boolean {
+    for (const chunk of result.chunks) {
+      if (chunk.seq <= this.lastSeq) continue;
+      if (!this.apply({ type: 'output', seq: chunk.seq, stream: chunk.stream, chunk: chunk.chunk })) return false;
+    }
+    if (result.exited && !this.exit) {
+      const exitEvent: ClientProcessEvent = {
+        type: 'exited',
+        seq: 0,
+        exitCode: result.exitCode ?? -1,
+        sandboxDenied: result.sandboxDenied ?? false,
+      };
+      if (this.events && !this.events.offer(exitEvent)) {
+        this.lagging = true;
+        return false;
+      }
+      this.exit = { exitCode: exitEvent.exitCode, sandboxDenied: exitEvent.sandboxDenied };
+    }
+    if (result.closed && !this.closed) {
+      if (this.events && !this.events.offer({ type: 'closed', seq: 0 })) {
+        this.lagging = true;
+        return false;
+      }
+      this.closed = true;
+    }
+    this.lastSeq = Math.max(this.lastSeq, result.nextSeq - 1);
+    return true;
+  }
+
+  private collect(stream: string, chunk: Buffer): void {
+    if (!this.options.collectOutput || this.truncated) return;
+    if (this.collectedBytes + chunk.length > this.options.maxCollectedBytes) {
+      this.truncated = true;
+      return;
+    }
+    this.collected.push({ stream, chunk });
+    this.collectedBytes += chunk.length;
+  }
+
+  private maybeComplete(): void {
+    if (this.finished || !this.closed || !this.exit) return;
+    if (this.exit.sandboxDenied === undefined) return; // the legacy read will tell
+    this.finished = true;
+    const pick = (stream?: string) =>
+      Buffer.concat(this.collected.filter((c) => stream === undefined || c.stream === stream).map((c) => c.chunk));
+    this.events?.end();
+    this.resolveCompletion({
+      exitCode: this.exit.exitCode,
+      sandboxDenied: this.exit.sandboxDenied,
+      output: pick(),
+      stdout: pick('stdout'),
+      stderr: pick('stderr'),
+      outputTruncated: this.truncated,
+    });
+  }
+}
+
+function toClientEvent(event: PushedProcessEvent | ClientProcessEvent): ClientProcessEvent {
+  switch (event.type) {
+    case 'output':
+      return { type: 'output', seq: event.seq, stream: event.stream, chunk: event.chunk };
+    case 'exited':
+      return { type: 'exited', seq: event.seq, exitCode: event.exitCode, sandboxDenied: event.sandboxDenied ?? false };
+    case 'closed':
+      return { type: 'closed', seq: event.seq };
+  }
+}

@@ -1,0 +1,253 @@
+import type { MessageTransport } from '../transport/message-transport.js';
+import { ErrorCode, RpcError, type RpcErrorObject } from '../protocol/error-codes.js';
+import {
+  parseMessage,
+  UNKNOWN_REQUEST_ID,
+  type NotificationMessage,
+  type RequestId,
+  type RequestMessage,
+  type TraceCarrier,
+} from './message.js';
+
+/** Reference cap on one JSON-RPC message (the codex relay's): 64 MiB. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Cap on requests this side has sent and not yet seen answered. */
+export const DEFAULT_MAX_PENDING_REQUESTS = 4096;
+
+/** Rejects every call pending on a connection that closed before the answer came. */
+export class TransportClosedError extends Error {
+  constructor(detail?: string) {
+    super(detail ? `transport closed: ${detail}` : 'transport closed');
+    this.name = 'TransportClosedError';
+  }
+}
+
+export interface RequestContext {
+  readonly method: string;
+  readonly id: RequestId;
+  readonly trace?: TraceCarrier;
+}
+
+export type RequestHandler = (method: string, params: unknown, context: RequestContext) => Promise<unknown> | unknown;
+export type NotificationHandler = (notification: NotificationMessage) => void;
+/** Called for inbound messages that were answered with an error without reaching a handler. */
+export type RejectedMessageListener = (reason: 'malformed' | 'oversized') => void;
+
+export interface JsonRpcConnectionOptions {
+  maxMessageBytes?: number;
+  maxPendingRequests?: number;
+}
+
+interface PendingCall {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  method: string;
+}
+
+export interface CallOptions {
+  trace?: TraceCarrier;
+  signal?: AbortSignal;
+}
+
+/**
+ * One JSON-RPC peer over a MessageTransport: correlates responses with requests, dispatches
+ * inbound requests concurrently (pipelined) and notifications in order, bounds message size, and
+ * fails every pending call with a TransportClosedError when the transport closes.
+ */
+export class JsonRpcConnection {
+  readonly maxMessageBytes: number;
+  private readonly maxPendingRequests: number;
+  private readonly pending = new Map<RequestId, PendingCall>();
+  private nextId = 1;
+  private requestHandler: RequestHandler | undefined;
+  private notificationHandler: NotificationHandler | undefined;
+  private rejectedListener: RejectedMessageListener | undefined;
+  private readonly closeListeners: Array<(error?: Error) => void> = [];
+  private closedWith: Error | undefined;
+  private isClosed = false;
+
+  constructor(
+    readonly transport: MessageTransport,
+    options: JsonRpcConnectionOptions = {},
+  ) {
+    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.maxPendingRequests = options.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS;
+    transport.onMessage((raw) => this.receive(raw));
+    transport.onClose((error) => this.handleClose(error));
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  setRequestHandler(handler: RequestHandler): void {
+    this.requestHandler = handler;
+  }
+
+  setNotificationHandler(handler: NotificationHandler): void {
+    this.notificationHandler = handler;
+  }
+
+  onRejectedMessage(listener: RejectedMessageListener): void {
+    this.rejectedListener = listener;
+  }
+
+  onClose(listener: (error?: Error) => void): void {
+    if (this.isClosed) queueMicrotask(() => listener(this.closedWith));
+    else this.closeListeners.push(listener);
+  }
+
+  /** Sends a request and resolves with its `result`, or rejects with an RpcError. */
+  request(method: string, params: unknown, options: CallOptions = {}): Promise<unknown> {
+    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message));
+    if (this.pending.size >= this.maxPendingRequests) {
+      return Promise.reject(new Error(`too many pending requests (limit ${this.maxPendingRequests})`));
+    }
+    const id = this.nextId++;
+    const message: RequestMessage = { id, method, params };
+    if (options.trace) message.trace = options.trace;
+    return new Promise<unknown>((resolve, reject) => {
+      const signal = options.signal;
+      const onAbort = () => {
+        if (this.pending.delete(id)) reject(signal?.reason instanceof Error ? signal.reason : new Error('request aborted'));
+      };
+      if (signal?.aborted) return reject(new Error('request aborted'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = <T>(fn: (value: T) => void) => (value: T) => {
+        signal?.removeEventListener('abort', onAbort);
+        fn(value);
+      };
+      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject), method });
+      this.sendRaw(message).catch((error: unknown) => {
+        const call = this.pending.get(id);
+        if (call) {
+          this.pending.delete(id);
+          call.reject(error instanceof Error ? error : new Error(String(error)));
+        }
+      });
+    });
+  }
+
+  /** Sends a notification (no answer expected). */
+  notify(method: string, params?: unknown): Promise<void> {
+    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message));
+    return this.sendRaw(params === undefined ? { method } : { method, params });
+  }
+
+  close(reason?: string): void {
+    this.transport.close(reason);
+  }
+
+  private async sendRaw(message: object): Promise<void> {
+    const text = JSON.stringify(message);
+    if (exceedsBytes(text, this.maxMessageBytes)) {
+      throw new RpcError(ErrorCode.InvalidRequest, `message exceeds ${this.maxMessageBytes} bytes`);
+    }
+    await this.transport.send(text);
+  }
+
+  private receive(raw: string): void {
+    if (this.isClosed) return;
+    if (exceedsBytes(raw, this.maxMessageBytes)) {
+      this.rejectedListener?.('oversized');
+      this.sendError(UNKNOWN_REQUEST_ID, {
+        code: ErrorCode.InvalidRequest,
+        message: `message exceeds the ${this.maxMessageBytes}-byte limit`,
+      });
+      return;
+    }
+    const parsed = parseMessage(raw);
+    switch (parsed.kind) {
+      case 'invalid':
+        this.rejectedListener?.('malformed');
+        this.sendError(parsed.id ?? UNKNOWN_REQUEST_ID, {
+          code: ErrorCode.InvalidRequest,
+          message: `invalid request: ${parsed.reason}`,
+        });
+        return;
+      case 'request':
+        void this.dispatchRequest(parsed.message);
+        return;
+      case 'notification':
+        this.dispatchNotification(parsed.message);
+        return;
+      case 'response': {
+        const call = this.pending.get(parsed.id);
+        if (!call) return; // a late answer to an aborted call
+        this.pending.delete(parsed.id);
+        call.resolve(parsed.result);
+        return;
+      }
+      case 'error-response': {
+        const call = this.pending.get(parsed.id);
+        if (!call) return;
+        this.pending.delete(parsed.id);
+        call.reject(new RpcError(parsed.error.code, parsed.error.message, parsed.error.data));
+        return;
+      }
+    }
+  }
+
+  private dispatchNotification(notification: NotificationMessage): void {
+    if (!this.notificationHandler) return;
+    try {
+      this.notificationHandler(notification);
+    } catch (error) {
+      // A notification has no answer; a throwing handler must not take the connection down.
+      this.sendError(UNKNOWN_REQUEST_ID, toErrorObject(error));
+    }
+  }
+
+  private async dispatchRequest(request: RequestMessage): Promise<void> {
+    const handler = this.requestHandler;
+    if (!handler) {
+      this.sendError(request.id, { code: ErrorCode.MethodNotFound, message: `method not found: ${request.method}` });
+      return;
+    }
+    const context: RequestContext = request.trace
+      ? { method: request.method, id: request.id, trace: request.trace }
+      : { method: request.method, id: request.id };
+    let result: unknown;
+    try {
+      result = await handler(request.method, request.params, context);
+    } catch (error) {
+      this.sendError(request.id, toErrorObject(error));
+      return;
+    }
+    if (this.isClosed) return;
+    this.sendRaw({ id: request.id, result: result ?? {} }).catch((error: unknown) => {
+      if (error instanceof RpcError) this.sendError(request.id, { code: ErrorCode.Internal, message: `response too large: ${error.message}` });
+    });
+  }
+
+  private sendError(id: RequestId, error: RpcErrorObject): void {
+    if (this.isClosed) return;
+    this.sendRaw({ id, error }).catch(() => {
+      /* the transport is gone; its close handler fails what is pending */
+    });
+  }
+
+  private handleClose(error?: Error): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.closedWith = error;
+    const failure = new TransportClosedError(error?.message);
+    for (const call of this.pending.values()) call.reject(failure);
+    this.pending.clear();
+    for (const listener of this.closeListeners.splice(0)) listener(error);
+  }
+}
+
+/** Converts anything a handler threw into a wire error: never a stack trace. */
+export function toErrorObject(error: unknown): RpcErrorObject {
+  if (error instanceof RpcError) return error.toObject();
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: ErrorCode.Internal, message: message || 'internal error' };
+}
+
+/** UTF-8 byte length over `limit`, without encoding short strings. */
+export function exceedsBytes(text: string, limit: number): boolean {
+  if (text.length > limit) return true;
+  if (text.length * 3 <= limit) return false;
+  return Buffer.byteLength(text, 'utf8') > limit;
+}

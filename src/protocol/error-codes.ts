@@ -1,0 +1,42 @@
+/** JSON-RPC error codes used on the exec protocol wire. Defined here and nowhere else. */
+export const ErrorCode = {
+  /** Malformed message, message over the size cap, call before `initialize`, bad notification. */
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  /** Params failed validation; the message names the offending field. */
+  InvalidParams: -32602,
+  /** Everything else, with the OS reason where there is one. Never a stack trace. */
+  Internal: -32603,
+  /** The named process, session, file or handle does not exist. */
+  NotFound: -32004,
+} as const;
+
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** The JSON-RPC `error` member. */
+export interface RpcErrorObject {
+  code: number;
+  message: string;
+  data?: unknown;
+}
+
+/**
+ * An error that handlers throw to answer a request with a specific code. Anything else a handler
+ * throws becomes -32603 with the error's message only.
+ */
+export class RpcError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+    this.name = 'RpcError';
+  }
+
+  toObject(): RpcErrorObject {
+    return this.data === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, data: this.data };
+  }
+}

@@ -1,0 +1,6 @@
+export * from './error-codes.js';
+export * from './methods.js';
+export * from './path-uri.js';
+export * from './validation.js';
+export * from './session.js';
+export * from './process.js';

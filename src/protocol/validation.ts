@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import { ErrorCode, RpcError } from './error-codes.js';
+import { parseFileUri } from './path-uri.js';
+
+/**
+ * Validates `value` against `schema`. On failure throws an RpcError (-32602 by default) whose
+ * message names the first offending field, e.g. `invalid params: argv: must not be empty`.
+ */
+export function parseOrThrow<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  code: number = ErrorCode.InvalidParams,
+  what = 'invalid params',
+): z.output<S> {
+  const result = schema.safeParse(value ?? {});
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const field = issue && issue.path.length > 0 ? issue.path.join('.') : '(params)';
+  const message = issue ? describeIssue(issue) : 'invalid';
+  throw new RpcError(code, `${what}: ${field}: ${message}`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type') {
+    return (issue as { input?: unknown }).input === undefined
+      ? `missing required field (expected ${issue.expected})`
+      : `expected ${issue.expected}`;
+  }
+  return issue.message;
+}
+
+/** Strict standard base64 (the wire's byte encoding), with padding. */
+const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A base64 string, decoded to a Buffer. */
+export const base64Bytes = z
+  .string()
+  .refine((s) => BASE64_PATTERN.test(s), { message: 'not valid base64' })
+  .transform((s) => Buffer.from(s, 'base64'));
+
+/** A `file://` URI, transformed to the native absolute path. */
+export const fileUri = z.string().transform((value, ctx) => {
+  const parsed = parseFileUri(value);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: 'custom', message: parsed.reason });
+    return z.NEVER;
+  }
+  return parsed.path;
+});
+
+/** Caller-chosen ids (processId, writeId, handleId, requestId): non-empty, bounded. */
+export const callerId = z.string().min(1, 'must not be empty').max(256, 'longer than 256 characters');
+
+/** A JSON-safe non-negative integer. */
+export const nonNegativeInt = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

@@ -1,0 +1,77 @@
+import WebSocket from 'ws';
+import type { MessageTransport } from './message-transport.js';
+
+/**
+ * A MessageTransport over one WebSocket: one JSON-RPC message per WebSocket message (text frames,
+ * as the codex exec-server uses; binary frames are accepted and decoded as UTF-8). `send` resolves
+ * once ws has written the frame to the socket, so a writer that awaits it feels backpressure.
+ */
+export class WebSocketTransport implements MessageTransport {
+  readonly kind = 'websocket' as const;
+  private readonly messageListeners: Array<(message: string) => void> = [];
+  private readonly closeListeners: Array<(error?: Error) => void> = [];
+  private closeError: Error | undefined;
+  private isClosed = false;
+
+  constructor(private readonly socket: WebSocket) {
+    socket.on('message', (data, isBinary) => {
+      const text = isBinary || typeof data !== 'string' ? rawToString(data) : data;
+      for (const listener of this.messageListeners) listener(text);
+    });
+    socket.on('error', (error) => {
+      this.closeError ??= error;
+    });
+    socket.on('close', (code, reason) => {
+      if (!this.closeError && code !== 1000 && code !== 1005) {
+        this.closeError = new Error(`websocket closed with code ${code}${reason.length ? `: ${reason.toString()}` : ''}`);
+      }
+      this.finish();
+    });
+    if (socket.readyState === WebSocket.CLOSED) queueMicrotask(() => this.finish());
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  send(message: string): Promise<void> {
+    if (this.isClosed || this.socket.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new Error('transport closed'));
+    }
+    return new Promise((resolve, reject) => {
+      this.socket.send(message, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  onMessage(listener: (message: string) => void): void {
+    this.messageListeners.push(listener);
+  }
+
+  onClose(listener: (error?: Error) => void): void {
+    if (this.isClosed) queueMicrotask(() => listener(this.closeError));
+    else this.closeListeners.push(listener);
+  }
+
+  close(reason?: string): void {
+    if (this.isClosed) return;
+    if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
+      this.socket.close(1000, reason?.slice(0, 120));
+      // A peer that never answers the close handshake must not keep us open.
+      setTimeout(() => this.socket.terminate(), 2000).unref();
+    } else {
+      this.finish();
+    }
+  }
+
+  private finish(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    for (const listener of this.closeListeners.splice(0)) listener(this.closeError);
+  }
+}
+
+function rawToString(data: WebSocket.RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
+  return data.toString('utf8');
+}
