@@ -23,7 +23,7 @@ import { parseOrThrow } from '../protocol/validation.js';
 import { ErrorCode } from '../protocol/error-codes.js';
 import type { MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
-import { ProcessTracker, type PushedProcessEvent } from './process-tracker.js';
+import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent } from './process-tracker.js';
 import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
 
 export interface ExecClientOptions {
@@ -159,7 +159,7 @@ export class ExecClient {
     if (this.trackers.has(processId)) throw new Error(`processId already in use on this client: ${processId}`);
     const cwd = options.cwd ?? '/';
     const tracker = new ProcessTracker({
-      read: (afterSeq) => this.read(processId, afterSeq),
+      read: (afterSeq) => this.read(processId, afterSeq, { maxBytes: READ_BUDGET_BYTES }),
       onReadIssued: () => this.reads++,
       collectOutput: options.collectOutput ?? true,
       maxCollectedBytes: options.maxCollectedBytes ?? DEFAULT_MAX_COLLECTED_BYTES,

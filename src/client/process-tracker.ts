@@ -24,6 +24,11 @@ export interface ProcessTrackerOptions {
   eventBufferBytes: number | null;
 }
 
+/** Byte budget asked of each catch-up `process/read`. */
+export const READ_BUDGET_BYTES = 1024 * 1024;
+/** Largest output chunk a server sends (a pipe read); a read within this of its budget may be cut. */
+const MAX_CHUNK_BYTES = 64 * 1024;
+
 /** Pushed events held while waiting for a gap to be filled. Past this, they are read instead. */
 const MAX_PENDING_EVENTS = 1024;
 
@@ -153,8 +158,9 @@ export class ProcessTracker {
         this.legacyReadDone = true;
         if (!caughtUp) continue; // the consumer filled up; consumerDrained() re-requests
         this.drainPending();
-        // More to fetch: the read was cut by maxBytes, or pushed events still leave a gap.
-        if (result.chunks.length > 0 && !this.closed) this.readRequested = true;
+        // More to fetch: the read may have been cut at its byte budget, or pushes still leave a gap.
+        const returnedBytes = result.chunks.reduce((n, c) => n + c.chunk.length, 0);
+        if (!this.closed && returnedBytes > READ_BUDGET_BYTES - MAX_CHUNK_BYTES) this.readRequested = true;
         if (this.pending.size > 0) this.readRequested = true;
         this.maybeComplete();
       }

@@ -16,17 +16,26 @@ export function parseOrThrow<S extends z.ZodType>(
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const field = issue && issue.path.length > 0 ? issue.path.join('.') : '(params)';
-  const message = issue ? describeIssue(issue) : 'invalid';
+  const message = issue ? describeIssue(issue, value) : 'invalid';
   throw new RpcError(code, `${what}: ${field}: ${message}`);
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+function describeIssue(issue: z.core.$ZodIssue, root: unknown): string {
   if (issue.code === 'invalid_type') {
-    return (issue as { input?: unknown }).input === undefined
+    return valueAt(root, issue.path) === undefined
       ? `missing required field (expected ${issue.expected})`
       : `expected ${issue.expected}`;
   }
   return issue.message;
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let current: unknown = root;
+  for (const key of path) {
+    if (typeof current !== 'object' || current === null) return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
 }
 
 /** Strict standard base64 (the wire's byte encoding), with padding. */
