@@ -11,6 +11,10 @@ export interface MemoryDuplexEnd extends ByteDuplex {
   readonly sourceStopped: boolean;
   /** Bytes written into this end's sink so far. */
   readonly bytesWritten: number;
+  /** What the source given to this end's sink threw (how a writer asks a reliable stream to reset). */
+  readonly sinkFailure: unknown;
+  /** Makes this end's source throw `error` (like a reset reliable stream). */
+  failSource(error: Error): void;
 }
 
 export interface MemoryDuplexOptions {
@@ -36,6 +40,7 @@ export function createMemoryDuplexPair(options: MemoryDuplexOptions = {}): [Memo
 class MemoryEnd implements MemoryDuplexEnd {
   readonly source: AsyncIterable<Uint8Array>;
   readonly sinkEnded: Promise<void>;
+  sinkFailure: unknown;
   private resolveSinkEnded: () => void = () => undefined;
 
   constructor(
@@ -56,9 +61,16 @@ class MemoryEnd implements MemoryDuplexEnd {
     return this.outgoing.bytesWritten;
   }
 
+  failSource(error: Error): void {
+    this.incoming.fail(error);
+  }
+
   sink = async (source: AsyncIterable<Uint8Array>): Promise<void> => {
     try {
       for await (const chunk of source) await this.outgoing.push(chunk);
+    } catch (error) {
+      this.sinkFailure = error;
+      throw error;
     } finally {
       this.outgoing.end();
       this.resolveSinkEnded();
@@ -71,6 +83,7 @@ class MemoryPipe {
   bytesWritten = 0;
   private readonly queue: Uint8Array[] = [];
   private ended = false;
+  private failure: Error | undefined;
   private chunkIndex = 0;
   private wakeReader: (() => void) | undefined;
   private wakeWriter: (() => void) | undefined;
@@ -99,11 +112,17 @@ class MemoryPipe {
     this.wake();
   }
 
+  fail(error: Error): void {
+    this.failure = error;
+    this.wake();
+  }
+
   reader(): AsyncIterator<Uint8Array> {
     return {
       next: async () => {
         for (;;) {
           if (this.readerStopped) return { done: true, value: undefined };
+          if (this.failure) throw this.failure;
           const chunk = this.queue.shift();
           if (chunk !== undefined) {
             const wakeWriter = this.wakeWriter;

@@ -1,0 +1,83 @@
+import { Option, type Command } from 'commander';
+import { createIdentityFile, loadIdentityFile } from '../noise/identity.js';
+
+/** What `execrelay keygen` was asked to do. */
+export interface KeygenRequest {
+  /** Create a new key file here. */
+  out?: string;
+  /** Print the public identity of this existing key file. */
+  show?: string;
+}
+
+/** Where `runKeygen` writes: stdout gets only the public identity, stderr gets errors. */
+export interface KeygenOutput {
+  writeOut(text: string): void;
+  writeErr(text: string): void;
+}
+
+/**
+ * Runs `execrelay keygen`: with `out`, creates a new Ed25519 key file (mode 0600, never overwrites,
+ * the parent directory must exist); with `show`, loads an existing one. Either way prints only the
+ * public identity and a newline. Returns the exit code (0, or 1 after writing the error to stderr).
+ */
+export async function runKeygen(request: KeygenRequest, output: KeygenOutput): Promise<number> {
+  try {
+    const identity =
+      request.show !== undefined
+        ? await loadIdentityFile(request.show)
+        : request.out !== undefined
+          ? await createIdentityFile(request.out)
+          : undefined;
+    if (identity === undefined) {
+      output.writeErr('execrelay keygen: --out FILE is required (or set EXECRELAY_KEY_OUT), or --show FILE\n');
+      return 1;
+    }
+    output.writeOut(`${identity.publicIdentity}\n`);
+    return 0;
+  } catch (error) {
+    output.writeErr(`execrelay keygen: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+/**
+ * Adds `execrelay keygen --out FILE` / `execrelay keygen --show FILE` to `program`. Output goes
+ * through the command's commander output configuration (stdout/stderr by default), and a failure sets
+ * `process.exitCode = 1`. The action is async: parse with `parseAsync`.
+ */
+export function registerKeygenCommand(program: Command): Command {
+  const keygen = program
+    .command('keygen')
+    .description('create an Ed25519 identity key file and print its public identity')
+    .addOption(
+      new Option('--out <file>', 'create a new key file here (mode 0600; an existing file is never overwritten; the directory must exist)').env(
+        'EXECRELAY_KEY_OUT',
+      ),
+    )
+    .addOption(new Option('--show <file>', 'print the public identity of an existing key file instead of creating one'))
+    .addHelpText(
+      'after',
+      `
+Prints only the public identity (a libp2p peer id, 12D3KooW...) on stdout. Give the agent's identity to
+clients (their known environments file: "ENVIRONMENT_ID PUBLIC_IDENTITY" per line) and a client's
+identity to the agent (its authorized clients file: one identity per line). Errors go to stderr, exit 1.
+
+The key file is JSON: {"type":"execrelay-identity","version":1,"keyType":"Ed25519",
+"publicIdentity":"12D3KooW...","privateKey":"<base64 libp2p private key protobuf>"}. Keep it private:
+a key file readable by group or others is refused when loaded.`,
+    )
+    .action(async (options: KeygenRequest, command: Command) => {
+      const outFromCommandLine = options.out !== undefined && command.getOptionValueSource('out') === 'cli';
+      if (options.show !== undefined && outFromCommandLine) {
+        command.error('execrelay keygen: use either --out or --show, not both');
+      }
+      const request: KeygenRequest = options.show !== undefined ? { show: options.show } : { ...(options.out === undefined ? {} : { out: options.out }) };
+      const configured = command.configureOutput();
+      const exitCode = await runKeygen(request, {
+        writeOut: (text) => (configured.writeOut ? configured.writeOut(text) : process.stdout.write(text)),
+        writeErr: (text) => (configured.writeErr ? configured.writeErr(text) : process.stderr.write(text)),
+      });
+      if (exitCode !== 0) process.exitCode = exitCode;
+    });
+  return keygen;
+}
