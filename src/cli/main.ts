@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { registerAgentCommand } from './agent-command.js';
 import { registerExecCommand } from './exec-command.js';
+import { registerKeygenCommand } from './keygen-command.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -15,5 +16,6 @@ const program = new Command()
 
 registerAgentCommand(program);
 registerExecCommand(program);
+registerKeygenCommand(program);
 
 await program.parseAsync(process.argv);
