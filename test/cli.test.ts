@@ -39,7 +39,7 @@ describe('execrelay CLI', () => {
   });
 
   it('exec passes --cwd and --env, and the agent environment by default', async () => {
-    const result = await runCli(['exec', '--url', agent.firstLine, '--cwd', '/tmp', '-e', 'GREETING=hello there', '--', 'sh', '-c', 'pwd; echo "$GREETING"; test -n "$PATH" && echo has-path']);
+    const result = await runCli(['exec', '--url', agent.firstLine, '--cwd', '/tmp', '--set-env', 'GREETING=hello there', '--', 'sh', '-c', 'pwd; echo "$GREETING"; test -n "$PATH" && echo has-path']);
     expect(result.stdout).toBe('/tmp\nhello there\nhas-path\n');
     const clean = await runCli(['exec', '--url', agent.firstLine, '--clean-env', '--', '/bin/sh', '-c', 'echo "[$HOME]"']);
     expect(clean.stdout).toBe('[]\n');
@@ -53,7 +53,7 @@ describe('execrelay CLI', () => {
   it('exec explains a missing URL, an unreachable agent and a failed start', async () => {
     const missing = await runCli(['exec', '--', 'true'], { env: { EXECRELAY_URL: '' } });
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/--url is required/);
+    expect(missing.stderr).toMatch(/give --relay URL --env ID --agent-key KEY \(or --url URL/);
     const unreachable = await runCli(['exec', '--url', 'ws://127.0.0.1:1', '--', 'true']);
     expect(unreachable.code).toBe(255);
     expect(unreachable.stderr).toMatch(/cannot connect to ws:\/\/127\.0\.0\.1:1/);

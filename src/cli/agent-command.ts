@@ -3,9 +3,21 @@ import { createLogger } from '../logging/logger.js';
 import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
 import { DEFAULT_AGENT_CONFIG } from '../../executor-agent/agent-config.js';
 import { positiveInteger } from './option-parsers.js';
+import { resolveToken } from '../auth/bearer-tokens.js';
+import { loadAuthorizedClients, loadIdentityFile } from '../noise/identity.js';
+import { validateEnvironmentId } from '../relay-control/relay-endpoints.js';
+import { RelayRegistration } from '../../executor-agent/relay-registration.js';
+import type { Logger } from '../logging/logger.js';
 
 interface AgentCommandOptions {
   listen: string;
+  relay?: string;
+  environmentId?: string;
+  key?: string;
+  tokenFile?: string;
+  token?: string;
+  authorizedClients?: string;
+  allowInsecureKeyPermissions: boolean;
   maxMessageBytes: number;
   retainedOutputBytes: number;
   sessionRetentionMs: number;
@@ -46,6 +58,13 @@ export function registerAgentCommand(program: Command): void {
         .argParser(positiveInteger(600_000))
         .default(DEFAULT_AGENT_CONFIG.terminateGraceMs),
     )
+    .addOption(new Option('--relay <url>', 'dial out to this relay (ws:// or wss://) and register an environment instead of listening').env('EXECRELAY_RELAY'))
+    .addOption(new Option('--environment-id <id>', 'environment to register with the relay').env('EXECRELAY_ENVIRONMENT_ID'))
+    .addOption(new Option('--key <file>', 'this agent\'s identity key (from `execrelay keygen`); clients pin its public identity').env('EXECRELAY_KEY'))
+    .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
+    .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
+    .addOption(new Option('--authorized-clients <file>', 'only clients whose public identity is listed (one per line) may open channels').env('EXECRELAY_AUTHORIZED_CLIENTS'))
+    .addOption(new Option('--allow-insecure-key-permissions', 'accept a key file readable by group or others').default(false))
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
     .action(async (options: AgentCommandOptions) => {
       const logger = createLogger('execrelay-agent');
@@ -67,6 +86,10 @@ export function registerAgentCommand(program: Command): void {
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
+      if (options.relay) {
+        await runRemoteAgent(agent, options, logger);
+        return;
+      }
       if (options.listen === 'stdio') {
         logger.info('agent serving on stdio');
         await agent.serveStdio();
@@ -77,4 +100,28 @@ export function registerAgentCommand(program: Command): void {
       process.stdout.write(`${listener.url}\n`);
       logger.info({ url: listener.url }, 'agent listening');
     });
+}
+
+/** `agent --relay`: dial out, register, serve every stream; prints the public identity on stdout. */
+async function runRemoteAgent(agent: ExecutorAgent, options: AgentCommandOptions, logger: Logger): Promise<void> {
+  if (!options.environmentId) throw new Error('execrelay agent --relay needs --environment-id ID');
+  const invalid = validateEnvironmentId(options.environmentId);
+  if (invalid) throw new Error(`--environment-id: ${invalid}`);
+  if (!options.key) throw new Error('execrelay agent --relay needs --key FILE (create one with: execrelay keygen --out FILE)');
+  const identity = await loadIdentityFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
+  const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay');
+  const authorizedClients = options.authorizedClients ? await loadAuthorizedClients(options.authorizedClients) : undefined;
+  const registration = new RelayRegistration(agent, {
+    relayUrl: options.relay!,
+    environmentId: options.environmentId,
+    token,
+    identity,
+    ...(authorizedClients ? { authorizedClients } : {}),
+    logger,
+  });
+  process.once('SIGTERM', () => registration.stop());
+  process.once('SIGINT', () => registration.stop());
+  await registration.start();
+  process.stdout.write(`${identity.publicIdentity}\n`);
+  logger.info({ environmentId: options.environmentId, publicIdentity: identity.publicIdentity, authorizedClients: authorizedClients?.size ?? 'any' }, 'agent registered with relay');
 }

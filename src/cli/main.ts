@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { registerAgentCommand } from './agent-command.js';
 import { registerExecCommand } from './exec-command.js';
 import { registerKeygenCommand } from './keygen-command.js';
+import { registerRelayCommand } from './relay-command.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -17,5 +18,12 @@ const program = new Command()
 registerAgentCommand(program);
 registerExecCommand(program);
 registerKeygenCommand(program);
+registerRelayCommand(program);
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // Expected failures (bad flags, unreadable files, refused connections) are one clear line, no stack.
+  process.stderr.write(`execrelay: ${(error as Error).message}\n`);
+  process.exitCode = 1;
+}

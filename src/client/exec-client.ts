@@ -23,6 +23,7 @@ import { parseOrThrow } from '../protocol/validation.js';
 import { ErrorCode } from '../protocol/error-codes.js';
 import type { MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
+import { openRelayChannel, type RelayTarget } from './relay-channel.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent } from './process-tracker.js';
 import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
 
@@ -109,8 +110,13 @@ export class ExecClient {
     });
   }
 
-  /** Connects to an agent's (or a codex exec-server's) WebSocket URL and initializes a session. */
-  static async connect(url: string, options: ExecClientOptions = {}): Promise<ExecClient> {
+  /**
+   * Connects and initializes a session: to an agent's (or a codex exec-server's) WebSocket URL, or
+   * through a relay to an environment, end-to-end encrypted with the agent's identity pinned.
+   */
+  static async connect(target: string | RelayTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
+    if (typeof target !== 'string') return ExecClient.overTransport(await openRelayChannel(target), options);
+    const url = target;
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const socket = new WebSocket(url, { maxPayload: maxMessageBytes + 1024 * 1024, perMessageDeflate: false, handshakeTimeout: timeoutMs });

@@ -1,0 +1,50 @@
+/** Every limit the relay enforces, each with its default (the codex relay's reference values or tighter). */
+export interface RelayLimits {
+  /** Largest WebSocket message (one relay frame). */
+  maxFrameBytes: number;
+  /** Streams routed to one environment at once. */
+  maxStreamsPerExecutor: number;
+  /** Streams one client socket may hold. */
+  maxStreamsPerClient: number;
+  /** Streams opened but not yet accepted by the executor, per environment. */
+  maxPendingOpensPerExecutor: number;
+  /** An executor link whose agent refused this many handshakes is closed. */
+  maxFailedHandshakesPerLink: number;
+  /** Stream ids remembered after they end, and refused if opened again. */
+  retiredStreamIds: number;
+  /** A stream the executor has not accepted within this is reset (`handshake_timeout`). */
+  handshakeTimeoutMs: number;
+  /** A stream with no frame either way for this long is reset (`idle_timeout`). */
+  idleTimeoutMs: number;
+  /** Bytes queued towards one socket before the relay stops reading the client that feeds it. */
+  maxQueuedBytesPerSocket: number;
+  /** How long an environment's streams wait for its executor to reconnect before `executor_unavailable`. */
+  executorGraceMs: number;
+  /** How long a client's streams wait for the client to reconnect and resume them. */
+  clientGraceMs: number;
+  /** WebSocket ping interval; a socket with no pong within `pongTimeoutMs` is dropped. */
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  /** Executors registered at once. */
+  maxExecutors: number;
+  /** Client sockets at once. */
+  maxClients: number;
+}
+
+export const DEFAULT_RELAY_LIMITS: RelayLimits = {
+  maxFrameBytes: 256 * 1024,
+  maxStreamsPerExecutor: 128,
+  maxStreamsPerClient: 64,
+  maxPendingOpensPerExecutor: 32,
+  maxFailedHandshakesPerLink: 8,
+  retiredStreamIds: 1024,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 10 * 60_000,
+  maxQueuedBytesPerSocket: 8 * 1024 * 1024,
+  executorGraceMs: 30_000,
+  clientGraceMs: 30_000,
+  pingIntervalMs: 30_000,
+  pongTimeoutMs: 60_000,
+  maxExecutors: 10_000,
+  maxClients: 10_000,
+};

@@ -1,0 +1,34 @@
+import type { ResetReasonValue } from '../src/relay-control/relay-endpoints.js';
+
+/** Direction of a routed frame. */
+export type FrameDirection = 'client_to_executor' | 'executor_to_client';
+
+/**
+ * What the relay reports about itself (metrics and logs hook onto this). Every value is from a
+ * fixed set: no ids, tokens or addresses.
+ */
+export interface RelayEvents {
+  frameRouted(direction: FrameDirection, bytes: number): void;
+  frameDropped(reason: 'no_route' | 'endpoint_detached' | 'backpressure' | 'invalid'): void;
+  streamOpened(): void;
+  streamAccepted(handshakeMs: number): void;
+  streamEnded(result: 'closed' | 'reset'): void;
+  reset(reason: ResetReasonValue): void;
+  registration(result: 'registered' | 'replaced' | 'rejected'): void;
+  authFailure(endpoint: 'executor' | 'client'): void;
+  socketPaused(): void;
+  heartbeatMissed(): void;
+}
+
+export const NO_RELAY_EVENTS: RelayEvents = {
+  frameRouted() {},
+  frameDropped() {},
+  streamOpened() {},
+  streamAccepted() {},
+  streamEnded() {},
+  reset() {},
+  registration() {},
+  authFailure() {},
+  socketPaused() {},
+  heartbeatMissed() {},
+};

@@ -1,0 +1,207 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import WebSocket, { WebSocketServer } from 'ws';
+import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
+import {
+  CLIENT_CONNECT_PATTERN,
+  EXECUTOR_CONNECT_PATH,
+  validateEnvironmentId,
+  type RestartingMessage,
+} from '../src/relay-control/relay-endpoints.js';
+import type { Logger } from '../src/logging/logger.js';
+import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './relay-config.js';
+import { NO_RELAY_EVENTS, type RelayEvents } from './relay-events.js';
+import { ClientLink, StreamRouter, type ExecutorLink } from './stream-router.js';
+
+export interface RelayServerOptions {
+  tokens: BearerTokenVerifier;
+  logger: Logger;
+  limits?: Partial<RelayLimits>;
+  events?: RelayEvents;
+  /** PEM certificate and key: serve wss:// instead of ws://. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Extra HTTP routes (e.g. `/metrics`), answered before the built-in ones. */
+  httpRoutes?: Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>>;
+}
+
+/**
+ * The rendezvous relay: executors register an environment over `/v1/executors/connect`, clients
+ * reach it over `/v1/environments/{id}/connect`, and relay frames are routed between them by
+ * stream id. Endpoints authenticate with bearer tokens; stream content is end-to-end encrypted
+ * and never read here.
+ */
+export class RelayServer {
+  readonly limits: RelayLimits;
+  readonly router: StreamRouter;
+  private readonly server: http.Server | https.Server;
+  private readonly wss: WebSocketServer;
+  private readonly events: RelayEvents;
+  private readonly logger: Logger;
+  private readonly pingTimer: NodeJS.Timeout;
+  private readonly lastPong = new WeakMap<WebSocket, number>();
+  private clients = 0;
+  private ready = false;
+
+  constructor(private readonly options: RelayServerOptions) {
+    this.limits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
+    this.events = options.events ?? NO_RELAY_EVENTS;
+    this.logger = options.logger;
+    this.router = new StreamRouter(this.limits, this.events, this.logger);
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handleHttp(req, res);
+    this.server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 10_000;
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.limits.maxFrameBytes * 2, perMessageDeflate: false });
+    this.server.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
+    this.server.on('clientError', (_error, socket) => socket.destroy());
+    this.pingTimer = setInterval(() => this.pingAll(), this.limits.pingIntervalMs);
+    this.pingTimer.unref();
+  }
+
+  /** Listens on HOST:PORT (port 0 allowed) and resolves with the relay's base URL. */
+  async listen(host: string, port: number): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.ready = true;
+    const address = this.server.address() as AddressInfo;
+    const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `${this.options.tls ? 'wss' : 'ws'}://${shownHost}:${address.port}`;
+  }
+
+  /**
+   * Stops the relay. Graceful: every endpoint is told `restarting` (so it reconnects at once) and
+   * streams stay resumable on the next relay; otherwise sockets are dropped.
+   */
+  async close(options: { graceful?: boolean } = {}): Promise<void> {
+    this.ready = false;
+    clearInterval(this.pingTimer);
+    this.router.stop();
+    const notice: RestartingMessage = { type: 'restarting' };
+    for (const socket of this.wss.clients) {
+      if (options.graceful && socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify(notice));
+        socket.close(1012, 'relay restarting');
+      } else {
+        socket.terminate();
+      }
+    }
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://relay').pathname;
+    const extra = this.options.httpRoutes?.[path];
+    try {
+      if (extra && req.method === 'GET') return await extra(req, res);
+      if (path === '/livez' && req.method === 'GET') return text(res, 200, 'ok\n');
+      if (path === '/readyz' && req.method === 'GET') return text(res, this.ready ? 200 : 503, this.ready ? 'ready\n' : 'not ready\n');
+      if (path === EXECUTOR_CONNECT_PATH || CLIENT_CONNECT_PATTERN.test(path)) return text(res, 426, 'websocket upgrade required\n');
+      text(res, 404, 'not found\n');
+    } catch (error) {
+      this.logger.error({ err: (error as Error).message }, 'http handler failed');
+      if (!res.headersSent) text(res, 500, 'internal error\n');
+    }
+  }
+
+  private handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'http://relay');
+    const refuse = (status: number, reason: string) => {
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\nX-Execrelay-Reason: ${reason}\r\n\r\n${reason}\n`);
+    };
+    if (url.pathname === EXECUTOR_CONNECT_PATH) {
+      if (!this.options.tokens.verifyHeader(req.headers.authorization)) {
+        this.events.authFailure('executor');
+        this.events.registration('rejected');
+        return refuse(401, 'unauthorized');
+      }
+      const environmentId = url.searchParams.get('environmentId') ?? '';
+      const invalid = validateEnvironmentId(environmentId);
+      if (invalid) {
+        this.events.registration('rejected');
+        return refuse(400, 'invalid_environment_id');
+      }
+      if (this.router.executorCount >= this.limits.maxExecutors && !this.router.hasLiveExecutor(environmentId)) {
+        this.events.registration('rejected');
+        return refuse(503, 'too_many_executors');
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptExecutor(ws, environmentId));
+      return;
+    }
+    const match = CLIENT_CONNECT_PATTERN.exec(url.pathname);
+    if (match) {
+      if (!this.options.tokens.verifyHeader(req.headers.authorization)) {
+        this.events.authFailure('client');
+        return refuse(401, 'unauthorized');
+      }
+      let environmentId: string;
+      try {
+        environmentId = decodeURIComponent(match[1]!);
+      } catch {
+        return refuse(400, 'invalid_environment_id');
+      }
+      if (validateEnvironmentId(environmentId)) return refuse(400, 'invalid_environment_id');
+      if (!this.router.hasLiveExecutor(environmentId)) return refuse(404, 'executor_unavailable');
+      if (this.clients >= this.limits.maxClients) return refuse(503, 'too_many_clients');
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
+      return;
+    }
+    refuse(404, 'not_found');
+  }
+
+  private acceptExecutor(socket: WebSocket, environmentId: string): void {
+    this.watchLiveness(socket);
+    const link: ExecutorLink = this.router.registerExecutor(socket, environmentId);
+    this.logger.info('executor registered');
+    socket.on('message', (data, isBinary) => {
+      if (isBinary) this.router.fromExecutor(link, data as Buffer);
+    });
+    socket.on('close', () => {
+      this.router.executorClosed(link);
+      this.logger.info('executor disconnected');
+    });
+    socket.on('error', () => undefined);
+  }
+
+  private acceptClient(socket: WebSocket, environmentId: string): void {
+    this.watchLiveness(socket);
+    this.clients += 1;
+    const client = new ClientLink(socket, environmentId);
+    socket.on('message', (data, isBinary) => {
+      if (isBinary) this.router.fromClient(client, data as Buffer);
+    });
+    socket.on('close', () => {
+      this.clients -= 1;
+      this.router.clientClosed(client);
+    });
+    socket.on('error', () => undefined);
+  }
+
+  private watchLiveness(socket: WebSocket): void {
+    this.lastPong.set(socket, Date.now());
+    socket.on('pong', () => this.lastPong.set(socket, Date.now()));
+  }
+
+  private pingAll(): void {
+    const now = Date.now();
+    for (const socket of this.wss.clients) {
+      if (now - (this.lastPong.get(socket) ?? now) > this.limits.pongTimeoutMs) {
+        this.events.heartbeatMissed();
+        socket.terminate();
+        continue;
+      }
+      if (socket.readyState === WebSocket.OPEN) socket.ping();
+    }
+  }
+}
+
+function text(res: http.ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8' });
+  res.end(body);
+}

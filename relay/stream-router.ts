@@ -1,0 +1,323 @@
+import WebSocket from 'ws';
+import { encodeRelayFrame, peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
+import { NO_ACK } from '../src/relay-frame/limits.js';
+import { ResetReason, type RegisteredMessage, type ResetReasonValue } from '../src/relay-control/relay-endpoints.js';
+import type { Logger } from '../src/logging/logger.js';
+import type { RelayLimits } from './relay-config.js';
+import type { RelayEvents } from './relay-events.js';
+import { RetiredStreamIds } from './retired-stream-ids.js';
+
+/** The relay's side of one executor WebSocket. */
+export class ExecutorLink {
+  failedHandshakes = 0;
+  constructor(
+    readonly socket: WebSocket,
+    readonly environment: Environment,
+  ) {}
+}
+
+/** The relay's side of one client WebSocket. */
+export class ClientLink {
+  readonly streams = new Set<string>();
+  constructor(
+    readonly socket: WebSocket,
+    readonly environmentId: string,
+  ) {}
+}
+
+/** One routed stream: which client socket and which environment it joins. */
+interface Route {
+  readonly streamId: string;
+  readonly environment: Environment;
+  client: ClientLink | null;
+  accepted: boolean;
+  openedAt: number;
+  lastFrameAt: number;
+  clientGoneAt: number;
+}
+
+/** An environment id, the executor link serving it (null while it reconnects) and its streams. */
+export class Environment {
+  link: ExecutorLink | null = null;
+  readonly routes = new Map<string, Route>();
+  pendingOpens = 0;
+  linkLostAt = 0;
+  constructor(readonly id: string) {}
+}
+
+/**
+ * Routes relay frames by stream id between client sockets and executor sockets, reading nothing
+ * but each frame's header. Enforces the per-executor, per-client and pending-open limits, the
+ * handshake and idle timeouts, and the reconnect grace periods; every refusal is a `reset` frame
+ * with a reason from the fixed set.
+ */
+export class StreamRouter {
+  private readonly environments = new Map<string, Environment>();
+  private readonly retired: RetiredStreamIds;
+  private readonly sweepTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly limits: RelayLimits,
+    private readonly events: RelayEvents,
+    private readonly logger: Logger,
+  ) {
+    this.retired = new RetiredStreamIds(limits.retiredStreamIds);
+    const sweepEvery = Math.max(50, Math.min(1000, limits.handshakeTimeoutMs / 4, limits.idleTimeoutMs / 4));
+    this.sweepTimer = setInterval(() => this.sweep(Date.now()), sweepEvery);
+    this.sweepTimer.unref();
+  }
+
+  get executorCount(): number {
+    let count = 0;
+    for (const env of this.environments.values()) if (env.link) count++;
+    return count;
+  }
+
+  get streamCount(): number {
+    let count = 0;
+    for (const env of this.environments.values()) count += env.routes.size;
+    return count;
+  }
+
+  hasLiveExecutor(environmentId: string): boolean {
+    return Boolean(this.environments.get(environmentId)?.link);
+  }
+
+  /** A newly authenticated executor socket takes over its environment (replacing an older link). */
+  registerExecutor(socket: WebSocket, environmentId: string): ExecutorLink {
+    let environment = this.environments.get(environmentId);
+    if (!environment) {
+      environment = new Environment(environmentId);
+      this.environments.set(environmentId, environment);
+    }
+    const previous = environment.link;
+    const link = new ExecutorLink(socket, environment);
+    environment.link = link;
+    environment.linkLostAt = 0;
+    if (previous) {
+      this.events.registration('replaced');
+      previous.socket.close(4001, 'replaced by a newer registration');
+    } else {
+      this.events.registration('registered');
+    }
+    const registered: RegisteredMessage = { type: 'registered', environmentId, resumableStreams: environment.routes.size };
+    socket.send(JSON.stringify(registered));
+    return link;
+  }
+
+  executorClosed(link: ExecutorLink): void {
+    const environment = link.environment;
+    if (environment.link !== link) return; // already replaced
+    environment.link = null;
+    environment.linkLostAt = Date.now();
+  }
+
+  clientClosed(client: ClientLink): void {
+    const now = Date.now();
+    for (const streamId of client.streams) {
+      const route = this.environments.get(client.environmentId)?.routes.get(streamId);
+      if (route && route.client === client) {
+        route.client = null;
+        route.clientGoneAt = now;
+      }
+    }
+    client.streams.clear();
+  }
+
+  /** A binary message from a client socket. */
+  fromClient(client: ClientLink, data: Buffer): void {
+    const header = this.readHeader(data, client.socket);
+    if (!header) return;
+    const environment = this.environments.get(client.environmentId);
+    const route = environment?.routes.get(header.streamId);
+    if (!route && (header.type === 'open' || header.type === 'resume')) {
+      // `resume` for a stream this relay does not know: the client outlived a relay restart and
+      // continues its stream through this instance.
+      this.openStream(client, header.streamId, environment, data, header.type === 'resume');
+      return;
+    }
+    if (!route || !environment) {
+      // Dropped, not reset: after a relay restart the endpoints resume their streams here.
+      this.events.frameDropped('no_route');
+      return;
+    }
+    if (route.client !== client) {
+      // A reconnected client claims its stream with `resume`; anything else from a stranger is refused.
+      const claim = header.type === 'resume' || header.type === 'open';
+      if (!claim || (route.client !== null && route.client.socket.readyState === WebSocket.OPEN)) {
+        if (header.type !== 'reset') this.resetTo(client.socket, header.streamId, ResetReason.StreamIdInUse);
+        this.events.frameDropped('no_route');
+        return;
+      }
+      if (client.streams.size >= this.limits.maxStreamsPerClient) {
+        this.resetTo(client.socket, header.streamId, ResetReason.TooManyStreams);
+        return;
+      }
+      route.client?.streams.delete(route.streamId);
+      route.client = client;
+      route.clientGoneAt = 0;
+      client.streams.add(route.streamId);
+    }
+    route.lastFrameAt = Date.now();
+    if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
+    else this.events.frameDropped('endpoint_detached');
+    if (header.type === 'reset' || header.type === 'close') this.endRoute(route, header.type === 'reset' ? 'reset' : 'closed');
+  }
+
+  /** A binary message from an executor socket. */
+  fromExecutor(link: ExecutorLink, data: Buffer): void {
+    const header = this.readHeader(data, link.socket);
+    if (!header) return;
+    const environment = link.environment;
+    if (environment.link !== link) return; // a replaced link's last words
+    const route = environment.routes.get(header.streamId);
+    if (!route) {
+      this.events.frameDropped('no_route');
+      return;
+    }
+    route.lastFrameAt = Date.now();
+    if (header.type === 'open' && !route.accepted) {
+      // The agent accepts a stream (its Noise handshake completed) by answering `open`.
+      route.accepted = true;
+      environment.pendingOpens -= 1;
+      link.failedHandshakes = 0;
+      this.events.streamAccepted(Date.now() - route.openedAt);
+    }
+    if (header.type === 'reset' && !route.accepted) {
+      link.failedHandshakes += 1;
+      if (link.failedHandshakes >= this.limits.maxFailedHandshakesPerLink) {
+        this.logger.warn({ failedHandshakes: link.failedHandshakes }, 'closing executor link after repeated failed handshakes');
+        link.socket.close(4002, 'too many failed handshakes');
+      }
+    }
+    if (route.client) this.forward(route.client.socket, data, 'executor_to_client', null);
+    else this.events.frameDropped('endpoint_detached');
+    if (header.type === 'reset' || header.type === 'close') this.endRoute(route, header.type === 'reset' ? 'reset' : 'closed');
+  }
+
+  /** Graceful shutdown: every stream is reset so endpoints know at once. */
+  shutdown(): void {
+    clearInterval(this.sweepTimer);
+    for (const environment of this.environments.values()) {
+      for (const route of [...environment.routes.values()]) this.resetRoute(route, ResetReason.RelayShutdown, false);
+    }
+  }
+
+  /** Stops timers without touching streams (the relay is going away and endpoints will resume elsewhere). */
+  stop(): void {
+    clearInterval(this.sweepTimer);
+  }
+
+  private openStream(client: ClientLink, streamId: string, environment: Environment | undefined, data: Buffer, resumed: boolean): void {
+    const refuse = (reason: ResetReasonValue) => {
+      this.resetTo(client.socket, streamId, reason);
+    };
+    if (!environment?.link) return refuse(ResetReason.ExecutorUnavailable);
+    if (this.retired.has(streamId)) return refuse(ResetReason.StreamIdRetired);
+    if (this.streamInUseElsewhere(streamId)) return refuse(ResetReason.StreamIdInUse);
+    if (client.streams.size >= this.limits.maxStreamsPerClient) return refuse(ResetReason.TooManyStreams);
+    if (environment.routes.size >= this.limits.maxStreamsPerExecutor) return refuse(ResetReason.TooManyStreams);
+    if (!resumed && environment.pendingOpens >= this.limits.maxPendingOpensPerExecutor) return refuse(ResetReason.TooManyPendingOpens);
+    const now = Date.now();
+    const route: Route = { streamId, environment, client, accepted: resumed, openedAt: now, lastFrameAt: now, clientGoneAt: 0 };
+    environment.routes.set(streamId, route);
+    if (!resumed) environment.pendingOpens += 1;
+    client.streams.add(streamId);
+    this.events.streamOpened();
+    this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
+  }
+
+  private streamInUseElsewhere(streamId: string): boolean {
+    for (const environment of this.environments.values()) if (environment.routes.has(streamId)) return true;
+    return false;
+  }
+
+  private readHeader(data: Buffer, from: WebSocket): RelayFrameHeader | null {
+    const peeked = peekHeader(data);
+    if (peeked.ok) return peeked.header;
+    this.events.frameDropped('invalid');
+    if (peeked.error.code === 'frame-too-large' && data.length >= 18) {
+      // The header is still readable: refuse that stream only, keep the socket.
+      const header = peekHeader(data.subarray(0, 18));
+      if (header.ok) {
+        this.events.reset(ResetReason.FrameTooLarge);
+        from.send(resetFrame(header.header.streamId, ResetReason.FrameTooLarge));
+        return null;
+      }
+    }
+    this.logger.debug({ error: peeked.error.code }, 'invalid relay frame; closing socket');
+    from.close(1002, `invalid relay frame: ${peeked.error.code}`);
+    return null;
+  }
+
+  private forward(target: WebSocket, data: Buffer, direction: 'client_to_executor' | 'executor_to_client', source: WebSocket | null): void {
+    if (target.readyState !== WebSocket.OPEN) {
+      this.events.frameDropped('endpoint_detached');
+      return;
+    }
+    target.send(data, { binary: true });
+    this.events.frameRouted(direction, data.length);
+    if (target.bufferedAmount > this.limits.maxQueuedBytesPerSocket && source && !sourcePaused.has(source)) {
+      // Stop reading the client that feeds a congested socket until it drains: bounded memory,
+      // and only that client waits.
+      sourcePaused.add(source);
+      source.pause();
+      this.events.socketPaused();
+      const resume = () => {
+        sourcePaused.delete(source);
+        if (source.readyState === WebSocket.OPEN) source.resume();
+      };
+      const underlying = (target as unknown as { _socket?: NodeJS.EventEmitter })._socket;
+      if (underlying) {
+        underlying.once('drain', resume);
+        underlying.once('close', resume);
+      } else {
+        setTimeout(resume, 10);
+      }
+    }
+  }
+
+  private resetTo(socket: WebSocket, streamId: string, reason: ResetReasonValue): void {
+    this.events.reset(reason);
+    if (socket.readyState === WebSocket.OPEN) socket.send(resetFrame(streamId, reason));
+  }
+
+  /** Resets a route towards both ends (where attached) and forgets it. */
+  private resetRoute(route: Route, reason: ResetReasonValue, toExecutor = true): void {
+    if (route.client) this.resetTo(route.client.socket, route.streamId, reason);
+    const link = route.environment.link;
+    if (toExecutor && link) this.resetTo(link.socket, route.streamId, reason);
+    else if (!toExecutor && link && link.socket.readyState === WebSocket.OPEN) link.socket.send(resetFrame(route.streamId, reason));
+    this.endRoute(route, 'reset');
+  }
+
+  private endRoute(route: Route, result: 'closed' | 'reset'): void {
+    const environment = route.environment;
+    if (environment.routes.get(route.streamId) !== route) return;
+    environment.routes.delete(route.streamId);
+    if (!route.accepted) environment.pendingOpens -= 1;
+    route.client?.streams.delete(route.streamId);
+    this.retired.add(route.streamId);
+    this.events.streamEnded(result);
+    if (!environment.link && environment.routes.size === 0 && environment.linkLostAt !== 0) this.environments.delete(environment.id);
+  }
+
+  private sweep(now: number): void {
+    for (const environment of [...this.environments.values()]) {
+      const executorGone = !environment.link && environment.linkLostAt !== 0 && now - environment.linkLostAt >= this.limits.executorGraceMs;
+      for (const route of [...environment.routes.values()]) {
+        if (executorGone) this.resetRoute(route, ResetReason.ExecutorUnavailable);
+        else if (!route.accepted && now - route.openedAt >= this.limits.handshakeTimeoutMs) this.resetRoute(route, ResetReason.HandshakeTimeout);
+        else if (route.client === null && now - route.clientGoneAt >= this.limits.clientGraceMs) this.resetRoute(route, ResetReason.ClientGone);
+        else if (now - route.lastFrameAt >= this.limits.idleTimeoutMs) this.resetRoute(route, ResetReason.IdleTimeout);
+      }
+      if (executorGone) this.environments.delete(environment.id);
+    }
+  }
+}
+
+const sourcePaused = new WeakSet<WebSocket>();
+
+function resetFrame(streamId: string, reason: ResetReasonValue): Uint8Array {
+  return encodeRelayFrame({ streamId, ack: NO_ACK, ackBits: 0, body: { type: 'reset', reason } });
+}

@@ -1,0 +1,77 @@
+import { Command, Option } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { BearerTokenVerifier, parseTokens, readTokenFile } from '../auth/bearer-tokens.js';
+import { createLogger } from '../logging/logger.js';
+import { RelayServer } from '../../relay/relay-server.js';
+import { DEFAULT_RELAY_LIMITS } from '../../relay/relay-config.js';
+import { positiveInteger } from './option-parsers.js';
+
+interface RelayCommandOptions {
+  listen: string;
+  tokenFile?: string;
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  maxStreamsPerExecutor: number;
+  maxStreamsPerClient: number;
+  handshakeTimeoutMs: number;
+  idleTimeoutMs: number;
+  executorGraceMs: number;
+}
+
+/** Parses `HOST:PORT` (`[::1]:PORT` for IPv6). */
+export function parseHostPort(value: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new Error(`invalid --listen ${value}: expected HOST:PORT, e.g. 127.0.0.1:7700`);
+  return { host: (match[1] ?? match[2])!, port };
+}
+
+export function registerRelayCommand(program: Command): void {
+  program
+    .command('relay')
+    .description('run the rendezvous relay: executors register environments, clients reach them; content stays end-to-end encrypted')
+    .addOption(new Option('--listen <host:port>', 'address to serve on (port 0 picks a free port; the URL is printed on stdout)').env('EXECRELAY_RELAY_LISTEN').default('127.0.0.1:7700'))
+    .addOption(new Option('--token-file <file>', 'accepted bearer tokens, one per line (executors and clients present one)').env('EXECRELAY_TOKEN_FILE'))
+    .addOption(new Option('--token <token>', 'an accepted bearer token (prefer --token-file: arguments are visible to other users)').env('EXECRELAY_TOKEN').hideHelp())
+    .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve wss:// (or put a TLS proxy in front)').env('EXECRELAY_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('EXECRELAY_TLS_KEY'))
+    .addOption(new Option('--max-streams-per-executor <n>').env('EXECRELAY_MAX_STREAMS_PER_EXECUTOR').argParser(positiveInteger(100_000)).default(DEFAULT_RELAY_LIMITS.maxStreamsPerExecutor))
+    .addOption(new Option('--max-streams-per-client <n>').env('EXECRELAY_MAX_STREAMS_PER_CLIENT').argParser(positiveInteger(100_000)).default(DEFAULT_RELAY_LIMITS.maxStreamsPerClient))
+    .addOption(new Option('--handshake-timeout-ms <n>', 'reset a stream the executor has not accepted within this').env('EXECRELAY_HANDSHAKE_TIMEOUT_MS').argParser(positiveInteger(600_000)).default(DEFAULT_RELAY_LIMITS.handshakeTimeoutMs))
+    .addOption(new Option('--idle-timeout-ms <n>', 'reset a stream with no frames for this long').env('EXECRELAY_IDLE_TIMEOUT_MS').argParser(positiveInteger(86_400_000)).default(DEFAULT_RELAY_LIMITS.idleTimeoutMs))
+    .addOption(new Option('--executor-grace-ms <n>', 'how long streams wait for a disconnected executor to come back').env('EXECRELAY_EXECUTOR_GRACE_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.executorGraceMs))
+    .addHelpText('after', '\nEvery flag can also be set through the environment variable shown. Health: GET /livez, GET /readyz.')
+    .action(async (options: RelayCommandOptions) => {
+      const logger = createLogger('execrelay-relay');
+      const { host, port } = parseHostPort(options.listen);
+      let tokens: string[];
+      if (options.tokenFile) tokens = await readTokenFile(options.tokenFile);
+      else if (options.token) tokens = parseTokens(options.token, 'EXECRELAY_TOKEN');
+      else throw new Error('execrelay relay: give --token-file FILE (accepted bearer tokens, one per line)');
+      if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('execrelay relay: --tls-cert and --tls-key go together');
+      const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
+      const relay = new RelayServer({
+        tokens: new BearerTokenVerifier(tokens),
+        logger,
+        ...(tls ? { tls } : {}),
+        limits: {
+          maxStreamsPerExecutor: options.maxStreamsPerExecutor,
+          maxStreamsPerClient: options.maxStreamsPerClient,
+          handshakeTimeoutMs: options.handshakeTimeoutMs,
+          idleTimeoutMs: options.idleTimeoutMs,
+          executorGraceMs: options.executorGraceMs,
+        },
+      });
+      const url = await relay.listen(host, port);
+      process.stdout.write(`${url}\n`);
+      logger.info({ url }, 'relay listening');
+      const stop = (signal: string) => {
+        logger.info({ signal }, 'relay stopping; telling endpoints to reconnect');
+        void relay.close({ graceful: true }).then(() => process.exit(0));
+        setTimeout(() => process.exit(0), 3000).unref();
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+}

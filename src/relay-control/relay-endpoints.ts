@@ -1,0 +1,68 @@
+/**
+ * The relay's HTTP surface and the JSON control messages it sends as WebSocket text messages
+ * (relay frames travel as binary messages on the same sockets). Defined here and nowhere else.
+ */
+
+export const EXECUTOR_CONNECT_PATH = '/v1/executors/connect';
+/** `/v1/environments/{environmentId}/connect` */
+export const CLIENT_CONNECT_PATTERN = /^\/v1\/environments\/([^/]+)\/connect$/;
+
+export function clientConnectPath(environmentId: string): string {
+  return `/v1/environments/${encodeURIComponent(environmentId)}/connect`;
+}
+
+/** Environment ids: 1–128 of letters, digits, `.`, `_`, `-`. */
+export const ENVIRONMENT_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function validateEnvironmentId(id: string): string | null {
+  return ENVIRONMENT_ID_PATTERN.test(id) ? null : 'environment id must be 1-128 characters of letters, digits, ".", "_" or "-"';
+}
+
+/** Sent to an executor once its registration is live. */
+export interface RegisteredMessage {
+  type: 'registered';
+  environmentId: string;
+  /** Streams the relay still routes for this environment (kept through a reconnect grace period). */
+  resumableStreams: number;
+}
+
+/** Sent to every endpoint on a graceful relay shutdown: reconnect at once, streams will resume. */
+export interface RestartingMessage {
+  type: 'restarting';
+}
+
+export type RelayControlMessage = RegisteredMessage | RestartingMessage;
+
+export function parseRelayControlMessage(text: string): RelayControlMessage | null {
+  try {
+    const value = JSON.parse(text) as { type?: unknown; environmentId?: unknown; resumableStreams?: unknown };
+    if (value.type === 'registered' && typeof value.environmentId === 'string') {
+      return { type: 'registered', environmentId: value.environmentId, resumableStreams: Number(value.resumableStreams) || 0 };
+    }
+    if (value.type === 'restarting') return { type: 'restarting' };
+  } catch {
+    /* not a control message */
+  }
+  return null;
+}
+
+/**
+ * Reasons the relay (or an endpoint) gives in a `reset` frame. A fixed set: metrics label resets
+ * with these and nothing else.
+ */
+export const ResetReason = {
+  ExecutorUnavailable: 'executor_unavailable',
+  TooManyStreams: 'too_many_streams',
+  TooManyPendingOpens: 'too_many_pending_opens',
+  HandshakeTimeout: 'handshake_timeout',
+  HandshakeFailed: 'handshake_failed',
+  IdleTimeout: 'idle_timeout',
+  UnknownStream: 'unknown_stream',
+  StreamIdInUse: 'stream_id_in_use',
+  StreamIdRetired: 'stream_id_retired',
+  ExecutorReplaced: 'executor_replaced',
+  ClientGone: 'client_gone',
+  RelayShutdown: 'relay_shutdown',
+  FrameTooLarge: 'frame_too_large',
+} as const;
+export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];

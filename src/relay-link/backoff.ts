@@ -1,0 +1,28 @@
+/**
+ * Exponential reconnect backoff with full jitter: the n-th delay is uniform in
+ * [base·2ⁿ/2, base·2ⁿ], capped at `maxMs`. `reset()` after a connection that worked.
+ */
+export class Backoff {
+  private attempt = 0;
+
+  constructor(
+    private readonly initialMs: number,
+    private readonly maxMs: number,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  next(): number {
+    const ceiling = Math.min(this.maxMs, this.initialMs * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
+  }
+
+  reset(): void {
+    this.attempt = 0;
+  }
+}
+
+/** Executor reconnects: 1 s doubling to 30 s (the codex relay's reference). */
+export const EXECUTOR_BACKOFF = { initialMs: 1000, maxMs: 30_000 } as const;
+/** Client recovery: 500 ms doubling to 5 s, with jitter. */
+export const CLIENT_BACKOFF = { initialMs: 500, maxMs: 5000 } as const;

@@ -1,0 +1,60 @@
+import WebSocket from 'ws';
+import { MAX_RELAY_FRAME_BYTES } from '../relay-frame/limits.js';
+
+/** Raised when the relay answers the upgrade with an HTTP error (bad token, unknown environment…). */
+export class RelayRefusedError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+  ) {
+    super(`relay refused the connection: HTTP ${status} ${reason}${describe(reason)}`);
+    this.name = 'RelayRefusedError';
+  }
+
+  /** A refusal that will not change by retrying (bad token, bad id). */
+  get permanent(): boolean {
+    return this.status === 400 || this.status === 401 || this.status === 403;
+  }
+}
+
+function describe(reason: string): string {
+  switch (reason) {
+    case 'unauthorized':
+      return ' (the bearer token was missing or not accepted)';
+    case 'executor_unavailable':
+      return ' (no executor is registered for that environment)';
+    case 'invalid_environment_id':
+      return ' (environment ids are 1-128 letters, digits, ".", "_" or "-")';
+    default:
+      return '';
+  }
+}
+
+/** Opens a WebSocket to the relay with a bearer token; rejects with RelayRefusedError on an HTTP refusal. */
+export function connectRelaySocket(url: string, token: string, timeoutMs: number): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, {
+      headers: { Authorization: `Bearer ${token}` },
+      maxPayload: MAX_RELAY_FRAME_BYTES * 2,
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+    });
+    socket.binaryType = 'nodebuffer';
+    const fail = (error: Error) => {
+      socket.removeAllListeners('open');
+      reject(error);
+    };
+    socket.once('unexpected-response', (_req, res) => {
+      const reason = String(res.headers['x-execrelay-reason'] ?? res.statusMessage ?? 'refused');
+      res.resume();
+      socket.terminate();
+      fail(new RelayRefusedError(res.statusCode ?? 0, reason));
+    });
+    socket.once('error', (error) => fail(new Error(`cannot connect to relay ${url}: ${error.message}`)));
+    socket.once('open', () => {
+      socket.removeAllListeners('error');
+      socket.on('error', () => undefined);
+      resolve(socket);
+    });
+  });
+}
