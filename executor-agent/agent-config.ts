@@ -1,5 +1,6 @@
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../src/jsonrpc/connection.js';
 import { DEFAULT_RETAINED_OUTPUT_BYTES } from './output-log.js';
+import type { RootSpec } from './root-confinement.js';
 import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_RETENTION_MS } from './session-registry.js';
 
 /** Everything that tunes the agent; each bound is named here with its default. */
@@ -14,12 +15,18 @@ export interface AgentConfig {
   /** Grace between SIGTERM and SIGKILL on `process/terminate`. */
   terminateGraceMs: number;
   /**
-   * Bytes of pushed notifications queued on one connection before further pushes are dropped; a
-   * client sees the seq gap and catches up with `process/read`, so nothing is lost.
+   * Bytes of pushed notifications queued on one connection before the session stops reading its
+   * processes' output (they block on their pipes until the client catches up). At twice this,
+   * pushes are dropped; a client then sees the seq gap and catches up with `process/read`.
    */
   maxQueuedPushBytes: number;
   /** Compatibility mode for tests: behave like a legacy server that omits `sandboxDenied`. */
   omitSandboxDenied: boolean;
+  /**
+   * Directories that fs paths and process cwds must resolve into (`--root PATH[:ro|:rw]`); writes
+   * need an `rw` root. Empty: the whole filesystem the agent's user can reach.
+   */
+  roots: RootSpec[];
 }
 
 export const DEFAULT_AGENT_CONFIG: AgentConfig = {
@@ -30,4 +37,5 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   terminateGraceMs: 2000,
   maxQueuedPushBytes: 8 * 1024 * 1024,
   omitSandboxDenied: false,
+  roots: [],
 };

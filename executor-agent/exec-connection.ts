@@ -70,16 +70,19 @@ export class ExecConnection implements SessionAttachment {
         break;
     }
     const cost = event.type === 'output' ? Math.ceil((event.chunk.length * 4) / 3) + 128 : 128;
-    if (this.queuedPushBytes + cost > this.config.maxQueuedPushBytes) {
-      // The client sees the seq gap and reads the retained output instead.
+    if (this.queuedPushBytes + cost > 2 * this.config.maxQueuedPushBytes) {
+      // Past the hard bound (output already in flight when reading paused): drop; the client sees
+      // the seq gap and reads the retained output instead.
       this.droppedPushes++;
       return;
     }
     this.queuedPushBytes += cost;
-    this.rpc.notify(method, params).then(
-      () => (this.queuedPushBytes -= cost),
-      () => (this.queuedPushBytes -= cost),
-    );
+    if (this.queuedPushBytes > this.config.maxQueuedPushBytes) this.session?.setOutputPaused(true);
+    const settled = () => {
+      this.queuedPushBytes -= cost;
+      if (this.queuedPushBytes * 2 <= this.config.maxQueuedPushBytes && this.session?.isOutputPaused) this.session.setOutputPaused(false);
+    };
+    this.rpc.notify(method, params).then(settled, settled);
   }
 
   private async handleRequest(method: string, params: unknown, _context: RequestContext): Promise<unknown> {

@@ -184,6 +184,22 @@ export class ManagedProcess {
     return 'accepted';
   }
 
+  /**
+   * Stops reading the child's output (it blocks once its pipe fills) until `resumeOutput`: the
+   * way backpressure from a slow client reaches the process instead of output being dropped.
+   */
+  pauseOutput(): void {
+    this.child?.stdout?.pause();
+    this.child?.stderr?.pause();
+    this.terminal?.pause();
+  }
+
+  resumeOutput(): void {
+    this.child?.stdout?.resume();
+    this.child?.stderr?.resume();
+    this.terminal?.resume();
+  }
+
   signal(name: ProcessSignalName): void {
     this.sendToGroup(SIGNALS[name]);
   }

@@ -147,6 +147,7 @@ export class RelayRegistration {
       if (restarting) this.backoff.reset();
       this.scheduleReconnect(restarting ? 'relay restarting' : `relay link closed (${code})`, restarting ? 0 : undefined);
     });
+    socket.resume();
   }
 
   private onRegistered(socket: WebSocket, durationMs: number): void {
@@ -242,7 +243,8 @@ export class RelayRegistration {
       (error: Error) => {
         this.options.onEvent?.({ type: 'handshake', result: 'failure', durationMs: Date.now() - started });
         this.options.logger.warn({ err: error.message }, 'secure channel refused');
-        stream.reset(ResetReason.HandshakeFailed);
+        // The reason reaches the client: it names what failed (never anything the client does not know).
+        stream.reset(`${ResetReason.HandshakeFailed}: ${error.message}`);
       },
     );
   }

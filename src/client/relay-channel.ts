@@ -110,6 +110,7 @@ class ClientRelayLink {
       socket.send(frame);
       return true;
     });
+    socket.resume();
     this.heartbeatTimer = setInterval(() => {
       if (socket.readyState === WebSocket.OPEN) socket.send(encodeRelayFrame({ streamId: this.streamId, ack: NO_ACK, ackBits: 0, body: HEARTBEAT_BODY }));
     }, 60_000);

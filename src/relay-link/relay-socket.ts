@@ -30,7 +30,10 @@ function describe(reason: string): string {
   }
 }
 
-/** Opens a WebSocket to the relay with a bearer token; rejects with RelayRefusedError on an HTTP refusal. */
+/**
+ * Opens a WebSocket to the relay with a bearer token; rejects with RelayRefusedError on an HTTP
+ * refusal. The socket comes back paused: attach listeners, then call `socket.resume()`.
+ */
 export function connectRelaySocket(url: string, token: string, timeoutMs: number): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, {
@@ -52,6 +55,9 @@ export function connectRelaySocket(url: string, token: string, timeoutMs: number
     });
     socket.once('error', (error) => fail(new Error(`cannot connect to relay ${url}: ${error.message}`)));
     socket.once('open', () => {
+      // Paused until the caller has attached its listeners: the relay speaks first, and a message
+      // arriving with the upgrade response would otherwise be emitted before anyone listens.
+      socket.pause();
       socket.removeAllListeners('error');
       socket.on('error', () => undefined);
       resolve(socket);

@@ -1,0 +1,71 @@
+import { RelayServer } from '../../relay/relay-server.js';
+import type { RelayLimits } from '../../relay/relay-config.js';
+import { BearerTokenVerifier } from '../../src/auth/bearer-tokens.js';
+import { generateIdentity, type Identity } from '../../src/noise/identity.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
+import type { AgentConfig } from '../../executor-agent/agent-config.js';
+import { RelayRegistration } from '../../executor-agent/relay-registration.js';
+import { ExecClient } from '../../src/client/exec-client.js';
+import type { RelayTarget } from '../../src/client/relay-channel.js';
+
+export const TEST_TOKEN = 'test-token-0123456789abcdef';
+
+export interface RelayFixture {
+  relay: RelayServer;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A real relay on a loopback port, in this process. */
+export async function startRelay(limits: Partial<RelayLimits> = {}, port = 0): Promise<RelayFixture> {
+  const relay = new RelayServer({ tokens: new BearerTokenVerifier([TEST_TOKEN]), logger: createLogger('test-relay', 'silent'), limits });
+  const url = await relay.listen('127.0.0.1', port);
+  return { relay, url, stop: () => relay.close() };
+}
+
+export interface RemoteAgentFixture {
+  agent: ExecutorAgent;
+  registration: RelayRegistration;
+  identity: Identity;
+  environmentId: string;
+  stop(): void;
+}
+
+/** A real agent registered with the relay under `environmentId`. */
+export async function startRemoteAgent(
+  relayUrl: string,
+  environmentId: string,
+  options: { config?: Partial<AgentConfig>; identity?: Identity; authorizedClients?: Set<string> } = {},
+): Promise<RemoteAgentFixture> {
+  const identity = options.identity ?? (await generateIdentity());
+  const agent = new ExecutorAgent(options.config ?? {}, createLogger('test-agent', 'silent'));
+  const registration = new RelayRegistration(agent, {
+    relayUrl,
+    environmentId,
+    token: TEST_TOKEN,
+    identity,
+    logger: createLogger('test-registration', 'silent'),
+    backoff: { initialMs: 50, maxMs: 500 },
+    ...(options.authorizedClients ? { authorizedClients: options.authorizedClients } : {}),
+  });
+  await registration.start();
+  return {
+    agent,
+    registration,
+    identity,
+    environmentId,
+    stop() {
+      registration.stop();
+      agent.shutdown();
+    },
+  };
+}
+
+export function relayTarget(relayUrl: string, remote: RemoteAgentFixture, extra: Partial<RelayTarget> = {}): RelayTarget {
+  return { relay: relayUrl, environmentId: remote.environmentId, agentKey: remote.identity.publicIdentity, token: TEST_TOKEN, ...extra };
+}
+
+export function connectThroughRelay(relayUrl: string, remote: RemoteAgentFixture, extra: Partial<RelayTarget> = {}): Promise<ExecClient> {
+  return ExecClient.connect(relayTarget(relayUrl, remote, extra));
+}
