@@ -20,8 +20,7 @@
  * - Link: `attach(sendFrame)` / `detach()`. While detached the stream keeps all state and accepts
  *   sends within its window. On re-attach it sends `resume {nextSeq}` (the initiator sends `open`
  *   instead while it has not heard from the peer), then everything unacknowledged. A peer's
- *   `resume` triggers the same retransmission. A `resume` whose nextSeq is below what this side
- *   already received means the peer lost its state: the stream is reset.
+ *   `resume` triggers the same retransmission.
  * - Close (half-close, like TCP): `closeWrite()` ends this side's direction: no new sends; once
  *   every segment is acknowledged it sends `close`, which occupies this side's next seq (like a
  *   FIN) and is retransmitted until acknowledged. A peer's `close` ends the reader (after the
@@ -410,7 +409,7 @@ export class ReliableStream {
         this.onPeerClose();
         break;
       case 'resume':
-        this.onPeerResume(body.nextSeq);
+        this.onPeerResume();
         break;
       case 'open':
         this.sendAckNow();
@@ -727,11 +726,12 @@ export class ReliableStream {
     this.maybeFinish();
   }
 
-  private onPeerResume(peerNextSeq: number): void {
-    if (peerNextSeq < this.receiveWindow.nextSeq) {
-      this.protocolViolation(`peer resumed at seq ${peerNextSeq}, below the ${this.receiveWindow.nextSeq} already received`);
-      return;
-    }
+  /**
+   * The peer re-attached or freed receive room: retransmit now. Its `nextSeq` is informational:
+   * a resume may arrive after data sent later (reordering), so it is not checked against what was
+   * received.
+   */
+  private onPeerResume(): void {
     this.rto = this.options.initialRtoMs;
     this.ackOwed = true;
     this.retransmitUnacked();
