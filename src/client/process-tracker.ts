@@ -147,7 +147,7 @@ export class ProcessTracker {
         const afterSeq = this.lastSeq;
         const result = await this.options.read(afterSeq);
         if (this.finished) return;
-        if (result.evictedThroughSeq != null && result.evictedThroughSeq > afterSeq) {
+        if (this.outputWasLost(afterSeq, result)) {
           this.fail(new OutputLostError(afterSeq));
           return;
         }
@@ -169,6 +169,19 @@ export class ProcessTracker {
     } finally {
       this.reading = false;
     }
+  }
+
+  /**
+   * Whether output after `afterSeq` is gone. Our agent says so (`evictedThroughSeq`); a codex
+   * server just starts at its oldest retained chunk, so a first chunk past `afterSeq + 1` that the
+   * one possible event in between (an `exit` not yet seen) does not explain is a loss too.
+   */
+  private outputWasLost(afterSeq: number, result: ProcessReadResult): boolean {
+    if (result.evictedThroughSeq != null) return result.evictedThroughSeq > afterSeq;
+    const first = result.chunks[0];
+    if (!first) return false;
+    const unseenExit = this.exit === null && result.exited ? 1 : 0;
+    return first.seq > afterSeq + 1 + unseenExit;
   }
 
   /** Applies a read result's chunks and terminal state; false if the consumer filled up midway. */

@@ -1,0 +1,50 @@
+import { Command, Option } from 'commander';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { BearerTokenVerifier } from '../auth/bearer-tokens.js';
+import { createIdentityFile } from '../noise/identity.js';
+import { createLogger } from '../logging/logger.js';
+import { RelayServer } from '../../relay/relay-server.js';
+import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
+import { RelayRegistration } from '../../executor-agent/relay-registration.js';
+import { parseHostPort } from './relay-command.js';
+
+/**
+ * `execrelay quickstart` (what `npm start` runs): a relay and an agent on loopback with a fresh
+ * token and agent key, and the one `execrelay exec` command that reaches the agent through the relay.
+ */
+export function registerQuickstartCommand(program: Command): void {
+  program
+    .command('quickstart')
+    .description('start a relay and an agent on loopback with generated keys, and print the exec command that reaches them')
+    .addOption(new Option('--listen <host:port>', 'relay address').env('EXECRELAY_RELAY_LISTEN').default('127.0.0.1:0'))
+    .addOption(new Option('--environment-id <id>', 'environment the agent registers').default('quickstart'))
+    .action(async (options: { listen: string; environmentId: string }) => {
+      const logger = createLogger('execrelay-quickstart');
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'execrelay-quickstart-'));
+      const tokenFile = path.join(dir, 'token');
+      const token = randomBytes(24).toString('base64url');
+      await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
+      const identity = await createIdentityFile(path.join(dir, 'agent.key'));
+      const relay = new RelayServer({ tokens: new BearerTokenVerifier([token]), logger });
+      const { host, port } = parseHostPort(options.listen);
+      const relayUrl = await relay.listen(host, port);
+      const agent = new ExecutorAgent({}, logger);
+      const registration = new RelayRegistration(agent, { relayUrl, environmentId: options.environmentId, token, identity, logger });
+      await registration.start();
+      const cli = path.relative(process.cwd(), process.argv[1] ?? 'dist/src/cli/main.js') || 'dist/src/cli/main.js';
+      process.stdout.write(
+        `node ${cli} exec --relay ${relayUrl} --env ${options.environmentId} --agent-key ${identity.publicIdentity} --token-file ${tokenFile} -- uname -a\n`,
+      );
+      logger.info({ relayUrl, stateDirectory: dir }, 'quickstart relay and agent running; press Ctrl-C to stop');
+      const stop = () => {
+        registration.stop();
+        agent.shutdown();
+        void relay.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+}
