@@ -7,8 +7,10 @@ import { StdioTransport } from '../src/transport/stdio-transport.js';
 import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_AGENT_CONFIG, type AgentConfig } from './agent-config.js';
 import { ExecConnection } from './exec-connection.js';
+import { fsHandlers } from './fs-handlers.js';
 import type { HandlerTable } from './handler-table.js';
 import { processHandlers } from './process-handlers.js';
+import { confinementFor } from './root-confinement.js';
 import { SessionRegistry } from './session-registry.js';
 
 /** Slack above the JSON-RPC cap at the WebSocket layer, so a slightly oversized message still gets a -32600 answer. */
@@ -54,7 +56,10 @@ export class ExecutorAgent {
       retentionMs: this.config.sessionRetentionMs,
       maxSessions: this.config.maxSessions,
     });
-    this.handlerTables = [processHandlers, ...extraHandlerTables];
+    this.handlerTables = [processHandlers, fsHandlers, ...extraHandlerTables];
+    // Resolves the roots now, so a missing root fails at startup, and says what is reachable.
+    const confinement = confinementFor(this.config);
+    this.logger.info({ roots: confinement.roots.map((r) => `${r.real}:${r.access}`) }, confinement.describe());
   }
 
   /** Serves the exec protocol on one transport until it closes. */

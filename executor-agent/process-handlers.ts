@@ -12,7 +12,9 @@ import {
 } from '../src/protocol/process.js';
 import { parseOrThrow } from '../src/protocol/validation.js';
 import type { HandlerContext, HandlerTable } from './handler-table.js';
+import { toFsRpcError } from './fs-errors.js';
 import { ManagedProcess } from './managed-process.js';
+import { confinementFor } from './root-confinement.js';
 
 function lookup(context: HandlerContext, processId: string): ManagedProcess {
   const proc = context.session.processes.get(processId);
@@ -23,6 +25,13 @@ function lookup(context: HandlerContext, processId: string): ManagedProcess {
 async function start(rawParams: unknown, context: HandlerContext): Promise<unknown> {
   const params = parseOrThrow(ProcessStartParams, rawParams);
   const { session, config } = context;
+  // With --root configured the working directory must resolve (symlinks followed) inside a root.
+  // Before the duplicate check, so the check and the reservation below stay in one synchronous step.
+  try {
+    params.cwd = await confinementFor(config).resolve(params.cwd, { access: 'read', follow: true });
+  } catch (error) {
+    throw toFsRpcError(error);
+  }
   if (session.processes.has(params.processId) || session.starting.has(params.processId)) {
     throw new RpcError(ErrorCode.InvalidRequest, `duplicate processId: ${params.processId}`);
   }
@@ -37,6 +46,7 @@ async function start(rawParams: unknown, context: HandlerContext): Promise<unkno
       onEvent: (event) => session.push(params.processId, event),
     });
     session.processes.set(params.processId, proc);
+    if (session.isOutputPaused) proc.pauseOutput();
   } finally {
     session.starting.delete(params.processId);
   }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { FileHandleTable } from './file-handles.js';
 import type { ManagedProcess, ProcessEvent } from './managed-process.js';
 
 /** The side of a connection a session pushes events to and aborts long-polls on. */
@@ -27,8 +28,11 @@ export class Session {
   readonly processes = new Map<string, ManagedProcess>();
   /** processIds whose start is in progress (so a concurrent duplicate start is refused). */
   readonly starting = new Set<string>();
+  /** Open `fs/open` handles; closed when the session ends. */
+  readonly fileHandles = new FileHandleTable();
   private readonly finishedOrder: string[] = [];
   private attachment: SessionAttachment | null = null;
+  private outputPaused = false;
   private expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly limits: SessionLimits = DEFAULT_SESSION_LIMITS) {}
@@ -49,8 +53,24 @@ export class Session {
   detach(attachment: SessionAttachment, retentionMs: number, onExpire: () => void): void {
     if (this.attachment !== attachment) return;
     this.attachment = null;
+    // Nobody to push to: keep reading output into the retained window instead of blocking.
+    this.setOutputPaused(false);
     this.expiryTimer = setTimeout(onExpire, retentionMs);
     this.expiryTimer.unref();
+  }
+
+  /** Pauses or resumes reading every process's output (backpressure from the attached connection). */
+  setOutputPaused(paused: boolean): void {
+    if (paused === this.outputPaused) return;
+    this.outputPaused = paused;
+    for (const proc of this.processes.values()) {
+      if (paused) proc.pauseOutput();
+      else proc.resumeOutput();
+    }
+  }
+
+  get isOutputPaused(): boolean {
+    return this.outputPaused;
   }
 
   push(processId: string, event: ProcessEvent): void {
@@ -58,12 +78,13 @@ export class Session {
     if (event.type === 'closed') this.rememberFinished(processId);
   }
 
-  /** Kills every process; the session is unusable afterwards. */
+  /** Kills every process and closes every open file handle; the session is unusable afterwards. */
   end(): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.attachment?.abortAttachment('session ended');
     this.attachment = null;
     for (const proc of this.processes.values()) proc.kill();
+    void this.fileHandles.closeAll();
   }
 
   get runningProcessCount(): number {

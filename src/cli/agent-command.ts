@@ -8,6 +8,7 @@ import { loadAuthorizedClients, loadIdentityFile } from '../noise/identity.js';
 import { validateEnvironmentId } from '../relay-control/relay-endpoints.js';
 import { RelayRegistration } from '../../executor-agent/relay-registration.js';
 import type { Logger } from '../logging/logger.js';
+import { parseRootSpec, type RootSpec } from '../../executor-agent/root-confinement.js';
 
 interface AgentCommandOptions {
   listen: string;
@@ -23,6 +24,21 @@ interface AgentCommandOptions {
   sessionRetentionMs: number;
   terminateGraceMs: number;
   legacyExitEvents: boolean;
+  root: string[];
+}
+
+/** Commander collector for the repeatable `--root`. */
+function collectRoot(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/**
+ * The configured roots. From the command line each `--root` is one PATH[:ro|:rw]; from
+ * EXECRELAY_ROOTS the value is a comma-separated list of them.
+ */
+function rootsFrom(values: string[], source: string | undefined): RootSpec[] {
+  const specs = source === 'env' ? values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '') : values;
+  return specs.map(parseRootSpec);
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -65,9 +81,19 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
     .addOption(new Option('--authorized-clients <file>', 'only clients whose public identity is listed (one per line) may open channels').env('EXECRELAY_AUTHORIZED_CLIENTS'))
     .addOption(new Option('--allow-insecure-key-permissions', 'accept a key file readable by group or others').default(false))
+    .addOption(
+      new Option(
+        '--root <PATH[:ro|:rw]>',
+        'confine fs methods and process cwd to this directory (repeatable; default rw). Without any --root the agent serves the whole filesystem its user can reach',
+      )
+        .env('EXECRELAY_ROOTS')
+        .argParser(collectRoot)
+        .default([]),
+    )
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
-    .action(async (options: AgentCommandOptions) => {
+    .action(async (options: AgentCommandOptions, command: Command) => {
       const logger = createLogger('execrelay-agent');
+      const roots = rootsFrom(options.root, command.getOptionValueSource('root'));
       const agent = new ExecutorAgent(
         {
           maxMessageBytes: options.maxMessageBytes,
@@ -75,6 +101,7 @@ export function registerAgentCommand(program: Command): void {
           sessionRetentionMs: options.sessionRetentionMs,
           terminateGraceMs: options.terminateGraceMs,
           omitSandboxDenied: options.legacyExitEvents,
+          roots,
         },
         logger,
       );

@@ -3,8 +3,10 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { registerAgentCommand } from './agent-command.js';
 import { registerExecCommand } from './exec-command.js';
+import { registerFsCommands } from './fs-commands.js';
 import { registerKeygenCommand } from './keygen-command.js';
 import { registerRelayCommand } from './relay-command.js';
+import { registerQuickstartCommand } from './quickstart-command.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -17,8 +19,10 @@ const program = new Command()
 
 registerAgentCommand(program);
 registerExecCommand(program);
+registerFsCommands(program);
 registerKeygenCommand(program);
 registerRelayCommand(program);
+registerQuickstartCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -25,6 +25,7 @@ import type { MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import { openRelayChannel, type RelayTarget } from './relay-channel.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent } from './process-tracker.js';
+import { FsClient } from './fs-client.js';
 import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
 
 export interface ExecClientOptions {
@@ -100,6 +101,7 @@ export class ExecClient {
   private readonly trackers = new Map<string, ProcessTracker>();
   private sessionIdValue = '';
   private reads = 0;
+  private fsClient: FsClient | undefined;
 
   private constructor(transport: MessageTransport, maxMessageBytes: number) {
     this.rpc = new JsonRpcConnection(transport, { maxMessageBytes });
@@ -222,6 +224,11 @@ export class ExecClient {
   async terminate(processId: string): Promise<boolean> {
     const result = parseOrThrow(ProcessTerminateResult, await this.rpc.request(Method.ProcessTerminate, { processId }), ErrorCode.Internal, 'invalid process/terminate result');
     return result.running;
+  }
+
+  /** Typed `fs/*` calls on this session (`client.fs.walk(...)`, `client.fs.readFile(...)`, ...). */
+  get fs(): FsClient {
+    return (this.fsClient ??= new FsClient(this));
   }
 
   /** Any request by method name (for methods without a typed wrapper). */

@@ -4,3 +4,4 @@ export * from './path-uri.js';
 export * from './validation.js';
 export * from './session.js';
 export * from './process.js';
+export * from './fs.js';

@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { callerId, fileUri, nonNegativeInt } from './validation.js';
+
+/**
+ * The `fs/*` method family: names, params/result schemas and limits. Defined here and nowhere
+ * else. Shapes follow the codex exec-server 0.169.0 wire (see docs/fs.md for the differences).
+ */
+export const FsMethod = {
+  ReadFile: 'fs/readFile',
+  WriteFile: 'fs/writeFile',
+  CreateDirectory: 'fs/createDirectory',
+  GetMetadata: 'fs/getMetadata',
+  ReadDirectory: 'fs/readDirectory',
+  Remove: 'fs/remove',
+  Copy: 'fs/copy',
+  Walk: 'fs/walk',
+  Open: 'fs/open',
+  ReadBlock: 'fs/readBlock',
+  Close: 'fs/close',
+} as const;
+export type FsMethodName = (typeof FsMethod)[keyof typeof FsMethod];
+
+/** Bounds on fs requests. The walk caps and the block/handle bounds are the codex exec-server's. */
+export const FS_LIMITS = {
+  /** `fs/walk` options above these are refused (-32600). */
+  maxWalkDepth: 64,
+  maxWalkDirectories: 10_000,
+  maxWalkEntries: 50_000,
+  /** A walk stops (truncated) before its JSON-encoded result would pass this many bytes. */
+  maxWalkResponseBytes: 4 * 1024 * 1024,
+  /** `fs/readBlock` `len` must be 1..this (-32600 otherwise). */
+  maxReadBlockBytes: 1024 * 1024,
+  /** Open `fs/open` handles one session may hold at once (-32600 past it). */
+  maxOpenFileHandles: 128,
+} as const;
+
+/**
+ * The codex `sandbox` member each fs request may carry. execrelay accepts it and ignores it: the
+ * agent's own confinement (`--root`) is what applies.
+ */
+const sandbox = z.unknown().optional();
+
+export const FsReadFileParams = z.object({ path: fileUri, sandbox });
+export type FsReadFileParams = z.output<typeof FsReadFileParams>;
+export const FsReadFileResult = z.object({ dataBase64: z.string() });
+export type FsReadFileResult = z.output<typeof FsReadFileResult>;
+
+/**
+ * `dataBase64` is checked by the handler, not here: as in codex, bad base64 is -32600
+ * (`fs/writeFile requires valid base64 dataBase64: ...`), not -32602.
+ */
+export const FsWriteFileParams = z.object({ path: fileUri, dataBase64: z.string(), sandbox });
+export type FsWriteFileParams = z.output<typeof FsWriteFileParams>;
+
+/** `recursive` defaults to true (codex: an omitted `recursive` behaves like `mkdir -p`). */
+export const FsCreateDirectoryParams = z.object({ path: fileUri, recursive: z.boolean().nullish(), sandbox });
+export type FsCreateDirectoryParams = z.output<typeof FsCreateDirectoryParams>;
+
+export const FsGetMetadataParams = z.object({ path: fileUri, sandbox });
+export type FsGetMetadataParams = z.output<typeof FsGetMetadataParams>;
+/** Follows a final symlink for everything but `isSymlink`. Times are ms since the epoch, 0 when unknown. */
+export const FsGetMetadataResult = z.object({
+  isDirectory: z.boolean(),
+  isFile: z.boolean(),
+  isSymlink: z.boolean(),
+  size: nonNegativeInt,
+  createdAtMs: z.number().int(),
+  modifiedAtMs: z.number().int(),
+});
+export type FsGetMetadataResult = z.output<typeof FsGetMetadataResult>;
+
+export const FsReadDirectoryParams = z.object({ path: fileUri, sandbox });
+export type FsReadDirectoryParams = z.output<typeof FsReadDirectoryParams>;
+export const FsDirectoryEntry = z.object({ fileName: z.string(), isDirectory: z.boolean(), isFile: z.boolean() });
+export type FsDirectoryEntry = z.output<typeof FsDirectoryEntry>;
+/** Entries in the order the OS lists them (as codex); symlinks are followed, dangling ones left out. */
+export const FsReadDirectoryResult = z.object({ entries: z.array(FsDirectoryEntry) });
+export type FsReadDirectoryResult = z.output<typeof FsReadDirectoryResult>;
+
+/** Both default to true (codex). A symlink is removed itself, never its target. */
+export const FsRemoveParams = z.object({
+  path: fileUri,
+  recursive: z.boolean().nullish(),
+  force: z.boolean().nullish(),
+  sandbox,
+});
+export type FsRemoveParams = z.output<typeof FsRemoveParams>;
+
+/** `recursive` is required (codex); a directory source needs `recursive: true`. */
+export const FsCopyParams = z.object({
+  sourcePath: fileUri,
+  destinationPath: fileUri,
+  recursive: z.boolean(),
+  sandbox,
+});
+export type FsCopyParams = z.output<typeof FsCopyParams>;
+
+/** Walk limits. Zero directories/entries or any value over `FS_LIMITS` is -32600 (checked by the agent). */
+export const FsWalkOptions = z.object({
+  maxDepth: nonNegativeInt,
+  maxDirectories: nonNegativeInt,
+  maxEntries: nonNegativeInt,
+  followDirectorySymlinks: z.boolean().default(false),
+});
+export type FsWalkOptions = z.output<typeof FsWalkOptions>;
+export type FsWalkOptionsInput = z.input<typeof FsWalkOptions>;
+
+export const FsWalkParams = z.object({ path: fileUri, options: FsWalkOptions, sandbox });
+export type FsWalkParams = z.output<typeof FsWalkParams>;
+
+export const FsWalkEntryKind = z.enum(['directory', 'file']);
+export type FsWalkEntryKind = z.output<typeof FsWalkEntryKind>;
+/** `path` is an absolute `file://` URI under the walked path (as codex). */
+export const FsWalkEntry = z.object({ path: z.string(), kind: FsWalkEntryKind });
+export type FsWalkEntry = z.output<typeof FsWalkEntry>;
+export const FsWalkError = z.object({ path: z.string(), message: z.string() });
+export type FsWalkError = z.output<typeof FsWalkError>;
+export const FsWalkResult = z.object({
+  entries: z.array(FsWalkEntry),
+  errors: z.array(FsWalkError),
+  truncated: z.boolean(),
+});
+export type FsWalkResult = z.output<typeof FsWalkResult>;
+
+export const FsOpenParams = z.object({ handleId: callerId, path: fileUri, sandbox });
+export type FsOpenParams = z.output<typeof FsOpenParams>;
+export const FsOpenResult = z.object({ handleId: z.string() });
+export type FsOpenResult = z.output<typeof FsOpenResult>;
+
+/** `len` out of 1..`FS_LIMITS.maxReadBlockBytes` is -32600 (checked by the agent, as codex). */
+export const FsReadBlockParams = z.object({ handleId: callerId, offset: nonNegativeInt, len: nonNegativeInt });
+export type FsReadBlockParams = z.output<typeof FsReadBlockParams>;
+/** `eof` is set when fewer than `len` bytes were read (so a read ending exactly at the end says false). */
+export const FsReadBlockResult = z.object({ chunk: z.string(), eof: z.boolean() });
+export type FsReadBlockResult = z.output<typeof FsReadBlockResult>;
+
+/** Closing an unknown (or already closed) handle succeeds. */
+export const FsCloseParams = z.object({ handleId: callerId });
+export type FsCloseParams = z.output<typeof FsCloseParams>;
+
+/** Every fs method without a payload answers `{}`. */
+export const FsEmptyResult = z.object({});
