@@ -10,6 +10,10 @@ export interface BenchFigure {
   samples: number[];
   /** `name` of the figure in the same scenario this one is compared with. */
   baseline?: string;
+  /** Which statistic the ratios compare (default the median). */
+  ratioOf?: 'median' | 'p99';
+  /** Further figures of the same scenario this one is compared with (each gets a ratio too). */
+  alsoCompare?: string[];
   /** Free-form facts worth keeping beside the figure (e.g. process/read count). */
   notes?: Record<string, number | string>;
 }
@@ -17,10 +21,13 @@ export interface BenchFigure {
 export interface SummarizedFigure extends BenchFigure {
   median: number;
   p95: number;
+  p99: number;
   min: number;
   max: number;
-  /** median / baseline median, when there is a baseline. */
+  /** median / baseline median (or p99 / p99 with `ratioOf: 'p99'`), when there is a baseline. */
   ratio?: number;
+  /** median / median of each `alsoCompare` figure that was measured. */
+  ratios?: Record<string, number>;
 }
 
 export function quantile(sorted: readonly number[], q: number): number {
@@ -32,12 +39,22 @@ export function quantile(sorted: readonly number[], q: number): number {
 export function summarize(figures: readonly BenchFigure[]): SummarizedFigure[] {
   const out: SummarizedFigure[] = figures.map((f) => {
     const sorted = [...f.samples].sort((a, b) => a - b);
-    return { ...f, median: quantile(sorted, 0.5), p95: quantile(sorted, 0.95), min: sorted[0] ?? NaN, max: sorted[sorted.length - 1] ?? NaN };
+    return { ...f, median: quantile(sorted, 0.5), p95: quantile(sorted, 0.95), p99: quantile(sorted, 0.99), min: sorted[0] ?? NaN, max: sorted[sorted.length - 1] ?? NaN };
   });
   for (const figure of out) {
-    if (!figure.baseline) continue;
-    const base = out.find((b) => b.scenario === figure.scenario && b.name === figure.baseline);
-    if (base) figure.ratio = figure.median / base.median;
+    const stat = figure.ratioOf ?? 'median';
+    const statOf = (name: string): number | undefined => {
+      const base = out.find((b) => b.scenario === figure.scenario && b.name === name);
+      return base && base.samples.length > 0 ? base[stat] : undefined;
+    };
+    if (figure.baseline) {
+      const base = statOf(figure.baseline);
+      if (base !== undefined && figure.samples.length > 0) figure.ratio = figure[stat] / base;
+    }
+    for (const other of figure.alsoCompare ?? []) {
+      const base = statOf(other);
+      if (base !== undefined && figure.samples.length > 0) (figure.ratios ??= {})[other] = figure[stat] / base;
+    }
   }
   return out;
 }
@@ -53,4 +70,33 @@ export async function timeRuns(count: number, warmup: number, fn: () => Promise<
     samples.push(Number(process.hrtime.bigint() - start) / 1e6);
   }
   return samples;
+}
+
+/** `BENCH_QUICK=1`: small sizes and few repetitions (a smoke run of every scenario in about a minute). */
+export const QUICK = process.env.BENCH_QUICK === '1' || process.env.BENCH_QUICK === 'true';
+
+/** A number from the environment, or `full` / `quick` by mode. */
+export function benchNumber(name: string, full: number, quick: number): number {
+  const raw = process.env[name];
+  if (raw !== undefined && raw !== '' && Number.isFinite(Number(raw))) return Number(raw);
+  return QUICK ? quick : full;
+}
+
+/** Median of samples (NaN when empty). */
+export function median(samples: readonly number[]): number {
+  return quantile([...samples].sort((a, b) => a - b), 0.5);
+}
+
+/** Rejects with `what` timed out after `ms` unless `promise` settles first. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A figure for a baseline that could not be measured here (tool missing, install failed): no samples, a note. */
+export function unavailable(figure: Omit<BenchFigure, 'samples' | 'notes'>, reason: string): BenchFigure {
+  return { ...figure, samples: [], notes: { unavailable: reason.slice(0, 300) } };
 }

@@ -1,57 +1,41 @@
 /**
- * Relay benchmarks (issue: rendezvous relay): one-shot `true` latency through relay+Noise against
- * the direct local agent and a plain local spawn, and output throughput through relay+Noise against
- * the direct agent and a raw WebSocket stream of the same bytes (the transport ceiling). Relay,
- * agents and the raw WebSocket sender each run in their own process; everything is on loopback.
+ * Scenarios 1 and 2 of the benchmark issue, each against what a user would pick instead, measured
+ * side by side in one run (variants interleaved in blocks so drift on a shared machine hits all):
+ *
+ * 1. One-shot `true` latency with the connection already open: execrelay through relay+Noise, the
+ *    direct local agent, the real `codex exec-server` 0.169.0 on its local WebSocket, OpenSSH through
+ *    a persistent ControlMaster connection, and a plain local `child_process.spawn` (the floor).
+ *    The count of `process/read` calls each client needed is kept beside its figure.
+ * 2. Output throughput of `head -c N /dev/zero` (512 MiB in the full run): execrelay through
+ *    relay+Noise, the direct agent, `ssh HOST head -c N /dev/zero` over the ControlMaster, and a raw
+ *    WebSocket stream of the same bytes between two processes (the transport ceiling).
+ *
+ * Relay, agents, sshd, codex and the raw WebSocket sender are separate processes; all on loopback.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
-import { ExecClient } from '../src/client/exec-client.js';
-import { timeRuns, type BenchFigure } from './bench-result.js';
-import { startCli, startProcess, type RunningProcess } from './cli-process.js';
+import type { ExecClient } from '../src/client/exec-client.js';
+import { ExecClient as Client } from '../src/client/exec-client.js';
+import { benchNumber, QUICK, timeRuns, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
+import { startProcess } from './cli-process.js';
+import { startCodexServer, type CodexServer } from './codex-server.js';
+import { execThroughput, runOneShot, startExecrelay } from './fixtures.js';
+import { startSshServer, type SshServer } from './ssh-server.js';
 
-const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 200);
-const THROUGHPUT_BYTES = Number(process.env.BENCH_THROUGHPUT_MIB ?? 128) * 1024 * 1024;
-const THROUGHPUT_RUNS = Number(process.env.BENCH_THROUGHPUT_RUNS ?? 3);
-const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+const LATENCY_RUNS = benchNumber('BENCH_LATENCY_RUNS', 200, 40);
+const THROUGHPUT_MIB = benchNumber('BENCH_THROUGHPUT_MIB', 512, 32);
+const THROUGHPUT_RUNS = benchNumber('BENCH_THROUGHPUT_RUNS', 3, 1);
+const BLOCKS = 4;
 
-export async function setUpRelayAndAgents(): Promise<{
-  relayClient: ExecClient;
-  directClient: ExecClient;
-  stop(): Promise<void>;
-}> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'execrelay-bench-'));
-  const tokenFile = path.join(dir, 'token');
-  await writeFile(tokenFile, `bench-token-${Date.now()}-0123456789\n`, { mode: 0o600 });
-  const keyFile = path.join(dir, 'agent.key');
-  const processes: RunningProcess[] = [];
-  const keygen = spawn(process.execPath, [(await import('./cli-process.js')).CLI, 'keygen', '--out', keyFile]);
-  let agentKey = '';
-  keygen.stdout.on('data', (d: Buffer) => (agentKey += d.toString()));
-  await new Promise((resolve) => keygen.on('exit', resolve));
-  const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile]);
-  processes.push(relay);
-  processes.push(await startCli(['agent', '--relay', relay.firstLine, '--environment-id', 'bench', '--key', keyFile, '--token-file', tokenFile]));
-  const direct = await startCli(['agent', '--listen', 'ws://127.0.0.1:0']);
-  processes.push(direct);
-  const token = (await import('node:fs/promises')).readFile(tokenFile, 'utf8');
-  const relayClient = await ExecClient.connect({ relay: relay.firstLine, environmentId: 'bench', agentKey: agentKey.trim(), token: (await token).trim() });
-  const directClient = await ExecClient.connect(direct.firstLine);
-  return {
-    relayClient,
-    directClient,
-    async stop() {
-      relayClient.close();
-      directClient.close();
-      await Promise.all(processes.map((p) => p.stop()));
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
+const SPAWN = 'local child_process.spawn (floor)';
+const DIRECT = 'direct local agent';
+const RELAY = 'execrelay via relay+Noise';
+const CODEX = 'codex exec-server 0.169.0 (local ws)';
+const SSH_CM = 'OpenSSH, ControlMaster connection';
+const RAW_WS = 'raw ws loopback stream (ceiling)';
+const SSH_CAT = 'ssh HOST head -c N /dev/zero (ControlMaster)';
 
 function spawnTrue(): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -61,10 +45,22 @@ function spawnTrue(): Promise<void> {
   });
 }
 
+function runSsh(args: string[], command: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ssh', [...args, ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let received = 0;
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (received += d.length));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(received) : reject(new Error(`ssh ${command.join(' ')} exited ${code}: ${stderr}`))));
+  });
+}
+
 /** A sender process that streams `bytes` over a raw WebSocket in 64 KiB binary messages. */
 async function rawWebSocketThroughput(bytes: number): Promise<number> {
   const script = `
-    const { WebSocketServer } = require(${JSON.stringify(require_ws_path())});
+    const { WebSocketServer } = require(${JSON.stringify(path.join(process.cwd(), 'node_modules', 'ws'))});
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 }, () => console.log('ws://127.0.0.1:' + wss.address().port));
     wss.on('connection', (ws) => {
       const chunk = Buffer.alloc(65536, 120); let left = ${bytes};
@@ -89,73 +85,120 @@ async function rawWebSocketThroughput(bytes: number): Promise<number> {
   }
 }
 
-function require_ws_path(): string {
-  return path.join(process.cwd(), 'node_modules', 'ws');
-}
-
-async function execThroughput(client: ExecClient, bytes: number): Promise<number> {
-  const start = process.hrtime.bigint();
-  const handle = await client.exec(['head', '-c', String(bytes), '/dev/zero'], { cwd: '/', env, collectOutput: false, streamEvents: true });
-  let received = 0;
-  for await (const event of handle.events) if (event.type === 'output') received += event.chunk.length;
-  await handle.completion;
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  if (received !== bytes) throw new Error(`received ${received} of ${bytes}`);
-  return bytes / 2 ** 20 / seconds;
+async function optional<T>(what: string, start: () => Promise<T>): Promise<T | string> {
+  try {
+    return await withTimeout(start(), 600_000, what);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`  ${what} unavailable: ${message.split('\n')[0]}`);
+    return message;
+  }
 }
 
 export async function run(): Promise<BenchFigure[]> {
-  const setup = await setUpRelayAndAgents();
+  const execrelay = await startExecrelay();
+  const ssh = await optional('OpenSSH server', startSshServer);
+  const codex = await optional('codex exec-server', startCodexServer);
+  const clients: ExecClient[] = [];
   try {
+    if (typeof ssh !== 'string') await ssh.startMaster();
+    const relayClient = await execrelay.connectRelay();
+    const directClient = await execrelay.connectDirect();
+    clients.push(relayClient, directClient);
+    let codexClient: ExecClient | undefined;
+    if (typeof codex !== 'string') {
+      codexClient = await Client.connect(codex.url);
+      clients.push(codexClient);
+    }
+
+    // 1. One-shot latency.
     const scenario = 'one-shot `true` latency (connection open)';
-    const oneShot = (client: ExecClient) => async () => {
-      const handle = await client.exec(['true'], { cwd: '/', env });
-      await handle.completion;
-    };
-    const relayReadsBefore = setup.relayClient.readsIssued;
-    // Interleave blocks so drift on a shared machine hits every variant alike.
-    const relaySamples: number[] = [];
-    const directSamples: number[] = [];
-    const spawnSamples: number[] = [];
-    for (let block = 0; block < 4; block++) {
-      directSamples.push(...(await timeRuns(LATENCY_RUNS / 4, block === 0 ? 20 : 0, oneShot(setup.directClient))));
-      relaySamples.push(...(await timeRuns(LATENCY_RUNS / 4, block === 0 ? 20 : 0, oneShot(setup.relayClient))));
-      spawnSamples.push(...(await timeRuns(LATENCY_RUNS / 4, block === 0 ? 20 : 0, spawnTrue)));
-    }
-    const figures: BenchFigure[] = [
-      { scenario, name: 'local child_process.spawn (floor)', unit: 'ms', higherIsBetter: false, samples: spawnSamples },
-      { scenario, name: 'direct local agent', unit: 'ms', higherIsBetter: false, samples: directSamples, baseline: 'local child_process.spawn (floor)' },
-      {
-        scenario,
-        name: 'execrelay via relay+Noise',
-        unit: 'ms',
-        higherIsBetter: false,
-        samples: relaySamples,
-        baseline: 'direct local agent',
-        notes: { processReads: setup.relayClient.readsIssued - relayReadsBefore },
-      },
+    const samples = new Map<string, number[]>([SPAWN, DIRECT, RELAY, CODEX, SSH_CM].map((name) => [name, []]));
+    const variants: Array<[string, () => Promise<void>]> = [
+      [SPAWN, spawnTrue],
+      [DIRECT, () => runOneShot(directClient, ['true'])],
+      [RELAY, () => runOneShot(relayClient, ['true'])],
     ];
-    const tScenario = `output throughput (${THROUGHPUT_BYTES / 2 ** 20} MiB to stdout)`;
-    const raw: number[] = [];
-    const direct: number[] = [];
-    const relayed: number[] = [];
-    for (let i = 0; i < THROUGHPUT_RUNS; i++) {
-      raw.push(await rawWebSocketThroughput(THROUGHPUT_BYTES));
-      direct.push(await execThroughput(setup.directClient, THROUGHPUT_BYTES));
-      relayed.push(await execThroughput(setup.relayClient, THROUGHPUT_BYTES));
+    if (codexClient) {
+      const c = codexClient;
+      variants.push([CODEX, () => runOneShot(c, ['true'])]);
     }
+    if (typeof ssh !== 'string') variants.push([SSH_CM, async () => void (await runSsh(ssh.masterArgs, ['true']))]);
+    const readsBefore = new Map(clients.map((c) => [c, c.readsIssued]));
+    for (let block = 0; block < BLOCKS; block++) {
+      for (const [name, fn] of variants) {
+        samples.get(name)!.push(...(await timeRuns(Math.ceil(LATENCY_RUNS / BLOCKS), block === 0 ? 10 : 0, fn, 30_000)));
+      }
+    }
+    const reads = (client: ExecClient | undefined) => (client ? client.readsIssued - readsBefore.get(client)! : 0);
+    const latency = (name: string, baseline: string | undefined, extra: Partial<BenchFigure> = {}): BenchFigure => ({
+      scenario,
+      name,
+      unit: 'ms',
+      higherIsBetter: false,
+      samples: samples.get(name)!,
+      ...(baseline ? { baseline } : {}),
+      ...extra,
+    });
+    const figures: BenchFigure[] = [
+      latency(SPAWN, undefined),
+      latency(DIRECT, SPAWN, { notes: { processReads: reads(directClient) } }),
+      latency(RELAY, DIRECT, { alsoCompare: [SSH_CM, CODEX], notes: { processReads: reads(relayClient) } }),
+      codexClient
+        ? latency(CODEX, DIRECT, { notes: { processReads: reads(codexClient) } })
+        : unavailable({ scenario, name: CODEX, unit: 'ms', higherIsBetter: false }, codex as string),
+      typeof ssh !== 'string'
+        ? latency(SSH_CM, DIRECT)
+        : unavailable({ scenario, name: SSH_CM, unit: 'ms', higherIsBetter: false }, ssh),
+    ];
+
+    // 2. Output throughput.
+    const relayReadsAfterLatency = relayClient.readsIssued;
+    const directReadsAfterLatency = directClient.readsIssued;
+    const bytes = THROUGHPUT_MIB * 2 ** 20;
+    const tScenario = `output throughput (${THROUGHPUT_MIB} MiB to stdout)`;
+    const tSamples = new Map<string, number[]>([RAW_WS, DIRECT, RELAY, SSH_CAT].map((name) => [name, []]));
+    for (let i = 0; i < THROUGHPUT_RUNS; i++) {
+      tSamples.get(RAW_WS)!.push(await rawWebSocketThroughput(bytes));
+      tSamples.get(DIRECT)!.push(await execThroughput(directClient, bytes));
+      tSamples.get(RELAY)!.push(await execThroughput(relayClient, bytes));
+      if (typeof ssh !== 'string') {
+        const start = process.hrtime.bigint();
+        const received = await runSsh(ssh.masterArgs, ['head', '-c', String(bytes), '/dev/zero']);
+        if (received !== bytes) throw new Error(`ssh delivered ${received} of ${bytes} bytes`);
+        tSamples.get(SSH_CAT)!.push(bytes / 2 ** 20 / (Number(process.hrtime.bigint() - start) / 1e9));
+      }
+    }
+    const tp = (name: string, baseline: string | undefined, extra: Partial<BenchFigure> = {}): BenchFigure => ({
+      scenario: tScenario,
+      name,
+      unit: 'MiB/s',
+      higherIsBetter: true,
+      samples: tSamples.get(name)!,
+      ...(baseline ? { baseline } : {}),
+      ...extra,
+    });
     figures.push(
-      { scenario: tScenario, name: 'raw ws loopback stream (ceiling)', unit: 'MiB/s', higherIsBetter: true, samples: raw },
-      { scenario: tScenario, name: 'direct local agent', unit: 'MiB/s', higherIsBetter: true, samples: direct, baseline: 'raw ws loopback stream (ceiling)' },
-      { scenario: tScenario, name: 'execrelay via relay+Noise', unit: 'MiB/s', higherIsBetter: true, samples: relayed, baseline: 'raw ws loopback stream (ceiling)' },
+      tp(RAW_WS, undefined),
+      tp(DIRECT, RAW_WS, { notes: { processReads: directClient.readsIssued - directReadsAfterLatency } }),
+      tp(RELAY, RAW_WS, { alsoCompare: [SSH_CAT, DIRECT], notes: { processReads: relayClient.readsIssued - relayReadsAfterLatency } }),
+      typeof ssh !== 'string' ? tp(SSH_CAT, RAW_WS) : unavailable({ scenario: tScenario, name: SSH_CAT, unit: 'MiB/s', higherIsBetter: true }, ssh),
     );
     return figures;
   } finally {
-    await setup.stop();
+    for (const client of clients) client.close();
+    await Promise.all([
+      execrelay.stop(),
+      typeof ssh !== 'string' ? ssh.stop() : undefined,
+      typeof codex !== 'string' ? (codex as CodexServer).stop() : undefined,
+    ]);
   }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { summarize } = await import('./bench-result.js');
+  console.log(QUICK ? '(quick mode)' : '(full mode)');
   console.log(JSON.stringify(summarize(await run()), (k, v) => (k === 'samples' ? undefined : v), 2));
 }
+
+export type { SshServer };

@@ -1,6 +1,7 @@
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../src/jsonrpc/connection.js';
 import { DEFAULT_RETAINED_OUTPUT_BYTES } from './output-log.js';
 import type { RootSpec } from './root-confinement.js';
+import type { HttpAllowRule } from './http-destination-policy.js';
 import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_RETENTION_MS } from './session-registry.js';
 
 /** Everything that tunes the agent; each bound is named here with its default. */
@@ -27,6 +28,8 @@ export interface AgentConfig {
    * need an `rw` root. Empty: the whole filesystem the agent's user can reach.
    */
   roots: RootSpec[];
+  /** `--http-allow HOST[:PORT]`: destinations `http/request` may reach (every redirect hop is checked). Empty: any. */
+  httpAllow: HttpAllowRule[];
 }
 
 export const DEFAULT_AGENT_CONFIG: AgentConfig = {
@@ -38,4 +41,5 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   maxQueuedPushBytes: 8 * 1024 * 1024,
   omitSandboxDenied: false,
   roots: [],
+  httpAllow: [],
 };

@@ -1,12 +1,13 @@
-import type { JsonRpcConnection, RequestContext } from '../src/jsonrpc/connection.js';
+import type { JsonRpcConnection, RequestContext, ResponseOutcome } from '../src/jsonrpc/connection.js';
 import type { NotificationMessage } from '../src/jsonrpc/message.js';
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import { ClientNotification, Method, ServerNotification } from '../src/protocol/methods.js';
 import { InitializeParams } from '../src/protocol/session.js';
 import { parseOrThrow } from '../src/protocol/validation.js';
 import type { Logger } from '../src/logging/logger.js';
+import type { ExecServerTelemetry, ProcessTelemetry, RequestObservation } from '../src/telemetry/agent-telemetry.js';
 import type { AgentConfig } from './agent-config.js';
-import type { HandlerTable, MethodHandler } from './handler-table.js';
+import type { HandlerContext, HandlerTable, MethodHandler } from './handler-table.js';
 import type { ProcessEvent } from './managed-process.js';
 import type { Session, SessionAttachment } from './session.js';
 import type { SessionRegistry } from './session-registry.js';
@@ -21,6 +22,9 @@ export class ExecConnection implements SessionAttachment {
   private queuedPushBytes = 0;
   private droppedPushes = 0;
   private readonly handlers: Map<string, MethodHandler>;
+  /** Requests in flight with their metrics/span, finished when the response is queued. */
+  private readonly observations = new WeakMap<RequestContext, RequestObservation>();
+  private readonly connectionClosed: (() => void) | undefined;
 
   constructor(
     private readonly rpc: JsonRpcConnection,
@@ -28,10 +32,17 @@ export class ExecConnection implements SessionAttachment {
     private readonly config: AgentConfig,
     handlerTables: readonly HandlerTable[],
     private readonly logger: Logger,
+    private readonly telemetry?: ExecServerTelemetry,
   ) {
     this.handlers = new Map(handlerTables.flatMap((table) => Object.entries(table)));
-    rpc.setRequestHandler((method, params, context) => this.handleRequest(method, params, context));
+    rpc.setRequestHandler((method, params, context) =>
+      telemetry ? this.handleObservedRequest(telemetry, method, params, context) : this.handleRequest(method, params),
+    );
     rpc.setNotificationHandler((notification) => this.handleNotification(notification));
+    if (telemetry) {
+      this.connectionClosed = telemetry.connectionOpened(rpc.transport.kind);
+      rpc.onResponse((context, outcome) => this.responseQueued(context, outcome));
+    }
     rpc.onClose(() => this.handleClose());
   }
 
@@ -85,7 +96,26 @@ export class ExecConnection implements SessionAttachment {
     this.rpc.notify(method, params).then(settled, settled);
   }
 
-  private async handleRequest(method: string, params: unknown, _context: RequestContext): Promise<unknown> {
+  /**
+   * Counts and traces one request: a server span named after the method (`unknown` when this
+   * connection has no handler for it), parented on the request's `trace`, active while the handler
+   * runs and ended when the JSON-RPC connection reports the response queued.
+   */
+  private handleObservedRequest(telemetry: ExecServerTelemetry, method: string, params: unknown, context: RequestContext): Promise<unknown> {
+    const routed = method === Method.Initialize || this.handlers.has(method);
+    const observation = telemetry.requestStarted(method, routed, context.trace);
+    this.observations.set(context, observation);
+    return observation.run(() => this.handleRequest(method, params));
+  }
+
+  private responseQueued(context: RequestContext, outcome: ResponseOutcome): void {
+    const observation = this.observations.get(context);
+    if (!observation) return;
+    this.observations.delete(context);
+    observation.finish(outcome);
+  }
+
+  private async handleRequest(method: string, params: unknown): Promise<unknown> {
     if (method === Method.Initialize) return this.initialize(params);
     const session = this.session;
     if (!session) {
@@ -96,7 +126,15 @@ export class ExecConnection implements SessionAttachment {
     }
     const handler = this.handlers.get(method);
     if (!handler) throw new RpcError(ErrorCode.MethodNotFound, `method not found: ${method}`);
-    return handler(params, { session, detachSignal: this.detachController.signal, config: this.config });
+    // `telemetry` (when on) reaches process/start for ManagedProcess's onFinished hook.
+    const handlerContext: HandlerContext & { readonly telemetry?: ProcessTelemetry } = {
+      session,
+      detachSignal: this.detachController.signal,
+      config: this.config,
+      notify: (notifyMethod, notifyParams) => this.rpc.notify(notifyMethod, notifyParams),
+      ...(this.telemetry ? { telemetry: this.telemetry.process } : {}),
+    };
+    return handler(params, handlerContext);
   }
 
   private initialize(rawParams: unknown): unknown {
@@ -115,6 +153,7 @@ export class ExecConnection implements SessionAttachment {
   }
 
   private handleClose(): void {
+    this.connectionClosed?.();
     const session = this.session;
     this.session = null;
     if (session) this.registry.detach(session, this);

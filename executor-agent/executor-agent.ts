@@ -8,10 +8,12 @@ import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_AGENT_CONFIG, type AgentConfig } from './agent-config.js';
 import { ExecConnection } from './exec-connection.js';
 import { fsHandlers } from './fs-handlers.js';
+import { httpHandlers } from './http-handlers.js';
 import type { HandlerTable } from './handler-table.js';
 import { processHandlers } from './process-handlers.js';
 import { confinementFor } from './root-confinement.js';
 import { SessionRegistry } from './session-registry.js';
+import type { ExecServerTelemetry } from '../src/telemetry/agent-telemetry.js';
 
 /** Slack above the JSON-RPC cap at the WebSocket layer, so a slightly oversized message still gets a -32600 answer. */
 const WEBSOCKET_PAYLOAD_SLACK_BYTES = 1024 * 1024;
@@ -50,13 +52,14 @@ export class ExecutorAgent {
     config: Partial<AgentConfig>,
     private readonly logger: Logger,
     extraHandlerTables: readonly HandlerTable[] = [],
+    private readonly telemetry?: ExecServerTelemetry,
   ) {
     this.config = { ...DEFAULT_AGENT_CONFIG, ...config };
     this.registry = new SessionRegistry({
       retentionMs: this.config.sessionRetentionMs,
       maxSessions: this.config.maxSessions,
     });
-    this.handlerTables = [processHandlers, fsHandlers, ...extraHandlerTables];
+    this.handlerTables = [processHandlers, fsHandlers, httpHandlers, ...extraHandlerTables];
     // Resolves the roots now, so a missing root fails at startup, and says what is reachable.
     const confinement = confinementFor(this.config);
     this.logger.info({ roots: confinement.roots.map((r) => `${r.real}:${r.access}`) }, confinement.describe());
@@ -65,7 +68,7 @@ export class ExecutorAgent {
   /** Serves the exec protocol on one transport until it closes. */
   serve(transport: MessageTransport): ExecConnection {
     const rpc = new JsonRpcConnection(transport, { maxMessageBytes: this.config.maxMessageBytes });
-    const connection = new ExecConnection(rpc, this.registry, this.config, this.handlerTables, this.logger);
+    const connection = new ExecConnection(rpc, this.registry, this.config, this.handlerTables, this.logger, this.telemetry);
     this.connections.add(connection);
     rpc.onClose(() => this.connections.delete(connection));
     return connection;

@@ -1,5 +1,6 @@
 import type { AgentConfig } from './agent-config.js';
 import type { Session } from './session.js';
+import type { ProcessTelemetry } from '../src/telemetry/agent-telemetry.js';
 
 /** What a method handler may use: the caller's session and the agent's configuration. */
 export interface HandlerContext {
@@ -7,6 +8,14 @@ export interface HandlerContext {
   /** Aborted when the session moves to another connection or ends (long-polls stop on it). */
   readonly detachSignal: AbortSignal;
   readonly config: AgentConfig;
+  /** Process lifecycle metrics; absent when telemetry is off. */
+  readonly telemetry?: ProcessTelemetry;
+  /**
+   * Pushes a notification on the connection that carried this request. Resolves once the transport
+   * accepted it, so a handler that awaits each push is slowed down by a slow client (backpressure);
+   * rejects once that connection is closed.
+   */
+  readonly notify: (method: string, params: unknown) => Promise<void>;
 }
 
 /** Validates its own params (through src/protocol) and returns the wire result. */

@@ -39,12 +39,15 @@ async function start(rawParams: unknown, context: HandlerContext): Promise<unkno
     throw new RpcError(ErrorCode.InvalidRequest, `too many processes in this session (limit ${session.limits.maxProcesses})`);
   }
   session.starting.add(params.processId);
+  const observed = context.telemetry?.processStarting();
   try {
     const proc = await ManagedProcess.start(params, {
       retainedOutputBytes: config.retainedOutputBytes,
       terminateGraceMs: config.terminateGraceMs,
       onEvent: (event) => session.push(params.processId, event),
+      onFinished: observed?.onFinished,
     });
+    observed?.started();
     session.processes.set(params.processId, proc);
     if (session.isOutputPaused) proc.pauseOutput();
   } finally {

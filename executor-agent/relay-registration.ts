@@ -5,7 +5,8 @@ import { ReliableStream } from '../src/reliable-stream/reliable-stream.js';
 import { acceptAgentChannel } from '../src/noise/noise-channel.js';
 import type { Identity } from '../src/noise/identity.js';
 import { EXECUTOR_CONNECT_PATH, ResetReason, parseRelayControlMessage } from '../src/relay-control/relay-endpoints.js';
-import { Backoff, EXECUTOR_BACKOFF } from '../src/relay-link/backoff.js';
+import { Backoff, EXECUTOR_BACKOFF, RELAY_RESTART_RETRY, restartRetryDelay } from '../src/relay-link/backoff.js';
+import { DEFAULT_LIVENESS, watchLinkLiveness } from '../src/relay-link/link-liveness.js';
 import { connectRelaySocket, RelayRefusedError } from '../src/relay-link/relay-socket.js';
 import type { Logger } from '../src/logging/logger.js';
 import type { ExecutorAgent } from './executor-agent.js';
@@ -23,8 +24,23 @@ export interface RelayRegistrationOptions {
   maxStreams?: number;
   /** Bytes queued on the relay socket before frames are refused (the streams retransmit them). */
   maxQueuedBytes?: number;
+  /** Per-stream `heartbeat` frames (keep the relay's idle timer and the client's silence timer fed). Default 60 s. */
   heartbeatIntervalMs?: number;
+  /** Reconnect backoff (jittered). Default 1 s doubling to 30 s. */
   backoff?: { initialMs: number; maxMs: number };
+  /** WebSocket ping interval on the relay link. Default 30 s. */
+  pingIntervalMs?: number;
+  /** The relay link is dropped (and re-dialled) when nothing arrived on it for this long. Default 60 s. */
+  pongTimeoutMs?: number;
+  /** Bound on dialling the relay and on its `registered` answer. Default 10 s. */
+  connectTimeoutMs?: number;
+  /**
+   * A stream whose client has not been heard from (no frame at all, heartbeats included) for this
+   * long is reset: its client is gone for good (it gave up reconnecting, or the relay forgot the
+   * stream while this agent was away). Default 5 min (clients heartbeat every 60 s and give up
+   * reconnecting after 2 min).
+   */
+  streamSilenceTimeoutMs?: number;
   logger: Logger;
   /** Called for each registration outcome and reconnect (metrics hook on it). */
   onEvent?: (event: RelayRegistrationEvent) => void;
@@ -38,12 +54,20 @@ export type RelayRegistrationEvent =
 
 /** How long a finished stream stays routable to re-acknowledge a retransmitted `close`. */
 const CLOSED_STREAM_LINGER_MS = 20_000;
+/** Default streams served at once through the relay (the codex relay's 128 per executor). */
+export const DEFAULT_AGENT_RELAY_STREAMS = 128;
+/** Default bytes queued on the relay socket before frames are refused (and later retransmitted). */
+export const DEFAULT_AGENT_RELAY_QUEUED_BYTES = 8 * 1024 * 1024;
+/** Default silence after which a stream's client is considered gone (see `streamSilenceTimeoutMs`). */
+export const DEFAULT_STREAM_SILENCE_TIMEOUT_MS = 5 * 60_000;
 
 interface AgentStream {
   stream: ReliableStream;
   /** The Noise handshake completed and the relay was told so. */
   accepted: boolean;
   lingerTimer?: NodeJS.Timeout;
+  /** Last frame received from the client for this stream. */
+  lastHeardAt: number;
 }
 
 /**
@@ -58,6 +82,9 @@ export class RelayRegistration {
   private stopped = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly silenceTimer: NodeJS.Timeout;
+  /** Until then, re-dial quickly: the relay announced a restart. */
+  private restartRetryUntil = 0;
   private firstRegistration: { resolve: () => void; reject: (error: Error) => void } | undefined;
 
   constructor(
@@ -66,7 +93,21 @@ export class RelayRegistration {
   ) {
     const backoff = options.backoff ?? EXECUTOR_BACKOFF;
     this.backoff = new Backoff(backoff.initialMs, backoff.maxMs);
+    const silence = this.silenceTimeoutMs;
+    this.silenceTimer = setInterval(() => this.resetSilentStreams(), Math.max(50, Math.min(30_000, Math.floor(silence / 4))));
+    this.silenceTimer.unref();
   }
+
+  private get silenceTimeoutMs(): number {
+    return this.options.streamSilenceTimeoutMs ?? DEFAULT_STREAM_SILENCE_TIMEOUT_MS;
+  }
+
+  /** True while a relay socket is open and registered. */
+  get connected(): boolean {
+    return this.socket !== null && this.socket.readyState === WebSocket.OPEN && this.registeredSocket === this.socket;
+  }
+
+  private registeredSocket: WebSocket | null = null;
 
   get activeStreams(): number {
     return this.streams.size;
@@ -84,7 +125,11 @@ export class RelayRegistration {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
-    for (const { stream } of this.streams.values()) stream.reset(ResetReason.ExecutorUnavailable);
+    clearInterval(this.silenceTimer);
+    for (const { stream, lingerTimer } of this.streams.values()) {
+      clearTimeout(lingerTimer);
+      stream.reset(ResetReason.ExecutorUnavailable);
+    }
     this.streams.clear();
     this.socket?.close(1000, 'agent stopping');
   }
@@ -100,7 +145,7 @@ export class RelayRegistration {
     const started = Date.now();
     let socket: WebSocket;
     try {
-      socket = await connectRelaySocket(url, this.options.token, 10_000);
+      socket = await connectRelaySocket(url, this.options.token, this.options.connectTimeoutMs ?? 10_000);
     } catch (error) {
       const refused = error instanceof RelayRefusedError;
       this.options.onEvent?.({ type: 'connect-failed', reason: refused ? 'refused' : 'unreachable' });
@@ -121,11 +166,28 @@ export class RelayRegistration {
     this.socket = socket;
     let registered = false;
     let restarting = false;
+    // A half-open link (nothing arrives, not even pongs) is closed here and re-dialled.
+    watchLinkLiveness(
+      socket,
+      {
+        pingIntervalMs: this.options.pingIntervalMs ?? DEFAULT_LIVENESS.pingIntervalMs,
+        pongTimeoutMs: this.options.pongTimeoutMs ?? DEFAULT_LIVENESS.pongTimeoutMs,
+      },
+      () => this.options.logger.warn('relay link silent past the pong timeout; reconnecting'),
+    );
+    const registrationTimer = setTimeout(() => {
+      if (!registered) {
+        this.options.logger.warn('relay did not confirm the registration in time; reconnecting');
+        socket.terminate();
+      }
+    }, this.options.connectTimeoutMs ?? 10_000);
+    registrationTimer.unref();
     socket.on('message', (data, isBinary) => {
       if (!isBinary) {
         const control = parseRelayControlMessage(data.toString());
         if (control?.type === 'registered' && !registered) {
           registered = true;
+          clearTimeout(registrationTimer);
           this.onRegistered(socket, Date.now() - started);
         } else if (control?.type === 'restarting') {
           restarting = true;
@@ -135,7 +197,14 @@ export class RelayRegistration {
       if (registered) this.onFrame(data as Buffer);
     });
     socket.on('close', (code) => {
-      if (this.socket === socket) this.socket = null;
+      clearTimeout(registrationTimer);
+      // A stale socket (one this agent already gave up on and replaced) has no say: its close
+      // (even a 4001 "replaced", which the relay sends to the link a newer registration of this
+      // same agent superseded) must neither detach the current link's streams nor stop the agent.
+      if (this.socket !== socket) return;
+      this.socket = null;
+      this.registeredSocket = null;
+      clearInterval(this.heartbeatTimer);
       for (const { stream } of this.streams.values()) stream.detach();
       const reason = restarting ? 'relay_restarting' : code === 4001 ? 'replaced' : 'link_lost';
       this.options.onEvent?.({ type: 'disconnected', reason });
@@ -144,7 +213,10 @@ export class RelayRegistration {
         this.stopped = true;
         return;
       }
-      if (restarting) this.backoff.reset();
+      if (restarting) {
+        this.backoff.reset();
+        this.restartRetryUntil = Date.now() + RELAY_RESTART_RETRY.windowMs;
+      }
       this.scheduleReconnect(restarting ? 'relay restarting' : `relay link closed (${code})`, restarting ? 0 : undefined);
     });
     socket.resume();
@@ -152,6 +224,8 @@ export class RelayRegistration {
 
   private onRegistered(socket: WebSocket, durationMs: number): void {
     this.backoff.reset();
+    this.restartRetryUntil = 0;
+    this.registeredSocket = socket;
     this.options.onEvent?.({ type: 'registered', durationMs });
     this.options.logger.info({ environmentId: this.options.environmentId, streams: this.streams.size }, 'registered with relay');
     const send = this.frameSink(socket);
@@ -168,7 +242,7 @@ export class RelayRegistration {
   }
 
   private frameSink(socket: WebSocket): (frame: Uint8Array) => boolean {
-    const maxQueued = this.options.maxQueuedBytes ?? 8 * 1024 * 1024;
+    const maxQueued = this.options.maxQueuedBytes ?? DEFAULT_AGENT_RELAY_QUEUED_BYTES;
     return (frame) => {
       if (socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > maxQueued) return false;
       socket.send(frame);
@@ -178,7 +252,7 @@ export class RelayRegistration {
 
   private scheduleReconnect(why: string, delayMs?: number): void {
     if (this.stopped) return;
-    const delay = delayMs ?? this.backoff.next();
+    const delay = delayMs ?? (Date.now() < this.restartRetryUntil ? restartRetryDelay() : this.backoff.next());
     this.options.logger.info({ delayMs: delay, why }, 'reconnecting to relay');
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => void this.connect(), delay);
@@ -200,6 +274,7 @@ export class RelayRegistration {
     const frame = decoded.frame;
     const known = this.streams.get(frame.streamId);
     if (known) {
+      known.lastHeardAt = Date.now();
       known.stream.receiveFrame(frame);
       return;
     }
@@ -211,12 +286,12 @@ export class RelayRegistration {
   private acceptStream(open: RelayFrame): void {
     const socket = this.socket;
     if (!socket) return;
-    if (this.streams.size >= (this.options.maxStreams ?? 128)) {
+    if (this.streams.size >= (this.options.maxStreams ?? DEFAULT_AGENT_RELAY_STREAMS)) {
       this.sendReset(open.streamId, ResetReason.TooManyStreams);
       return;
     }
     const stream = new ReliableStream({ streamId: open.streamId, role: 'responder', maxMessageBytes: 1024 * 1024 });
-    const entry: AgentStream = { stream, accepted: false };
+    const entry: AgentStream = { stream, accepted: false, lastHeardAt: Date.now() };
     this.streams.set(open.streamId, entry);
     stream.attach(this.frameSink(socket));
     stream.onClose(() => {
@@ -247,6 +322,20 @@ export class RelayRegistration {
         stream.reset(`${ResetReason.HandshakeFailed}: ${error.message}`);
       },
     );
+  }
+
+  /** Resets streams whose client has been silent past `streamSilenceTimeoutMs` (see the option). */
+  private resetSilentStreams(): void {
+    const now = Date.now();
+    const limit = this.silenceTimeoutMs;
+    for (const [streamId, entry] of this.streams) {
+      if (entry.lingerTimer || now - entry.lastHeardAt < limit) continue;
+      this.options.logger.info({ silentMs: now - entry.lastHeardAt }, 'resetting a stream whose client is gone');
+      entry.stream.reset(ResetReason.ClientGone);
+      // Nobody will acknowledge the reset: forget the stream now.
+      clearTimeout(entry.lingerTimer);
+      this.streams.delete(streamId);
+    }
   }
 
   /** Tells the relay a stream is accepted (it counts pending opens until then): an `open` back. */

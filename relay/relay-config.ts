@@ -18,9 +18,16 @@ export interface RelayLimits {
   idleTimeoutMs: number;
   /** Bytes queued towards one socket before the relay stops reading the client that feeds it. */
   maxQueuedBytesPerSocket: number;
-  /** How long an environment's streams wait for its executor to reconnect before `executor_unavailable`. */
+  /**
+   * How long an environment's streams wait for its executor to reconnect before
+   * `executor_unavailable`. Longer than the agent's reconnect backoff ceiling (30 s) with room for
+   * a second attempt, so an agent that lost its link for a while still finds its streams.
+   */
   executorGraceMs: number;
-  /** How long a client's streams wait for the client to reconnect and resume them. */
+  /**
+   * How long a client's streams wait for the client to reconnect and resume them. Matches the
+   * client's reconnect give-up window (2 min): a client still retrying must not find its stream gone.
+   */
   clientGraceMs: number;
   /** WebSocket ping interval; a socket with no pong within `pongTimeoutMs` is dropped. */
   pingIntervalMs: number;
@@ -41,8 +48,8 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: 10 * 60_000,
   maxQueuedBytesPerSocket: 8 * 1024 * 1024,
-  executorGraceMs: 30_000,
-  clientGraceMs: 30_000,
+  executorGraceMs: 90_000,
+  clientGraceMs: 120_000,
   pingIntervalMs: 30_000,
   pongTimeoutMs: 60_000,
   maxExecutors: 10_000,

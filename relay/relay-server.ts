@@ -60,6 +60,18 @@ export class RelayServer {
     this.pingTimer.unref();
   }
 
+  /** Client WebSockets connected now (a metrics gauge reads it at scrape time). */
+  get clientCount(): number {
+    return this.clients;
+  }
+
+  /** Bytes queued on all of the relay's sockets now (queue-depth gauge, read at scrape time). */
+  get queuedBytes(): number {
+    let total = 0;
+    for (const socket of this.wss.clients) total += socket.bufferedAmount;
+    return total;
+  }
+
   /** Listens on HOST:PORT (port 0 allowed) and resolves with the relay's base URL. */
   async listen(host: string, port: number): Promise<string> {
     await new Promise<void>((resolve, reject) => {
@@ -185,7 +197,11 @@ export class RelayServer {
 
   private watchLiveness(socket: WebSocket): void {
     this.lastPong.set(socket, Date.now());
-    socket.on('pong', () => this.lastPong.set(socket, Date.now()));
+    // Anything received proves the link alive: a pong may queue behind a busy socket's data.
+    const heard = () => this.lastPong.set(socket, Date.now());
+    socket.on('pong', heard);
+    socket.on('ping', heard);
+    socket.on('message', heard);
   }
 
   private pingAll(): void {

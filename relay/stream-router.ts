@@ -53,6 +53,8 @@ export class Environment {
  */
 export class StreamRouter {
   private readonly environments = new Map<string, Environment>();
+  /** Every live route by stream id (stream ids are unique across environments). */
+  private readonly routesById = new Map<string, Route>();
   private readonly retired: RetiredStreamIds;
   private readonly sweepTimer: NodeJS.Timeout;
 
@@ -62,7 +64,10 @@ export class StreamRouter {
     private readonly logger: Logger,
   ) {
     this.retired = new RetiredStreamIds(limits.retiredStreamIds);
-    const sweepEvery = Math.max(50, Math.min(1000, limits.handshakeTimeoutMs / 4, limits.idleTimeoutMs / 4));
+    const sweepEvery = Math.max(
+      50,
+      Math.min(1000, limits.handshakeTimeoutMs / 4, limits.idleTimeoutMs / 4, limits.clientGraceMs / 4, limits.executorGraceMs / 4),
+    );
     this.sweepTimer = setInterval(() => this.sweep(Date.now()), sweepEvery);
     this.sweepTimer.unref();
   }
@@ -74,9 +79,7 @@ export class StreamRouter {
   }
 
   get streamCount(): number {
-    let count = 0;
-    for (const env of this.environments.values()) count += env.routes.size;
-    return count;
+    return this.routesById.size;
   }
 
   hasLiveExecutor(environmentId: string): boolean {
@@ -130,6 +133,7 @@ export class StreamRouter {
     if (!header) return;
     const environment = this.environments.get(client.environmentId);
     const route = environment?.routes.get(header.streamId);
+    if (!route && header.type === 'reset') return; // nothing to tell anyone
     if (!route && (header.type === 'open' || header.type === 'resume')) {
       // `resume` for a stream this relay does not know: the client outlived a relay restart and
       // continues its stream through this instance.
@@ -142,9 +146,13 @@ export class StreamRouter {
       return;
     }
     if (route.client !== client) {
-      // A reconnected client claims its stream with `resume`; anything else from a stranger is refused.
+      // A reconnected client claims its stream with `resume` (or a repeated `open`). The old
+      // socket may still look open here: a half-open link is only noticed by the ping timeout,
+      // and the client, which noticed first, is already back. The stream id (122 random bits,
+      // known to the two endpoints and this relay only) is what entitles the claim, so the new
+      // socket takes the stream over. Anything else from another socket is refused.
       const claim = header.type === 'resume' || header.type === 'open';
-      if (!claim || (route.client !== null && route.client.socket.readyState === WebSocket.OPEN)) {
+      if (!claim) {
         if (header.type !== 'reset') this.resetTo(client.socket, header.streamId, ResetReason.StreamIdInUse);
         this.events.frameDropped('no_route');
         return;
@@ -153,10 +161,16 @@ export class StreamRouter {
         this.resetTo(client.socket, header.streamId, ResetReason.TooManyStreams);
         return;
       }
-      route.client?.streams.delete(route.streamId);
+      const previous = route.client;
       route.client = client;
       route.clientGoneAt = 0;
       client.streams.add(route.streamId);
+      if (previous) {
+        previous.streams.delete(route.streamId);
+        // A superseded socket that carries nothing else is the client's dead link: drop it now
+        // rather than at its ping timeout.
+        if (previous.streams.size === 0) previous.socket.terminate();
+      }
     }
     route.lastFrameAt = Date.now();
     if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
@@ -173,10 +187,21 @@ export class StreamRouter {
     const route = environment.routes.get(header.streamId);
     if (!route) {
       this.events.frameDropped('no_route');
+      // A stream this relay ended (reset or closed while the agent was away, e.g. its client's
+      // grace ran out) is reset towards the agent too, so it does not keep the stream open. A
+      // stream merely unknown (this relay restarted) is left alone: its client will resume it.
+      if (this.retired.has(header.streamId) && header.type !== 'reset' && header.type !== 'close') {
+        this.resetTo(link.socket, header.streamId, ResetReason.StreamIdRetired);
+      }
       return;
     }
     route.lastFrameAt = Date.now();
-    if (header.type === 'open' && !route.accepted) {
+    if (header.type === 'open') {
+      if (route.accepted) {
+        // The agent repeats its acceptance after re-registering (for a relay that restarted and
+        // lost the route): nothing the client needs.
+        return;
+      }
       // The agent accepts a stream (its Noise handshake completed) by answering `open`.
       route.accepted = true;
       environment.pendingOpens -= 1;
@@ -212,7 +237,9 @@ export class StreamRouter {
     const refuse = (reason: ResetReasonValue) => {
       this.resetTo(client.socket, streamId, reason);
     };
-    if (!environment?.link) return refuse(ResetReason.ExecutorUnavailable);
+    // A `resume` may arrive while the executor is reconnecting (within its grace): the route is
+    // made and frames wait for the executor (the endpoints retransmit). A new stream needs it now.
+    if (!environment || (!environment.link && (!resumed || environment.linkLostAt === 0))) return refuse(ResetReason.ExecutorUnavailable);
     if (this.retired.has(streamId)) return refuse(ResetReason.StreamIdRetired);
     if (this.streamInUseElsewhere(streamId)) return refuse(ResetReason.StreamIdInUse);
     if (client.streams.size >= this.limits.maxStreamsPerClient) return refuse(ResetReason.TooManyStreams);
@@ -221,15 +248,16 @@ export class StreamRouter {
     const now = Date.now();
     const route: Route = { streamId, environment, client, accepted: resumed, openedAt: now, lastFrameAt: now, clientGoneAt: 0 };
     environment.routes.set(streamId, route);
+    this.routesById.set(streamId, route);
     if (!resumed) environment.pendingOpens += 1;
     client.streams.add(streamId);
     this.events.streamOpened();
-    this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
+    if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
+    else this.events.frameDropped('endpoint_detached');
   }
 
   private streamInUseElsewhere(streamId: string): boolean {
-    for (const environment of this.environments.values()) if (environment.routes.has(streamId)) return true;
-    return false;
+    return this.routesById.has(streamId);
   }
 
   private readHeader(data: Buffer, from: WebSocket): RelayFrameHeader | null {
@@ -253,6 +281,13 @@ export class StreamRouter {
   private forward(target: WebSocket, data: Buffer, direction: 'client_to_executor' | 'executor_to_client', source: WebSocket | null): void {
     if (target.readyState !== WebSocket.OPEN) {
       this.events.frameDropped('endpoint_detached');
+      return;
+    }
+    if (target.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
+      // The hard bound on a socket's queue: a socket that does not drain (a slow or half-open
+      // endpoint) costs at most this much memory. Frames past it are dropped; the reliable stream
+      // retransmits them once the endpoint reads again.
+      this.events.frameDropped('backpressure');
       return;
     }
     target.send(data, { binary: true });
@@ -295,6 +330,7 @@ export class StreamRouter {
     const environment = route.environment;
     if (environment.routes.get(route.streamId) !== route) return;
     environment.routes.delete(route.streamId);
+    this.routesById.delete(route.streamId);
     if (!route.accepted) environment.pendingOpens -= 1;
     route.client?.streams.delete(route.streamId);
     this.retired.add(route.streamId);
@@ -317,6 +353,12 @@ export class StreamRouter {
 }
 
 const sourcePaused = new WeakSet<WebSocket>();
+/**
+ * Past `maxQueuedBytesPerSocket` the client feeding a socket is paused; past this many times that,
+ * frames towards the socket are dropped (executor sockets are shared by many streams and are never
+ * paused, so this is what bounds a slow client's queue).
+ */
+export const HARD_QUEUE_FACTOR = 2;
 
 function resetFrame(streamId: string, reason: ResetReasonValue): Uint8Array {
   return encodeRelayFrame({ streamId, ack: NO_ACK, ackBits: 0, body: { type: 'reset', reason } });

@@ -9,9 +9,12 @@ import { validateEnvironmentId } from '../relay-control/relay-endpoints.js';
 import { RelayRegistration } from '../../executor-agent/relay-registration.js';
 import type { Logger } from '../logging/logger.js';
 import { parseRootSpec, type RootSpec } from '../../executor-agent/root-confinement.js';
+import { parseHttpAllow } from '../../executor-agent/http-destination-policy.js';
+import { createAgentTelemetry, metricsListenOption, startTracing, type AgentTelemetry } from '../telemetry/index.js';
 
 interface AgentCommandOptions {
   listen: string;
+  metricsListen?: string;
   relay?: string;
   environmentId?: string;
   key?: string;
@@ -25,6 +28,7 @@ interface AgentCommandOptions {
   terminateGraceMs: number;
   legacyExitEvents: boolean;
   root: string[];
+  httpAllow: string[];
 }
 
 /** Commander collector for the repeatable `--root`. */
@@ -90,10 +94,21 @@ export function registerAgentCommand(program: Command): void {
         .argParser(collectRoot)
         .default([]),
     )
+    .addOption(
+      new Option('--http-allow <HOST[:PORT]>', 'restrict http/request to these destinations (repeatable; *.DOMAIN for subdomains). Without it any destination')
+        .env('EXECRELAY_HTTP_ALLOW')
+        .argParser((value: string, previous: string[] = []) => [...previous, value])
+        .default([]),
+    )
+    .addOption(metricsListenOption())
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
     .action(async (options: AgentCommandOptions, command: Command) => {
       const logger = createLogger('execrelay-agent');
       const roots = rootsFrom(options.root, command.getOptionValueSource('root'));
+      const tracing = await startTracing({ serviceName: 'execrelay-agent' });
+      const telemetry = createAgentTelemetry(tracing.enabled ? { tracer: tracing.tracer } : {});
+      // /readyz: registered with the relay, or listening locally.
+      const readiness = { ready: false };
       const agent = new ExecutorAgent(
         {
           maxMessageBytes: options.maxMessageBytes,
@@ -102,35 +117,51 @@ export function registerAgentCommand(program: Command): void {
           terminateGraceMs: options.terminateGraceMs,
           omitSandboxDenied: options.legacyExitEvents,
           roots,
+          httpAllow: parseHttpAllow(options.httpAllow),
         },
         logger,
+        [],
+        telemetry,
       );
+      if (options.metricsListen) {
+        const metricsServer = await telemetry.startMetricsServer(options.metricsListen, { ready: () => readiness.ready });
+        logger.info({ url: `${metricsServer.url}/metrics` }, 'metrics listening');
+      }
       const stop = (signal: string) => {
         logger.info({ signal }, 'agent stopping; ending sessions');
         agent.shutdown();
         logger.flush();
-        setTimeout(() => process.exit(0), 50).unref();
+        // Spans are flushed before exit (bounded by the exporter's timeout).
+        void Promise.all([tracing.shutdown(), new Promise((resolve) => setTimeout(resolve, 50))]).then(() => process.exit(0));
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       if (options.relay) {
-        await runRemoteAgent(agent, options, logger);
+        await runRemoteAgent(agent, options, logger, telemetry, readiness);
         return;
       }
       if (options.listen === 'stdio') {
         logger.info('agent serving on stdio');
+        readiness.ready = true;
         await agent.serveStdio();
         stop('stdin closed');
         return;
       }
       const listener = await agent.listenWebSocket(options.listen);
+      readiness.ready = true;
       process.stdout.write(`${listener.url}\n`);
       logger.info({ url: listener.url }, 'agent listening');
     });
 }
 
 /** `agent --relay`: dial out, register, serve every stream; prints the public identity on stdout. */
-async function runRemoteAgent(agent: ExecutorAgent, options: AgentCommandOptions, logger: Logger): Promise<void> {
+async function runRemoteAgent(
+  agent: ExecutorAgent,
+  options: AgentCommandOptions,
+  logger: Logger,
+  telemetry: AgentTelemetry,
+  readiness: { ready: boolean },
+): Promise<void> {
   if (!options.environmentId) throw new Error('execrelay agent --relay needs --environment-id ID');
   const invalid = validateEnvironmentId(options.environmentId);
   if (invalid) throw new Error(`--environment-id: ${invalid}`);
@@ -145,6 +176,11 @@ async function runRemoteAgent(agent: ExecutorAgent, options: AgentCommandOptions
     identity,
     ...(authorizedClients ? { authorizedClients } : {}),
     logger,
+    onEvent: (event) => {
+      telemetry.onRegistrationEvent(event);
+      if (event.type === 'registered') readiness.ready = true;
+      else if (event.type === 'disconnected') readiness.ready = false;
+    },
   });
   process.once('SIGTERM', () => registration.stop());
   process.once('SIGINT', () => registration.stop());

@@ -5,18 +5,9 @@ import type { ClientProcessEvent } from '../client/process-events.js';
 import { RpcError } from '../protocol/error-codes.js';
 import { keyValue } from './option-parsers.js';
 import type { RelayTarget } from '../client/relay-channel.js';
-import { resolveToken } from '../auth/bearer-tokens.js';
-import { loadIdentityFile, loadKnownEnvironments, parsePublicIdentity } from '../noise/identity.js';
+import { addConnectionOptions, resolveConnectionTarget, type ConnectionOptions } from './connection-options.js';
 
-interface ExecCommandOptions {
-  url?: string;
-  relay?: string;
-  env?: string;
-  agentKey?: string;
-  knownEnvironments?: string;
-  key?: string;
-  tokenFile?: string;
-  token?: string;
+interface ExecCommandOptions extends ConnectionOptions {
   tty: boolean;
   stdin: boolean;
   cwd: string;
@@ -28,17 +19,9 @@ interface ExecCommandOptions {
 export const EXIT_EXECRELAY_FAILURE = 255;
 
 export function registerExecCommand(program: Command): void {
-  program
+  const command = program
     .command('exec')
     .description('run a command on the executor, streaming its output and exiting with its exit code')
-    .addOption(new Option('--url <url>', 'agent WebSocket URL for a direct connection (ws://HOST:PORT)').env('EXECRELAY_URL'))
-    .addOption(new Option('--relay <url>', 'relay URL (ws:// or wss://): reach the environment through it, end-to-end encrypted').env('EXECRELAY_RELAY'))
-    .addOption(new Option('--env <id>', 'environment to reach through the relay').env('EXECRELAY_ENVIRONMENT_ID'))
-    .addOption(new Option('--agent-key <identity>', 'the agent\'s public identity; the connection is refused if the agent presents another').env('EXECRELAY_AGENT_KEY'))
-    .addOption(new Option('--known-environments <file>', 'file of "ENVIRONMENT_ID PUBLIC_IDENTITY" lines to look the agent key up in').env('EXECRELAY_KNOWN_ENVIRONMENTS'))
-    .addOption(new Option('--key <file>', 'this client\'s identity key (for agents that restrict clients); a fresh one otherwise').env('EXECRELAY_CLIENT_KEY'))
-    .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
-    .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
     .option('-t, --tty', 'run the command in a pseudo-terminal', false)
     .option('-i, --stdin', 'forward local stdin to the command (EOF closes its stdin)', false)
     .addOption(new Option('--cwd <dir>', 'working directory on the executor (absolute)').env('EXECRELAY_CWD').default('/'))
@@ -49,16 +32,13 @@ export function registerExecCommand(program: Command): void {
     .action(async (argv: string[], options: ExecCommandOptions) => {
       process.exitCode = await runExec(argv, options);
     });
+  addConnectionOptions(command);
 }
 
 async function runExec(argv: string[], options: ExecCommandOptions): Promise<number> {
-  if (!options.url && !options.relay) {
-    process.stderr.write('execrelay exec: give --relay URL --env ID --agent-key KEY (or --url URL for a direct agent)\n');
-    return 2;
-  }
   let target: string | RelayTarget;
   try {
-    target = options.relay ? await relayTarget(options) : options.url!;
+    target = await resolveConnectionTarget(options);
   } catch (error) {
     process.stderr.write(`execrelay exec: ${(error as Error).message}\n`);
     return 2;
@@ -99,21 +79,6 @@ async function runExec(argv: string[], options: ExecCommandOptions): Promise<num
   } finally {
     client.close();
   }
-}
-
-/** The relay target from flags: environment, pinned agent key (given or from known environments), token. */
-async function relayTarget(options: ExecCommandOptions): Promise<RelayTarget> {
-  if (!options.env) throw new Error('--relay needs --env ENVIRONMENT_ID');
-  let agentKey = options.agentKey;
-  if (!agentKey && options.knownEnvironments) {
-    agentKey = (await loadKnownEnvironments(options.knownEnvironments)).get(options.env);
-    if (!agentKey) throw new Error(`environment ${options.env} is not in ${options.knownEnvironments}`);
-  }
-  if (!agentKey) throw new Error('--relay needs the agent\'s public identity: --agent-key KEY or --known-environments FILE');
-  parsePublicIdentity(agentKey);
-  const token = await resolveToken(options.token, options.tokenFile, '--relay');
-  const identity = options.key ? await loadIdentityFile(options.key) : undefined;
-  return { relay: options.relay!, environmentId: options.env, agentKey, token, ...(identity ? { identity } : {}) };
 }
 
 async function writeEvent(event: ClientProcessEvent): Promise<void> {

@@ -2,6 +2,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { addConnectionOptions, resolveConnectionTarget, type ConnectionOptions } from './connection-options.js';
+import type { RelayTarget } from '../client/relay-channel.js';
 import { ExecClient } from '../client/exec-client.js';
 import { DEFAULT_WALK_OPTIONS, type FsClient } from '../client/fs-client.js';
 import { RpcError } from '../protocol/error-codes.js';
@@ -21,22 +23,24 @@ function wholeNumber(max: number): (value: string) => number {
   };
 }
 
-const urlOption = () => new Option('--url <url>', 'agent WebSocket URL (ws://HOST:PORT)').env('EXECRELAY_URL');
 
 function describe(error: unknown): string {
   return error instanceof RpcError ? `${error.message} (code ${error.code})` : (error as Error).message;
 }
 
 /** Connects, runs `body` with the session's fs client, reports failures; returns the exit code. */
-async function withFs(name: string, url: string | undefined, body: (fs: FsClient) => Promise<number>): Promise<number> {
-  if (!url) {
-    process.stderr.write(`execrelay ${name}: --url is required (or set EXECRELAY_URL)\n`);
+async function withFs(name: string, connection: ConnectionOptions, body: (fs: FsClient) => Promise<number>): Promise<number> {
+  let target: string | RelayTarget;
+  try {
+    target = await resolveConnectionTarget(connection);
+  } catch (error) {
+    process.stderr.write(`execrelay ${name}: ${(error as Error).message}\n`);
     return 2;
   }
   process.stdout.on('error', () => undefined); // EPIPE (e.g. `| head`): writeOut sees stdout gone and stops
   let client: ExecClient;
   try {
-    client = await ExecClient.connect(url, { clientName: `execrelay-${name}` });
+    client = await ExecClient.connect(target, { clientName: `execrelay-${name}` });
   } catch (error) {
     process.stderr.write(`execrelay ${name}: ${(error as Error).message}\n`);
     return EXIT_CONNECT_FAILURE;
@@ -69,8 +73,7 @@ function shown(uri: string): string {
   }
 }
 
-interface WalkCommandOptions {
-  url?: string;
+interface WalkCommandOptions extends ConnectionOptions {
   maxDepth: number;
   maxDirectories: number;
   maxEntries: number;
@@ -93,10 +96,10 @@ async function readLocal(localPath: string): Promise<Buffer> {
 
 /** Adds `execrelay walk`, `execrelay cat` and `execrelay put`. */
 export function registerFsCommands(program: Command): void {
+  const before = new Set(program.commands);
   program
     .command('walk')
     .description('list a directory tree on the executor, breadth-first, each directory sorted by name')
-    .addOption(urlOption())
     .addOption(
       new Option('--max-depth <n>', 'how deep to go (0: the directory\'s own entries only)')
         .env('EXECRELAY_WALK_MAX_DEPTH')
@@ -123,7 +126,7 @@ export function registerFsCommands(program: Command): void {
       '\nPrints one path per line, directories with a trailing "/". Per-path errors go to stderr.\nExit status: 0 complete, 1 with per-path errors or when a limit truncated the walk, 255 when the agent cannot be reached.',
     )
     .action(async (root: string, options: WalkCommandOptions) => {
-      process.exitCode = await withFs('walk', options.url, async (fs) => {
+      process.exitCode = await withFs('walk', options, async (fs) => {
         const result = await fs.walk(root, {
           maxDepth: options.maxDepth,
           maxDirectories: options.maxDirectories,
@@ -152,10 +155,9 @@ export function registerFsCommands(program: Command): void {
   program
     .command('cat')
     .description('write a file from the executor to stdout, byte for byte (large files are streamed)')
-    .addOption(urlOption())
     .argument('<path>', 'absolute path (or file:// URI) on the executor')
-    .action(async (file: string, options: { url?: string }) => {
-      process.exitCode = await withFs('cat', options.url, async (fs) => {
+    .action(async (file: string, options: ConnectionOptions) => {
+      process.exitCode = await withFs('cat', options, async (fs) => {
         const metadata = await fs.getMetadata(file);
         if (metadata.isDirectory) throw new Error(`${file}: is a directory`);
         if (metadata.size <= CAT_INLINE_MAX_BYTES) {
@@ -171,11 +173,10 @@ export function registerFsCommands(program: Command): void {
   program
     .command('put')
     .description('write a local file (or stdin) to a file on the executor, replacing it atomically')
-    .addOption(urlOption())
     .argument('<local>', 'local file to send, or "-" for stdin')
     .argument('<path>', 'absolute destination path (or file:// URI) on the executor')
     .addHelpText('after', '\nThe file travels in one message, so it is bounded by the message size limit (64 MiB by default, about 48 MiB of data).')
-    .action(async (local: string, remote: string, options: { url?: string }) => {
+    .action(async (local: string, remote: string, options: ConnectionOptions) => {
       let data: Buffer;
       try {
         data = await readLocal(local);
@@ -184,9 +185,10 @@ export function registerFsCommands(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      process.exitCode = await withFs('put', options.url, async (fs) => {
+      process.exitCode = await withFs('put', options, async (fs) => {
         await fs.writeFile(remote, data);
         return 0;
       });
     });
+  for (const command of program.commands) if (!before.has(command)) addConnectionOptions(command);
 }

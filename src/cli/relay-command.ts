@@ -5,6 +5,7 @@ import { createLogger } from '../logging/logger.js';
 import { RelayServer } from '../../relay/relay-server.js';
 import { DEFAULT_RELAY_LIMITS } from '../../relay/relay-config.js';
 import { positiveInteger } from './option-parsers.js';
+import { createRelayMetrics, startTracing } from '../telemetry/index.js';
 
 interface RelayCommandOptions {
   listen: string;
@@ -51,9 +52,14 @@ export function registerRelayCommand(program: Command): void {
       else throw new Error('execrelay relay: give --token-file FILE (accepted bearer tokens, one per line)');
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('execrelay relay: --tls-cert and --tls-key go together');
       const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
+      const tracing = await startTracing({ serviceName: 'execrelay-relay' });
+      let server: RelayServer | undefined;
+      const metrics = createRelayMetrics(() => server, tracing.enabled ? { tracer: tracing.tracer } : {});
       const relay = new RelayServer({
         tokens: new BearerTokenVerifier(tokens),
         logger,
+        events: metrics.events,
+        httpRoutes: metrics.httpRoutes,
         ...(tls ? { tls } : {}),
         limits: {
           maxStreamsPerExecutor: options.maxStreamsPerExecutor,
@@ -63,12 +69,16 @@ export function registerRelayCommand(program: Command): void {
           executorGraceMs: options.executorGraceMs,
         },
       });
+      server = relay;
       const url = await relay.listen(host, port);
       process.stdout.write(`${url}\n`);
       logger.info({ url }, 'relay listening');
       const stop = (signal: string) => {
         logger.info({ signal }, 'relay stopping; telling endpoints to reconnect');
-        void relay.close({ graceful: true }).then(() => process.exit(0));
+        void relay
+          .close({ graceful: true })
+          .then(() => tracing.shutdown())
+          .then(() => process.exit(0));
         setTimeout(() => process.exit(0), 3000).unref();
       };
       process.once('SIGINT', () => stop('SIGINT'));

@@ -26,7 +26,10 @@ import { WebSocketTransport } from '../transport/websocket-transport.js';
 import { openRelayChannel, type RelayTarget } from './relay-channel.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent } from './process-tracker.js';
 import { FsClient } from './fs-client.js';
+import { ExecutorHttp, type ExecutorFetch } from './executor-fetch.js';
+import { HttpNotification } from '../protocol/http.js';
 import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
+import { clientRequestTraceProvider } from '../telemetry/client-tracing.js';
 
 export interface ExecClientOptions {
   clientName?: string;
@@ -102,9 +105,11 @@ export class ExecClient {
   private sessionIdValue = '';
   private reads = 0;
   private fsClient: FsClient | undefined;
+  private httpClient: ExecutorHttp | undefined;
 
   private constructor(transport: MessageTransport, maxMessageBytes: number) {
-    this.rpc = new JsonRpcConnection(transport, { maxMessageBytes });
+    // Each request carries W3C trace context: a client span under the caller's active context.
+    this.rpc = new JsonRpcConnection(transport, { maxMessageBytes, traceProvider: clientRequestTraceProvider() });
     this.rpc.setNotificationHandler((n) => this.handleNotification(n));
     this.rpc.onClose((error) => {
       const failure = new Error(`connection to the agent closed${error ? `: ${error.message}` : ''}`);
@@ -231,6 +236,16 @@ export class ExecClient {
     return (this.fsClient ??= new FsClient(this));
   }
 
+  /** HTTP through the executor: `client.http.fetchWith({...})` for a fetch with its own bounds. */
+  get http(): ExecutorHttp {
+    return (this.httpClient ??= new ExecutorHttp(this.rpc));
+  }
+
+  /** A WHATWG `fetch` whose requests the agent performs from the executor's network (`http/request`). */
+  get fetch(): ExecutorFetch {
+    return this.http.fetch;
+  }
+
   /** Any request by method name (for methods without a typed wrapper). */
   request(method: string, params: unknown, options?: CallOptions): Promise<unknown> {
     return this.rpc.request(method, params, options);
@@ -241,6 +256,7 @@ export class ExecClient {
   }
 
   private handleNotification(notification: NotificationMessage): void {
+    if (notification.method === HttpNotification.BodyDelta) return this.httpClient?.handleBodyDelta(notification.params);
     let event: PushedProcessEvent | undefined;
     try {
       event = this.parsePushedEvent(notification);

@@ -30,7 +30,7 @@ export const READ_BUDGET_BYTES = 1024 * 1024;
 const MAX_CHUNK_BYTES = 64 * 1024;
 
 /** Pushed events held while waiting for a gap to be filled. Past this, they are read instead. */
-const MAX_PENDING_EVENTS = 1024;
+export const MAX_PENDING_EVENTS = 1024;
 
 /**
  * Puts one process's pushed events in seq order and completes it from them alone when they arrive

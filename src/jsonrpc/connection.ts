@@ -33,9 +33,30 @@ export type NotificationHandler = (notification: NotificationMessage) => void;
 /** Called for inbound messages that were answered with an error without reaching a handler. */
 export type RejectedMessageListener = (reason: 'malformed' | 'oversized') => void;
 
+/** What became of the answer to one inbound request. */
+export interface ResponseOutcome {
+  /** True once the transport accepted the response (`send` resolved); false when it could not. */
+  readonly queued: boolean;
+  /** The error code when the answer was an error response. */
+  readonly errorCode?: number;
+}
+
+/** Called once per request that reached the request handler, when its response was queued (or not). */
+export type ResponseListener = (context: RequestContext, outcome: ResponseOutcome) => void;
+
+/** Per-request tracing on the calling side: the carrier to send and a hook for when the call settles. */
+export interface RequestTrace {
+  trace?: TraceCarrier;
+  end?(error?: Error): void;
+}
+
+/** Supplies a request's trace when the caller gave none in `CallOptions` (telemetry sets this). */
+export type RequestTraceProvider = (method: string) => RequestTrace | undefined;
+
 export interface JsonRpcConnectionOptions {
   maxMessageBytes?: number;
   maxPendingRequests?: number;
+  traceProvider?: RequestTraceProvider;
 }
 
 interface PendingCall {
@@ -62,6 +83,8 @@ export class JsonRpcConnection {
   private requestHandler: RequestHandler | undefined;
   private notificationHandler: NotificationHandler | undefined;
   private rejectedListener: RejectedMessageListener | undefined;
+  private responseListener: ResponseListener | undefined;
+  private readonly traceProvider: RequestTraceProvider | undefined;
   private readonly closeListeners: Array<(error?: Error) => void> = [];
   private closedWith: Error | undefined;
   private isClosed = false;
@@ -72,6 +95,7 @@ export class JsonRpcConnection {
   ) {
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.maxPendingRequests = options.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS;
+    this.traceProvider = options.traceProvider;
     transport.onMessage((raw) => this.receive(raw));
     transport.onClose((error) => this.handleClose(error));
   }
@@ -92,6 +116,11 @@ export class JsonRpcConnection {
     this.rejectedListener = listener;
   }
 
+  /** Hears, once per handled request, that its response was handed to the transport (or could not be). */
+  onResponse(listener: ResponseListener): void {
+    this.responseListener = listener;
+  }
+
   onClose(listener: (error?: Error) => void): void {
     if (this.isClosed) queueMicrotask(() => listener(this.closedWith));
     else this.closeListeners.push(listener);
@@ -105,19 +134,26 @@ export class JsonRpcConnection {
     }
     const id = this.nextId++;
     const message: RequestMessage = { id, method, params };
+    if (options.signal?.aborted) return Promise.reject(new Error('request aborted'));
+    const traced = options.trace ? undefined : this.traceProvider?.(method);
     if (options.trace) message.trace = options.trace;
+    else if (traced?.trace) message.trace = traced.trace;
     return new Promise<unknown>((resolve, reject) => {
       const signal = options.signal;
       const onAbort = () => {
-        if (this.pending.delete(id)) reject(signal?.reason instanceof Error ? signal.reason : new Error('request aborted'));
+        if (this.pending.delete(id)) {
+          const error = signal?.reason instanceof Error ? signal.reason : new Error('request aborted');
+          traced?.end?.(error);
+          reject(error);
+        }
       };
-      if (signal?.aborted) return reject(new Error('request aborted'));
       signal?.addEventListener('abort', onAbort, { once: true });
-      const settle = <T>(fn: (value: T) => void) => (value: T) => {
+      const settle = <T>(fn: (value: T) => void, failed: boolean) => (value: T) => {
         signal?.removeEventListener('abort', onAbort);
+        traced?.end?.(failed ? (value as Error) : undefined);
         fn(value);
       };
-      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject), method });
+      this.pending.set(id, { resolve: settle(resolve, false), reject: settle(reject, true), method });
       this.sendRaw(message).catch((error: unknown) => {
         const call = this.pending.get(id);
         if (call) {
@@ -211,13 +247,31 @@ export class JsonRpcConnection {
     try {
       result = await handler(request.method, request.params, context);
     } catch (error) {
-      this.sendError(request.id, toErrorObject(error));
+      this.respond(context, toErrorObject(error));
       return;
     }
-    if (this.isClosed) return;
-    this.sendRaw({ id: request.id, result: result ?? {} }).catch((error: unknown) => {
-      if (error instanceof RpcError) this.sendError(request.id, { code: ErrorCode.Internal, message: `response too large: ${error.message}` });
-    });
+    this.respond(context, undefined, result ?? {});
+  }
+
+  /** Sends a handled request's answer and tells the response listener once it is queued (or not). */
+  private respond(context: RequestContext, error: RpcErrorObject | undefined, result?: unknown): void {
+    const listener = this.responseListener;
+    const outcome = (queued: boolean): ResponseOutcome => (error ? { queued, errorCode: error.code } : { queued });
+    if (this.isClosed) {
+      listener?.(context, outcome(false));
+      return;
+    }
+    this.sendRaw(error ? { id: context.id, error } : { id: context.id, result }).then(
+      () => listener?.(context, outcome(true)),
+      (sendError: unknown) => {
+        if (!error && sendError instanceof RpcError) {
+          this.respond(context, { code: ErrorCode.Internal, message: `response too large: ${sendError.message}` });
+          return;
+        }
+        // The transport is gone; its close handler fails what is pending.
+        listener?.(context, outcome(false));
+      },
+    );
   }
 
   private sendError(id: RequestId, error: RpcErrorObject): void {

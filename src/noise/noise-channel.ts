@@ -142,7 +142,7 @@ export async function openClientChannel(duplex: ByteDuplex, options: ClientChann
     guard.stop(error);
     throw error;
   }
-  return new NoiseMessageChannel(secured.conn, guard, options, remoteIdentity);
+  return new NoiseMessageChannel(secured.transport, guard, options, remoteIdentity);
 }
 
 /**
@@ -161,7 +161,7 @@ export async function acceptAgentChannel(duplex: ByteDuplex, options: AgentChann
   }
   const secured = await runHandshake(guard, options, 'responder', undefined, () => undefined);
   const remoteIdentity = secured.remotePeer.toString();
-  const channel = new NoiseMessageChannel(secured.conn, guard, options, remoteIdentity);
+  const channel = new NoiseMessageChannel(secured.transport, guard, options, remoteIdentity);
   if (options.authorizedClients !== undefined && !options.authorizedClients.has(remoteIdentity)) {
     const error = new NoiseChannelError(
       'client-not-authorized',
@@ -182,8 +182,38 @@ interface NoiseStream {
   sink: (source: AsyncGenerator<Uint8Array | Uint8ArrayList>) => Promise<void>;
 }
 
+/** What libp2p-noise's handshake returns: the transport cipher states (its nonces, its keys, its crypto). */
+interface NoiseCipherPair {
+  encrypt(plaintext: Uint8Array | Uint8ArrayList): Uint8Array | Uint8ArrayList;
+  decrypt(ciphertext: Uint8Array | Uint8ArrayList, dst?: Uint8Array): Uint8Array | Uint8ArrayList;
+}
+
+/** libp2p-noise's handshake stream after the handshake: `unwrap()` gives back the raw duplex. */
+interface HandshakeConnection {
+  unwrap(): NoiseStream;
+}
+
+/**
+ * The hook this module sets on the libp2p-noise 16 instance. `createSecureConnection(connection,
+ * handshake)` is where libp2p-noise builds its it-pipe transport pipeline (length-prefix decoding,
+ * encryptStream/decryptStream, a duplex pair); this module takes the handshake's cipher pair and the
+ * raw duplex there instead and runs the transport phase itself, byte for byte the same on the wire
+ * (`u16be length, ChaChaPoly ciphertext+tag` per Noise message, encrypted and decrypted by the same
+ * cipher states), without the pipeline's per-record generators, list copies and signal races.
+ */
+interface SecureConnectionHook {
+  createSecureConnection(connection: HandshakeConnection, handshake: NoiseCipherPair): Promise<NoiseStream>;
+}
+
+/** The established transport: the raw duplex as libp2p-noise hands it back, and the cipher pair. */
+interface SecureTransport {
+  readonly source: AsyncIterable<Uint8Array | Uint8ArrayList>;
+  readonly sink: (source: AsyncGenerator<Uint8Array>) => Promise<void>;
+  readonly cipher: NoiseCipherPair;
+}
+
 interface SecuredStream {
-  conn: NoiseStream;
+  transport: SecureTransport;
   remotePeer: PeerId;
 }
 
@@ -213,13 +243,23 @@ async function runHandshake(
     logger: silentComponentLogger,
     upgrader: noMuxerUpgrader,
   });
+  let transport: SecureTransport | undefined;
+  (encrypter as unknown as SecureConnectionHook).createSecureConnection = async (connection, handshake) => {
+    // Taken now: libp2p-noise overwrites the duplex's source and sink with what this returns.
+    const network = connection.unwrap();
+    transport = { source: network.source, sink: network.sink, cipher: handshake };
+    return { source: (async function* () {})(), sink: async () => undefined };
+  };
   const secureOptions = { signal: controller.signal, skipStreamMuxerNegotiation: true, ...(remotePeer ? { remotePeer } : {}) };
   try {
     const secured =
       role === 'initiator'
         ? await encrypter.secureOutbound(guard.noiseStream, secureOptions)
         : await encrypter.secureInbound(guard.noiseStream, secureOptions);
-    return { conn: secured.conn, remotePeer: secured.remotePeer };
+    if (transport === undefined) {
+      throw new Error('libp2p-noise did not hand over its transport cipher states (an unsupported @chainsafe/libp2p-noise version?)');
+    }
+    return { transport, remotePeer: secured.remotePeer };
   } catch (error) {
     const failure = timedOut
       ? new NoiseChannelError(
@@ -351,7 +391,11 @@ class DuplexGuard {
   private readonly rawSource: AsyncIterator<Uint8Array>;
   private resolveSinkDone: () => void = () => undefined;
 
+  /** The raw duplex's zero-copy chunk allocator, or a plain allocation. */
+  readonly allocateChunk: (length: number) => Uint8Array;
+
   constructor(private readonly raw: ByteDuplex) {
+    this.allocateChunk = raw.allocateChunk ?? ((length) => Buffer.allocUnsafe(length));
     this.rawSource = raw.source[Symbol.asyncIterator]();
     this.sinkDone = new Promise((resolve) => {
       this.resolveSinkDone = resolve;
@@ -543,6 +587,11 @@ const EMPTY = new Uint8Array(0);
 // ---------------------------------------------------------------------------------------------
 // The established channel
 
+/** Bytes of a Noise message's length prefix (u16be) on the wire. */
+const NOISE_LENGTH_BYTES = 2;
+/** ChaCha20-Poly1305 tag bytes at the end of every Noise transport message. */
+const NOISE_TAG_BYTES = 16;
+
 class NoiseMessageChannel implements SecureChannel {
   readonly kind = 'relay' as const;
   readonly localIdentity: string;
@@ -551,13 +600,23 @@ class NoiseMessageChannel implements SecureChannel {
   private readonly outbound: RecordQueue;
   private readonly maxMessageBytes: number;
   private readonly decoder = new TextDecoder('utf-8', { fatal: true });
+  private readonly cipher: NoiseCipherPair;
+  private readonly allocateChunk: (length: number) => Uint8Array;
   private sendChain: Promise<void> = Promise.resolve();
   private isClosed = false;
   private closeError: Error | undefined;
   private wakeReader: (() => void) | undefined;
+  // Receive side: the plaintext framing parser's state (see acceptPlaintext).
+  /** Header bytes gathered so far when a header straddles records (4, or 8 for an abort frame). */
+  private readonly header = new Uint8Array(2 * HEADER_BYTES);
+  private headerFill = 0;
+  /** The message (or abort reason) being reassembled from several records, and how much of it is in. */
+  private body: Uint8Array | null = null;
+  private bodyFill = 0;
+  private bodyIsAbortReason = false;
 
   constructor(
-    private readonly conn: NoiseStream,
+    private readonly transport: SecureTransport,
     private readonly guard: DuplexGuard,
     options: NoiseChannelOptions,
     readonly remoteIdentity: string,
@@ -565,10 +624,11 @@ class NoiseMessageChannel implements SecureChannel {
     this.localIdentity = options.identity.publicIdentity;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.outbound = new RecordQueue(options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES);
+    this.cipher = transport.cipher;
+    this.allocateChunk = guard.allocateChunk;
     guard.onSinkError = (error) =>
       this.fail(new NoiseChannelError('stream-failed', `secure channel failed: the underlying stream failed: ${messageOf(error)}`, { cause: error }));
-    // libp2p-noise's returned sink only hands the source to its encrypting pipeline and resolves at once.
-    this.conn.sink(this.outbound.records(MAX_RECORD_PLAINTEXT_BYTES)).catch((error: unknown) =>
+    this.transport.sink(this.encryptedRecords()).catch((error: unknown) =>
       this.fail(new NoiseChannelError('stream-failed', `secure channel failed: ${messageOf(error)}`, { cause: error })),
     );
     void this.readLoop();
@@ -580,13 +640,17 @@ class NoiseMessageChannel implements SecureChannel {
 
   send(message: string): Promise<void> {
     if (this.isClosed) return Promise.reject(this.closedError());
-    const bytes = Buffer.from(message, 'utf8');
-    if (bytes.byteLength > this.maxMessageBytes) {
+    const length = Buffer.byteLength(message, 'utf8');
+    if (length > this.maxMessageBytes) {
       return Promise.reject(
-        new NoiseChannelError('message-too-large', `message of ${bytes.byteLength} bytes exceeds the maximum of ${this.maxMessageBytes} bytes`),
+        new NoiseChannelError('message-too-large', `message of ${length} bytes exceeds the maximum of ${this.maxMessageBytes} bytes`),
       );
     }
-    const sent = this.sendChain.then(() => this.enqueueMessage(bytes));
+    // Header and UTF-8 body in one buffer, encoded straight from the string: one copy.
+    const framed = Buffer.allocUnsafe(HEADER_BYTES + length);
+    framed.writeUInt32BE(length, 0);
+    framed.write(message, HEADER_BYTES, length, 'utf8');
+    const sent = this.sendChain.then(() => this.enqueueMessage(framed));
     this.sendChain = sent.catch(() => undefined);
     return sent;
   }
@@ -658,36 +722,79 @@ class NoiseMessageChannel implements SecureChannel {
     return new Error(this.closeError ? `transport closed: ${this.closeError.message}` : 'transport closed', { cause: this.closeError });
   }
 
-  /** Sends called while open are written even if a clean close follows; a failure drops them. */
-  private async enqueueMessage(bytes: Uint8Array): Promise<void> {
+  /**
+   * Sends called while open are written even if a clean close follows; a failure drops them.
+   * `framed` is the header and body; it is cut into records of at most 60 KiB (views, no copy).
+   */
+  private async enqueueMessage(framed: Uint8Array): Promise<void> {
     if (this.closeError !== undefined) throw this.closedError();
-    const firstBodyBytes = Math.min(bytes.byteLength, MAX_RECORD_PLAINTEXT_BYTES - HEADER_BYTES);
-    const first = new Uint8Array(HEADER_BYTES + firstBodyBytes);
-    new DataView(first.buffer).setUint32(0, bytes.byteLength);
-    first.set(bytes.subarray(0, firstBodyBytes), HEADER_BYTES);
-    await this.outbound.push(first);
-    for (let offset = firstBodyBytes; offset < bytes.byteLength; offset += MAX_RECORD_PLAINTEXT_BYTES) {
-      await this.outbound.push(bytes.subarray(offset, Math.min(offset + MAX_RECORD_PLAINTEXT_BYTES, bytes.byteLength)));
+    for (let offset = 0; offset < framed.byteLength; offset += MAX_RECORD_PLAINTEXT_BYTES) {
+      await this.outbound.push(framed.subarray(offset, Math.min(offset + MAX_RECORD_PLAINTEXT_BYTES, framed.byteLength)));
+    }
+  }
+
+  /** The outbound records as Noise transport messages: `u16be length, ciphertext+tag`, one chunk each. */
+  private async *encryptedRecords(): AsyncGenerator<Uint8Array> {
+    for await (const record of this.outbound.records(MAX_RECORD_PLAINTEXT_BYTES)) {
+      // A list in, a list out: libp2p-noise's node:crypto path then returns [ciphertext, tag]
+      // without concatenating them (small records take its WebAssembly path and return one array).
+      const sealed = this.cipher.encrypt(new Uint8ArrayList(record));
+      const length = sealed.byteLength;
+      const message = this.allocateChunk(NOISE_LENGTH_BYTES + length);
+      message[0] = length >>> 8;
+      message[1] = length & 0xff;
+      if (sealed instanceof Uint8Array) {
+        message.set(sealed, NOISE_LENGTH_BYTES);
+      } else {
+        let offset = NOISE_LENGTH_BYTES;
+        for (const part of sealed) {
+          message.set(part, offset);
+          offset += part.byteLength;
+        }
+      }
+      yield message;
     }
   }
 
   private async readLoop(): Promise<void> {
+    // Bytes of a Noise message split across chunks (never the case between two endpoints of this
+    // module, whose chunks are whole Noise messages, but the duplex does not promise it).
     const pending = new Uint8ArrayList();
     try {
-      for await (const chunk of this.conn.source) {
+      for await (const chunk of this.transport.source) {
         if (this.isClosed) return;
+        if (pending.byteLength === 0 && chunk instanceof Uint8Array) {
+          // Whole Noise messages straight from the chunk, no copy; a partial tail goes to `pending`.
+          let offset = 0;
+          while (chunk.byteLength - offset >= NOISE_LENGTH_BYTES) {
+            const length = (chunk[offset]! << 8) | chunk[offset + 1]!;
+            const end = offset + NOISE_LENGTH_BYTES + length;
+            if (end > chunk.byteLength) break;
+            if (!(await this.openRecord(chunk.subarray(offset + NOISE_LENGTH_BYTES, end)))) return;
+            offset = end;
+          }
+          if (offset < chunk.byteLength) pending.append(chunk.subarray(offset));
+          continue;
+        }
         pending.append(chunk);
-        if (!(await this.deliverComplete(pending))) return;
+        while (pending.byteLength >= NOISE_LENGTH_BYTES) {
+          const length = pending.getUint16(0);
+          if (pending.byteLength < NOISE_LENGTH_BYTES + length) break;
+          const sealed = pending.subarray(NOISE_LENGTH_BYTES, NOISE_LENGTH_BYTES + length);
+          pending.consume(NOISE_LENGTH_BYTES + length);
+          if (!(await this.openRecord(sealed))) return;
+        }
       }
       if (this.isClosed) return;
-      if (pending.byteLength > 0) {
-        this.fail(new NoiseChannelError('protocol-error', `secure channel ended in the middle of a message (${pending.byteLength} bytes of it received)`));
+      const partial = pending.byteLength + this.headerFill + this.bodyFill;
+      if (partial > 0) {
+        this.fail(new NoiseChannelError('protocol-error', `secure channel ended in the middle of a message (${partial} bytes of it received)`));
       } else {
         this.close('peer ended the stream');
       }
     } catch (error) {
       if (this.isClosed) return;
-      if (hasInChain(error, (e) => e instanceof RecordAuthenticationError || e.message.includes(RECORD_AUTHENTICATION_FAILED) || e.message === 'Invalid chunk')) {
+      if (hasInChain(error, (e) => e instanceof RecordAuthenticationError || e.message.includes(RECORD_AUTHENTICATION_FAILED))) {
         this.fail(
           new NoiseChannelError(
             'authentication-failed',
@@ -701,11 +808,72 @@ class NoiseMessageChannel implements SecureChannel {
     }
   }
 
-  /** Delivers every complete message in `pending`; false once the channel is closed. */
-  private async deliverComplete(pending: Uint8ArrayList): Promise<boolean> {
-    while (pending.byteLength >= HEADER_BYTES) {
-      const declared = pending.getUint32(0);
-      if (declared === ABORT_MARKER) return this.receiveAbortFrame(pending);
+  /** Decrypts one Noise transport message (ciphertext+tag) and parses its plaintext; false once closed. */
+  private openRecord(sealed: Uint8Array): Promise<boolean> | boolean {
+    if (sealed.byteLength < NOISE_TAG_BYTES) throw new RecordAuthenticationError(new Error('Noise message shorter than its tag'));
+    // Like libp2p-noise's decryptStream: small messages are decrypted in place (WebAssembly path).
+    const plaintext = this.cipher.decrypt(sealed, sealed.subarray(0, sealed.byteLength - NOISE_TAG_BYTES));
+    return this.acceptPlaintext(plaintext instanceof Uint8Array ? plaintext : plaintext.subarray());
+  }
+
+  /**
+   * Parses one record's plaintext: `length:u32be body` messages (a body inside one record is
+   * delivered as a view, one spanning records is gathered into a buffer of its declared length) and
+   * the abort frame. Delivers every message it completes; false once the channel is closed.
+   */
+  private async acceptPlaintext(record: Uint8Array): Promise<boolean> {
+    let offset = 0;
+    while (offset < record.byteLength) {
+      if (this.body !== null) {
+        const take = Math.min(this.body.byteLength - this.bodyFill, record.byteLength - offset);
+        this.body.set(record.subarray(offset, offset + take), this.bodyFill);
+        this.bodyFill += take;
+        offset += take;
+        if (this.bodyFill < this.body.byteLength) return true;
+        const body = this.body;
+        this.body = null;
+        this.bodyFill = 0;
+        if (this.bodyIsAbortReason) return this.receiveAbort(body);
+        if (!(await this.deliver(body))) return false;
+        continue;
+      }
+      // The header (4 bytes; 8 for the abort frame, whose reason length follows its marker): read in
+      // place when the record holds all of it, else gathered across records.
+      let declared: number;
+      let reasonBytes = 0;
+      const available = record.byteLength - offset;
+      if (this.headerFill === 0 && available >= HEADER_BYTES && (readU32(record, offset) !== ABORT_MARKER || available >= 2 * HEADER_BYTES)) {
+        declared = readU32(record, offset);
+        offset += HEADER_BYTES;
+        if (declared === ABORT_MARKER) {
+          reasonBytes = readU32(record, offset);
+          offset += HEADER_BYTES;
+        }
+      } else {
+        for (;;) {
+          const need = this.headerFill >= HEADER_BYTES && readU32(this.header, 0) === ABORT_MARKER ? 2 * HEADER_BYTES : HEADER_BYTES;
+          if (this.headerFill === need) break;
+          if (offset === record.byteLength) return true;
+          const take = Math.min(need - this.headerFill, record.byteLength - offset);
+          this.header.set(record.subarray(offset, offset + take), this.headerFill);
+          this.headerFill += take;
+          offset += take;
+        }
+        declared = readU32(this.header, 0);
+        if (declared === ABORT_MARKER) reasonBytes = readU32(this.header, HEADER_BYTES);
+        this.headerFill = 0;
+      }
+      if (declared === ABORT_MARKER) {
+        if (reasonBytes > MAX_ABORT_REASON_BYTES) {
+          this.fail(new NoiseChannelError('protocol-error', `peer sent an abort frame with a ${reasonBytes}-byte reason (maximum ${MAX_ABORT_REASON_BYTES}); secure channel closed`));
+          return false;
+        }
+        if (record.byteLength - offset >= reasonBytes) return this.receiveAbort(record.subarray(offset, offset + reasonBytes));
+        this.body = new Uint8Array(reasonBytes);
+        this.bodyFill = 0;
+        this.bodyIsAbortReason = true;
+        continue;
+      }
       if (declared > this.maxMessageBytes) {
         this.fail(
           new NoiseChannelError(
@@ -716,44 +884,47 @@ class NoiseMessageChannel implements SecureChannel {
         );
         return false;
       }
-      if (pending.byteLength < HEADER_BYTES + declared) return true;
-      const body = pending.subarray(HEADER_BYTES, HEADER_BYTES + declared);
-      pending.consume(HEADER_BYTES + declared);
-      let text: string;
+      if (record.byteLength - offset >= declared) {
+        const body = record.subarray(offset, offset + declared);
+        offset += declared;
+        if (!(await this.deliver(body))) return false;
+        continue;
+      }
+      this.body = Buffer.allocUnsafe(declared);
+      this.bodyFill = 0;
+      this.bodyIsAbortReason = false;
+    }
+    return true;
+  }
+
+  /** Hands one complete message to the listeners (waiting for the first one); false once closed. */
+  private async deliver(body: Uint8Array): Promise<boolean> {
+    let text: string;
+    try {
+      text = this.decoder.decode(body);
+    } catch (error) {
+      this.fail(new NoiseChannelError('protocol-error', 'peer sent a message that is not valid UTF-8; secure channel closed', { cause: error }), 'message is not valid UTF-8');
+      return false;
+    }
+    while (this.messageListeners.length === 0 && !this.isClosed) {
+      await new Promise<void>((resolve) => {
+        this.wakeReader = resolve;
+      });
+    }
+    if (this.isClosed) return false;
+    for (const listener of this.messageListeners) {
       try {
-        text = this.decoder.decode(body);
+        listener(text);
       } catch (error) {
-        this.fail(new NoiseChannelError('protocol-error', 'peer sent a message that is not valid UTF-8; secure channel closed', { cause: error }), 'message is not valid UTF-8');
+        this.fail(new Error(`message listener threw: ${messageOf(error)}`, { cause: error }));
         return false;
-      }
-      while (this.messageListeners.length === 0 && !this.isClosed) {
-        await new Promise<void>((resolve) => {
-          this.wakeReader = resolve;
-        });
-      }
-      if (this.isClosed) return false;
-      for (const listener of this.messageListeners) {
-        try {
-          listener(text);
-        } catch (error) {
-          this.fail(new Error(`message listener threw: ${messageOf(error)}`, { cause: error }));
-          return false;
-        }
       }
     }
     return true;
   }
 
-  private receiveAbortFrame(pending: Uint8ArrayList): boolean {
-    if (pending.byteLength < 2 * HEADER_BYTES) return true;
-    const reasonBytes = pending.getUint32(HEADER_BYTES);
-    if (reasonBytes > MAX_ABORT_REASON_BYTES) {
-      this.fail(new NoiseChannelError('protocol-error', `peer sent an abort frame with a ${reasonBytes}-byte reason (maximum ${MAX_ABORT_REASON_BYTES}); secure channel closed`));
-      return false;
-    }
-    if (pending.byteLength < 2 * HEADER_BYTES + reasonBytes) return true;
-    const reason = new TextDecoder().decode(pending.subarray(2 * HEADER_BYTES, 2 * HEADER_BYTES + reasonBytes));
-    this.fail(new NoiseChannelError('peer-aborted', `secure channel closed by the peer: ${reason}`));
+  private receiveAbort(reason: Uint8Array): boolean {
+    this.fail(new NoiseChannelError('peer-aborted', `secure channel closed by the peer: ${new TextDecoder().decode(reason)}`));
     return false;
   }
 
@@ -762,6 +933,10 @@ class NoiseMessageChannel implements SecureChannel {
     this.wakeReader = undefined;
     wake?.();
   }
+}
+
+function readU32(bytes: Uint8Array, offset: number): number {
+  return bytes[offset]! * 0x100_0000 + ((bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!);
 }
 
 function encodeAbortFrame(reason: string): Uint8Array {

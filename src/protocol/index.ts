@@ -5,3 +5,4 @@ export * from './validation.js';
 export * from './session.js';
 export * from './process.js';
 export * from './fs.js';
+export * from './http.js';

@@ -33,9 +33,12 @@
  * `seq ≥ segmentIndex` (the message starts at `seq - segmentIndex ≥ 0`) and the message's last seq
  * `seq - segmentIndex + segmentCount - 1 ≤ MAX_SEQ`.
  *
- * Allocation: {@link encodeRelayFrame} allocates exactly one buffer per frame; decoded payloads
- * are views (`subarray`) of the input, so the caller must not reuse the input buffer while a
- * decoded frame is alive.
+ * Allocation: {@link encodeRelayFrame} allocates exactly one buffer per frame and copies the payload
+ * into it, except for a `data` payload obtained from {@link allocateDataPayload}: that one already
+ * sits behind room for the header, so its first encoding writes the header in front of it and
+ * returns a view of that same memory (no copy, no allocation). Decoded payloads are views
+ * (`subarray`) of the input, so the caller must not reuse the input buffer while a decoded frame is
+ * alive.
  */
 import {
   ACK_BITS_WIDTH,
@@ -270,6 +273,38 @@ export function clampResetReason(reason: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Zero-copy data payloads
+
+/** Bytes of a `data` frame in front of its payload (common header + data body fields). */
+export const DATA_PAYLOAD_OFFSET = FRAME_HEADER_BYTES + DATA_BODY_FIXED_BYTES;
+
+/** Payloads from {@link allocateDataPayload} whose header room is still unused, with their frame buffer. */
+const framesWithRoom = new WeakMap<Uint8Array, Uint8Array>();
+
+/**
+ * A `length`-byte payload buffer (contents uninitialized) laid out behind room for a `data` frame
+ * header. The first {@link encodeRelayFrame} of a `data` body carrying exactly this view writes the
+ * header into that room and returns the frame without copying the payload; later encodings (a
+ * retransmission, while the first frame may still sit in a socket's write queue) copy as usual.
+ * Fill it before it is encoded.
+ */
+export function allocateDataPayload(length: number): Uint8Array {
+  if (!Number.isInteger(length) || length < 0 || length > MAX_SEGMENT_PAYLOAD_BYTES) invalidField('payload length', length);
+  const frame = Buffer.allocUnsafe(DATA_PAYLOAD_OFFSET + length);
+  const payload = frame.subarray(DATA_PAYLOAD_OFFSET);
+  framesWithRoom.set(payload, frame);
+  return payload;
+}
+
+/** The frame buffer around `payload` if it still has unused header room (and claims it). */
+function claimFrameRoom(payload: Uint8Array): Uint8Array | undefined {
+  const frame = framesWithRoom.get(payload);
+  if (frame === undefined) return undefined;
+  framesWithRoom.delete(payload);
+  return frame;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Encoding
 
 function invalidField(name: string, value: unknown): never {
@@ -344,16 +379,15 @@ export function encodeRelayFrame(init: RelayFrameInit): Uint8Array {
       return invalidField('body.type', (body as { type?: unknown }).type);
   }
 
-  const out = new Uint8Array(FRAME_HEADER_BYTES + bodyBytes);
-  out[OFFSET_VERSION] = RELAY_FRAME_VERSION;
-  if (typeof init.streamId === 'string') {
-    out.set(streamIdToBytes(init.streamId), OFFSET_STREAM_ID);
-  } else {
-    if (init.streamId.length !== STREAM_ID_BYTES) {
-      throw new RelayFrameEncodeError('invalid-stream-id', `stream id of ${init.streamId.length} bytes`);
-    }
-    out.set(init.streamId, OFFSET_STREAM_ID);
+  const idBytes = typeof init.streamId === 'string' ? streamIdToBytes(init.streamId) : init.streamId;
+  if (idBytes.length !== STREAM_ID_BYTES) {
+    throw new RelayFrameEncodeError('invalid-stream-id', `stream id of ${idBytes.length} bytes`);
   }
+  // Every check is done: from here on nothing throws, so claiming the header room is final.
+  const inPlace = body.type === 'data' ? claimFrameRoom(body.payload) : undefined;
+  const out = inPlace ?? new Uint8Array(FRAME_HEADER_BYTES + bodyBytes);
+  out[OFFSET_VERSION] = RELAY_FRAME_VERSION;
+  out.set(idBytes, OFFSET_STREAM_ID);
   out[OFFSET_TAG] = FRAME_TAG[body.type];
   writeU32(out, OFFSET_ACK_NEXT, init.ack + 1);
   writeU32(out, OFFSET_ACK_BITS, init.ackBits);
@@ -369,7 +403,7 @@ export function encodeRelayFrame(init: RelayFrameInit): Uint8Array {
       writeU16(out, o + 4, body.segmentIndex);
       writeU16(out, o + 6, body.segmentCount);
       writeU32(out, o + 8, body.payload.length);
-      out.set(body.payload, o + DATA_BODY_FIXED_BYTES);
+      if (inPlace === undefined) out.set(body.payload, o + DATA_BODY_FIXED_BYTES);
       break;
     case 'resume':
       writeU32(out, o, body.nextSeq);

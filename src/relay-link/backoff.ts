@@ -26,3 +26,14 @@ export class Backoff {
 export const EXECUTOR_BACKOFF = { initialMs: 1000, maxMs: 30_000 } as const;
 /** Client recovery: 500 ms doubling to 5 s, with jitter. */
 export const CLIENT_BACKOFF = { initialMs: 500, maxMs: 5000 } as const;
+
+/**
+ * After the relay's `restarting` notice an endpoint re-dials every 50–250 ms (jittered) for up to
+ * 15 s instead of backing off: the next relay is expected within a restart, and each endpoint is
+ * back as soon as it listens. Past the window the normal backoff applies.
+ */
+export const RELAY_RESTART_RETRY = { minDelayMs: 50, maxDelayMs: 250, windowMs: 15_000 } as const;
+
+export function restartRetryDelay(random: () => number = Math.random): number {
+  return Math.round(RELAY_RESTART_RETRY.minDelayMs + random() * (RELAY_RESTART_RETRY.maxDelayMs - RELAY_RESTART_RETRY.minDelayMs));
+}

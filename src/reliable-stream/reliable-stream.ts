@@ -39,6 +39,7 @@
 import {
   ACK_BODY,
   CLOSE_BODY,
+  allocateDataPayload,
   clampResetReason,
   encodeRelayFrame,
   streamIdToBytes,
@@ -477,7 +478,10 @@ export class ReliableStream {
       throw new Error(`ReliableStream: messages are already consumed by ${this.consumer === 'duplex' ? 'toDuplex()' : 'onMessage()'}`);
     }
     this.consumer = 'duplex';
+    const maxSegmentPayload = this.options.maxSegmentPayload;
     return {
+      // A chunk that fits one segment travels in a frame built around it (no copy on first send).
+      allocateChunk: (length) => (length <= maxSegmentPayload ? allocateDataPayload(length) : new Uint8Array(length)),
       source: this.queue,
       sink: async (source) => {
         try {

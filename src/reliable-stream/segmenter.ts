@@ -11,9 +11,12 @@ export function segmentCountFor(byteLength: number, maxSegmentPayload: number): 
 
 /**
  * Splits `message` into views (no copy) of at most `maxSegmentPayload` bytes each, in order.
- * An empty message yields one empty segment.
+ * An empty message yields one empty segment; a message that fits one segment is returned as is.
  */
 export function segmentMessage(message: Uint8Array, maxSegmentPayload: number): Uint8Array[] {
+  // One segment: the message itself (not a new view), so a payload from allocateDataPayload keeps
+  // its identity and is framed without a copy.
+  if (message.length <= maxSegmentPayload) return [message];
   const count = segmentCountFor(message.length, maxSegmentPayload);
   const segments = new Array<Uint8Array>(count);
   for (let i = 0; i < count; i++) {

@@ -7,4 +7,11 @@
 export interface ByteDuplex {
   source: AsyncIterable<Uint8Array>;
   sink: (source: AsyncIterable<Uint8Array>) => Promise<void>;
+  /**
+   * Optional: a writable buffer of `length` bytes that this duplex's sink can send without copying
+   * it again (the reliable stream hands out buffers with room for the relay frame header in front).
+   * A writer that fills such a buffer and passes it, unmodified afterwards, as one chunk to the sink
+   * saves a copy per chunk; any other Uint8Array works too.
+   */
+  allocateChunk?: (length: number) => Uint8Array;
 }

@@ -1,0 +1,196 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  HANDSHAKE_RESULTS,
+  PROCESS_RESULTS,
+  RECONNECT_REASONS,
+  REGISTRATION_RESULTS,
+  RENDEZVOUS_CONNECT_RESULTS,
+  TRANSPORT_LABELS,
+  type HandshakeResult,
+  type ProcessResult,
+  type ReconnectReason,
+  type RegistrationResult,
+  type RendezvousConnectResult,
+  type RequestResult,
+  type TransportLabel,
+} from './labels.js';
+
+/** Buckets (seconds) for request latency: sub-millisecond fs calls up to long-polling reads. */
+export const REQUEST_DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Buckets (seconds) for process lifetimes: one-shot commands to long-running jobs. */
+export const PROCESS_DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+/** Buckets (seconds) for connect, registration and handshake phases. */
+export const PHASE_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * The agent's Prometheus metrics, on its own Registry (one per process). Label values come only
+ * from the fixed sets in labels.ts. Counters whose label sets are small are created at zero for
+ * every value, so dashboards and alerts see a series before the first event.
+ */
+export class AgentMetrics {
+  readonly registry: Registry;
+  readonly connectionsActive: Gauge<'transport'>;
+  readonly connectionsTotal: Counter<'transport'>;
+  readonly requestsTotal: Counter<'method' | 'result'>;
+  readonly requestDuration: Histogram<'method' | 'result'>;
+  readonly processesActive: Gauge;
+  readonly processesFinished: Counter<'result'>;
+  readonly processDuration: Histogram<'result'>;
+  readonly registrationTotal: Counter<'result'>;
+  readonly registrationDuration: Histogram;
+  readonly rendezvousConnectTotal: Counter<'result'>;
+  readonly rendezvousConnectDuration: Histogram;
+  readonly reconnectsTotal: Counter<'reason'>;
+  readonly handshakesTotal: Counter<'result'>;
+  readonly handshakeDuration: Histogram<'result'>;
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    this.connectionsActive = new Gauge({
+      name: 'exec_server_connections_active',
+      help: 'Exec-protocol connections open now, by transport.',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.connectionsTotal = new Counter({
+      name: 'exec_server_connections_total',
+      help: 'Exec-protocol connections accepted, by transport.',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.requestsTotal = new Counter({
+      name: 'exec_server_requests_total',
+      help: 'JSON-RPC requests answered, by method (known method or "unknown") and result.',
+      labelNames: ['method', 'result'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'exec_server_request_duration_seconds',
+      help: 'Time from receiving a request to queueing its response, by method and result.',
+      labelNames: ['method', 'result'],
+      buckets: REQUEST_DURATION_BUCKETS,
+      registers,
+    });
+    this.processesActive = new Gauge({
+      name: 'exec_server_processes_active',
+      help: 'Processes started and not yet exited.',
+      registers,
+    });
+    this.processesFinished = new Counter({
+      name: 'exec_server_processes_finished_total',
+      help: 'Processes that exited, by result (success: exit 0, failure: non-zero, signaled: killed or terminated).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.processDuration = new Histogram({
+      name: 'exec_server_process_duration_seconds',
+      help: 'Process lifetime from spawn to exit, by result.',
+      labelNames: ['result'],
+      buckets: PROCESS_DURATION_BUCKETS,
+      registers,
+    });
+    this.registrationTotal = new Counter({
+      name: 'exec_server_remote_registration_total',
+      help: 'Registrations with the relay, by result.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.registrationDuration = new Histogram({
+      name: 'exec_server_remote_registration_duration_seconds',
+      help: 'Time from dialling the relay to its "registered" answer.',
+      buckets: PHASE_DURATION_BUCKETS,
+      registers,
+    });
+    this.rendezvousConnectTotal = new Counter({
+      name: 'exec_server_remote_rendezvous_connect_total',
+      help: 'WebSocket connects to the relay, by result.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.rendezvousConnectDuration = new Histogram({
+      name: 'exec_server_remote_rendezvous_connect_duration_seconds',
+      help: 'Time to a live relay link (connect and registration are one step on execrelay).',
+      buckets: PHASE_DURATION_BUCKETS,
+      registers,
+    });
+    this.reconnectsTotal = new Counter({
+      name: 'exec_server_remote_reconnects_total',
+      help: 'Relay links lost, by reason (relay_restarting and link_lost reconnect; replaced stops).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.handshakesTotal = new Counter({
+      name: 'exec_server_noise_handshakes_total',
+      help: 'Noise handshakes on relay streams (agent as responder), by result.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.handshakeDuration = new Histogram({
+      name: 'exec_server_noise_handshake_duration_seconds',
+      help: 'Noise handshake duration on relay streams, by result.',
+      labelNames: ['result'],
+      buckets: PHASE_DURATION_BUCKETS,
+      registers,
+    });
+    for (const transport of TRANSPORT_LABELS) {
+      this.connectionsActive.set({ transport }, 0);
+      this.connectionsTotal.inc({ transport }, 0);
+    }
+    this.processesActive.set(0);
+    for (const result of PROCESS_RESULTS) this.processesFinished.inc({ result }, 0);
+    for (const result of REGISTRATION_RESULTS) this.registrationTotal.inc({ result }, 0);
+    for (const result of RENDEZVOUS_CONNECT_RESULTS) this.rendezvousConnectTotal.inc({ result }, 0);
+    for (const reason of RECONNECT_REASONS) this.reconnectsTotal.inc({ reason }, 0);
+    for (const result of HANDSHAKE_RESULTS) this.handshakesTotal.inc({ result }, 0);
+  }
+
+  connectionOpened(transport: TransportLabel): void {
+    this.connectionsActive.inc({ transport });
+    this.connectionsTotal.inc({ transport });
+  }
+
+  connectionClosed(transport: TransportLabel): void {
+    this.connectionsActive.dec({ transport });
+  }
+
+  requestFinished(method: string, result: RequestResult, seconds: number): void {
+    this.requestsTotal.inc({ method, result });
+    this.requestDuration.observe({ method, result }, seconds);
+  }
+
+  processStarted(): void {
+    this.processesActive.inc();
+  }
+
+  /** `wasActive`: the process was counted in `processes_active` (via `processStarted`). */
+  processFinished(result: ProcessResult, seconds: number, wasActive: boolean): void {
+    if (wasActive) this.processesActive.dec();
+    this.processesFinished.inc({ result });
+    this.processDuration.observe({ result }, seconds);
+  }
+
+  registration(result: RegistrationResult, seconds?: number): void {
+    this.registrationTotal.inc({ result });
+    if (seconds !== undefined) this.registrationDuration.observe(seconds);
+  }
+
+  rendezvousConnect(result: RendezvousConnectResult, seconds?: number): void {
+    this.rendezvousConnectTotal.inc({ result });
+    if (seconds !== undefined) this.rendezvousConnectDuration.observe(seconds);
+  }
+
+  reconnect(reason: ReconnectReason): void {
+    this.reconnectsTotal.inc({ reason });
+  }
+
+  handshake(result: HandshakeResult, seconds: number): void {
+    this.handshakesTotal.inc({ result });
+    this.handshakeDuration.observe({ result }, seconds);
+  }
+
+  /** The Prometheus text exposition. */
+  expose(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

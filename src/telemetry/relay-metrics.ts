@@ -1,0 +1,141 @@
+import { ROOT_CONTEXT, type Tracer } from '@opentelemetry/api';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { FrameDirection, RelayEvents } from '../../relay/relay-events.js';
+import type { ResetReasonValue } from '../relay-control/relay-endpoints.js';
+import { PHASE_DURATION_BUCKETS } from './agent-metrics.js';
+import { AUTH_ENDPOINTS, DIRECTIONS, DROP_REASONS, OTHER_REASON, RELAY_REGISTRATION_RESULTS, RESET_REASONS, SpanAttribute, STREAM_END_RESULTS } from './labels.js';
+import { metricsRoute, type HttpRoute } from './metrics-server.js';
+
+/** Metric name prefix of everything the relay exports. */
+export const RELAY_METRIC_PREFIX = 'execrelay_relay_';
+
+const KNOWN_RESET_REASONS: ReadonlySet<string> = new Set(RESET_REASONS);
+
+/** What the relay's gauges read at scrape time (a `RelayServer` satisfies it). */
+export interface RelayGaugeSource {
+  readonly router: { readonly executorCount: number; readonly streamCount: number };
+  /** Client WebSockets connected now. */
+  readonly clientCount?: number;
+  /** Bytes queued on all of the relay's sockets now. */
+  readonly queuedBytes?: number;
+}
+
+export interface RelayMetricsOptions {
+  /** Defaults to a new Registry (one per process). */
+  registry?: Registry;
+  /** Records short spans for registrations and stream handshakes/ends when given a recording tracer. */
+  tracer?: Tracer;
+}
+
+export interface RelayMetrics {
+  readonly registry: Registry;
+  /** `RelayServerOptions.events`. */
+  readonly events: RelayEvents;
+  /** The `GET /metrics` handler. */
+  readonly httpRoute: HttpRoute;
+  /** `RelayServerOptions.httpRoutes`: `{ '/metrics': httpRoute }`. */
+  readonly httpRoutes: Record<string, HttpRoute>;
+  /** The Prometheus text exposition. */
+  expose(): Promise<string>;
+}
+
+/**
+ * The relay's Prometheus metrics (prefix `execrelay_relay_`) as a `RelayEvents` implementation,
+ * with gauges read from the running server at scrape time. `getServer` may return undefined until
+ * the server exists (the events object must be passed to its constructor).
+ */
+export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined, options: RelayMetricsOptions = {}): RelayMetrics {
+  const registry = options.registry ?? new Registry();
+  const registers = [registry];
+  const p = RELAY_METRIC_PREFIX;
+  const gauge = (name: string, help: string, read: (server: RelayGaugeSource) => number | undefined) =>
+    new Gauge({
+      name: p + name,
+      help,
+      registers,
+      collect() {
+        const server = getServer();
+        this.set((server && read(server)) ?? 0);
+      },
+    });
+  gauge('executors_registered', 'Executors with a live registration now.', (s) => s.router.executorCount);
+  gauge('client_sessions', 'Client WebSockets connected now.', (s) => s.clientCount);
+  gauge('streams_open', 'Streams routed now (pending, accepted, or waiting for an endpoint to come back).', (s) => s.router.streamCount);
+  gauge('queued_bytes', 'Bytes queued on the relay\'s sockets now (queue depth).', (s) => s.queuedBytes);
+
+  const streamOpens = new Counter({ name: `${p}stream_opens_total`, help: 'Stream opens routed to an executor.', registers });
+  const streamsAccepted = new Counter({ name: `${p}streams_accepted_total`, help: 'Streams the executor accepted (its Noise handshake completed).', registers });
+  const streamCloses = new Counter({ name: `${p}stream_closes_total`, help: 'Routed streams that ended, by result.', labelNames: ['result'], registers });
+  const handshakeDuration = new Histogram({
+    name: `${p}stream_handshake_duration_seconds`,
+    help: 'Time from a stream\'s open to the executor accepting it (the handshake phase).',
+    buckets: PHASE_DURATION_BUCKETS,
+    registers,
+  });
+  const frames = new Counter({ name: `${p}frames_routed_total`, help: 'Frames routed, by direction.', labelNames: ['direction'], registers });
+  const bytes = new Counter({ name: `${p}bytes_routed_total`, help: 'Frame bytes routed, by direction.', labelNames: ['direction'], registers });
+  const dropped = new Counter({ name: `${p}frames_dropped_total`, help: 'Frames not routed, by reason.', labelNames: ['reason'], registers });
+  const resets = new Counter({ name: `${p}resets_total`, help: 'Resets the relay sent, by reason.', labelNames: ['reason'], registers });
+  const registrations = new Counter({ name: `${p}registrations_total`, help: 'Executor registrations, by result.', labelNames: ['result'], registers });
+  const authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Refused bearer tokens, by endpoint.', labelNames: ['endpoint'], registers });
+  const pauses = new Counter({ name: `${p}socket_pauses_total`, help: 'Times a client socket was paused because the socket it feeds was congested.', registers });
+  const heartbeatMisses = new Counter({ name: `${p}heartbeat_misses_total`, help: 'Sockets dropped for missing the pong deadline.', registers });
+
+  for (const result of STREAM_END_RESULTS) streamCloses.inc({ result }, 0);
+  for (const direction of DIRECTIONS) {
+    frames.inc({ direction }, 0);
+    bytes.inc({ direction }, 0);
+  }
+  for (const reason of DROP_REASONS) dropped.inc({ reason }, 0);
+  for (const reason of RESET_REASONS) resets.inc({ reason }, 0);
+  for (const result of RELAY_REGISTRATION_RESULTS) registrations.inc({ result }, 0);
+  for (const endpoint of AUTH_ENDPOINTS) authFailures.inc({ endpoint }, 0);
+
+  const tracer = options.tracer;
+  const pointSpan = (name: string, attributes: Record<string, string>, startedMsAgo = 0) => {
+    if (!tracer) return;
+    const now = Date.now();
+    const span = tracer.startSpan(name, { attributes, startTime: now - startedMsAgo }, ROOT_CONTEXT);
+    span.end(now);
+  };
+
+  const events: RelayEvents = {
+    frameRouted(direction: FrameDirection, size: number) {
+      frames.inc({ direction });
+      bytes.inc({ direction }, size);
+    },
+    frameDropped(reason) {
+      dropped.inc({ reason });
+    },
+    streamOpened() {
+      streamOpens.inc();
+    },
+    streamAccepted(handshakeMs) {
+      streamsAccepted.inc();
+      handshakeDuration.observe(handshakeMs / 1000);
+      pointSpan('relay.stream.handshake', { [SpanAttribute.Result]: 'accepted' }, handshakeMs);
+    },
+    streamEnded(result) {
+      streamCloses.inc({ result });
+      pointSpan('relay.stream.end', { [SpanAttribute.Result]: result });
+    },
+    reset(reason: ResetReasonValue) {
+      resets.inc({ reason: KNOWN_RESET_REASONS.has(reason) ? reason : OTHER_REASON });
+    },
+    registration(result) {
+      registrations.inc({ result });
+      pointSpan('relay.registration', { [SpanAttribute.Result]: result });
+    },
+    authFailure(endpoint) {
+      authFailures.inc({ endpoint });
+    },
+    socketPaused() {
+      pauses.inc();
+    },
+    heartbeatMissed() {
+      heartbeatMisses.inc();
+    },
+  };
+  const httpRoute = metricsRoute(registry);
+  return { registry, events, httpRoute, httpRoutes: { '/metrics': httpRoute }, expose: () => registry.metrics() };
+}

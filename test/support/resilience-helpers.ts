@@ -1,0 +1,223 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'vitest';
+import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
+import type { AgentConfig } from '../../executor-agent/agent-config.js';
+import { RelayRegistration, type RelayRegistrationEvent, type RelayRegistrationOptions } from '../../executor-agent/relay-registration.js';
+import { ExecClient, type ProcessHandle } from '../../src/client/exec-client.js';
+import type { RelayLinkEvent, RelayTarget } from '../../src/client/relay-channel.js';
+import type { ClientProcessEvent } from '../../src/client/process-events.js';
+import { generateIdentity, type Identity } from '../../src/noise/identity.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { CLI_PATH } from './cli.js';
+import { TEST_TOKEN } from './relay-harness.js';
+
+export const cwd = os.tmpdir();
+export const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+
+/** Resolves when `predicate` holds (polled), rejects after `timeoutMs`. */
+export async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// The relay as a separate process (the built CLI)
+
+export interface RelayProcess {
+  readonly url: string;
+  readonly port: number;
+  readonly child: ChildProcess;
+  /** Resolves once the process has exited. */
+  readonly exited: Promise<void>;
+  kill(signal: NodeJS.Signals): Promise<void>;
+  stderr(): string;
+}
+
+let tokenFile: string | undefined;
+function relayTokenFile(): string {
+  if (!tokenFile) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-resilience-'));
+    tokenFile = path.join(dir, 'tokens');
+    writeFileSync(tokenFile, `${TEST_TOKEN}\n`, { mode: 0o600 });
+  }
+  return tokenFile;
+}
+
+/** `execrelay relay --listen 127.0.0.1:PORT --token-file F` (port 0: any), resolved once it listens. */
+export async function spawnRelay(port = 0, extraArgs: string[] = []): Promise<RelayProcess> {
+  const child = spawn(process.execPath, [CLI_PATH, 'relay', '--listen', `127.0.0.1:${port}`, '--token-file', relayTokenFile(), ...extraArgs], {
+    env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error(`relay did not start: ${stderr}`)), 20_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      const newline = buffered.indexOf('\n');
+      if (newline !== -1) {
+        clearTimeout(timer);
+        resolve(buffered.slice(0, newline).trim());
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`relay exited with ${code}: ${stderr}`));
+    });
+  });
+  return {
+    url,
+    port: Number(new URL(url).port),
+    child,
+    exited,
+    async kill(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+    stderr: () => stderr,
+  };
+}
+
+/** VmRSS of a process in KiB (Linux), or null. */
+export async function rssKiB(pid: number): Promise<number | null> {
+  const { readFile } = await import('node:fs/promises');
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const match = /VmRSS:\s+(\d+)\s+kB/.exec(status);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent and client with fast, observable reconnects
+
+export interface ObservedAgent {
+  agent: ExecutorAgent;
+  registration: RelayRegistration;
+  identity: Identity;
+  environmentId: string;
+  events: Array<RelayRegistrationEvent & { at: number }>;
+  registrations(): number;
+  stop(): void;
+}
+
+export async function startObservedAgent(
+  relayUrl: string,
+  environmentId: string,
+  options: Partial<Omit<RelayRegistrationOptions, 'relayUrl' | 'environmentId' | 'token' | 'identity' | 'logger'>> & { config?: Partial<AgentConfig> } = {},
+): Promise<ObservedAgent> {
+  const identity = await generateIdentity();
+  const { config, ...registrationOptions } = options;
+  const agent = new ExecutorAgent(config ?? {}, createLogger('test-agent', 'silent'));
+  const events: Array<RelayRegistrationEvent & { at: number }> = [];
+  const registration = new RelayRegistration(agent, {
+    relayUrl,
+    environmentId,
+    token: TEST_TOKEN,
+    identity,
+    logger: createLogger('test-registration', 'silent'),
+    backoff: { initialMs: 100, maxMs: 1000 },
+    ...registrationOptions,
+    onEvent: (event) => {
+      events.push({ ...event, at: Date.now() });
+      registrationOptions.onEvent?.(event);
+    },
+  });
+  await registration.start();
+  return {
+    agent,
+    registration,
+    identity,
+    environmentId,
+    events,
+    registrations: () => events.filter((e) => e.type === 'registered').length,
+    stop() {
+      registration.stop();
+      agent.shutdown();
+    },
+  };
+}
+
+export interface ObservedClient {
+  client: ExecClient;
+  linkEvents: Array<RelayLinkEvent & { at: number }>;
+  reconnects(): number;
+}
+
+export async function connectObservedClient(relayUrl: string, agent: ObservedAgent, extra: Partial<RelayTarget> = {}): Promise<ObservedClient> {
+  const linkEvents: Array<RelayLinkEvent & { at: number }> = [];
+  const client = await ExecClient.connect({
+    relay: relayUrl,
+    environmentId: agent.environmentId,
+    agentKey: agent.identity.publicIdentity,
+    token: TEST_TOKEN,
+    backoff: { initialMs: 100, maxMs: 1000 },
+    ...extra,
+    onLinkEvent: (event) => {
+      linkEvents.push({ ...event, at: Date.now() });
+      extra.onLinkEvent?.(event);
+    },
+  });
+  return { client, linkEvents, reconnects: () => linkEvents.filter((e) => e.type === 'connected' && e.reconnect).length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The numbered-line command and its check
+
+/** A shell command printing `line 1` … `line N`, one every few ms (sleep is a separate program). */
+export function numberedLinesCommand(count: number, intervalSeconds = 0.005): string[] {
+  return ['sh', '-c', `i=0; while [ $i -lt ${count} ]; do i=$((i+1)); echo "line $i"; sleep ${intervalSeconds}; done`];
+}
+
+export interface LineWatcher {
+  /** Lines received so far (complete ones). */
+  readonly lines: string[];
+  readonly events: ClientProcessEvent[];
+  /** Resolves once the event stream ended (the process completed or failed). */
+  readonly done: Promise<void>;
+}
+
+/** Consumes a handle's events (it must be started with `streamEvents: true`), splitting stdout into lines. */
+export function watchLines(handle: ProcessHandle): LineWatcher {
+  const lines: string[] = [];
+  const events: ClientProcessEvent[] = [];
+  let partial = '';
+  const done = (async () => {
+    for await (const event of handle.events) {
+      events.push(event);
+      if (event.type !== 'output') continue;
+      partial += event.chunk.toString();
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      lines.push(...parts);
+    }
+  })();
+  done.catch(() => undefined);
+  return { lines, events, done };
+}
+
+/** Every line exactly once and in order, one exit (code 0) and one close, seqs strictly increasing. */
+export function expectCompleteRun(watcher: LineWatcher, count: number): void {
+  expect(watcher.lines.length).toBe(count);
+  const expected = Array.from({ length: count }, (_, i) => `line ${i + 1}`);
+  // Compare in one go but report the first difference readably.
+  const firstBad = watcher.lines.findIndex((line, i) => line !== expected[i]);
+  expect(firstBad, `first unexpected line at index ${firstBad}: ${watcher.lines[firstBad]}`).toBe(-1);
+  expect(watcher.events.filter((e) => e.type === 'exited')).toEqual([expect.objectContaining({ type: 'exited', exitCode: 0 })]);
+  expect(watcher.events.filter((e) => e.type === 'closed').length).toBe(1);
+  const seqs = watcher.events.map((e) => e.seq).filter((seq) => seq > 0);
+  for (let i = 1; i < seqs.length; i++) expect(seqs[i]!).toBeGreaterThan(seqs[i - 1]!);
+}
