@@ -287,18 +287,13 @@ describe('agent limits', () => {
     const session = new Session({ maxProcesses: 10, maxFinishedProcesses: 2 });
     cleanup.push(() => session.end());
     const context = handlerContext(session);
+    const readAll = (id: string) => processHandlers['process/read']!({ processId: id, afterSeq: 0, waitMs: 0 }, context);
     for (const id of ['p1', 'p2', 'p3']) {
       await processHandlers['process/start']!({ processId: id, argv: ['true'], cwd: 'file:///tmp', env }, context);
-      await waitFor(() => (session.processes.get(id) as unknown as { closed?: boolean } | undefined) === undefined || readClosed(id), 5000, `${id} closed`);
     }
-    async function readAll(id: string) {
-      return processHandlers['process/read']!({ processId: id, afterSeq: 0, waitMs: 0 }, context);
-    }
-    function readClosed(id: string): boolean {
-      const proc = session.processes.get(id) as unknown as { exited?: boolean; closed?: boolean };
-      return Boolean(proc?.closed ?? proc?.exited);
-    }
-    await sleep(300);
+    // The third close pushes the first finished process out.
+    await waitFor(() => !session.processes.has('p1'), 10_000, 'p1 to be forgotten');
+    expect(session.processes.size).toBe(2);
     await expect(readAll('p1')).rejects.toMatchObject({ code: -32004 });
     await expect(readAll('p3')).resolves.toMatchObject({ exited: true });
   });

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RelayLimits } from '../relay/relay-config.js';
 import { startFaultProxy, type FaultDirections, type FaultProxy } from './support/fault-proxy.js';
-import { startRelay, type RelayFixture } from './support/relay-harness.js';
+import { startRelay, TEST_TOKEN, type RelayFixture } from './support/relay-harness.js';
+import { recoverSession } from '../src/client/session-recovery.js';
 import {
   connectObservedClient,
   cwd,
@@ -158,6 +159,34 @@ describe('link faults between the endpoints and the relay', () => {
     await watcher.done;
     expectCompleteRun(watcher, count);
     expect(result.stdout.toString()).toBe(Array.from({ length: count }, (_, i) => `line ${i + 1}\n`).join(''));
+  }, 60_000);
+
+  it('when the stream itself ends (the relay gave up on the client), session recovery resumes the session and reconciles the process', async () => {
+    const r = await rig({ clientGraceMs: 300 });
+    const count = 300;
+    const handle = await r.observed.client.exec(numberedLinesCommand(count), { cwd, env, streamEvents: true, collectOutput: false });
+    const watcher = watchLines(handle);
+    await waitFor(() => watcher.lines.length >= 30, 20_000, 'the first lines');
+    r.clientLink.configure({ refuseNew: true });
+    r.clientLink.cutAll();
+    await sleep(1200); // past the relay's client grace: it resets the stream towards the agent
+    r.clientLink.configure({ refuseNew: false });
+    await expect(handle.completion).rejects.toThrow(/connection to the agent closed/);
+    await watcher.done.catch(() => undefined);
+    const seen = watcher.events.filter((e) => e.type === 'output');
+    const lastSeq = Math.max(0, ...watcher.events.map((e) => e.seq));
+    const { client, processes } = await recoverSession(
+      { relay: r.clientLink.url, environmentId: r.agent.environmentId, agentKey: r.agent.identity.publicIdentity, token: TEST_TOKEN },
+      r.observed.client.sessionId,
+      [{ processId: handle.processId, afterSeq: lastSeq }],
+    );
+    cleanup.push(() => client.close());
+    expect(client.sessionId).toBe(r.observed.client.sessionId);
+    const reconciled = processes.get(handle.processId);
+    if (!reconciled || reconciled instanceof Error) throw reconciled ?? new Error('not reconciled');
+    expect(reconciled).toMatchObject({ exited: true, exitCode: 0, sandboxDenied: false, closed: true });
+    const text = Buffer.concat([...seen.map((e) => (e.type === 'output' ? e.chunk : Buffer.alloc(0))), ...reconciled.chunks.map((c) => c.chunk)]).toString();
+    expect(text).toBe(Array.from({ length: count }, (_, i) => `line ${i + 1}\n`).join(''));
   }, 60_000);
 
   it('keeps the stream through latency and throttling on both links', async () => {

@@ -18,6 +18,9 @@ interface RelayCommandOptions {
   handshakeTimeoutMs: number;
   idleTimeoutMs: number;
   executorGraceMs: number;
+  clientGraceMs: number;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
 }
 
 /** Parses `HOST:PORT` (`[::1]:PORT` for IPv6). */
@@ -42,6 +45,9 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--handshake-timeout-ms <n>', 'reset a stream the executor has not accepted within this').env('EXECRELAY_HANDSHAKE_TIMEOUT_MS').argParser(positiveInteger(600_000)).default(DEFAULT_RELAY_LIMITS.handshakeTimeoutMs))
     .addOption(new Option('--idle-timeout-ms <n>', 'reset a stream with no frames for this long').env('EXECRELAY_IDLE_TIMEOUT_MS').argParser(positiveInteger(86_400_000)).default(DEFAULT_RELAY_LIMITS.idleTimeoutMs))
     .addOption(new Option('--executor-grace-ms <n>', 'how long streams wait for a disconnected executor to come back').env('EXECRELAY_EXECUTOR_GRACE_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.executorGraceMs))
+    .addOption(new Option('--client-grace-ms <n>', 'how long streams wait for a disconnected client to come back and resume them').env('EXECRELAY_CLIENT_GRACE_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.clientGraceMs))
+    .addOption(new Option('--ping-interval-ms <n>', 'WebSocket ping interval towards every endpoint').env('EXECRELAY_PING_INTERVAL_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.pingIntervalMs))
+    .addOption(new Option('--pong-timeout-ms <n>', 'drop a socket that has not answered a ping for this long').env('EXECRELAY_PONG_TIMEOUT_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.pongTimeoutMs))
     .addHelpText('after', '\nEvery flag can also be set through the environment variable shown. Health: GET /livez, GET /readyz.')
     .action(async (options: RelayCommandOptions) => {
       const logger = createLogger('execrelay-relay');
@@ -67,6 +73,9 @@ export function registerRelayCommand(program: Command): void {
           handshakeTimeoutMs: options.handshakeTimeoutMs,
           idleTimeoutMs: options.idleTimeoutMs,
           executorGraceMs: options.executorGraceMs,
+          clientGraceMs: options.clientGraceMs,
+          pingIntervalMs: options.pingIntervalMs,
+          pongTimeoutMs: options.pongTimeoutMs,
         },
       });
       server = relay;
