@@ -84,7 +84,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
     .addOption(new Option('--authorized-clients <file>', 'only clients whose public identity is listed (one per line) may open channels').env('EXECRELAY_AUTHORIZED_CLIENTS'))
-    .addOption(new Option('--allow-insecure-key-permissions', 'accept a key file readable by group or others').default(false))
+    .addOption(new Option('--allow-insecure-key-permissions', 'accept a key file readable by group or others').env('EXECRELAY_ALLOW_INSECURE_KEY_PERMISSIONS').default(false))
     .addOption(
       new Option(
         '--root <PATH[:ro|:rw]>',

@@ -22,11 +22,11 @@ export function registerExecCommand(program: Command): void {
   const command = program
     .command('exec')
     .description('run a command on the executor, streaming its output and exiting with its exit code')
-    .option('-t, --tty', 'run the command in a pseudo-terminal', false)
-    .option('-i, --stdin', 'forward local stdin to the command (EOF closes its stdin)', false)
+    .addOption(new Option('-t, --tty', 'run the command in a pseudo-terminal').env('EXECRELAY_TTY').default(false))
+    .addOption(new Option('-i, --stdin', 'forward local stdin to the command (EOF closes its stdin)').env('EXECRELAY_STDIN').default(false))
     .addOption(new Option('--cwd <dir>', 'working directory on the executor (absolute)').env('EXECRELAY_CWD').default('/'))
     .option('-e, --set-env <KEY=VALUE>', 'set a variable in the command environment (repeatable)', keyValue, {})
-    .option('--clean-env', 'start from an empty environment instead of the agent\'s own', false)
+    .addOption(new Option('--clean-env', 'start from an empty environment instead of the agent\'s own').env('EXECRELAY_CLEAN_ENV').default(false))
     .argument('<command...>', 'command and arguments (put them after --)')
     .addHelpText('after', '\nExample:\n  execrelay exec --relay ws://relay.example:7700 --env laptop --agent-key 12D3KooW... --token-file token -- uname -a\n  execrelay exec --url ws://127.0.0.1:7777 -- sh -c "uname -a"\n\nExit status: the remote exit code (128+N when killed by signal N), or 255 when execrelay itself fails.')
     .action(async (argv: string[], options: ExecCommandOptions) => {

@@ -20,7 +20,7 @@ export function registerQuickstartCommand(program: Command): void {
     .command('quickstart')
     .description('start a relay and an agent on loopback with generated keys, and print the exec command that reaches them')
     .addOption(new Option('--listen <host:port>', 'relay address').env('EXECRELAY_RELAY_LISTEN').default('127.0.0.1:0'))
-    .addOption(new Option('--environment-id <id>', 'environment the agent registers').default('quickstart'))
+    .addOption(new Option('--environment-id <id>', 'environment the agent registers').env('EXECRELAY_ENVIRONMENT_ID').default('quickstart'))
     .action(async (options: { listen: string; environmentId: string }) => {
       const logger = createLogger('execrelay-quickstart');
       const dir = await mkdtemp(path.join(os.tmpdir(), 'execrelay-quickstart-'));
