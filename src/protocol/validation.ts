@@ -12,7 +12,14 @@ export function parseOrThrow<S extends z.ZodType>(
   code: number = ErrorCode.InvalidParams,
   what = 'invalid params',
 ): z.output<S> {
-  const result = schema.safeParse(value ?? {});
+  let result: z.ZodSafeParseResult<z.output<S>>;
+  try {
+    result = schema.safeParse(value ?? {}) as z.ZodSafeParseResult<z.output<S>>;
+  } catch {
+    // zod 4's length checks can throw on hostile shapes (e.g. `{length: Object.create(null)}`,
+    // found by test/fuzz-protocol.test.ts): still a bad input, never a crash.
+    throw new RpcError(code, `${what}: (params): malformed value`);
+  }
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const field = issue && issue.path.length > 0 ? issue.path.join('.') : '(params)';
