@@ -78,6 +78,8 @@ interface AgentStream {
 export class RelayRegistration {
   private socket: WebSocket | null = null;
   private readonly streams = new Map<string, AgentStream>();
+  /** Entries of `streams` that ended and only linger (they do not count against maxStreams). */
+  private lingering = 0;
   private readonly backoff: Backoff;
   private stopped = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -131,6 +133,7 @@ export class RelayRegistration {
       stream.reset(ResetReason.ExecutorUnavailable);
     }
     this.streams.clear();
+    this.lingering = 0;
     this.socket?.close(1000, 'agent stopping');
   }
 
@@ -286,7 +289,7 @@ export class RelayRegistration {
   private acceptStream(open: RelayFrame): void {
     const socket = this.socket;
     if (!socket) return;
-    if (this.streams.size >= (this.options.maxStreams ?? DEFAULT_AGENT_RELAY_STREAMS)) {
+    if (this.streams.size - this.lingering >= (this.options.maxStreams ?? DEFAULT_AGENT_RELAY_STREAMS)) {
       this.sendReset(open.streamId, ResetReason.TooManyStreams);
       return;
     }
@@ -294,9 +297,18 @@ export class RelayRegistration {
     const entry: AgentStream = { stream, accepted: false, lastHeardAt: Date.now() };
     this.streams.set(open.streamId, entry);
     stream.attach(this.frameSink(socket));
-    stream.onClose(() => {
-      entry.lingerTimer = setTimeout(() => {
+    stream.onClose((error) => {
+      if (error?.origin === 'peer') {
+        // Reset by the client or the relay (e.g. its handshake timeout): nothing is left to
+        // acknowledge, so the stream is forgotten at once.
         if (this.streams.get(open.streamId) === entry) this.streams.delete(open.streamId);
+        return;
+      }
+      this.lingering += 1;
+      entry.lingerTimer = setTimeout(() => {
+        if (this.streams.get(open.streamId) !== entry) return; // forgotten by stop()
+        this.streams.delete(open.streamId);
+        this.lingering -= 1;
       }, CLOSED_STREAM_LINGER_MS);
       entry.lingerTimer.unref();
     });

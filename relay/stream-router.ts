@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { encodeRelayFrame, peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
+import { decodeRelayFrame, encodeRelayFrame, peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../src/relay-frame/limits.js';
 import { ResetReason, type RegisteredMessage, type ResetReasonValue } from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
@@ -129,6 +129,9 @@ export class StreamRouter {
 
   /** A binary message from a client socket. */
   fromClient(client: ClientLink, data: Buffer): void {
+    // A client that does not read what the relay answers it (refusals of its opens, resets) is
+    // not read either until it catches up: a flood of opens costs the relay a bounded queue.
+    if (client.socket.bufferedAmount > this.limits.maxQueuedBytesPerSocket) this.pauseUntilDrained(client.socket, client.socket);
     const header = this.readHeader(data, client.socket);
     if (!header) return;
     const environment = this.environments.get(client.environmentId);
@@ -208,9 +211,9 @@ export class StreamRouter {
       link.failedHandshakes = 0;
       this.events.streamAccepted(Date.now() - route.openedAt);
     }
-    if (header.type === 'reset' && !route.accepted) {
+    if (header.type === 'reset' && !route.accepted && !isCapacityRefusal(data)) {
       link.failedHandshakes += 1;
-      if (link.failedHandshakes >= this.limits.maxFailedHandshakesPerLink) {
+      if (link.failedHandshakes >= this.limits.maxFailedHandshakesPerLink && link.socket.readyState === WebSocket.OPEN) {
         this.logger.warn({ failedHandshakes: link.failedHandshakes }, 'closing executor link after repeated failed handshakes');
         link.socket.close(4002, 'too many failed handshakes');
       }
@@ -292,29 +295,39 @@ export class StreamRouter {
     }
     target.send(data, { binary: true });
     this.events.frameRouted(direction, data.length);
-    if (target.bufferedAmount > this.limits.maxQueuedBytesPerSocket && source && !sourcePaused.has(source)) {
-      // Stop reading the client that feeds a congested socket until it drains: bounded memory,
-      // and only that client waits.
-      sourcePaused.add(source);
-      source.pause();
-      this.events.socketPaused();
-      const resume = () => {
-        sourcePaused.delete(source);
-        if (source.readyState === WebSocket.OPEN) source.resume();
-      };
-      const underlying = (target as unknown as { _socket?: NodeJS.EventEmitter })._socket;
-      if (underlying) {
-        underlying.once('drain', resume);
-        underlying.once('close', resume);
-      } else {
-        setTimeout(resume, 10);
-      }
+    // Stop reading the client that feeds a congested socket until it drains: bounded memory,
+    // and only that client waits.
+    if (target.bufferedAmount > this.limits.maxQueuedBytesPerSocket && source) this.pauseUntilDrained(source, target);
+  }
+
+  /** Stops reading `source` until `target` (whose queue is past maxQueuedBytesPerSocket) drains. */
+  private pauseUntilDrained(source: WebSocket, target: WebSocket): void {
+    if (sourcePaused.has(source)) return;
+    sourcePaused.add(source);
+    source.pause();
+    this.events.socketPaused();
+    const resume = () => {
+      sourcePaused.delete(source);
+      if (source.readyState === WebSocket.OPEN) source.resume();
+    };
+    const underlying = (target as unknown as { _socket?: NodeJS.EventEmitter })._socket;
+    if (underlying) {
+      underlying.once('drain', resume);
+      underlying.once('close', resume);
+    } else {
+      setTimeout(resume, 10);
     }
   }
 
   private resetTo(socket: WebSocket, streamId: string, reason: ResetReasonValue): void {
     this.events.reset(reason);
-    if (socket.readyState === WebSocket.OPEN) socket.send(resetFrame(streamId, reason));
+    if (socket.readyState !== WebSocket.OPEN) return;
+    if (socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
+      // The same hard bound as routed frames: refusals towards a socket that reads nothing are dropped.
+      this.events.frameDropped('backpressure');
+      return;
+    }
+    socket.send(resetFrame(streamId, reason));
   }
 
   /** Resets a route towards both ends (where attached) and forgets it. */
@@ -359,6 +372,15 @@ const sourcePaused = new WeakSet<WebSocket>();
  * paused, so this is what bounds a slow client's queue).
  */
 export const HARD_QUEUE_FACTOR = 2;
+
+/**
+ * The executor refused a stream for lack of room (`too_many_streams`): load that clients cause,
+ * not a failed handshake, so it must not count towards closing the executor's link.
+ */
+function isCapacityRefusal(data: Buffer): boolean {
+  const decoded = decodeRelayFrame(data);
+  return decoded.ok && decoded.frame.body.type === 'reset' && decoded.frame.body.reason === ResetReason.TooManyStreams;
+}
 
 function resetFrame(streamId: string, reason: ResetReasonValue): Uint8Array {
   return encodeRelayFrame({ streamId, ack: NO_ACK, ackBits: 0, body: { type: 'reset', reason } });

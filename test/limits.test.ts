@@ -288,8 +288,10 @@ describe('agent limits', () => {
     cleanup.push(() => session.end());
     const context = handlerContext(session);
     const readAll = (id: string) => processHandlers['process/read']!({ processId: id, afterSeq: 0, waitMs: 0 }, context);
+    // One at a time, so they finish in this order even on a loaded machine.
     for (const id of ['p1', 'p2', 'p3']) {
       await processHandlers['process/start']!({ processId: id, argv: ['true'], cwd: 'file:///tmp', env }, context);
+      await waitFor(() => session.processes.get(id)?.closed !== false, 10_000, `${id} to close`);
     }
     // The third close pushes the first finished process out.
     await waitFor(() => !session.processes.has('p1'), 10_000, 'p1 to be forgotten');
