@@ -49,8 +49,14 @@ export async function startProcess(args: string[], env: NodeJS.ProcessEnv = {}):
   };
 }
 
+/**
+ * Starts the built CLI. `BENCH_NODE_ARGS` (space-separated) goes in front, e.g.
+ * `BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` profiles every relay and agent process
+ * of a bench run (each writes its profile when it exits; read them with profile-summary.js).
+ */
 export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunningProcess> {
-  return startProcess([CLI, ...args], env);
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  return startProcess([...nodeArgs, CLI, ...args], env);
 }
 
 /** Runs `execrelay keygen --out FILE` and resolves with the printed public identity. */

@@ -4,7 +4,8 @@
  *
  * 1. One-shot `true` latency with the connection already open: execrelay through relay+Noise, the
  *    direct local agent, the real `codex exec-server` 0.169.0 on its local WebSocket, OpenSSH through
- *    a persistent ControlMaster connection, and a plain local `child_process.spawn` (the floor).
+ *    a persistent ControlMaster connection, and a plain local `child_process.spawn` from a small
+ *    Node process (the floor).
  *    The count of `process/read` calls each client needed is kept beside its figure.
  * 2. Output throughput of `head -c N /dev/zero` (512 MiB in the full run): execrelay through
  *    relay+Noise, the direct agent, `ssh HOST head -c N /dev/zero` over the ControlMaster, and a raw
@@ -37,11 +38,26 @@ const SSH_CM = 'OpenSSH, ControlMaster connection';
 const RAW_WS = 'raw ws loopback stream (ceiling)';
 const SSH_CAT = 'ssh HOST head -c N /dev/zero (ControlMaster)';
 
-function spawnTrue(): Promise<void> {
+/**
+ * The floor: `count` local spawns of `true`, timed inside a fresh, small Node process (libuv forks,
+ * and a fork costs more from a big process such as this one, with its sockets and heap).
+ */
+function spawnFloor(count: number, warmup: number): Promise<number[]> {
+  const script = `
+    const { spawn } = require('node:child_process');
+    const once = () => new Promise((resolve, reject) => { const c = spawn('true', [], { stdio: 'ignore' }); c.on('error', reject); c.on('exit', resolve); });
+    (async () => {
+      for (let i = 0; i < ${warmup}; i++) await once();
+      const samples = [];
+      for (let i = 0; i < ${count}; i++) { const t = process.hrtime.bigint(); await once(); samples.push(Number(process.hrtime.bigint() - t) / 1e6); }
+      console.log(JSON.stringify(samples));
+    })();`;
   return new Promise((resolve, reject) => {
-    const child = spawn('true', [], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
-    child.on('exit', () => resolve());
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as number[]) : reject(new Error(`spawn floor helper exited ${code}`))));
   });
 }
 
@@ -115,7 +131,6 @@ export async function run(): Promise<BenchFigure[]> {
     const scenario = 'one-shot `true` latency (connection open)';
     const samples = new Map<string, number[]>([SPAWN, DIRECT, RELAY, CODEX, SSH_CM].map((name) => [name, []]));
     const variants: Array<[string, () => Promise<void>]> = [
-      [SPAWN, spawnTrue],
       [DIRECT, () => runOneShot(directClient, ['true'])],
       [RELAY, () => runOneShot(relayClient, ['true'])],
     ];
@@ -126,6 +141,7 @@ export async function run(): Promise<BenchFigure[]> {
     if (typeof ssh !== 'string') variants.push([SSH_CM, async () => void (await runSsh(ssh.masterArgs, ['true']))]);
     const readsBefore = new Map(clients.map((c) => [c, c.readsIssued]));
     for (let block = 0; block < BLOCKS; block++) {
+      samples.get(SPAWN)!.push(...(await spawnFloor(Math.ceil(LATENCY_RUNS / BLOCKS), 10)));
       for (const [name, fn] of variants) {
         samples.get(name)!.push(...(await timeRuns(Math.ceil(LATENCY_RUNS / BLOCKS), block === 0 ? 10 : 0, fn, 30_000)));
       }
@@ -158,6 +174,10 @@ export async function run(): Promise<BenchFigure[]> {
     const bytes = THROUGHPUT_MIB * 2 ** 20;
     const tScenario = `output throughput (${THROUGHPUT_MIB} MiB to stdout)`;
     const tSamples = new Map<string, number[]>([RAW_WS, DIRECT, RELAY, SSH_CAT].map((name) => [name, []]));
+    // Warm-up (not measured): the JIT has not seen the bulk path yet.
+    const warmUp = Math.min(bytes, 32 * 2 ** 20);
+    await execThroughput(directClient, warmUp);
+    await execThroughput(relayClient, warmUp);
     for (let i = 0; i < THROUGHPUT_RUNS; i++) {
       tSamples.get(RAW_WS)!.push(await rawWebSocketThroughput(bytes));
       tSamples.get(DIRECT)!.push(await execThroughput(directClient, bytes));

@@ -20,7 +20,13 @@
  * bit injected by the relay, a replayed or reordered record) closes the channel with an
  * `authentication-failed` error; a message is delivered only when all of its records authenticated.
  *
- * All cryptography is libp2p-noise's; this module only frames, buffers and classifies errors.
+ * All cryptography is libp2p-noise's: the handshake, and for the transport phase the cipher states
+ * it derives (keys, nonces, its ChaCha20-Poly1305). After the handshake this module takes those
+ * cipher states over (see {@link SecureConnectionHook}) and moves the Noise messages itself,
+ * `length:u16be ciphertext+tag` each, exactly the bytes libp2p-noise's own pipeline writes
+ * (test/noise-wire.test.ts talks to a stock libp2p-noise 16 connection both ways), without that
+ * pipeline's per-record generators and copies. Outbound messages are sealed into buffers the duplex
+ * can send without another copy (`ByteDuplex.allocateChunk`). See docs/performance.md.
  */
 import { noise } from '@chainsafe/libp2p-noise';
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto';

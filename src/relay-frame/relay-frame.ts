@@ -245,13 +245,31 @@ export function streamIdToBytes(streamId: string): Uint8Array {
   return bytes;
 }
 
+/** The last id {@link streamIdFromBytes} built, and its bytes: frames come in runs of one stream. */
+let lastIdString = '';
+const lastIdBytes = new Uint8Array(STREAM_ID_BYTES);
+let lastIdValid = false;
+
 /** The canonical lowercase UUID string of 16 bytes starting at `offset`. */
 export function streamIdFromBytes(bytes: Uint8Array, offset = 0): string {
+  if (lastIdValid) {
+    let same = true;
+    for (let i = 0; i < STREAM_ID_BYTES; i++) {
+      if (bytes[offset + i] !== lastIdBytes[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return lastIdString;
+  }
   let out = '';
   for (let i = 0; i < STREAM_ID_BYTES; i++) {
     if (i === 4 || i === 6 || i === 8 || i === 10) out += '-';
     out += HEX[bytes[offset + i]!]!;
   }
+  for (let i = 0; i < STREAM_ID_BYTES; i++) lastIdBytes[i] = bytes[offset + i]!;
+  lastIdString = out;
+  lastIdValid = true;
   return out;
 }
 
