@@ -63,11 +63,13 @@ export class ExecConnection implements SessionAttachment {
   pushProcessEvent(processId: string, event: ProcessEvent): void {
     if (this.rpc.closed) return;
     let method: string;
-    let params: Record<string, unknown>;
+    let params: Record<string, unknown> | undefined;
+    let paramsJson: string | undefined;
     switch (event.type) {
       case 'output':
         method = ServerNotification.ProcessOutput;
-        params = { processId, seq: event.seq, stream: event.stream, chunk: event.chunk.toString('base64') };
+        // Exactly JSON.stringify({ processId, seq, stream, chunk }): base64 needs no escaping.
+        paramsJson = `{"processId":${JSON.stringify(processId)},"seq":${event.seq},"stream":${JSON.stringify(event.stream)},"chunk":"${event.chunk.toString('base64')}"}`;
         break;
       case 'exited':
         method = ServerNotification.ProcessExited;
@@ -93,7 +95,7 @@ export class ExecConnection implements SessionAttachment {
       this.queuedPushBytes -= cost;
       if (this.queuedPushBytes * 2 <= this.config.maxQueuedPushBytes && this.session?.isOutputPaused) this.session.setOutputPaused(false);
     };
-    this.rpc.notify(method, params).then(settled, settled);
+    (paramsJson !== undefined ? this.rpc.notifySerialized(method, paramsJson) : this.rpc.notify(method, params)).then(settled, settled);
   }
 
   /**
