@@ -15,11 +15,6 @@ import { HttpDestinationPolicy, type HttpAllowRule } from './http-destination-po
 import { redactUrl, sendUpstream, UpstreamError } from './http-upstream.js';
 import type { Session } from './session.js';
 
-/** The AgentConfig member `--http-allow` sets (empty: any destination). */
-export interface HttpAgentConfig {
-  httpAllow: HttpAllowRule[];
-}
-
 export interface HttpHandlerOptions {
   /** Destination rules; default `config.httpAllow` (and, without it, any destination). */
   allow?: readonly HttpAllowRule[];
