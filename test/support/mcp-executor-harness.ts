@@ -11,10 +11,8 @@ import { vi } from 'vitest';
 import { ExecutorAgent, type WebSocketListener } from '../../executor-agent/executor-agent.js';
 import type { AgentConfig } from '../../executor-agent/agent-config.js';
 import { createHttpHandlers, type HttpHandlerOptions } from '../../executor-agent/http-handlers.js';
-import { RelayRegistration } from '../../executor-agent/relay-registration.js';
-import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import { createLogger } from '../../src/logging/logger.js';
-import { TEST_TOKEN } from './relay-harness.js';
+import { startRemoteAgent, type RemoteAgentFixture } from './relay-harness.js';
 
 /** Outgoing connections of the test agent come from here; guarded servers answer nobody else. */
 export const AGENT_SOURCE_ADDRESS = '127.0.0.3';
@@ -54,39 +52,13 @@ export async function startHttpAgent(options: HttpHandlerOptions = {}, config: P
   };
 }
 
-export interface RelayedHttpAgent extends UpstreamLog {
-  agent: ExecutorAgent;
-  registration: RelayRegistration;
-  identity: Identity;
-  environmentId: string;
-  stop(): void;
-}
+export interface RelayedHttpAgent extends RemoteAgentFixture, UpstreamLog {}
 
 /** A real agent with the `http/*` handlers, registered with a relay under `environmentId`. */
 export async function startRelayedHttpAgent(relayUrl: string, environmentId: string, options: HttpHandlerOptions = {}): Promise<RelayedHttpAgent> {
   const log: UpstreamLog = { requests: [] };
-  const identity = await generateIdentity();
-  const agent = new ExecutorAgent({}, createLogger('test-agent', 'silent'), [createHttpHandlers(handlerOptions(log, options))]);
-  const registration = new RelayRegistration(agent, {
-    relayUrl,
-    environmentId,
-    token: TEST_TOKEN,
-    identity,
-    logger: createLogger('test-registration', 'silent'),
-    backoff: { initialMs: 50, maxMs: 500 },
-  });
-  await registration.start();
-  return {
-    agent,
-    registration,
-    identity,
-    environmentId,
-    requests: log.requests,
-    stop() {
-      registration.stop();
-      agent.shutdown();
-    },
-  };
+  const remote = await startRemoteAgent(relayUrl, environmentId, { handlerTables: [createHttpHandlers(handlerOptions(log, options))] });
+  return { ...remote, requests: log.requests };
 }
 
 export interface GuardedServer {

@@ -5,7 +5,8 @@ import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
 import type { AgentConfig } from '../../executor-agent/agent-config.js';
-import { RelayRegistration } from '../../executor-agent/relay-registration.js';
+import { RelayRegistration, type RelayRegistrationOptions } from '../../executor-agent/relay-registration.js';
+import type { HandlerTable } from '../../executor-agent/handler-table.js';
 import { ExecClient } from '../../src/client/exec-client.js';
 import type { RelayTarget } from '../../src/client/relay-channel.js';
 
@@ -32,14 +33,24 @@ export interface RemoteAgentFixture {
   stop(): void;
 }
 
+/** Registration options a test may set (the harness supplies URL, id, token, identity and logger). */
+export type TestRegistrationOptions = Partial<Omit<RelayRegistrationOptions, 'relayUrl' | 'environmentId' | 'token' | 'identity' | 'logger'>>;
+
 /** A real agent registered with the relay under `environmentId`. */
 export async function startRemoteAgent(
   relayUrl: string,
   environmentId: string,
-  options: { config?: Partial<AgentConfig>; identity?: Identity; authorizedClients?: Set<string> } = {},
+  options: {
+    config?: Partial<AgentConfig>;
+    identity?: Identity;
+    authorizedClients?: Set<string>;
+    /** Handler tables added to (and overriding) the agent's own. */
+    handlerTables?: HandlerTable[];
+    registration?: TestRegistrationOptions;
+  } = {},
 ): Promise<RemoteAgentFixture> {
   const identity = options.identity ?? (await generateIdentity());
-  const agent = new ExecutorAgent(options.config ?? {}, createLogger('test-agent', 'silent'));
+  const agent = new ExecutorAgent(options.config ?? {}, createLogger('test-agent', 'silent'), options.handlerTables ?? []);
   const registration = new RelayRegistration(agent, {
     relayUrl,
     environmentId,
@@ -48,6 +59,7 @@ export async function startRemoteAgent(
     logger: createLogger('test-registration', 'silent'),
     backoff: { initialMs: 50, maxMs: 500 },
     ...(options.authorizedClients ? { authorizedClients: options.authorizedClients } : {}),
+    ...options.registration,
   });
   await registration.start();
   return {

@@ -3,16 +3,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
 import type { AgentConfig } from '../../executor-agent/agent-config.js';
-import { RelayRegistration, type RelayRegistrationEvent, type RelayRegistrationOptions } from '../../executor-agent/relay-registration.js';
+import type { RelayRegistrationEvent } from '../../executor-agent/relay-registration.js';
 import { ExecClient, type ProcessHandle } from '../../src/client/exec-client.js';
 import type { RelayLinkEvent, RelayTarget } from '../../src/client/relay-channel.js';
 import type { ClientProcessEvent } from '../../src/client/process-events.js';
-import { generateIdentity, type Identity } from '../../src/noise/identity.js';
-import { createLogger } from '../../src/logging/logger.js';
 import { CLI_PATH } from './cli.js';
-import { TEST_TOKEN } from './relay-harness.js';
+import { TEST_TOKEN, startRemoteAgent, type RemoteAgentFixture, type TestRegistrationOptions } from './relay-harness.js';
 
 export const cwd = os.tmpdir();
 export const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
@@ -104,51 +101,30 @@ export async function rssKiB(pid: number): Promise<number | null> {
 // ---------------------------------------------------------------------------------------------
 // Agent and client with fast, observable reconnects
 
-export interface ObservedAgent {
-  agent: ExecutorAgent;
-  registration: RelayRegistration;
-  identity: Identity;
-  environmentId: string;
+export interface ObservedAgent extends RemoteAgentFixture {
   events: Array<RelayRegistrationEvent & { at: number }>;
   registrations(): number;
-  stop(): void;
 }
 
 export async function startObservedAgent(
   relayUrl: string,
   environmentId: string,
-  options: Partial<Omit<RelayRegistrationOptions, 'relayUrl' | 'environmentId' | 'token' | 'identity' | 'logger'>> & { config?: Partial<AgentConfig> } = {},
+  options: TestRegistrationOptions & { config?: Partial<AgentConfig> } = {},
 ): Promise<ObservedAgent> {
-  const identity = await generateIdentity();
   const { config, ...registrationOptions } = options;
-  const agent = new ExecutorAgent(config ?? {}, createLogger('test-agent', 'silent'));
   const events: Array<RelayRegistrationEvent & { at: number }> = [];
-  const registration = new RelayRegistration(agent, {
-    relayUrl,
-    environmentId,
-    token: TEST_TOKEN,
-    identity,
-    logger: createLogger('test-registration', 'silent'),
-    backoff: { initialMs: 100, maxMs: 1000 },
-    ...registrationOptions,
-    onEvent: (event) => {
-      events.push({ ...event, at: Date.now() });
-      registrationOptions.onEvent?.(event);
+  const remote = await startRemoteAgent(relayUrl, environmentId, {
+    ...(config ? { config } : {}),
+    registration: {
+      backoff: { initialMs: 100, maxMs: 1000 },
+      ...registrationOptions,
+      onEvent: (event) => {
+        events.push({ ...event, at: Date.now() });
+        registrationOptions.onEvent?.(event);
+      },
     },
   });
-  await registration.start();
-  return {
-    agent,
-    registration,
-    identity,
-    environmentId,
-    events,
-    registrations: () => events.filter((e) => e.type === 'registered').length,
-    stop() {
-      registration.stop();
-      agent.shutdown();
-    },
-  };
+  return { ...remote, events, registrations: () => events.filter((e) => e.type === 'registered').length };
 }
 
 export interface ObservedClient {
