@@ -100,3 +100,34 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
 export function unavailable(figure: Omit<BenchFigure, 'samples' | 'notes'>, reason: string): BenchFigure {
   return { ...figure, samples: [], notes: { unavailable: reason.slice(0, 300) } };
 }
+
+/**
+ * Starts an optional baseline (codex, sshd): its value, or the reason it is unavailable (logged),
+ * so the rest of the suite still runs and the figure is reported as not measured.
+ */
+export async function optionalBaseline<T>(what: string, start: () => Promise<T>): Promise<T | string> {
+  try {
+    return await withTimeout(start(), 600_000, what);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`  ${what} unavailable: ${message.split('\n')[0]}`);
+    return message;
+  }
+}
+
+/**
+ * Times each named variant `runs` times in total, interleaved in `blocks` so that drift on a shared
+ * machine hits every variant alike; the first block also runs `warmup` unmeasured calls of each.
+ */
+export async function timeInterleaved(
+  variants: ReadonlyArray<readonly [string, () => Promise<void>]>,
+  options: { runs: number; blocks: number; warmup: number; budgetMs: number },
+): Promise<Map<string, number[]>> {
+  const samples = new Map<string, number[]>(variants.map(([name]) => [name, []]));
+  for (let block = 0; block < options.blocks; block++) {
+    for (const [name, fn] of variants) {
+      samples.get(name)!.push(...(await timeRuns(Math.ceil(options.runs / options.blocks), block === 0 ? options.warmup : 0, fn, options.budgetMs)));
+    }
+  }
+  return samples;
+}

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { ExecClient } from '../src/client/exec-client.js';
-import { benchNumber, timeRuns, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
+import { benchNumber, timeInterleaved, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
 import { startCodexServer } from './codex-server.js';
 import { startExecrelay } from './fixtures.js';
 import { buildTree, countFiles, treeModel } from './fs-tree.js';
@@ -70,10 +70,7 @@ export async function run(): Promise<BenchFigure[]> {
       [RELAY, walkWith(RELAY, relay)],
     ];
     if (typeof codex !== 'string') variants.push([CODEX, walkWith(CODEX, codex)]);
-    const samples = new Map<string, number[]>(variants.map(([name]) => [name, []]));
-    for (let block = 0; block < BLOCKS; block++) {
-      for (const [name, fn] of variants) samples.get(name)!.push(...(await timeRuns(Math.ceil(RUNS / BLOCKS), block === 0 ? 1 : 0, fn, 60_000)));
-    }
+    const samples = await timeInterleaved(variants, { runs: RUNS, blocks: BLOCKS, warmup: 1, budgetMs: 60_000 });
     const scenario = `fs/walk of a ${files.toLocaleString('en-US')}-file tree`;
     const figure = (name: string, baseline?: string, alsoCompare?: string[]): BenchFigure => ({
       scenario,

@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
 import type { ExecClient } from '../src/client/exec-client.js';
 import { ExecClient as Client } from '../src/client/exec-client.js';
-import { benchNumber, QUICK, timeRuns, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
+import { benchNumber, optionalBaseline, QUICK, timeRuns, unavailable, type BenchFigure } from './bench-result.js';
 import { startProcess } from './cli-process.js';
 import { startCodexServer, type CodexServer } from './codex-server.js';
 import { execThroughput, runOneShot, startExecrelay } from './fixtures.js';
@@ -101,20 +101,10 @@ async function rawWebSocketThroughput(bytes: number): Promise<number> {
   }
 }
 
-async function optional<T>(what: string, start: () => Promise<T>): Promise<T | string> {
-  try {
-    return await withTimeout(start(), 600_000, what);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`  ${what} unavailable: ${message.split('\n')[0]}`);
-    return message;
-  }
-}
-
 export async function run(): Promise<BenchFigure[]> {
   const execrelay = await startExecrelay();
-  const ssh = await optional('OpenSSH server', startSshServer);
-  const codex = await optional('codex exec-server', startCodexServer);
+  const ssh = await optionalBaseline('OpenSSH server', startSshServer);
+  const codex = await optionalBaseline('codex exec-server', startCodexServer);
   const clients: ExecClient[] = [];
   try {
     if (typeof ssh !== 'string') await ssh.startMaster();

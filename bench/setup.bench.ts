@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { ExecClient } from '../src/client/exec-client.js';
-import { benchNumber, timeRuns, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
+import { benchNumber, optionalBaseline, timeInterleaved, unavailable, type BenchFigure } from './bench-result.js';
 import { startCodexServer } from './codex-server.js';
 import { runOneShot, startExecrelay } from './fixtures.js';
 import { startSshServer } from './ssh-server.js';
@@ -27,16 +27,6 @@ const DIRECT = 'direct local agent (connect, initialize, `true`)';
 const CODEX = 'codex exec-server 0.169.0 (connect, initialize, `true`)';
 const SSH = 'ssh HOST true, no ControlMaster (connect, kex, auth, `true`)';
 
-async function optional<T>(what: string, start: () => Promise<T>): Promise<T | string> {
-  try {
-    return await withTimeout(start(), 600_000, what);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`  ${what} unavailable: ${message.split('\n')[0]}`);
-    return message;
-  }
-}
-
 async function fresh(connect: () => Promise<ExecClient>): Promise<void> {
   const client = await connect();
   try {
@@ -48,8 +38,8 @@ async function fresh(connect: () => Promise<ExecClient>): Promise<void> {
 
 export async function run(): Promise<BenchFigure[]> {
   const execrelay = await startExecrelay();
-  const ssh = await optional('OpenSSH server', startSshServer);
-  const codex = await optional('codex exec-server', startCodexServer);
+  const ssh = await optionalBaseline('OpenSSH server', startSshServer);
+  const codex = await optionalBaseline('codex exec-server', startCodexServer);
   try {
     const scenario = 'connection setup (nothing to first `true` result)';
     const variants: Array<[string, () => Promise<void>]> = [
@@ -58,10 +48,7 @@ export async function run(): Promise<BenchFigure[]> {
     ];
     if (typeof codex !== 'string') variants.push([CODEX, () => fresh(() => ExecClient.connect(codex.url))]);
     if (typeof ssh !== 'string') variants.push([SSH, async () => void (await run_('ssh', [...ssh.baseArgs, 'true'], { timeout: 10_000 }))]);
-    const samples = new Map<string, number[]>(variants.map(([name]) => [name, []]));
-    for (let block = 0; block < BLOCKS; block++) {
-      for (const [name, fn] of variants) samples.get(name)!.push(...(await timeRuns(Math.ceil(RUNS / BLOCKS), block === 0 ? 2 : 0, fn, 30_000)));
-    }
+    const samples = await timeInterleaved(variants, { runs: RUNS, blocks: BLOCKS, warmup: 2, budgetMs: 30_000 });
     const figure = (name: string, baseline?: string, alsoCompare?: string[]): BenchFigure => ({
       scenario,
       name,
