@@ -20,7 +20,6 @@ export class ExecConnection implements SessionAttachment {
   private session: Session | null = null;
   private detachController = new AbortController();
   private queuedPushBytes = 0;
-  private droppedPushes = 0;
   private readonly handlers: Map<string, MethodHandler>;
   /** Requests in flight with their metrics/span, finished when the response is queued. */
   private readonly observations = new WeakMap<RequestContext, RequestObservation>();
@@ -48,11 +47,6 @@ export class ExecConnection implements SessionAttachment {
 
   get detachSignal(): AbortSignal {
     return this.detachController.signal;
-  }
-
-  /** Pushes dropped because the connection's send queue was over its bound. */
-  get droppedPushCount(): number {
-    return this.droppedPushes;
   }
 
   abortAttachment(reason: string): void {
@@ -86,7 +80,6 @@ export class ExecConnection implements SessionAttachment {
     if (this.queuedPushBytes + cost > 2 * this.config.maxQueuedPushBytes) {
       // Past the hard bound (output already in flight when reading paused): drop; the client sees
       // the seq gap and reads the retained output instead.
-      this.droppedPushes++;
       return;
     }
     this.queuedPushBytes += cost;

@@ -87,12 +87,6 @@ export class Session {
     void this.fileHandles.closeAll();
   }
 
-  get runningProcessCount(): number {
-    let count = 0;
-    for (const proc of this.processes.values()) if (!proc.exited) count++;
-    return count;
-  }
-
   private rememberFinished(processId: string): void {
     this.finishedOrder.push(processId);
     while (this.finishedOrder.length > this.limits.maxFinishedProcesses) {
