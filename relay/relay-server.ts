@@ -13,6 +13,7 @@ import {
 import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './relay-config.js';
 import { NO_RELAY_EVENTS, type RelayEvents } from './relay-events.js';
+import { NatsFleet, type FleetOptions, type FleetState } from './nats-fleet.js';
 import { ClientLink, StreamRouter, type ExecutorLink } from './stream-router.js';
 
 export interface RelayServerOptions {
@@ -24,6 +25,8 @@ export interface RelayServerOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Extra HTTP routes (e.g. `/metrics`), answered before the built-in ones. */
   httpRoutes?: Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>>;
+  /** Join a fleet of relay instances sharing routing through NATS (default: route in memory, alone). */
+  fleet?: FleetOptions;
 }
 
 /**
@@ -35,6 +38,8 @@ export interface RelayServerOptions {
 export class RelayServer {
   readonly limits: RelayLimits;
   readonly router: StreamRouter;
+  /** This instance's membership in a relay fleet (null: a single relay). */
+  readonly fleet: NatsFleet | null;
   private readonly server: http.Server | https.Server;
   private readonly wss: WebSocketServer;
   private readonly events: RelayEvents;
@@ -49,6 +54,7 @@ export class RelayServer {
     this.events = options.events ?? NO_RELAY_EVENTS;
     this.logger = options.logger;
     this.router = new StreamRouter(this.limits, this.events, this.logger);
+    this.fleet = options.fleet ? new NatsFleet(options.fleet, this.router, this.limits, this.events, this.logger) : null;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handleHttp(req, res);
     this.server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
     this.server.headersTimeout = 10_000;
@@ -65,6 +71,11 @@ export class RelayServer {
     return this.clients;
   }
 
+  /** The fleet gauges (read at scrape time); undefined for a single relay. */
+  get fleetState(): FleetState | undefined {
+    return this.fleet?.state;
+  }
+
   /** Bytes queued on all of the relay's sockets now (queue-depth gauge, read at scrape time). */
   get queuedBytes(): number {
     let total = 0;
@@ -72,7 +83,10 @@ export class RelayServer {
     return total;
   }
 
-  /** Listens on HOST:PORT (port 0 allowed) and resolves with the relay's base URL. */
+  /**
+   * Listens on HOST:PORT (port 0 allowed) and resolves with the relay's base URL. A fleet member
+   * first joins the fleet (waiting for NATS if needed); `/readyz` answers 503 until then.
+   */
   async listen(host: string, port: number): Promise<string> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -81,6 +95,14 @@ export class RelayServer {
         resolve();
       });
     });
+    if (this.fleet) {
+      try {
+        await this.fleet.start();
+      } catch (error) {
+        await new Promise<void>((resolve) => this.server.close(() => resolve()));
+        throw error;
+      }
+    }
     this.ready = true;
     const address = this.server.address() as AddressInfo;
     const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -104,6 +126,7 @@ export class RelayServer {
         socket.terminate();
       }
     }
+    await this.fleet?.stop();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
@@ -159,9 +182,23 @@ export class RelayServer {
         return refuse(400, 'invalid_environment_id');
       }
       if (validateEnvironmentId(environmentId)) return refuse(400, 'invalid_environment_id');
-      if (!this.router.hasLiveExecutor(environmentId)) return refuse(404, 'executor_unavailable');
       if (this.clients >= this.limits.maxClients) return refuse(503, 'too_many_clients');
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
+      if (this.router.hasLiveExecutor(environmentId)) {
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
+        return;
+      }
+      if (!this.fleet) return refuse(404, 'executor_unavailable');
+      // Held by another instance of the fleet? The registry answers at once.
+      this.fleet.environmentAvailable(environmentId).then(
+        (available) => {
+          if (socket.destroyed) return;
+          if (!available) return refuse(404, 'executor_unavailable');
+          this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
+        },
+        () => {
+          if (!socket.destroyed) refuse(503, 'fleet_unavailable');
+        },
+      );
       return;
     }
     refuse(404, 'not_found');
@@ -185,11 +222,16 @@ export class RelayServer {
     this.watchLiveness(socket);
     this.clients += 1;
     const client = new ClientLink(socket, environmentId);
+    const fleet = this.fleet;
+    fleet?.clientConnected(client);
     socket.on('message', (data, isBinary) => {
-      if (isBinary) this.router.fromClient(client, data as Buffer);
+      if (!isBinary) return;
+      if (fleet) fleet.fromClient(client, data as Buffer);
+      else this.router.fromClient(client, data as Buffer);
     });
     socket.on('close', () => {
       this.clients -= 1;
+      fleet?.clientClosed(client);
       this.router.clientClosed(client);
     });
     socket.on('error', () => undefined);

@@ -7,6 +7,39 @@ import type { RelayLimits } from './relay-config.js';
 import type { RelayEvents } from './relay-events.js';
 import { RetiredStreamIds } from './retired-stream-ids.js';
 
+/**
+ * What the router needs of a socket it forwards frames to: a WebSocket, or (in a relay fleet) a
+ * client socket held by another instance and reached through NATS (`RemoteClientSocket`).
+ */
+export interface FrameSocket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: Uint8Array | string, options?: { binary?: boolean }): void;
+  pause(): void;
+  resume(): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+}
+
+/**
+ * What a relay fleet (`NatsCluster`) hears from the router about the environments it holds. The
+ * embedded single-instance relay has none.
+ */
+export interface EnvironmentWatcher {
+  /** An executor registered here for the environment (first time, again, or replacing a link). */
+  linkUp(environmentId: string, registeredAt: number): void;
+  /** The environment's executor link dropped; its streams wait `executorGraceMs` for it. */
+  linkDown(environmentId: string): void;
+  /** The router forgot the environment (its grace ran out, or another instance took it over). */
+  forgotten(environmentId: string): void;
+  /**
+   * The executor sent a frame for a stream with no route here (the executor moved to this
+   * instance, or this instance restarted). Returns true when the stream's client was found and the
+   * route was made with `claimStream`, so the frame is routed; false drops it.
+   */
+  orphanFrame(environmentId: string, header: RelayFrameHeader, data: Buffer): boolean;
+}
+
 /** The relay's side of one executor WebSocket. */
 export class ExecutorLink {
   failedHandshakes = 0;
@@ -20,8 +53,10 @@ export class ExecutorLink {
 export class ClientLink {
   readonly streams = new Set<string>();
   constructor(
-    readonly socket: WebSocket,
+    readonly socket: FrameSocket,
     readonly environmentId: string,
+    /** A client socket held by another fleet instance (reached through NATS). */
+    readonly remote = false,
   ) {}
 }
 
@@ -42,6 +77,8 @@ export class Environment {
   readonly routes = new Map<string, Route>();
   pendingOpens = 0;
   linkLostAt = 0;
+  /** When the current (or last) executor link registered: newest registration wins across a fleet. */
+  registeredAt = 0;
   constructor(readonly id: string) {}
 }
 
@@ -57,6 +94,9 @@ export class StreamRouter {
   private readonly routesById = new Map<string, Route>();
   private readonly retired: RetiredStreamIds;
   private readonly sweepTimer: NodeJS.Timeout;
+
+  /** Set by a relay fleet (`NatsCluster`) before any executor registers. */
+  watcher: EnvironmentWatcher | null = null;
 
   constructor(
     private readonly limits: RelayLimits,
@@ -86,6 +126,69 @@ export class StreamRouter {
     return Boolean(this.environments.get(environmentId)?.link);
   }
 
+  /** The environment is held here: its executor is connected, or within its reconnect grace. */
+  holdsEnvironment(environmentId: string): boolean {
+    return this.environments.has(environmentId);
+  }
+
+  /** When the environment's executor registered here (0 when not held). */
+  registeredAt(environmentId: string): number {
+    return this.environments.get(environmentId)?.registeredAt ?? 0;
+  }
+
+  hasRoute(streamId: string): boolean {
+    return this.routesById.has(streamId);
+  }
+
+  /**
+   * Attaches a stream to `client` without a frame from it: a fleet instance that holds the
+   * stream's client socket claims a stream whose route this instance does not know (its executor
+   * just moved here). An existing route changes hands as on a `resume`. Returns false when refused.
+   */
+  claimStream(client: ClientLink, streamId: string): boolean {
+    const environment = this.environments.get(client.environmentId);
+    if (!environment?.link) return false;
+    const route = environment.routes.get(streamId);
+    if (route) {
+      if (route.client !== client) this.takeOver(route, client);
+      return true;
+    }
+    if (this.retired.has(streamId) || this.routesById.has(streamId)) return false;
+    if ((client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(streamId)) || environment.routes.size >= this.limits.maxStreamsPerExecutor) return false;
+    this.addRoute(client, streamId, environment, true);
+    return true;
+  }
+
+  /**
+   * Another fleet instance holds a newer registration of this environment: close the executor
+   * link here (4001, as for a local replacement) and forget its routes without resetting them —
+   * the streams go on through the other instance.
+   */
+  releaseEnvironment(environmentId: string): void {
+    const environment = this.environments.get(environmentId);
+    if (!environment) return;
+    const link = environment.link;
+    environment.link = null;
+    if (link) {
+      this.events.registration('replaced');
+      link.socket.close(4001, 'replaced by a newer registration');
+    }
+    for (const route of environment.routes.values()) {
+      this.routesById.delete(route.streamId);
+      // A local client socket keeps counting the stream (it now flows through the fleet); a
+      // remote one is no longer this instance's concern.
+      if (route.client?.remote) route.client.streams.delete(route.streamId);
+      this.events.streamEnded('closed');
+    }
+    environment.routes.clear();
+    this.forgetEnvironment(environment);
+  }
+
+  /** Refuses a stream towards a client socket (a `reset` with the reason). */
+  refuse(client: ClientLink, streamId: string, reason: ResetReasonValue): void {
+    this.resetTo(client.socket, streamId, reason);
+  }
+
   /** A newly authenticated executor socket takes over its environment (replacing an older link). */
   registerExecutor(socket: WebSocket, environmentId: string): ExecutorLink {
     let environment = this.environments.get(environmentId);
@@ -97,6 +200,7 @@ export class StreamRouter {
     const link = new ExecutorLink(socket, environment);
     environment.link = link;
     environment.linkLostAt = 0;
+    environment.registeredAt = Date.now();
     if (previous) {
       this.events.registration('replaced');
       previous.socket.close(4001, 'replaced by a newer registration');
@@ -105,6 +209,7 @@ export class StreamRouter {
     }
     const registered: RegisteredMessage = { type: 'registered', environmentId, resumableStreams: environment.routes.size };
     socket.send(JSON.stringify(registered));
+    this.watcher?.linkUp(environmentId, environment.registeredAt);
     return link;
   }
 
@@ -113,6 +218,7 @@ export class StreamRouter {
     if (environment.link !== link) return; // already replaced
     environment.link = null;
     environment.linkLostAt = Date.now();
+    this.watcher?.linkDown(environment.id);
   }
 
   clientClosed(client: ClientLink): void {
@@ -160,25 +266,30 @@ export class StreamRouter {
         this.events.frameDropped('no_route');
         return;
       }
-      if (client.streams.size >= this.limits.maxStreamsPerClient) {
+      if (client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(route.streamId)) {
         this.resetTo(client.socket, header.streamId, ResetReason.TooManyStreams);
         return;
       }
-      const previous = route.client;
-      route.client = client;
-      route.clientGoneAt = 0;
-      client.streams.add(route.streamId);
-      if (previous) {
-        previous.streams.delete(route.streamId);
-        // A superseded socket that carries nothing else is the client's dead link: drop it now
-        // rather than at its ping timeout.
-        if (previous.streams.size === 0) previous.socket.terminate();
-      }
+      this.takeOver(route, client);
     }
     route.lastFrameAt = Date.now();
     if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
     else this.events.frameDropped('endpoint_detached');
     if (header.type === 'reset' || header.type === 'close') this.endRoute(route, header.type === 'reset' ? 'reset' : 'closed');
+  }
+
+  /** A reconnected client (its new socket) takes a stream over from its previous socket. */
+  private takeOver(route: Route, client: ClientLink): void {
+    const previous = route.client;
+    route.client = client;
+    route.clientGoneAt = 0;
+    client.streams.add(route.streamId);
+    if (previous) {
+      previous.streams.delete(route.streamId);
+      // A superseded socket that carries nothing else is the client's dead link: drop it now
+      // rather than at its ping timeout.
+      if (previous.streams.size === 0) previous.socket.terminate();
+    }
   }
 
   /** A binary message from an executor socket. */
@@ -187,7 +298,10 @@ export class StreamRouter {
     if (!header) return;
     const environment = link.environment;
     if (environment.link !== link) return; // a replaced link's last words
-    const route = environment.routes.get(header.streamId);
+    let route = environment.routes.get(header.streamId);
+    if (!route && !this.retired.has(header.streamId) && this.watcher?.orphanFrame(environment.id, header, data)) {
+      route = environment.routes.get(header.streamId);
+    }
     if (!route) {
       this.events.frameDropped('no_route');
       // A stream this relay ended (reset or closed while the agent was away, e.g. its client's
@@ -245,9 +359,15 @@ export class StreamRouter {
     if (!environment || (!environment.link && (!resumed || environment.linkLostAt === 0))) return refuse(ResetReason.ExecutorUnavailable);
     if (this.retired.has(streamId)) return refuse(ResetReason.StreamIdRetired);
     if (this.streamInUseElsewhere(streamId)) return refuse(ResetReason.StreamIdInUse);
-    if (client.streams.size >= this.limits.maxStreamsPerClient) return refuse(ResetReason.TooManyStreams);
+    if (client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(streamId)) return refuse(ResetReason.TooManyStreams);
     if (environment.routes.size >= this.limits.maxStreamsPerExecutor) return refuse(ResetReason.TooManyStreams);
     if (!resumed && environment.pendingOpens >= this.limits.maxPendingOpensPerExecutor) return refuse(ResetReason.TooManyPendingOpens);
+    this.addRoute(client, streamId, environment, resumed);
+    if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
+    else this.events.frameDropped('endpoint_detached');
+  }
+
+  private addRoute(client: ClientLink, streamId: string, environment: Environment, resumed: boolean): void {
     const now = Date.now();
     const route: Route = { streamId, environment, client, accepted: resumed, openedAt: now, lastFrameAt: now, clientGoneAt: 0 };
     environment.routes.set(streamId, route);
@@ -255,15 +375,13 @@ export class StreamRouter {
     if (!resumed) environment.pendingOpens += 1;
     client.streams.add(streamId);
     this.events.streamOpened();
-    if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
-    else this.events.frameDropped('endpoint_detached');
   }
 
   private streamInUseElsewhere(streamId: string): boolean {
     return this.routesById.has(streamId);
   }
 
-  private readHeader(data: Buffer, from: WebSocket): RelayFrameHeader | null {
+  private readHeader(data: Buffer, from: FrameSocket): RelayFrameHeader | null {
     const peeked = peekHeader(data);
     if (peeked.ok) return peeked.header;
     this.events.frameDropped('invalid');
@@ -281,7 +399,7 @@ export class StreamRouter {
     return null;
   }
 
-  private forward(target: WebSocket, data: Buffer, direction: 'client_to_executor' | 'executor_to_client', source: WebSocket | null): void {
+  private forward(target: FrameSocket, data: Buffer, direction: 'client_to_executor' | 'executor_to_client', source: FrameSocket | null): void {
     if (target.readyState !== WebSocket.OPEN) {
       this.events.frameDropped('endpoint_detached');
       return;
@@ -301,7 +419,7 @@ export class StreamRouter {
   }
 
   /** Stops reading `source` until `target` (whose queue is past maxQueuedBytesPerSocket) drains. */
-  private pauseUntilDrained(source: WebSocket, target: WebSocket): void {
+  private pauseUntilDrained(source: FrameSocket, target: FrameSocket): void {
     if (sourcePaused.has(source)) return;
     sourcePaused.add(source);
     source.pause();
@@ -319,7 +437,7 @@ export class StreamRouter {
     }
   }
 
-  private resetTo(socket: WebSocket, streamId: string, reason: ResetReasonValue): void {
+  private resetTo(socket: FrameSocket, streamId: string, reason: ResetReasonValue): void {
     this.events.reset(reason);
     if (socket.readyState !== WebSocket.OPEN) return;
     if (socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
@@ -348,7 +466,13 @@ export class StreamRouter {
     route.client?.streams.delete(route.streamId);
     this.retired.add(route.streamId);
     this.events.streamEnded(result);
-    if (!environment.link && environment.routes.size === 0 && environment.linkLostAt !== 0) this.environments.delete(environment.id);
+    if (!environment.link && environment.routes.size === 0 && environment.linkLostAt !== 0) this.forgetEnvironment(environment);
+  }
+
+  private forgetEnvironment(environment: Environment): void {
+    if (this.environments.get(environment.id) !== environment) return;
+    this.environments.delete(environment.id);
+    this.watcher?.forgotten(environment.id);
   }
 
   private sweep(now: number): void {
@@ -360,12 +484,12 @@ export class StreamRouter {
         else if (route.client === null && now - route.clientGoneAt >= this.limits.clientGraceMs) this.resetRoute(route, ResetReason.ClientGone);
         else if (now - route.lastFrameAt >= this.limits.idleTimeoutMs) this.resetRoute(route, ResetReason.IdleTimeout);
       }
-      if (executorGone) this.environments.delete(environment.id);
+      if (executorGone) this.forgetEnvironment(environment);
     }
   }
 }
 
-const sourcePaused = new WeakSet<WebSocket>();
+const sourcePaused = new WeakSet<FrameSocket>();
 /**
  * Past `maxQueuedBytesPerSocket` the client feeding a socket is paused; past this many times that,
  * frames towards the socket are dropped (executor sockets are shared by many streams and are never

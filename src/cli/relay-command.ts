@@ -4,6 +4,7 @@ import { BearerTokenVerifier, parseTokens, readTokenFile } from '../auth/bearer-
 import { createLogger } from '../logging/logger.js';
 import { RelayServer } from '../../relay/relay-server.js';
 import { DEFAULT_RELAY_LIMITS } from '../../relay/relay-config.js';
+import { DEFAULT_REGISTRY_TTL_MS } from '../../relay/nats-fleet.js';
 import { positiveInteger } from './option-parsers.js';
 import { createRelayMetrics, startTracing } from '../telemetry/index.js';
 
@@ -21,6 +22,9 @@ interface RelayCommandOptions {
   clientGraceMs: number;
   pingIntervalMs: number;
   pongTimeoutMs: number;
+  nats?: string;
+  instanceId?: string;
+  registryTtlMs: number;
 }
 
 /** Parses `HOST:PORT` (`[::1]:PORT` for IPv6). */
@@ -48,7 +52,10 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--client-grace-ms <n>', 'how long streams wait for a disconnected client to come back and resume them').env('EXECRELAY_CLIENT_GRACE_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.clientGraceMs))
     .addOption(new Option('--ping-interval-ms <n>', 'WebSocket ping interval towards every endpoint').env('EXECRELAY_PING_INTERVAL_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.pingIntervalMs))
     .addOption(new Option('--pong-timeout-ms <n>', 'drop a socket that has not answered a ping for this long').env('EXECRELAY_PONG_TIMEOUT_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.pongTimeoutMs))
-    .addHelpText('after', '\nEvery flag can also be set through the environment variable shown. Health: GET /livez, GET /readyz.')
+    .addOption(new Option('--nats <url>', 'join a fleet of relay instances routing through NATS (nats://[user:password@]HOST:PORT, comma-separated for a NATS cluster; JetStream required)').env('EXECRELAY_NATS_URL'))
+    .addOption(new Option('--instance-id <id>', 'this instance\'s name in the fleet (letters, digits, _ and -; default: host name and a random suffix)').env('EXECRELAY_INSTANCE_ID'))
+    .addOption(new Option('--registry-ttl-ms <n>', 'fleet registry entries of an instance that stopped refreshing them expire after this').env('EXECRELAY_REGISTRY_TTL_MS').argParser(positiveInteger(600_000)).default(DEFAULT_REGISTRY_TTL_MS))
+    .addHelpText('after', '\nEvery flag can also be set through the environment variable shown. Health: GET /livez, GET /readyz.\nFleet deployment (several instances, NATS, a load balancer): docs/fleet.md.')
     .action(async (options: RelayCommandOptions) => {
       const logger = createLogger('execrelay-relay');
       const { host, port } = parseHostPort(options.listen);
@@ -57,6 +64,7 @@ export function registerRelayCommand(program: Command): void {
       else if (options.token) tokens = parseTokens(options.token, 'EXECRELAY_TOKEN');
       else throw new Error('execrelay relay: give --token-file FILE (accepted bearer tokens, one per line)');
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('execrelay relay: --tls-cert and --tls-key go together');
+      if (options.instanceId !== undefined && options.nats === undefined) throw new Error('execrelay relay: --instance-id names a fleet member; give --nats too');
       const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
       const tracing = await startTracing({ serviceName: 'execrelay-relay' });
       let server: RelayServer | undefined;
@@ -67,6 +75,9 @@ export function registerRelayCommand(program: Command): void {
         events: metrics.events,
         httpRoutes: metrics.httpRoutes,
         ...(tls ? { tls } : {}),
+        ...(options.nats
+          ? { fleet: { natsUrl: options.nats, registryTtlMs: options.registryTtlMs, ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}) } }
+          : {}),
         limits: {
           maxStreamsPerExecutor: options.maxStreamsPerExecutor,
           maxStreamsPerClient: options.maxStreamsPerClient,

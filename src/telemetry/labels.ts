@@ -93,13 +93,19 @@ export const DIRECTIONS = ['client_to_executor', 'executor_to_client'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
 
 /** Relay: why a frame was dropped. */
-export const DROP_REASONS = ['no_route', 'endpoint_detached', 'backpressure', 'invalid'] as const;
+export const DROP_REASONS = ['no_route', 'endpoint_detached', 'backpressure', 'invalid', 'fleet_unavailable'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
 /** Relay: `reset` reasons (the relay-control fixed set). */
 export const RESET_REASONS: readonly string[] = Object.values(ResetReason);
 /** A reason outside its fixed set (defensive; the typed callers never produce one). */
 export const OTHER_REASON = 'other';
+
+/** Relay fleet: frames crossing NATS, sent or received by this instance. */
+export const FLEET_DIRECTIONS = ['published', 'received'] as const;
+
+/** Relay fleet: what went wrong talking to NATS. */
+export const FLEET_ERROR_KINDS = ['connection', 'publish', 'registry', 'control'] as const;
 
 /** Relay: executor registration outcome. */
 export const RELAY_REGISTRATION_RESULTS = ['registered', 'replaced', 'rejected'] as const;
@@ -114,7 +120,8 @@ export const STREAM_END_RESULTS = ['closed', 'reset'] as const;
 export const LABEL_VALUES: Readonly<Record<string, readonly string[]>> = {
   method: METHOD_LABELS,
   transport: TRANSPORT_LABELS,
-  direction: DIRECTIONS,
+  direction: [...DIRECTIONS, ...FLEET_DIRECTIONS],
+  kind: FLEET_ERROR_KINDS,
   reason: [...new Set<string>([...RECONNECT_REASONS, ...DROP_REASONS, ...RESET_REASONS, OTHER_REASON])],
   endpoint: AUTH_ENDPOINTS,
   result: [

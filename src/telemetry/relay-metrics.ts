@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FrameDirection, RelayEvents } from '../../relay/relay-events.js';
 import type { ResetReasonValue } from '../relay-control/relay-endpoints.js';
 import { PHASE_DURATION_BUCKETS } from './agent-metrics.js';
-import { AUTH_ENDPOINTS, DIRECTIONS, DROP_REASONS, OTHER_REASON, RELAY_REGISTRATION_RESULTS, RESET_REASONS, SpanAttribute, STREAM_END_RESULTS } from './labels.js';
+import { AUTH_ENDPOINTS, DIRECTIONS, DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, OTHER_REASON, RELAY_REGISTRATION_RESULTS, RESET_REASONS, SpanAttribute, STREAM_END_RESULTS } from './labels.js';
 import { metricsRoute, type HttpRoute } from './metrics-server.js';
 
 /** Metric name prefix of everything the relay exports. */
@@ -18,6 +18,8 @@ export interface RelayGaugeSource {
   readonly clientCount?: number;
   /** Bytes queued on all of the relay's sockets now. */
   readonly queuedBytes?: number;
+  /** A fleet member's NATS state (undefined for a single relay). */
+  readonly fleetState?: { readonly connected: boolean; readonly registeredEnvironments: number; readonly remoteClients: number } | undefined;
 }
 
 export interface RelayMetricsOptions {
@@ -79,6 +81,13 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
   const registrations = new Counter({ name: `${p}registrations_total`, help: 'Executor registrations, by result.', labelNames: ['result'], registers });
   const authFailures = new Counter({ name: `${p}auth_failures_total`, help: 'Refused bearer tokens, by endpoint.', labelNames: ['endpoint'], registers });
   const pauses = new Counter({ name: `${p}socket_pauses_total`, help: 'Times a client socket was paused because the socket it feeds was congested.', registers });
+  const fleetFrames = new Counter({ name: `${p}fleet_frames_total`, help: 'Frames that crossed NATS between relay instances, by direction (published or received here).', labelNames: ['direction'], registers });
+  const fleetBytes = new Counter({ name: `${p}fleet_bytes_total`, help: 'Frame bytes that crossed NATS between relay instances, by direction.', labelNames: ['direction'], registers });
+  const fleetErrors = new Counter({ name: `${p}fleet_errors_total`, help: 'NATS problems, by kind (connection, publish, registry, control).', labelNames: ['kind'], registers });
+  const fleetReconnects = new Counter({ name: `${p}fleet_reconnects_total`, help: 'Times the NATS connection came back after a loss.', registers });
+  gauge('fleet_connected', '1 while this fleet member is connected to NATS (0 when disconnected, or a single relay).', (s) => (s.fleetState?.connected ? 1 : 0));
+  gauge('registry_environments', 'Environments this instance holds with a live entry in the fleet registry (sum over instances: the fleet).', (s) => s.fleetState?.registeredEnvironments);
+  gauge('fleet_remote_clients', 'Client sockets held by other instances that this instance routes streams for.', (s) => s.fleetState?.remoteClients);
   const heartbeatMisses = new Counter({ name: `${p}heartbeat_misses_total`, help: 'Sockets dropped for missing the pong deadline.', registers });
 
   for (const result of STREAM_END_RESULTS) streamCloses.inc({ result }, 0);
@@ -90,6 +99,11 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
   for (const reason of RESET_REASONS) resets.inc({ reason }, 0);
   for (const result of RELAY_REGISTRATION_RESULTS) registrations.inc({ result }, 0);
   for (const endpoint of AUTH_ENDPOINTS) authFailures.inc({ endpoint }, 0);
+  for (const direction of FLEET_DIRECTIONS) {
+    fleetFrames.inc({ direction }, 0);
+    fleetBytes.inc({ direction }, 0);
+  }
+  for (const kind of FLEET_ERROR_KINDS) fleetErrors.inc({ kind }, 0);
 
   const tracer = options.tracer;
   const pointSpan = (name: string, attributes: Record<string, string>, startedMsAgo = 0) => {
@@ -134,6 +148,16 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
     },
     heartbeatMissed() {
       heartbeatMisses.inc();
+    },
+    fleetFrame(direction, size) {
+      fleetFrames.inc({ direction });
+      fleetBytes.inc({ direction }, size);
+    },
+    fleetError(kind) {
+      fleetErrors.inc({ kind });
+    },
+    fleetReconnected() {
+      fleetReconnects.inc();
     },
   };
   const httpRoute = metricsRoute(registry);

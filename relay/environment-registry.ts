@@ -1,0 +1,132 @@
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  EnvironmentEntry,
+  InstanceEntry,
+  REGISTRY_BUCKET,
+  RegistryKey,
+  environmentToken,
+} from './fleet-wire.js';
+
+/** The outcome of keeping an environment's registry entry. */
+export type Announcement = { held: true; revision: number } | { held: false; holder: EnvironmentEntry };
+
+/**
+ * The fleet's registry of environment → instance, a NATS KV bucket (JetStream, memory storage).
+ * The bucket's TTL is the liveness: every entry expires unless its instance refreshes it, so an
+ * environment whose instance died disappears within one TTL, and a lookup answers at once.
+ *
+ * Ordering of registrations comes from the bucket, not from clocks: an executor registering
+ * writes its entry unconditionally (the newest registration is the one happening now) and
+ * refreshes it only with compare-and-set on the revision it last wrote, so an instance that missed
+ * a takeover can never overwrite the newer holder — its refresh fails and it lets go.
+ */
+export class EnvironmentRegistry {
+  private constructor(
+    private readonly kv: KV,
+    private readonly instanceId: string,
+    private readonly boot: string,
+  ) {}
+
+  /**
+   * Opens the bucket, creating it (with `ttlMs`) when missing — also after a NATS restart, since
+   * memory storage does not survive one. Fails with a clear message when JetStream is off.
+   */
+  static async open(nc: NatsConnection, instanceId: string, boot: string, ttlMs: number): Promise<EnvironmentRegistry> {
+    const kvm = new Kvm(nc);
+    let kv: KV;
+    try {
+      kv = await kvm.create(REGISTRY_BUCKET, { ttl: ttlMs, history: 1, storage: 'memory' });
+    } catch (error) {
+      const message = (error as Error).message;
+      if (/jetstream (is )?not (enabled|available)|503|no responders/i.test(message)) {
+        throw new Error(`NATS has no JetStream: the relay fleet keeps its registry in a KV bucket; start nats-server with -js (or "jetstream {}" in its config) (${message})`);
+      }
+      // The bucket exists with another configuration (another instance runs a different
+      // --registry-ttl-ms): use it as it is.
+      kv = await kvm.open(REGISTRY_BUCKET);
+    }
+    return new EnvironmentRegistry(kv, instanceId, boot);
+  }
+
+  /** The holder of an environment, or null when no live instance holds it. */
+  async lookup(environmentId: string): Promise<EnvironmentEntry | null> {
+    const entry = await this.kv.get(RegistryKey.environment(environmentToken(environmentId)));
+    if (!entry || entry.operation !== 'PUT') return null;
+    return parseJson(EnvironmentEntry, entry.string());
+  }
+
+  /** A new registration here: written unconditionally. Resolves with the entry's revision. */
+  async register(environmentId: string, registeredAt: number): Promise<number> {
+    return this.kv.put(RegistryKey.environment(environmentToken(environmentId)), this.entry(registeredAt));
+  }
+
+  /**
+   * Keeps this instance's entry alive with compare-and-set on `revision`. When another instance
+   * wrote since, this one's registration is older: `{held: false}`. A missing entry (expired, or
+   * the bucket was lost with a NATS restart) is recreated — unless another instance recreated it
+   * first.
+   */
+  async refresh(environmentId: string, registeredAt: number, revision: number): Promise<Announcement> {
+    const key = RegistryKey.environment(environmentToken(environmentId));
+    const value = this.entry(registeredAt);
+    if (revision > 0) {
+      try {
+        return { held: true, revision: await this.kv.update(key, value, revision) };
+      } catch {
+        /* someone else wrote, or the entry expired or vanished: look */
+      }
+    }
+    const current = await this.kv.get(key);
+    const holder = current && current.operation === 'PUT' ? parseJson(EnvironmentEntry, current.string()) : null;
+    if (current && holder) {
+      if (holder.instance === this.instanceId && holder.boot === this.boot) {
+        return { held: true, revision: await this.kv.update(key, value, current.revision) };
+      }
+      return { held: false, holder };
+    }
+    try {
+      return { held: true, revision: current ? await this.kv.update(key, value, current.revision) : await this.kv.create(key, value) };
+    } catch {
+      const winner = await this.lookup(environmentId);
+      if (winner) return { held: false, holder: winner };
+      throw new Error('registry entry changed concurrently');
+    }
+  }
+
+  /** Removes this instance's entry (only if nobody wrote since `revision`). */
+  async withdraw(environmentId: string, revision: number): Promise<void> {
+    try {
+      await this.kv.delete(RegistryKey.environment(environmentToken(environmentId)), { previousSeq: revision });
+    } catch {
+      /* another instance holds it now, or it is gone already */
+    }
+  }
+
+  /** Says this instance (this process: `boot`) is alive for another TTL. */
+  async heartbeat(startedAt: number): Promise<void> {
+    const entry: InstanceEntry = { boot: this.boot, startedAt };
+    await this.kv.put(RegistryKey.instance(this.instanceId), JSON.stringify(entry));
+  }
+
+  /** The boot token of the live process of an instance, or null when the instance is not alive. */
+  async instanceBoot(instanceId: string): Promise<string | null> {
+    const entry = await this.kv.get(RegistryKey.instance(instanceId));
+    if (!entry || entry.operation !== 'PUT') return null;
+    return parseJson(InstanceEntry, entry.string())?.boot ?? null;
+  }
+
+  private entry(registeredAt: number): string {
+    const entry: EnvironmentEntry = { instance: this.instanceId, boot: this.boot, registeredAt };
+    return JSON.stringify(entry);
+  }
+}
+
+function parseJson<T>(schema: { safeParse(value: unknown): { success: true; data: T } | { success: false } }, text: string): T | null {
+  try {
+    const parsed = schema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * What relay instances of one fleet say to each other through NATS: subjects, the control
+ * messages, and the registry's keys and values. Defined here and nowhere else.
+ *
+ * Subjects (`T` is an environment token, `environmentToken(id)`):
+ * - `execrelay.env.T.up`     client frames towards the executor of the environment. Subscribed by
+ *                            the instance holding that executor's socket (while it holds it or
+ *                            waits for it within its reconnect grace). Each message is one relay
+ *                            frame, unchanged; its NATS reply subject names the client socket
+ *                            (`execrelay.client.INSTANCE.BOOT.CONN`) frames go back to.
+ * - `execrelay.env.T.ctl`    control messages for the holder (JSON, `FleetControlMessage`).
+ * - `execrelay.env.T.orphan` executor frames the holder has no route for (its executor just moved
+ *                            here): every instance with a client socket for the environment listens,
+ *                            and the one holding the stream's client answers with a `claim`.
+ * - `execrelay.client.INSTANCE.BOOT.CONN` executor frames towards one client socket.
+ *
+ * Frames cross NATS as the endpoints sent them: the relay still reads only the header, and loss or
+ * reordering between instances is repaired by the endpoints' reliable stream.
+ */
+import { z } from 'zod';
+import { isStreamId } from '../src/relay-frame/relay-frame.js';
+
+export const FLEET_SUBJECT_ROOT = 'execrelay';
+
+/** Instance ids (and boot tokens): a NATS subject token and a KV key part. */
+export const INSTANCE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function validateInstanceId(id: string): string | null {
+  return INSTANCE_ID_PATTERN.test(id) ? null : 'instance id must be 1-64 characters of letters, digits, "_" or "-"';
+}
+
+/**
+ * An environment id as one subject token / KV key part: base64url, because environment ids may
+ * contain `.`, the NATS token separator.
+ */
+export function environmentToken(environmentId: string): string {
+  return Buffer.from(environmentId, 'utf8').toString('base64url');
+}
+
+export const FleetSubject = {
+  toExecutor: (token: string) => `${FLEET_SUBJECT_ROOT}.env.${token}.up`,
+  control: (token: string) => `${FLEET_SUBJECT_ROOT}.env.${token}.ctl`,
+  orphans: (token: string) => `${FLEET_SUBJECT_ROOT}.env.${token}.orphan`,
+  /** The prefix of one relay process's client sockets (`.CONN` follows). */
+  clientsOf: (instanceId: string, boot: string) => `${FLEET_SUBJECT_ROOT}.client.${instanceId}.${boot}`,
+} as const;
+
+/** `execrelay.client.INSTANCE.BOOT.CONN` → its parts, or null for anything else. */
+export function parseClientSubject(subject: string): { instanceId: string; boot: string; connection: string } | null {
+  const parts = subject.split('.');
+  if (parts.length !== 5 || parts[0] !== FLEET_SUBJECT_ROOT || parts[1] !== 'client') return null;
+  const [, , instanceId, boot, connection] = parts as [string, string, string, string, string];
+  if (!INSTANCE_ID_PATTERN.test(instanceId) || !INSTANCE_ID_PATTERN.test(boot) || !INSTANCE_ID_PATTERN.test(connection)) return null;
+  return { instanceId, boot, connection };
+}
+
+const clientSubject = z.string().max(256).refine((s) => parseClientSubject(s) !== null, 'not a client subject');
+
+/** Control messages on `execrelay.env.T.ctl`. */
+export const FleetControlMessage = z.discriminatedUnion('type', [
+  /**
+   * An executor registered the environment on `instance`, whose registry entry has `revision`.
+   * A holder whose own entry is older (a lower revision, or none) releases the environment (closes
+   * its link, forgets its routes); a newer one answers with its own `takeover`.
+   */
+  z.object({ type: z.literal('takeover'), instance: z.string().regex(INSTANCE_ID_PATTERN), revision: z.number().int().positive() }),
+  /** The client socket behind `client` closed: its streams wait for the client's grace. */
+  z.object({ type: z.literal('detach'), client: clientSubject }),
+  /** The client socket behind `client` carries `streamId` (answer to an orphan frame). */
+  z.object({ type: z.literal('claim'), client: clientSubject, streamId: z.string().refine(isStreamId, 'not a stream id') }),
+]);
+export type FleetControlMessage = z.infer<typeof FleetControlMessage>;
+
+export function parseFleetControlMessage(data: Uint8Array): FleetControlMessage | null {
+  try {
+    const parsed = FleetControlMessage.safeParse(JSON.parse(Buffer.from(data).toString('utf8')));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+export function encodeFleetControlMessage(message: FleetControlMessage): Uint8Array {
+  return Buffer.from(JSON.stringify(message), 'utf8');
+}
+
+/** The registry: one NATS KV bucket (memory storage, every entry expires unless refreshed). */
+export const REGISTRY_BUCKET = 'execrelay-registry';
+export const RegistryKey = {
+  environment: (token: string) => `env.${token}`,
+  instance: (instanceId: string) => `instance.${instanceId}`,
+} as const;
+
+/** `env.T`: which instance holds the environment's executor, since when. */
+export const EnvironmentEntry = z.object({
+  instance: z.string().regex(INSTANCE_ID_PATTERN),
+  boot: z.string().regex(INSTANCE_ID_PATTERN),
+  registeredAt: z.number().int().nonnegative(),
+});
+export type EnvironmentEntry = z.infer<typeof EnvironmentEntry>;
+
+/** `instance.ID`: the instance is alive; `boot` tells its current process from an earlier one. */
+export const InstanceEntry = z.object({ boot: z.string().regex(INSTANCE_ID_PATTERN), startedAt: z.number().int().nonnegative() });
+export type InstanceEntry = z.infer<typeof InstanceEntry>;

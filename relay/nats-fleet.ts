@@ -1,0 +1,681 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import WebSocket from 'ws';
+import { peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
+import { ResetReason } from '../src/relay-control/relay-endpoints.js';
+import type { Logger } from '../src/logging/logger.js';
+import { EnvironmentRegistry } from './environment-registry.js';
+import {
+  FleetSubject,
+  encodeFleetControlMessage,
+  environmentToken,
+  parseClientSubject,
+  parseFleetControlMessage,
+  validateInstanceId,
+  type FleetControlMessage,
+} from './fleet-wire.js';
+import type { RelayLimits } from './relay-config.js';
+import type { RelayEvents } from './relay-events.js';
+import { ClientLink, HARD_QUEUE_FACTOR, type EnvironmentWatcher, type FrameSocket, type StreamRouter } from './stream-router.js';
+
+export interface FleetOptions {
+  /** `nats://[user:password@]host:port`, several separated by commas. */
+  natsUrl: string;
+  /** This instance's id (letters, digits, `_`, `-`); default: host name and a random suffix. */
+  instanceId?: string;
+  /** Registry entries expire this long after their last refresh (refreshed every third of it). */
+  registryTtlMs?: number;
+}
+
+export const DEFAULT_REGISTRY_TTL_MS = 15_000;
+/** A positive registry lookup is reused this long for the checks on new streams. */
+const AVAILABILITY_CACHE_MS = 2_000;
+/** One `claim` per stream per this long, however many orphan frames arrive. */
+const CLAIM_INTERVAL_MS = 250;
+
+/** What the metrics read at scrape time. */
+export interface FleetState {
+  readonly connected: boolean;
+  /** Environments this instance holds with a live entry in the registry. */
+  readonly registeredEnvironments: number;
+  /** Client sockets of other instances this instance routes streams for. */
+  readonly remoteClients: number;
+}
+
+/** An environment whose executor socket this instance holds (or waits for within its grace). */
+interface HeldEnvironment {
+  readonly token: string;
+  readonly subscriptions: Subscription[];
+  /** The registry revision this instance last wrote for it (0: not in the registry). */
+  revision: number;
+  registeredAt: number;
+  announcing: boolean;
+  /** A registration being written: a `takeover` heard meanwhile is judged once it is done. */
+  registering: Promise<void> | null;
+}
+
+/**
+ * A client socket of another instance, as this (the executor's) instance sees it: sending a frame
+ * publishes it to the client's subject. It cannot be paused and never queues here; the endpoints'
+ * windows bound what is in flight.
+ */
+class RemoteClientSocket implements FrameSocket {
+  readyState: number = WebSocket.OPEN;
+  readonly bufferedAmount = 0;
+  constructor(
+    readonly subject: string,
+    private readonly publish: (subject: string, data: Uint8Array) => void,
+  ) {}
+  send(data: Uint8Array | string): void {
+    if (this.readyState === WebSocket.OPEN && typeof data !== 'string') this.publish(this.subject, data);
+  }
+  pause(): void {}
+  resume(): void {}
+  close(): void {
+    this.readyState = WebSocket.CLOSED;
+  }
+  terminate(): void {
+    this.readyState = WebSocket.CLOSED;
+  }
+}
+
+/**
+ * One relay instance's membership in a fleet that shares routing through NATS. The instance
+ * holding an executor's socket subscribes to its environment's subjects; an instance holding a
+ * client socket for an environment held elsewhere publishes the client's frames there and gets
+ * the executor's frames on its own client subject. The registry (NATS KV with a TTL) answers
+ * "is this environment online, and where" at once.
+ *
+ * When an executor moves (its instance died, or its link broke and the load balancer sent it
+ * elsewhere), the new holder announces a `takeover`; the old one lets go without resetting
+ * anything. The streams' routes are rebuilt from either end: a client's `resume` (its socket
+ * moved too) or, for a client whose socket stayed put, the executor's first frames — published as
+ * orphans, which the instance holding the stream's client claims. Nothing is acknowledged by an
+ * instance: whatever NATS loses, the endpoints retransmit.
+ */
+export class NatsFleet implements EnvironmentWatcher {
+  readonly instanceId: string;
+  /** Tells this process from an earlier one with the same instance id (in client subjects). */
+  readonly boot = randomBytes(6).toString('base64url');
+  private readonly registryTtlMs: number;
+  private readonly startedAt = Date.now();
+  private nc: NatsConnection | null = null;
+  private registry: EnvironmentRegistry | null = null;
+  private connected = false;
+  private stopped = false;
+  private connectedSince = 0;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private resyncing: Promise<void> | null = null;
+
+  private readonly held = new Map<string, HeldEnvironment>();
+  /** Client sockets of other instances, by their subject. */
+  private readonly remoteClients = new Map<string, ClientLink>();
+  /** When each remote instance was first seen missing from the registry (for its clients' grace). */
+  private readonly instanceMissingSince = new Map<string, number>();
+
+  /** This instance's client sockets, by connection token, and their subjects. */
+  private readonly clients = new Map<string, ClientLink>();
+  private readonly clientSubjects = new Map<ClientLink, string>();
+  private readonly clientsByEnvironment = new Map<string, Set<ClientLink>>();
+  private readonly orphanSubscriptions = new Map<string, Subscription>();
+  private readonly availableUntil = new Map<string, number>();
+  private readonly lastClaimAt = new Map<string, number>();
+  private nextConnection = 1;
+
+  constructor(
+    private readonly options: FleetOptions,
+    private readonly router: StreamRouter,
+    private readonly limits: RelayLimits,
+    private readonly events: RelayEvents,
+    private readonly logger: Logger,
+  ) {
+    this.instanceId = options.instanceId ?? defaultInstanceId();
+    const invalid = validateInstanceId(this.instanceId);
+    if (invalid) throw new Error(`invalid --instance-id ${JSON.stringify(this.instanceId)}: ${invalid}`);
+    this.registryTtlMs = options.registryTtlMs ?? DEFAULT_REGISTRY_TTL_MS;
+    if (this.registryTtlMs < 1000) throw new Error('--registry-ttl-ms must be at least 1000');
+    router.watcher = this;
+  }
+
+  get state(): FleetState {
+    let registered = 0;
+    for (const environment of this.held.values()) if (environment.revision > 0) registered++;
+    return { connected: this.connected, registeredEnvironments: registered, remoteClients: this.remoteClients.size };
+  }
+
+  /**
+   * Connects to NATS (waiting for it if it is not up yet) and opens the registry. Rejects when
+   * NATS is reachable but unusable (no JetStream, payload limit too small).
+   */
+  async start(): Promise<void> {
+    const { servers, user, pass, token } = parseNatsUrl(this.options.natsUrl);
+    this.logger.info({ servers, instanceId: this.instanceId }, 'connecting to NATS');
+    const nc = await connect({
+      servers,
+      ...(user !== undefined ? { user } : {}),
+      ...(pass !== undefined ? { pass } : {}),
+      ...(token !== undefined ? { token } : {}),
+      name: `execrelay-relay ${this.instanceId}`,
+      noEcho: true,
+      waitOnFirstConnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 250,
+      pingInterval: 10_000,
+      maxPingOut: 3,
+    });
+    this.nc = nc;
+    this.connected = true;
+    this.connectedSince = Date.now();
+    const maxPayload = nc.info?.max_payload ?? 0;
+    if (maxPayload < this.limits.maxFrameBytes) {
+      await nc.close();
+      throw new Error(`NATS max_payload is ${maxPayload} bytes, smaller than a relay frame (${this.limits.maxFrameBytes}): raise max_payload in nats-server's config`);
+    }
+    try {
+      this.registry = await EnvironmentRegistry.open(nc, this.instanceId, this.boot, this.registryTtlMs);
+      await this.registry.heartbeat(this.startedAt);
+    } catch (error) {
+      await nc.close();
+      throw error;
+    }
+    void this.watchStatus(nc);
+    nc.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, this.onMessage((msg) => this.toLocalClient(msg)));
+    for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
+    for (const environmentId of this.clientsByEnvironment.keys()) this.subscribeOrphans(environmentId);
+    await this.resync();
+    this.tickTimer = setInterval(() => void this.tick(), Math.max(250, Math.floor(this.registryTtlMs / 3)));
+    this.tickTimer.unref();
+    this.logger.info({ instanceId: this.instanceId }, 'joined the relay fleet');
+  }
+
+  /** Leaves the fleet: withdraws this instance's registry entries and closes the connection. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.tickTimer);
+    const nc = this.nc;
+    if (!nc) return;
+    if (this.connected && this.registry) {
+      await Promise.allSettled([...this.held.entries()].map(([id, h]) => (h.revision > 0 ? this.registry!.withdraw(id, h.revision) : undefined)));
+    }
+    this.connected = false;
+    await nc.close().catch(() => undefined);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Client sockets held here
+
+  /**
+   * Whether a client may connect for this environment: held here, or held by a live instance
+   * according to the registry. Rejects when the registry cannot be asked (NATS is down).
+   */
+  async environmentAvailable(environmentId: string): Promise<boolean> {
+    if (this.router.hasLiveExecutor(environmentId)) return true;
+    if ((this.availableUntil.get(environmentId) ?? 0) > Date.now()) return true;
+    if (!this.registry || !this.connected) throw new Error('NATS unavailable');
+    const holder = await this.registry.lookup(environmentId);
+    const available = holder !== null && holder.instance !== this.instanceId;
+    if (available) this.availableUntil.set(environmentId, Date.now() + AVAILABILITY_CACHE_MS);
+    return available;
+  }
+
+  clientConnected(client: ClientLink): void {
+    const connection = `c${(this.nextConnection++).toString(36)}`;
+    this.clients.set(connection, client);
+    this.clientSubjects.set(client, `${FleetSubject.clientsOf(this.instanceId, this.boot)}.${connection}`);
+    let group = this.clientsByEnvironment.get(client.environmentId);
+    if (!group) {
+      group = new Set();
+      this.clientsByEnvironment.set(client.environmentId, group);
+      this.subscribeOrphans(client.environmentId);
+    }
+    group.add(client);
+  }
+
+  /** Call before the router's `clientClosed` (which forgets the socket's streams). */
+  clientClosed(client: ClientLink): void {
+    const subject = this.clientSubjects.get(client);
+    if (subject === undefined) return;
+    this.clientSubjects.delete(client);
+    this.clients.delete(subject.slice(subject.lastIndexOf('.') + 1));
+    const throughFleet = [...client.streams].some((streamId) => !this.router.hasRoute(streamId));
+    if (throughFleet) this.publishControl(client.environmentId, { type: 'detach', client: subject });
+    const group = this.clientsByEnvironment.get(client.environmentId);
+    group?.delete(client);
+    if (group?.size === 0) {
+      this.clientsByEnvironment.delete(client.environmentId);
+      this.orphanSubscriptions.get(client.environmentId)?.unsubscribe();
+      this.orphanSubscriptions.delete(client.environmentId);
+    }
+  }
+
+  /** A binary message from a client socket held here: routed here, or published to the fleet. */
+  fromClient(client: ClientLink, data: Buffer): void {
+    const peeked = peekHeader(data);
+    if (!peeked.ok || this.router.hasRoute(peeked.header.streamId) || this.router.holdsEnvironment(client.environmentId)) {
+      this.router.fromClient(client, data);
+      return;
+    }
+    const header = peeked.header;
+    const streamId = header.streamId;
+    if (!client.streams.has(streamId)) {
+      if (header.type !== 'open' && header.type !== 'resume') {
+        this.events.frameDropped('no_route');
+        return;
+      }
+      if (client.streams.size >= this.limits.maxStreamsPerClient) {
+        this.router.refuse(client, streamId, ResetReason.TooManyStreams);
+        return;
+      }
+      client.streams.add(streamId);
+      if (header.type === 'open') void this.confirmOpen(client, streamId);
+    }
+    const subject = this.clientSubjects.get(client);
+    if (!subject || !this.publish(FleetSubject.toExecutor(environmentToken(client.environmentId)), data, subject)) this.events.frameDropped('fleet_unavailable');
+    if (header.type === 'reset' || header.type === 'close') client.streams.delete(streamId);
+  }
+
+  /** A new stream towards an environment held elsewhere: refused at once if nobody holds it. */
+  private async confirmOpen(client: ClientLink, streamId: string): Promise<void> {
+    try {
+      if (await this.environmentAvailable(client.environmentId)) return;
+    } catch {
+      return; // NATS is down: the stream waits (and its handshake times out) rather than guessing
+    }
+    if (!client.streams.has(streamId) || this.router.hasRoute(streamId)) return;
+    client.streams.delete(streamId);
+    this.router.refuse(client, streamId, ResetReason.ExecutorUnavailable);
+  }
+
+  /** An executor's frame for one of this instance's client sockets (`execrelay.client.I.B.C`). */
+  private toLocalClient(msg: Msg): void {
+    const client = this.clients.get(msg.subject.slice(msg.subject.lastIndexOf('.') + 1));
+    const peeked = peekHeader(msg.data);
+    if (!client || !peeked.ok) {
+      this.events.frameDropped(client ? 'invalid' : 'endpoint_detached');
+      return;
+    }
+    this.events.fleetFrame('received', msg.data.length);
+    this.deliver(client, peeked.header, msg.data);
+  }
+
+  private deliver(client: ClientLink, header: RelayFrameHeader, data: Uint8Array): void {
+    if (!client.streams.has(header.streamId) && header.type !== 'reset') {
+      this.events.frameDropped('no_route');
+      return;
+    }
+    if (header.type === 'reset' || header.type === 'close') client.streams.delete(header.streamId);
+    const socket = client.socket;
+    if (socket.readyState !== WebSocket.OPEN) {
+      this.events.frameDropped('endpoint_detached');
+      return;
+    }
+    if (socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
+      this.events.frameDropped('backpressure'); // the reliable stream retransmits it
+      return;
+    }
+    socket.send(data, { binary: true });
+    this.events.frameRouted('executor_to_client', data.length);
+  }
+
+  /** An executor frame without a route at its holder: claim it if its client socket is here. */
+  private orphanFromFleet(environmentId: string, msg: Msg): void {
+    const peeked = peekHeader(msg.data);
+    if (!peeked.ok) return;
+    this.events.fleetFrame('received', msg.data.length);
+    const header = peeked.header;
+    const client = this.localClientOf(environmentId, header.streamId);
+    if (!client) return;
+    const subject = this.clientSubjects.get(client)!;
+    const now = Date.now();
+    if (now - (this.lastClaimAt.get(header.streamId) ?? 0) >= CLAIM_INTERVAL_MS) {
+      this.lastClaimAt.set(header.streamId, now);
+      this.publishControl(environmentId, { type: 'claim', client: subject, streamId: header.streamId });
+    }
+    // The executor repeating its acceptance (`open`) is for the relay, not the client.
+    if (header.type !== 'open') this.deliver(client, header, msg.data);
+  }
+
+  private localClientOf(environmentId: string, streamId: string): ClientLink | undefined {
+    for (const client of this.clientsByEnvironment.get(environmentId) ?? []) if (client.streams.has(streamId)) return client;
+    return undefined;
+  }
+
+  private subscribeOrphans(environmentId: string): void {
+    if (!this.nc || this.orphanSubscriptions.has(environmentId)) return;
+    const subject = FleetSubject.orphans(environmentToken(environmentId));
+    this.orphanSubscriptions.set(environmentId, this.nc.subscribe(subject, this.onMessage((msg) => this.orphanFromFleet(environmentId, msg))));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Executors held here (EnvironmentWatcher)
+
+  linkUp(environmentId: string, registeredAt: number): void {
+    let held = this.held.get(environmentId);
+    if (!held) {
+      held = { token: environmentToken(environmentId), subscriptions: [], revision: 0, registeredAt, announcing: false, registering: null };
+      this.held.set(environmentId, held);
+      this.subscribeHeld(environmentId);
+    }
+    held.registeredAt = registeredAt;
+    held.revision = 0;
+    const registering = this.register(environmentId, held).finally(() => {
+      if (held.registering === registering) held.registering = null;
+    });
+    held.registering = registering;
+  }
+
+  linkDown(environmentId: string): void {
+    const held = this.held.get(environmentId);
+    if (!held) return;
+    const revision = held.revision;
+    held.revision = 0;
+    // Offline for new clients at once; the subscriptions stay, so streams through other instances
+    // find the executor again if it comes back here within its grace.
+    if (revision > 0 && this.registry && this.connected) void this.registry.withdraw(environmentId, revision);
+  }
+
+  forgotten(environmentId: string): void {
+    const held = this.held.get(environmentId);
+    if (!held) return;
+    this.held.delete(environmentId);
+    for (const subscription of held.subscriptions) subscription.unsubscribe();
+    if (held.revision > 0 && this.registry && this.connected) void this.registry.withdraw(environmentId, held.revision);
+    for (const [subject, link] of this.remoteClients) {
+      if (link.environmentId === environmentId) this.remoteClients.delete(subject);
+    }
+  }
+
+  orphanFrame(environmentId: string, header: RelayFrameHeader, data: Buffer): boolean {
+    const local = this.localClientOf(environmentId, header.streamId);
+    if (local) return this.router.claimStream(local, header.streamId);
+    this.publish(FleetSubject.orphans(environmentToken(environmentId)), data);
+    return false;
+  }
+
+  private subscribeHeld(environmentId: string): void {
+    const held = this.held.get(environmentId);
+    if (!this.nc || !held || held.subscriptions.length > 0) return;
+    held.subscriptions.push(
+      this.nc.subscribe(FleetSubject.toExecutor(held.token), this.onMessage((msg) => this.fromRemoteClient(environmentId, msg))),
+      this.nc.subscribe(FleetSubject.control(held.token), this.onMessage((msg) => this.control(environmentId, msg))),
+    );
+  }
+
+  /** A client frame published by another instance for an executor held here. */
+  private fromRemoteClient(environmentId: string, msg: Msg): void {
+    const link = msg.reply ? this.remoteClient(msg.reply, environmentId) : null;
+    if (!link) {
+      this.events.frameDropped('invalid');
+      return;
+    }
+    this.events.fleetFrame('received', msg.data.length);
+    this.router.fromClient(link, Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength));
+  }
+
+  private remoteClient(subject: string, environmentId: string): ClientLink | null {
+    const existing = this.remoteClients.get(subject);
+    if (existing && existing.socket.readyState === WebSocket.OPEN && existing.environmentId === environmentId) return existing;
+    if (!parseClientSubject(subject)) return null;
+    const socket = new RemoteClientSocket(subject, (target, data) => this.publish(target, data));
+    const link = new ClientLink(socket, environmentId, true);
+    this.remoteClients.set(subject, link);
+    return link;
+  }
+
+  private control(environmentId: string, msg: Msg): void {
+    const message = parseFleetControlMessage(msg.data);
+    if (!message) {
+      this.events.fleetError('control');
+      return;
+    }
+    const held = this.held.get(environmentId);
+    if (!held) return;
+    switch (message.type) {
+      case 'takeover': {
+        if (message.instance === this.instanceId) return;
+        if (held.registering) {
+          void held.registering.then(() => this.control(environmentId, msg));
+          return;
+        }
+        if (this.router.hasLiveExecutor(environmentId) && held.revision > message.revision) {
+          // This registration is the newer one: tell the other instance to let go.
+          this.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, revision: held.revision });
+          return;
+        }
+        this.logger.info({ holder: message.instance }, 'environment taken over by another relay instance');
+        held.revision = 0; // the entry is the other instance's now: do not withdraw it
+        this.router.releaseEnvironment(environmentId);
+        return;
+      }
+      case 'detach': {
+        const link = this.remoteClients.get(message.client);
+        if (!link) return;
+        this.remoteClients.delete(message.client);
+        this.router.clientClosed(link);
+        link.socket.close();
+        return;
+      }
+      case 'claim': {
+        const link = this.remoteClient(message.client, environmentId);
+        if (link) this.router.claimStream(link, message.streamId);
+        return;
+      }
+    }
+  }
+
+  /** Writes a new registration to the registry and tells any previous holder to let go. */
+  private async register(environmentId: string, held: HeldEnvironment): Promise<void> {
+    if (!this.registry || !this.connected) return; // the next resync registers it
+    try {
+      const revision = await this.registry.register(environmentId, held.registeredAt);
+      if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
+      held.revision = revision;
+      this.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, revision });
+    } catch (error) {
+      this.registryError(error);
+    }
+  }
+
+  /** Keeps a held environment's entry alive; lets go if another instance registered it since. */
+  private async refresh(environmentId: string, held: HeldEnvironment): Promise<void> {
+    if (!this.registry || held.announcing || !this.router.hasLiveExecutor(environmentId)) return;
+    held.announcing = true;
+    try {
+      const previous = held.revision;
+      const result = await this.registry.refresh(environmentId, held.registeredAt, previous);
+      if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
+      if (result.held) {
+        held.revision = result.revision;
+        // First entry after a NATS restart (the bucket was empty): announce it like a registration.
+        if (previous === 0) this.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, revision: result.revision });
+      } else {
+        this.logger.warn({ holder: result.holder.instance }, 'another relay instance holds a newer registration of this environment; letting go');
+        held.revision = 0;
+        this.router.releaseEnvironment(environmentId);
+      }
+    } catch (error) {
+      this.registryError(error);
+    } finally {
+      held.announcing = false;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connection, registry upkeep
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const status of nc.status()) {
+      switch (status.type) {
+        case 'disconnect':
+          this.connected = false;
+          this.events.fleetError('connection');
+          this.logger.warn('lost the NATS connection; frames between instances are dropped until it is back');
+          break;
+        case 'reconnect':
+          this.connected = true;
+          this.connectedSince = Date.now();
+          this.events.fleetReconnected();
+          this.logger.info('NATS connection back');
+          void this.resync();
+          break;
+        case 'error':
+        case 'slowConsumer':
+          this.events.fleetError('connection');
+          this.logger.warn({ status: status.type }, 'NATS reported a problem');
+          break;
+        case 'close':
+          this.connected = false;
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /** After (re)connecting: reopen the registry (lost with a NATS restart) and re-register. */
+  private resync(): Promise<void> {
+    this.resyncing ??= (async () => {
+      try {
+        if (!this.nc || !this.connected) return;
+        this.registry = await EnvironmentRegistry.open(this.nc, this.instanceId, this.boot, this.registryTtlMs);
+        await this.registry.heartbeat(this.startedAt);
+        await Promise.all([...this.held.entries()].map(([id, held]) => this.refresh(id, held)));
+      } catch (error) {
+        this.registryError(error);
+      } finally {
+        this.resyncing = null;
+      }
+    })();
+    return this.resyncing;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped || !this.connected || !this.registry) return;
+    try {
+      await this.registry.heartbeat(this.startedAt);
+    } catch (error) {
+      this.registryError(error);
+      return;
+    }
+    await Promise.all([...this.held.entries()].map(([id, held]) => this.refresh(id, held)));
+    await this.sweepRemoteClients();
+    const now = Date.now();
+    for (const [id, until] of this.availableUntil) if (until <= now) this.availableUntil.delete(id);
+    for (const [id, at] of this.lastClaimAt) if (now - at > 10 * CLAIM_INTERVAL_MS) this.lastClaimAt.delete(id);
+  }
+
+  /**
+   * Forgets remote client sockets that carry nothing; detaches those of an instance that is no
+   * longer alive (its process died without saying so), so their streams get the client grace.
+   */
+  private async sweepRemoteClients(): Promise<void> {
+    const byInstance = new Map<string, { boot: string; subject: string; link: ClientLink }[]>();
+    for (const [subject, link] of this.remoteClients) {
+      if (link.socket.readyState !== WebSocket.OPEN || link.streams.size === 0) {
+        this.remoteClients.delete(subject);
+        continue;
+      }
+      const parsed = parseClientSubject(subject)!;
+      const list = byInstance.get(parsed.instanceId) ?? [];
+      list.push({ boot: parsed.boot, subject, link });
+      byInstance.set(parsed.instanceId, list);
+    }
+    const now = Date.now();
+    for (const [instanceId, links] of byInstance) {
+      let liveBoot: string | null;
+      try {
+        liveBoot = await this.registry!.instanceBoot(instanceId);
+      } catch {
+        return;
+      }
+      const dead = links.filter((entry) => entry.boot !== liveBoot);
+      if (dead.length === 0) {
+        this.instanceMissingSince.delete(instanceId);
+        continue;
+      }
+      // An instance's entry may be missing for a moment after a NATS restart: wait one TTL.
+      const since = Math.max(this.instanceMissingSince.get(instanceId) ?? now, this.connectedSince);
+      this.instanceMissingSince.set(instanceId, since);
+      if (now - since < this.registryTtlMs) continue;
+      for (const { subject, link } of dead) {
+        this.remoteClients.delete(subject);
+        this.router.clientClosed(link);
+        link.socket.close();
+      }
+      this.logger.info({ instance: instanceId, clients: dead.length }, 'relay instance gone; its client sockets get their grace');
+    }
+  }
+
+  /** Subscription options delivering each message to `handler`; a subscription error is counted. */
+  private onMessage(handler: (msg: Msg) => void): { callback: (error: Error | null, msg: Msg) => void } {
+    return {
+      callback: (error, msg) => {
+        if (!error) return handler(msg);
+        this.events.fleetError('connection');
+        this.logger.warn({ err: error.message }, 'NATS subscription failed');
+      },
+    };
+  }
+
+  private registryError(error: unknown): void {
+    this.events.fleetError('registry');
+    this.logger.warn({ err: (error as Error).message }, 'relay registry operation failed');
+  }
+
+  private publish(subject: string, data: Uint8Array, reply?: string): boolean {
+    if (!this.nc || !this.connected) return false;
+    try {
+      this.nc.publish(subject, data, reply ? { reply } : undefined);
+    } catch {
+      this.events.fleetError('publish');
+      return false;
+    }
+    this.events.fleetFrame('published', data.length);
+    return true;
+  }
+
+  private publishControl(environmentId: string, message: FleetControlMessage): void {
+    if (!this.nc || !this.connected) return;
+    try {
+      this.nc.publish(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage(message));
+    } catch {
+      this.events.fleetError('publish');
+    }
+  }
+}
+
+/** `nats://user:pass@host:4222,nats://other:4222` → servers and credentials (taken from the first URL that has them). */
+export function parseNatsUrl(value: string): { servers: string[]; user?: string; pass?: string; token?: string } {
+  const servers: string[] = [];
+  let user: string | undefined;
+  let pass: string | undefined;
+  let token: string | undefined;
+  for (const part of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    let url: URL;
+    try {
+      url = new URL(part.includes('://') ? part : `nats://${part}`);
+    } catch {
+      throw new Error(`invalid --nats URL ${JSON.stringify(part)}: expected nats://HOST:PORT`);
+    }
+    if (!['nats:', 'tls:'].includes(url.protocol) || !url.hostname) throw new Error(`invalid --nats URL ${JSON.stringify(part)}: expected nats://HOST:PORT`);
+    if (url.username && user === undefined && token === undefined) {
+      // nats://user:password@host, or nats://token@host
+      if (url.password) {
+        user = decodeURIComponent(url.username);
+        pass = decodeURIComponent(url.password);
+      } else {
+        token = decodeURIComponent(url.username);
+      }
+    }
+    servers.push(`${url.protocol}//${url.host}`);
+  }
+  if (servers.length === 0) throw new Error('--nats needs at least one nats://HOST:PORT');
+  return { servers, ...(user !== undefined ? { user, pass } : {}), ...(token !== undefined ? { token } : {}) };
+}
+
+function defaultInstanceId(): string {
+  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 48) || 'relay';
+  return `${host}-${randomBytes(3).toString('hex')}`;
+}
