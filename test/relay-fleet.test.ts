@@ -1,0 +1,221 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ExecClient } from '../src/client/exec-client.js';
+import {
+  fleetToolsInstalled,
+  holdersOf,
+  relayMetric,
+  spawnFleetRelay,
+  startLoadBalancer,
+  startNats,
+  type FleetRelay,
+  type NatsServer,
+} from './support/fleet-harness.js';
+import { TEST_TOKEN } from './support/relay-harness.js';
+import {
+  connectObservedClient,
+  cwd,
+  env,
+  expectCompleteRun,
+  numberedLinesCommand,
+  sleep,
+  startObservedAgent,
+  waitFor,
+  watchLines,
+  type LineWatcher,
+  type ObservedClient,
+} from './support/resilience-helpers.js';
+
+/**
+ * Several relay processes share routing through a real `nats-server` (started with the checked-in
+ * `deploy/fleet/nats-server.conf`); `haproxy` with `deploy/fleet/haproxy.cfg` fronts them where
+ * the test needs a load balancer. The agent and the clients run here.
+ */
+describe.runIf(fleetToolsInstalled())('a relay fleet over NATS', () => {
+  const cleanup: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const step of cleanup.splice(0).reverse()) await step();
+  });
+
+  async function nats(): Promise<NatsServer> {
+    const server = await startNats();
+    cleanup.push(() => server.kill());
+    return server;
+  }
+
+  async function relay(server: NatsServer, id: string): Promise<FleetRelay> {
+    const started = await spawnFleetRelay(server, id);
+    cleanup.push(() => started.kill('SIGKILL'));
+    return started;
+  }
+
+  const fastLink = { backoff: { initialMs: 100, maxMs: 1000 }, pingIntervalMs: 500, pongTimeoutMs: 3000 };
+
+  async function client(url: string, agent: Parameters<typeof connectObservedClient>[1]): Promise<ObservedClient> {
+    const observed = await connectObservedClient(url, agent, fastLink);
+    cleanup.push(() => observed.client.close());
+    return observed;
+  }
+
+  /** SHA-256 of what a numbered-lines command prints, for comparison with what arrived. */
+  const expectedDigest = (count: number) =>
+    createHash('sha256')
+      .update(Array.from({ length: count }, (_, i) => `line ${i + 1}\n`).join(''))
+      .digest('hex');
+  const receivedDigest = (watcher: LineWatcher) =>
+    createHash('sha256')
+      .update(watcher.lines.map((line) => `${line}\n`).join(''))
+      .digest('hex');
+
+  it('a client on instance A drives an executor registered on instance B: process events and fs/walk, zero reads', async () => {
+    const server = await nats();
+    const [a, b] = [await relay(server, 'relay-a'), await relay(server, 'relay-b')];
+    const agent = await startObservedAgent(b.url, 'fleet.env-1', fastLink);
+    cleanup.push(() => agent.stop());
+    const { client: exec } = await client(a.url, agent);
+
+    const count = 300;
+    const handle = await exec.exec(numberedLinesCommand(count, 0.001), { cwd, env, streamEvents: true, collectOutput: false });
+    const watcher = watchLines(handle);
+    await handle.completion;
+    await watcher.done;
+    expectCompleteRun(watcher, count);
+    expect(exec.readsIssued).toBe(0);
+
+    const root = await mkdtemp(path.join(os.tmpdir(), 'execrelay-fleet-walk-'));
+    await mkdir(path.join(root, 'dir/sub'), { recursive: true });
+    await writeFile(path.join(root, 'top.txt'), 'x');
+    await writeFile(path.join(root, 'dir/sub/deep.txt'), 'y');
+    const walk = await exec.fs.walk(pathToFileURL(root).href);
+    expect(walk.entries.map((e) => [path.relative(root, new URL(e.path).pathname), e.kind])).toEqual([
+      ['dir', 'directory'],
+      ['top.txt', 'file'],
+      ['dir/sub', 'directory'],
+      ['dir/sub/deep.txt', 'file'],
+    ]);
+    expect(walk.truncated).toBe(false);
+
+    // The frames really crossed NATS, and only B holds the executor.
+    expect(await relayMetric(a, 'execrelay_relay_executors_registered')).toBe(0);
+    expect(await relayMetric(b, 'execrelay_relay_executors_registered')).toBe(1);
+    expect(await relayMetric(b, 'execrelay_relay_registry_environments')).toBe(1);
+    expect(await relayMetric(a, 'execrelay_relay_fleet_frames_total', { direction: 'published' })).toBeGreaterThan(count / 10);
+    expect(await relayMetric(b, 'execrelay_relay_fleet_frames_total', { direction: 'received' })).toBeGreaterThan(count / 10);
+    expect(await relayMetric(b, 'execrelay_relay_fleet_remote_clients')).toBe(1);
+  }, 60_000);
+
+  it('an offline environment is refused at once on any instance: unknown, and just stopped', async () => {
+    const server = await nats();
+    const [a, b] = [await relay(server, 'relay-a'), await relay(server, 'relay-b')];
+    const connectTo = (environmentId: string) =>
+      ExecClient.connect({ relay: a.url, environmentId, agentKey: 'unused', token: TEST_TOKEN, reconnectGiveUpMs: 0 });
+
+    let started = Date.now();
+    await expect(connectTo('nobody-home')).rejects.toThrow(/404 executor_unavailable/);
+    expect(Date.now() - started).toBeLessThan(2000);
+
+    const agent = await startObservedAgent(b.url, 'fleet-env-2', fastLink);
+    const { client: exec } = await client(a.url, agent);
+    expect((await (await exec.exec(['echo', 'up'], { cwd, env })).completion).stdout.toString()).toBe('up\n');
+    await agent.stop();
+    // The registry entry goes with the executor's link, long before its TTL.
+    await waitFor(() => true, 0, '');
+    started = Date.now();
+    let refused = false;
+    while (!refused && Date.now() - started < 2000) {
+      refused = await connectTo('fleet-env-2').then(
+        (c) => (c.close(), false),
+        (error: Error) => /404 executor_unavailable/.test(error.message),
+      );
+      if (!refused) await sleep(50);
+    }
+    expect(refused).toBe(true);
+  }, 60_000);
+
+  it('killing the instance holding the executor mid-stream: it re-registers on another, streams resume, output complete and not duplicated', async () => {
+    const server = await nats();
+    const relays = [await relay(server, 'relay-1'), await relay(server, 'relay-2'), await relay(server, 'relay-3')];
+    const lb = await startLoadBalancer(relays);
+    cleanup.push(() => lb.stop());
+    const agent = await startObservedAgent(lb.url, 'fleet-env-3', fastLink);
+    cleanup.push(() => agent.stop());
+    await waitFor(() => agent.registrations() >= 1, 10_000, 'the agent registered through the load balancer');
+    const [holder] = await holdersOf(relays);
+    expect(holder).toBeDefined();
+    const b = holder!;
+    const others = relays.filter((r) => r !== b);
+
+    // One client directly on another instance (its socket survives), and clients through the load
+    // balancer until one sits on B (its socket dies with B and reconnects through the balancer).
+    const direct = await client(others[0]!.url, agent);
+    const balanced: ObservedClient[] = [];
+    for (let i = 0; i < 4 && (await relayMetric(b, 'execrelay_relay_client_sessions')) === 0; i++) balanced.push(await client(lb.url, agent));
+    expect(await relayMetric(b, 'execrelay_relay_client_sessions')).toBeGreaterThan(0);
+
+    const count = 600;
+    const runs = await Promise.all(
+      [direct, ...balanced].map(async (observed) => {
+        const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
+        return { observed, handle, watcher: watchLines(handle) };
+      }),
+    );
+    await waitFor(() => runs.every((r) => r.watcher.lines.length >= 50), 20_000, 'the first lines on every stream');
+    await b.kill('SIGKILL');
+    const linesAtKill = runs.map((r) => r.watcher.lines.length);
+
+    for (const run of runs) {
+      await run.handle.completion;
+      await run.watcher.done;
+      expectCompleteRun(run.watcher, count);
+      expect(receivedDigest(run.watcher)).toBe(expectedDigest(count));
+    }
+    expect(linesAtKill.every((n) => n < count)).toBe(true);
+    expect(agent.registrations()).toBeGreaterThanOrEqual(2);
+    const [newHolder] = await holdersOf(relays);
+    expect(newHolder).toBeDefined();
+    expect(newHolder).not.toBe(b);
+    // The direct client never lost its socket: the same stream went on without a catch-up read.
+    expect(direct.reconnects()).toBe(0);
+    expect(direct.client.readsIssued).toBe(0);
+    expect(balanced.some((c) => c.reconnects() >= 1)).toBe(true);
+    const after = await direct.client.exec(['echo', 'after'], { cwd, env });
+    expect((await after.completion).stdout.toString()).toBe('after\n');
+  }, 120_000);
+
+  it('NATS restarted mid-stream: the cross-instance stream stalls, then resumes; nothing lost, duplicated or corrupt', async () => {
+    const server = await nats();
+    const [a, b] = [await relay(server, 'relay-a'), await relay(server, 'relay-b')];
+    const agent = await startObservedAgent(b.url, 'fleet-env-4', fastLink);
+    cleanup.push(() => agent.stop());
+    const observed = await client(a.url, agent);
+    const count = 500;
+    const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
+    const watcher = watchLines(handle);
+    await waitFor(() => watcher.lines.length >= 50, 20_000, 'the first lines');
+
+    await server.kill();
+    await sleep(500);
+    const stalledAt = watcher.lines.length;
+    await sleep(1500);
+    expect(watcher.lines.length).toBe(stalledAt); // nothing crosses while NATS is down
+    expect(stalledAt).toBeLessThan(count);
+    await server.restart();
+
+    await handle.completion;
+    await watcher.done;
+    expectCompleteRun(watcher, count);
+    expect(receivedDigest(watcher)).toBe(expectedDigest(count));
+    expect(observed.client.readsIssued).toBe(0);
+    expect(observed.reconnects()).toBe(0); // the endpoints' sockets never dropped
+    await waitFor(() => true, 0, '');
+    expect(await relayMetric(a, 'execrelay_relay_fleet_reconnects_total')).toBeGreaterThanOrEqual(1);
+    expect(await relayMetric(b, 'execrelay_relay_fleet_reconnects_total')).toBeGreaterThanOrEqual(1);
+    // New clients reach the environment again once its holder re-registered it in the new registry.
+    const fresh = await client(a.url, agent);
+    expect((await (await fresh.client.exec(['echo', 'again'], { cwd, env })).completion).stdout.toString()).toBe('again\n');
+  }, 120_000);
+});

@@ -1,0 +1,161 @@
+/**
+ * A relay fleet on loopback for tests and benchmarks: a real `nats-server` and `haproxy` started
+ * with the checked-in configs of `deploy/fleet/` (the ones docs/fleet.md tells operators to use),
+ * and relay processes of the built CLI joined through `--nats`.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnRelay, type RelayProcess } from './resilience-helpers.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const NATS_CONFIG = path.join(REPO, 'deploy/fleet/nats-server.conf');
+export const HAPROXY_CONFIG = path.join(REPO, 'deploy/fleet/haproxy.cfg');
+const NATS_USER = 'relay';
+const NATS_PASSWORD = 'fleet-test-password';
+
+/** True when the system packages the fleet tests drive are installed (`.ci/run` installs them). */
+export function fleetToolsInstalled(): boolean {
+  try {
+    execFileSync('nats-server', ['--version'], { stdio: 'ignore' });
+    execFileSync('haproxy', ['-v'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A free loopback TCP port (closed again before it is returned). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number, what: () => string): Promise<void> {
+  const { connect } = await import('node:net');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs} ms: ${what()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function startDaemon(command: string, args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<void> } {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (d: Buffer) => (output = (output + d.toString()).slice(-20_000));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return { child, output: () => output, exited };
+}
+
+export interface NatsServer {
+  readonly port: number;
+  /** What relays pass to `--nats` (with the relay account's credentials). */
+  readonly url: string;
+  /** Stops the server (SIGKILL: nothing is flushed, as in a crash). */
+  kill(): Promise<void>;
+  /** Starts it again on the same port (the registry, memory-only, is empty again). */
+  restart(): Promise<void>;
+  output(): string;
+}
+
+/** `nats-server -c deploy/fleet/nats-server.conf` on a free loopback port. */
+export async function startNats(): Promise<NatsServer> {
+  const port = await freePort();
+  const storeDir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-nats-'));
+  const env = { NATS_HOST: '127.0.0.1', NATS_PORT: String(port), NATS_STORE_DIR: storeDir, NATS_RELAY_USER: NATS_USER, NATS_RELAY_PASSWORD: NATS_PASSWORD };
+  let daemon = startDaemon('nats-server', ['-c', NATS_CONFIG], env);
+  const up = () => waitForPort(port, 10_000, () => daemon.output());
+  await up();
+  return {
+    port,
+    url: `nats://${NATS_USER}:${NATS_PASSWORD}@127.0.0.1:${port}`,
+    async kill() {
+      if (daemon.child.exitCode === null && daemon.child.signalCode === null) daemon.child.kill('SIGKILL');
+      await daemon.exited;
+    },
+    async restart() {
+      daemon = startDaemon('nats-server', ['-c', NATS_CONFIG], env);
+      await up();
+    },
+    output: () => daemon.output(),
+  };
+}
+
+export interface FleetRelay extends RelayProcess {
+  readonly instanceId: string;
+}
+
+/** `execrelay relay --nats URL --instance-id ID` (a short registry TTL so tests see expiry quickly). */
+export async function spawnFleetRelay(nats: NatsServer, instanceId: string, extraArgs: string[] = []): Promise<FleetRelay> {
+  const relay = await spawnRelay(0, ['--nats', nats.url, '--instance-id', instanceId, '--registry-ttl-ms', '3000', ...extraArgs]);
+  return Object.assign(relay, { instanceId });
+}
+
+export interface LoadBalancer {
+  readonly port: number;
+  readonly url: string;
+  stop(): Promise<void>;
+  output(): string;
+}
+
+/** `haproxy -f deploy/fleet/haproxy.cfg` in front of three relays. */
+export async function startLoadBalancer(relays: readonly RelayProcess[]): Promise<LoadBalancer> {
+  if (relays.length !== 3) throw new Error('deploy/fleet/haproxy.cfg names three relays');
+  const port = await freePort();
+  const env: Record<string, string> = { EXECRELAY_LB_BIND: `127.0.0.1:${port}` };
+  relays.forEach((relay, i) => (env[`EXECRELAY_RELAY${i + 1}`] = `127.0.0.1:${relay.port}`));
+  const daemon = startDaemon('haproxy', ['-f', HAPROXY_CONFIG, '-db'], env);
+  await waitForPort(port, 10_000, () => daemon.output());
+  return {
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    async stop() {
+      if (daemon.child.exitCode === null && daemon.child.signalCode === null) daemon.child.kill('SIGKILL');
+      await daemon.exited;
+    },
+    output: () => daemon.output(),
+  };
+}
+
+/** One gauge or counter value from a relay's `/metrics` (summed over its label sets). */
+export async function relayMetric(relay: RelayProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${relay.port}/metrics`);
+  const text = await response.text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const match = /^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const labelText = match[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += Number(match[3]);
+  }
+  return total;
+}
+
+/** The relays that hold a live executor registration right now. */
+export async function holdersOf(relays: readonly RelayProcess[]): Promise<RelayProcess[]> {
+  const alive = relays.filter((r) => r.child.exitCode === null && r.child.signalCode === null);
+  const counts = await Promise.all(alive.map((r) => relayMetric(r, 'execrelay_relay_executors_registered').catch(() => 0)));
+  return alive.filter((_, i) => counts[i]! > 0);
+}
