@@ -9,17 +9,17 @@ import {
 } from './fleet-wire.js';
 
 /** The outcome of keeping an environment's registry entry. */
-export type Announcement = { held: true; revision: number } | { held: false; holder: EnvironmentEntry };
+export type Announcement = { held: true; revision: number; recreated: boolean } | { held: false; holder: EnvironmentEntry };
 
 /**
  * The fleet's registry of environment → instance, a NATS KV bucket (JetStream, memory storage).
  * The bucket's TTL is the liveness: every entry expires unless its instance refreshes it, so an
  * environment whose instance died disappears within one TTL, and a lookup answers at once.
  *
- * Ordering of registrations comes from the bucket, not from clocks: an executor registering
- * writes its entry unconditionally (the newest registration is the one happening now) and
- * refreshes it only with compare-and-set on the revision it last wrote, so an instance that missed
- * a takeover can never overwrite the newer holder — its refresh fails and it lets go.
+ * An executor registering writes its entry unconditionally (the newest registration is the one
+ * happening now); refreshes are compare-and-set on the revision last written, so an instance that
+ * missed a takeover never overwrites the newer holder blindly: its refresh fails, it looks, and the
+ * older registration (`isNewerRegistration`) lets go.
  */
 export class EnvironmentRegistry {
   private constructor(
@@ -56,9 +56,16 @@ export class EnvironmentRegistry {
     return parseJson(EnvironmentEntry, entry.string());
   }
 
-  /** A new registration here: written unconditionally. Resolves with the entry's revision. */
-  async register(environmentId: string, registeredAt: number): Promise<number> {
-    return this.kv.put(RegistryKey.environment(environmentToken(environmentId)), this.entry(registeredAt));
+  /**
+   * A new registration here, written unconditionally (the newest registration is the one
+   * happening now). Its `registeredAt` is `now`, or one past the entry it replaces when that one is
+   * ahead (another instance's clock): see `isNewerRegistration`.
+   */
+  async register(environmentId: string, now: number): Promise<{ revision: number; registeredAt: number }> {
+    const previous = await this.lookup(environmentId);
+    const registeredAt = Math.max(now, (previous?.registeredAt ?? 0) + 1);
+    const revision = await this.kv.put(RegistryKey.environment(environmentToken(environmentId)), this.entry(registeredAt));
+    return { revision, registeredAt };
   }
 
   /**
@@ -72,7 +79,7 @@ export class EnvironmentRegistry {
     const value = this.entry(registeredAt);
     if (revision > 0) {
       try {
-        return { held: true, revision: await this.kv.update(key, value, revision) };
+        return { held: true, revision: await this.kv.update(key, value, revision), recreated: false };
       } catch {
         /* someone else wrote, or the entry expired or vanished: look */
       }
@@ -81,17 +88,23 @@ export class EnvironmentRegistry {
     const holder = current && current.operation === 'PUT' ? parseJson(EnvironmentEntry, current.string()) : null;
     if (current && holder) {
       if (holder.instance === this.instanceId && holder.boot === this.boot) {
-        return { held: true, revision: await this.kv.update(key, value, current.revision) };
+        return { held: true, revision: await this.kv.update(key, value, current.revision), recreated: false };
       }
       return { held: false, holder };
     }
     try {
-      return { held: true, revision: current ? await this.kv.update(key, value, current.revision) : await this.kv.create(key, value) };
+      const revision = current ? await this.kv.update(key, value, current.revision) : await this.kv.create(key, value);
+      return { held: true, revision, recreated: true };
     } catch {
       const winner = await this.lookup(environmentId);
       if (winner) return { held: false, holder: winner };
       throw new Error('registry entry changed concurrently');
     }
+  }
+
+  /** Overwrites the entry with this instance's registration, found newer than the one written: see `isNewerRegistration`. */
+  async rewrite(environmentId: string, registeredAt: number): Promise<number> {
+    return this.kv.put(RegistryKey.environment(environmentToken(environmentId)), this.entry(registeredAt));
   }
 
   /** Removes this instance's entry (only if nobody wrote since `revision`). */

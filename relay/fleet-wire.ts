@@ -59,11 +59,11 @@ const clientSubject = z.string().max(256).refine((s) => parseClientSubject(s) !=
 /** Control messages on `execrelay.env.T.ctl`. */
 export const FleetControlMessage = z.discriminatedUnion('type', [
   /**
-   * An executor registered the environment on `instance`, whose registry entry has `revision`.
-   * A holder whose own entry is older (a lower revision, or none) releases the environment (closes
-   * its link, forgets its routes); a newer one answers with its own `takeover`.
+   * An executor registered the environment on `instance` at `registeredAt` (see
+   * `isNewerRegistration`). An older holder releases the environment (closes its link, forgets its
+   * routes); a newer one answers with its own `takeover`.
    */
-  z.object({ type: z.literal('takeover'), instance: z.string().regex(INSTANCE_ID_PATTERN), revision: z.number().int().positive() }),
+  z.object({ type: z.literal('takeover'), instance: z.string().regex(INSTANCE_ID_PATTERN), registeredAt: z.number().int().positive() }),
   /** The client socket behind `client` closed: its streams wait for the client's grace. */
   z.object({ type: z.literal('detach'), client: clientSubject }),
   /** The client socket behind `client` carries `streamId` (answer to an orphan frame). */
@@ -102,3 +102,13 @@ export type EnvironmentEntry = z.infer<typeof EnvironmentEntry>;
 /** `instance.ID`: the instance is alive; `boot` tells its current process from an earlier one. */
 export const InstanceEntry = z.object({ boot: z.string().regex(INSTANCE_ID_PATTERN), startedAt: z.number().int().nonnegative() });
 export type InstanceEntry = z.infer<typeof InstanceEntry>;
+
+/**
+ * Newest registration wins: the later `registeredAt`, then the greater instance id. A
+ * registration's `registeredAt` is one past the entry it replaced when that is ahead of the local
+ * clock (a Lamport timestamp), so a registration is always newer than every entry its instance
+ * saw, whatever the clocks of the instances say.
+ */
+export function isNewerRegistration(a: { registeredAt: number; instance: string }, b: { registeredAt: number; instance: string }): boolean {
+  return a.registeredAt !== b.registeredAt ? a.registeredAt > b.registeredAt : a.instance > b.instance;
+}

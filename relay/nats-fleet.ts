@@ -12,6 +12,7 @@ import {
   environmentToken,
   parseClientSubject,
   parseFleetControlMessage,
+  isNewerRegistration,
   validateInstanceId,
   type FleetControlMessage,
 } from './fleet-wire.js';
@@ -31,6 +32,8 @@ export interface FleetOptions {
 export const DEFAULT_REGISTRY_TTL_MS = 15_000;
 /** A positive registry lookup is reused this long for the checks on new streams. */
 const AVAILABILITY_CACHE_MS = 2_000;
+/** The longest an executor's `registered` waits for its registry entry. */
+const REGISTRATION_WAIT_MS = 2_000;
 /** One `claim` per stream per this long, however many orphan frames arrive. */
 const CLAIM_INTERVAL_MS = 250;
 
@@ -49,6 +52,7 @@ interface HeldEnvironment {
   readonly subscriptions: Subscription[];
   /** The registry revision this instance last wrote for it (0: not in the registry). */
   revision: number;
+  /** The registration's place in the fleet's order (`isNewerRegistration`); 0 until written. */
   registeredAt: number;
   announcing: boolean;
   /** A registration being written: a `takeover` heard meanwhile is judged once it is done. */
@@ -351,19 +355,22 @@ export class NatsFleet implements EnvironmentWatcher {
   // -------------------------------------------------------------------------------------------
   // Executors held here (EnvironmentWatcher)
 
-  linkUp(environmentId: string, registeredAt: number): void {
+  linkUp(environmentId: string, registeredAt: number): Promise<void> {
     let held = this.held.get(environmentId);
     if (!held) {
-      held = { token: environmentToken(environmentId), subscriptions: [], revision: 0, registeredAt, announcing: false, registering: null };
+      held = { token: environmentToken(environmentId), subscriptions: [], revision: 0, registeredAt: 0, announcing: false, registering: null };
       this.held.set(environmentId, held);
       this.subscribeHeld(environmentId);
     }
-    held.registeredAt = registeredAt;
+    held.registeredAt = 0;
     held.revision = 0;
-    const registering = this.register(environmentId, held).finally(() => {
+    const registering = this.register(environmentId, held, registeredAt).finally(() => {
       if (held.registering === registering) held.registering = null;
     });
     held.registering = registering;
+    // Confirmed to the executor once in the registry, or after a bounded wait (NATS slow or down:
+    // it is reachable through this instance meanwhile, and the next tick registers it).
+    return Promise.race([registering, new Promise<void>((resolve) => setTimeout(resolve, REGISTRATION_WAIT_MS).unref())]);
   }
 
   linkDown(environmentId: string): void {
@@ -439,9 +446,10 @@ export class NatsFleet implements EnvironmentWatcher {
           void held.registering.then(() => this.control(environmentId, msg));
           return;
         }
-        if (this.router.hasLiveExecutor(environmentId) && held.revision > message.revision) {
+        const mine = { registeredAt: held.registeredAt, instance: this.instanceId };
+        if (this.router.hasLiveExecutor(environmentId) && held.registeredAt > 0 && isNewerRegistration(mine, message)) {
           // This registration is the newer one: tell the other instance to let go.
-          this.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, revision: held.revision });
+          this.publishControl(environmentId, { type: 'takeover', ...mine });
           return;
         }
         this.logger.info({ holder: message.instance }, 'environment taken over by another relay instance');
@@ -465,31 +473,50 @@ export class NatsFleet implements EnvironmentWatcher {
     }
   }
 
-  /** Writes a new registration to the registry and tells any previous holder to let go. */
-  private async register(environmentId: string, held: HeldEnvironment): Promise<void> {
-    if (!this.registry || !this.connected) return; // the next resync registers it
+  /**
+   * Writes a new registration to the registry and tells any previous holder to let go. Until it
+   * is written (NATS down, a failed write) `registeredAt` stays 0 and every tick tries again.
+   */
+  private async register(environmentId: string, held: HeldEnvironment, now: number): Promise<void> {
+    if (!this.registry || !this.connected) return;
     try {
-      const revision = await this.registry.register(environmentId, held.registeredAt);
+      const { revision, registeredAt } = await this.registry.register(environmentId, now);
       if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
       held.revision = revision;
-      this.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, revision });
+      held.registeredAt = registeredAt;
+      this.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, registeredAt });
     } catch (error) {
       this.registryError(error);
     }
   }
 
-  /** Keeps a held environment's entry alive; lets go if another instance registered it since. */
+  /**
+   * Keeps a held environment's entry alive. When another instance wrote it since (or recreated it
+   * first after a NATS restart), the older registration lets go: this one, or the other — then this
+   * one rewrites the entry and announces a takeover.
+   */
   private async refresh(environmentId: string, held: HeldEnvironment): Promise<void> {
-    if (!this.registry || held.announcing || !this.router.hasLiveExecutor(environmentId)) return;
+    if (!this.registry || held.announcing || held.registering || !this.router.hasLiveExecutor(environmentId)) return;
+    if (held.registeredAt === 0) {
+      // The registration was never written (NATS was down when the executor came): write it now.
+      const registering = this.register(environmentId, held, Date.now()).finally(() => {
+        if (held.registering === registering) held.registering = null;
+      });
+      held.registering = registering;
+      return;
+    }
     held.announcing = true;
     try {
-      const previous = held.revision;
-      const result = await this.registry.refresh(environmentId, held.registeredAt, previous);
+      const result = await this.registry.refresh(environmentId, held.registeredAt, held.revision);
       if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
+      const mine = { registeredAt: held.registeredAt, instance: this.instanceId };
       if (result.held) {
         held.revision = result.revision;
-        // First entry after a NATS restart (the bucket was empty): announce it like a registration.
-        if (previous === 0) this.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, revision: result.revision });
+        // A recreated entry (expired, or the bucket was lost with a NATS restart): say so again.
+        if (result.recreated) this.publishControl(environmentId, { type: 'takeover', ...mine });
+      } else if (isNewerRegistration(mine, result.holder)) {
+        held.revision = await this.registry.rewrite(environmentId, held.registeredAt);
+        this.publishControl(environmentId, { type: 'takeover', ...mine });
       } else {
         this.logger.warn({ holder: result.holder.instance }, 'another relay instance holds a newer registration of this environment; letting go');
         held.revision = 0;

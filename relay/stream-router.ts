@@ -26,8 +26,11 @@ export interface FrameSocket {
  * embedded single-instance relay has none.
  */
 export interface EnvironmentWatcher {
-  /** An executor registered here for the environment (first time, again, or replacing a link). */
-  linkUp(environmentId: string, registeredAt: number): void;
+  /**
+   * An executor registered here for the environment (first time, again, or replacing a link).
+   * The executor is told `registered` when the returned promise settles.
+   */
+  linkUp(environmentId: string, registeredAt: number): Promise<void> | void;
   /** The environment's executor link dropped; its streams wait `executorGraceMs` for it. */
   linkDown(environmentId: string): void;
   /** The router forgot the environment (its grace ran out, or another instance took it over). */
@@ -143,15 +146,17 @@ export class StreamRouter {
   /**
    * Attaches a stream to `client` without a frame from it: a fleet instance that holds the
    * stream's client socket claims a stream whose route this instance does not know (its executor
-   * just moved here). An existing route changes hands as on a `resume`. Returns false when refused.
+   * just moved here). A claim only binds a route nobody holds (an instance may claim from a
+   * half-open socket the client already left); the client's own frames are what move a route
+   * between live sockets. Returns whether the route is now the client's.
    */
   claimStream(client: ClientLink, streamId: string): boolean {
     const environment = this.environments.get(client.environmentId);
     if (!environment?.link) return false;
     const route = environment.routes.get(streamId);
     if (route) {
-      if (route.client !== client) this.takeOver(route, client);
-      return true;
+      if (route.client === null || route.client.socket.readyState !== WebSocket.OPEN) this.takeOver(route, client);
+      return route.client === client;
     }
     if (this.retired.has(streamId) || this.routesById.has(streamId)) return false;
     if ((client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(streamId)) || environment.routes.size >= this.limits.maxStreamsPerExecutor) return false;
@@ -208,8 +213,13 @@ export class StreamRouter {
       this.events.registration('registered');
     }
     const registered: RegisteredMessage = { type: 'registered', environmentId, resumableStreams: environment.routes.size };
-    socket.send(JSON.stringify(registered));
-    this.watcher?.linkUp(environmentId, environment.registeredAt);
+    const confirm = () => {
+      if (environment.link === link && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(registered));
+    };
+    // In a fleet the agent hears `registered` once other instances can find it too.
+    const announced = this.watcher?.linkUp(environmentId, environment.registeredAt);
+    if (announced) void announced.then(confirm, confirm);
+    else confirm();
     return link;
   }
 
@@ -260,7 +270,9 @@ export class StreamRouter {
       // and the client, which noticed first, is already back. The stream id (122 random bits,
       // known to the two endpoints and this relay only) is what entitles the claim, so the new
       // socket takes the stream over. Anything else from another socket is refused.
-      const claim = header.type === 'resume' || header.type === 'open';
+      // Across a fleet any frame of the client's counts: a route may have been bound by a claim
+      // from an instance still holding the client's abandoned socket.
+      const claim = header.type === 'resume' || header.type === 'open' || client.remote || route.client?.remote === true;
       if (!claim) {
         if (header.type !== 'reset') this.resetTo(client.socket, header.streamId, ResetReason.StreamIdInUse);
         this.events.frameDropped('no_route');

@@ -15,6 +15,7 @@ import {
   type FleetRelay,
   type NatsServer,
 } from './support/fleet-harness.js';
+import { startFaultProxy } from './support/fault-proxy.js';
 import { TEST_TOKEN } from './support/relay-harness.js';
 import {
   connectObservedClient,
@@ -128,7 +129,6 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     expect((await (await exec.exec(['echo', 'up'], { cwd, env })).completion).stdout.toString()).toBe('up\n');
     await agent.stop();
     // The registry entry goes with the executor's link, long before its TTL.
-    await waitFor(() => true, 0, '');
     started = Date.now();
     let refused = false;
     while (!refused && Date.now() - started < 2000) {
@@ -191,6 +191,53 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     expect((await after.completion).stdout.toString()).toBe('after\n');
   }, 120_000);
 
+  it('an executor link moving to another live instance (the old socket half-open): the old instance lets go at once, streams on both sides go on', async () => {
+    const server = await nats();
+    const relays = [await relay(server, 'relay-1'), await relay(server, 'relay-2'), await relay(server, 'relay-3')];
+    const lb = await startLoadBalancer(relays);
+    cleanup.push(() => lb.stop());
+    // The agent reaches the balancer through a proxy that can make its link half-open: bytes
+    // vanish, nothing closes, so the old instance would believe in the link for its 60 s pong timeout.
+    const agentLink = await startFaultProxy(lb.port);
+    cleanup.push(() => agentLink.close());
+    const agent = await startObservedAgent(agentLink.url, 'fleet-env-5', fastLink);
+    cleanup.push(() => agent.stop());
+    const [x] = await holdersOf(relays);
+    expect(x).toBeDefined();
+    const z = relays.find((r) => r !== x)!;
+    // Clients connect to instances directly: one where the executor is now (its routes are local
+    // until the executor leaves), one elsewhere.
+    const onX = await client(x!.url, agent);
+    const onZ = await client(z.url, agent);
+    const count = 500;
+    const runs = await Promise.all(
+      [onX, onZ].map(async (observed) => {
+        const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
+        return { observed, handle, watcher: watchLines(handle) };
+      }),
+    );
+    await waitFor(() => runs.every((r) => r.watcher.lines.length >= 50), 20_000, 'the first lines');
+    agentLink.halfOpenAll();
+    await waitFor(() => agent.registrations() >= 2, 15_000, 'the agent re-registered');
+    // The balancer sent it to a less loaded instance; the old one closed its half-open link on the
+    // new holder's takeover, long before its own ping timeout.
+    const deadline = Date.now() + 5000;
+    while ((await relayMetric(x!, 'execrelay_relay_executors_registered')) !== 0 && Date.now() < deadline) await sleep(50);
+    expect(await relayMetric(x!, 'execrelay_relay_executors_registered')).toBe(0);
+    expect(await relayMetric(x!, 'execrelay_relay_registrations_total', { result: 'replaced' })).toBe(1);
+    const [y] = await holdersOf(relays);
+    expect(y).toBeDefined();
+    expect(y).not.toBe(x);
+    for (const run of runs) {
+      await run.handle.completion;
+      await run.watcher.done;
+      expectCompleteRun(run.watcher, count);
+      expect(receivedDigest(run.watcher)).toBe(expectedDigest(count));
+      expect(run.observed.reconnects()).toBe(0);
+      expect(run.observed.client.readsIssued).toBe(0);
+    }
+  }, 120_000);
+
   it('NATS restarted mid-stream: the cross-instance stream stalls, then resumes; nothing lost, duplicated or corrupt', async () => {
     const server = await nats();
     const [a, b] = [await relay(server, 'relay-a'), await relay(server, 'relay-b')];
@@ -216,7 +263,6 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     expect(receivedDigest(watcher)).toBe(expectedDigest(count));
     expect(observed.client.readsIssued).toBe(0);
     expect(observed.reconnects()).toBe(0); // the endpoints' sockets never dropped
-    await waitFor(() => true, 0, '');
     expect(await relayMetric(a, 'execrelay_relay_fleet_reconnects_total')).toBeGreaterThanOrEqual(1);
     expect(await relayMetric(b, 'execrelay_relay_fleet_reconnects_total')).toBeGreaterThanOrEqual(1);
     // New clients reach the environment again once its holder re-registered it in the new registry.

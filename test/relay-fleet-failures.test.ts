@@ -1,0 +1,173 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FleetSubject, environmentToken, isNewerRegistration, parseClientSubject, parseFleetControlMessage } from '../relay/fleet-wire.js';
+import { parseNatsUrl } from '../relay/nats-fleet.js';
+import { encodeRelayFrame } from '../src/relay-frame/relay-frame.js';
+import { NO_ACK } from '../src/relay-frame/limits.js';
+import { runCli } from './support/cli.js';
+import { fleetToolsInstalled, freePort, relayMetric, spawnFleetRelay, startNats, type NatsServer } from './support/fleet-harness.js';
+import { TEST_TOKEN } from './support/relay-harness.js';
+import { connectObservedClient, cwd, env, spawnRelay, startObservedAgent, waitFor } from './support/resilience-helpers.js';
+
+describe('fleet wire and options', () => {
+  it('environment ids become one subject token, whatever their dots', () => {
+    expect(environmentToken('a.b-c_d')).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(environmentToken('a.b')).not.toBe(environmentToken('a-b'));
+    expect(FleetSubject.toExecutor(environmentToken('x.y'))).toBe(`execrelay.env.${environmentToken('x.y')}.up`);
+  });
+
+  it('the newest registration wins: later registeredAt, then the greater instance id', () => {
+    expect(isNewerRegistration({ registeredAt: 2, instance: 'a' }, { registeredAt: 1, instance: 'b' })).toBe(true);
+    expect(isNewerRegistration({ registeredAt: 1, instance: 'b' }, { registeredAt: 2, instance: 'a' })).toBe(false);
+    expect(isNewerRegistration({ registeredAt: 5, instance: 'b' }, { registeredAt: 5, instance: 'a' })).toBe(true);
+    expect(isNewerRegistration({ registeredAt: 5, instance: 'a' }, { registeredAt: 5, instance: 'a' })).toBe(false);
+  });
+
+  it('client subjects parse only in their exact shape', () => {
+    expect(parseClientSubject('execrelay.client.relay-1.AbC_9.c1')).toEqual({ instanceId: 'relay-1', boot: 'AbC_9', connection: 'c1' });
+    for (const bad of ['execrelay.client.relay-1.boot', 'execrelay.client.a.b.c.d', 'other.client.a.b.c', 'execrelay.env.a.b.c', 'execrelay.client.a*.b.c', '']) {
+      expect(parseClientSubject(bad), bad).toBeNull();
+    }
+  });
+
+  it('control messages are validated, anything else is null', () => {
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value));
+    expect(parseFleetControlMessage(encode({ type: 'takeover', instance: 'relay-1', registeredAt: 3 }))).toEqual({ type: 'takeover', instance: 'relay-1', registeredAt: 3 });
+    expect(parseFleetControlMessage(encode({ type: 'claim', client: 'execrelay.client.r.b.c1', streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' }))).not.toBeNull();
+    for (const bad of [
+      { type: 'takeover', instance: 'relay 1', registeredAt: 3 },
+      { type: 'takeover', instance: 'r', registeredAt: 0 },
+      { type: 'takeover', instance: 'r', revision: 3 },
+      { type: 'claim', client: 'execrelay.client.r.b.c1', streamId: 'not-a-uuid' },
+      { type: 'claim', client: 'somewhere.else', streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' },
+      { type: 'detach' },
+      { type: 'explode' },
+    ]) {
+      expect(parseFleetControlMessage(encode(bad)), JSON.stringify(bad)).toBeNull();
+    }
+    expect(parseFleetControlMessage(Buffer.from('{not json'))).toBeNull();
+  });
+
+  it('--nats URLs: servers, user and password, or a token', () => {
+    expect(parseNatsUrl('nats://127.0.0.1:4222')).toEqual({ servers: ['nats://127.0.0.1:4222'] });
+    expect(parseNatsUrl('nats://relay:p%40ss@n1:4222, nats://n2:4222')).toEqual({ servers: ['nats://n1:4222', 'nats://n2:4222'], user: 'relay', pass: 'p@ss' });
+    expect(parseNatsUrl('tls://s3cret@n1:4222')).toEqual({ servers: ['tls://n1:4222'], token: 's3cret' });
+    expect(parseNatsUrl('n1:4222')).toEqual({ servers: ['nats://n1:4222'] });
+    expect(() => parseNatsUrl('http://n1:4222')).toThrow(/expected nats:\/\/HOST:PORT/);
+    expect(() => parseNatsUrl(' , ')).toThrow(/at least one/);
+  });
+
+  it('the relay command refuses bad fleet options with a clear message', async () => {
+    const tokens = path.join(mkdtempSync(path.join(os.tmpdir(), 'execrelay-fleet-cli-')), 'tokens');
+    writeFileSync(tokens, `${TEST_TOKEN}\n`, { mode: 0o600 });
+    const base = ['relay', '--listen', '127.0.0.1:0', '--token-file', tokens];
+    const badId = await runCli([...base, '--nats', 'nats://127.0.0.1:1', '--instance-id', 'no spaces']);
+    expect(badId.code).not.toBe(0);
+    expect(badId.stderr).toMatch(/invalid --instance-id "no spaces"/);
+    const idAlone = await runCli([...base, '--instance-id', 'relay-1']);
+    expect(idAlone.code).not.toBe(0);
+    expect(idAlone.stderr).toMatch(/--instance-id names a fleet member; give --nats too/);
+    const badUrl = await runCli([...base, '--nats', 'http://127.0.0.1:4222']);
+    expect(badUrl.code).not.toBe(0);
+    expect(badUrl.stderr).toMatch(/invalid --nats URL/);
+    const shortTtl = await runCli([...base, '--nats', 'nats://127.0.0.1:1', '--registry-ttl-ms', '10']);
+    expect(shortTtl.code).not.toBe(0);
+    expect(shortTtl.stderr).toMatch(/--registry-ttl-ms must be at least 1000/);
+  });
+});
+
+const toolsMissing = !fleetToolsInstalled();
+describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbehaves', () => {
+  beforeAll(() => {
+    if (toolsMissing) throw new Error('CI is set but nats-server/haproxy are not installed; install with: apt-get install -y nats-server haproxy');
+  });
+  const cleanup: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const step of cleanup.splice(0).reverse()) await step();
+  });
+  const fastLink = { backoff: { initialMs: 100, maxMs: 1000 }, pingIntervalMs: 500, pongTimeoutMs: 3000 };
+
+  it('NATS without JetStream: the relay exits with a message saying what to change', async () => {
+    const port = await freePort();
+    const nats = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    cleanup.push(() => nats.kill('SIGKILL'));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const error = await spawnRelay(0, ['--nats', `nats://127.0.0.1:${port}`, '--instance-id', 'relay-1']).then(
+      (relay) => (relay.kill('SIGKILL'), null),
+      (e: Error) => e,
+    );
+    expect(error?.message).toMatch(/NATS has no JetStream.*start nats-server with -js/s);
+  }, 30_000);
+
+  it('NATS not up yet: the relay waits for it, not ready until it joined, then serves', async () => {
+    const port = await freePort();
+    const tokens = path.join(mkdtempSync(path.join(os.tmpdir(), 'execrelay-fleet-wait-')), 'tokens');
+    writeFileSync(tokens, `${TEST_TOKEN}\n`, { mode: 0o600 });
+    const relayPort = await freePort();
+    const child = spawn(process.execPath, [path.resolve('dist/src/cli/main.js'), 'relay', '--listen', `127.0.0.1:${relayPort}`, '--token-file', tokens, '--nats', `nats://127.0.0.1:${port}`], {
+      env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanup.push(() => child.kill('SIGKILL'));
+    let stdout = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    const readyz = () =>
+      fetch(`http://127.0.0.1:${relayPort}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
+    const deadline = Date.now() + 5000;
+    let status = 0;
+    while (status === 0 && Date.now() < deadline) {
+      status = await readyz();
+      if (status === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(status).toBe(503); // listening, but not in the fleet yet
+    expect(stdout).toBe('');
+    const nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', mkdtempSync(path.join(os.tmpdir(), 'execrelay-nats-late-'))], { stdio: 'ignore' });
+    cleanup.push(() => nats.kill('SIGKILL'));
+    await waitFor(() => stdout.includes('\n'), 15_000, 'the relay to print its URL once it joined');
+    expect(stdout.trim()).toBe(`ws://127.0.0.1:${relayPort}`);
+    expect(await readyz()).toBe(200);
+  }, 30_000);
+
+  it('garbage on the fleet subjects is dropped and counted; the routes it names go on', async () => {
+    const server: NatsServer = await startNats();
+    cleanup.push(() => server.kill());
+    const a = await spawnFleetRelay(server, 'relay-a');
+    cleanup.push(() => a.kill('SIGKILL'));
+    const b = await spawnFleetRelay(server, 'relay-b');
+    cleanup.push(() => b.kill('SIGKILL'));
+    const agent = await startObservedAgent(b.url, 'fleet-garbage', fastLink);
+    cleanup.push(() => agent.stop());
+    const { client } = await connectObservedClient(a.url, agent, fastLink);
+    cleanup.push(() => client.close());
+    expect((await (await client.exec(['echo', 'before'], { cwd, env })).completion).stdout.toString()).toBe('before\n');
+
+    const { servers, user, pass } = parseNatsUrl(server.url);
+    const stranger = await connect({ servers, user: user!, pass: pass! });
+    cleanup.push(() => stranger.close());
+    const token = environmentToken('fleet-garbage');
+    const frame = encodeRelayFrame({ streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', ack: NO_ACK, ackBits: 0, body: { type: 'heartbeat' } });
+    stranger.publish(FleetSubject.control(token), Buffer.from('{"type":"explode"}'));
+    stranger.publish(FleetSubject.control(token), Buffer.from('not json at all'));
+    stranger.publish(FleetSubject.control(token), Buffer.from(JSON.stringify({ type: 'detach', client: 'execrelay.client.nobody.x.c1' })));
+    stranger.publish(FleetSubject.control(token), Buffer.from(JSON.stringify({ type: 'claim', client: 'execrelay.client.nobody.x.c1', streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' })));
+    stranger.publish(FleetSubject.toExecutor(token), frame); // no reply subject
+    stranger.publish(FleetSubject.toExecutor(token), frame, { reply: 'somewhere.else' });
+    stranger.publish(FleetSubject.toExecutor(token), Buffer.from('not a relay frame'), { reply: 'execrelay.client.nobody.x.c1' });
+    stranger.publish(`${FleetSubject.clientsOf('relay-a', 'x')}.c1`, frame);
+    await stranger.flush();
+
+    const deadline = Date.now() + 5000;
+    while ((await relayMetric(b, 'execrelay_relay_fleet_errors_total', { kind: 'control' })) < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await relayMetric(b, 'execrelay_relay_fleet_errors_total', { kind: 'control' })).toBe(2);
+    expect(await relayMetric(b, 'execrelay_relay_frames_dropped_total', { reason: 'invalid' })).toBeGreaterThanOrEqual(2);
+    expect((await (await client.exec(['echo', 'after'], { cwd, env })).completion).stdout.toString()).toBe('after\n');
+    expect(await relayMetric(b, 'execrelay_relay_executors_registered')).toBe(1);
+  }, 60_000);
+});
