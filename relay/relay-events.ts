@@ -18,7 +18,8 @@ export interface RelayEvents {
   frameDropped(reason: 'no_route' | 'endpoint_detached' | 'backpressure' | 'invalid' | 'fleet_unavailable'): void;
   streamOpened(): void;
   streamAccepted(handshakeMs: number): void;
-  streamEnded(result: 'closed' | 'reset'): void;
+  /** How a routed stream left this instance: closed, reset, or moved to another fleet instance with its executor. */
+  streamEnded(result: 'closed' | 'reset' | 'moved'): void;
   reset(reason: ResetReasonValue): void;
   registration(result: 'registered' | 'replaced' | 'rejected'): void;
   authFailure(endpoint: 'executor' | 'client'): void;

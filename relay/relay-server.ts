@@ -117,6 +117,9 @@ export class RelayServer {
     this.ready = false;
     clearInterval(this.pingTimer);
     this.router.stop();
+    // Stop accepting first: endpoints told to reconnect must land on another instance (or on the
+    // restarted relay), not on this one while it winds down.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const notice: RestartingMessage = { type: 'restarting' };
     for (const socket of this.wss.clients) {
       if (options.graceful && socket.readyState === WebSocket.OPEN) {
@@ -127,7 +130,7 @@ export class RelayServer {
       }
     }
     await this.fleet?.stop();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closed;
   }
 
   private async handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

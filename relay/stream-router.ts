@@ -183,7 +183,7 @@ export class StreamRouter {
       // A local client socket keeps counting the stream (it now flows through the fleet); a
       // remote one is no longer this instance's concern.
       if (route.client?.remote) route.client.streams.delete(route.streamId);
-      this.events.streamEnded('closed');
+      this.events.streamEnded('moved');
     }
     environment.routes.clear();
     this.forgetEnvironment(environment);

@@ -29,6 +29,7 @@ import {
   watchLines,
   type LineWatcher,
   type ObservedClient,
+  type RelayProcess,
 } from './support/resilience-helpers.js';
 
 /**
@@ -65,6 +66,14 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     const observed = await connectObservedClient(url, agent, fastLink);
     cleanup.push(() => observed.client.close());
     return observed;
+  }
+
+  /** Clients through the load balancer until one sits on `target` (all of them are returned). */
+  async function balancedClientsUntilOn(target: RelayProcess, lbUrl: string, agent: Parameters<typeof connectObservedClient>[1]): Promise<ObservedClient[]> {
+    const clients: ObservedClient[] = [];
+    for (let i = 0; i < 4 && (await relayMetric(target, 'execrelay_relay_client_sessions')) === 0; i++) clients.push(await client(lbUrl, agent));
+    expect(await relayMetric(target, 'execrelay_relay_client_sessions')).toBeGreaterThan(0);
+    return clients;
   }
 
   /** SHA-256 of what a numbered-lines command prints, for comparison with what arrived. */
@@ -157,9 +166,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     // One client directly on another instance (its socket survives), and clients through the load
     // balancer until one sits on B (its socket dies with B and reconnects through the balancer).
     const direct = await client(others[0]!.url, agent);
-    const balanced: ObservedClient[] = [];
-    for (let i = 0; i < 4 && (await relayMetric(b, 'execrelay_relay_client_sessions')) === 0; i++) balanced.push(await client(lb.url, agent));
-    expect(await relayMetric(b, 'execrelay_relay_client_sessions')).toBeGreaterThan(0);
+    const balanced = await balancedClientsUntilOn(b, lb.url, agent);
 
     const count = 600;
     const runs = await Promise.all(
@@ -189,6 +196,39 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     expect(balanced.some((c) => c.reconnects() >= 1)).toBe(true);
     const after = await direct.client.exec(['echo', 'after'], { cwd, env });
     expect((await after.completion).stdout.toString()).toBe('after\n');
+  }, 120_000);
+
+  it('a rolling restart: SIGTERM on the instance holding the executor sends everyone elsewhere at once; streams go on, output complete', async () => {
+    const server = await nats();
+    const relays = [await relay(server, 'relay-1'), await relay(server, 'relay-2'), await relay(server, 'relay-3')];
+    const lb = await startLoadBalancer(relays);
+    cleanup.push(() => lb.stop());
+    const agent = await startObservedAgent(lb.url, 'fleet-env-6', fastLink);
+    cleanup.push(() => agent.stop());
+    const [b] = await holdersOf(relays);
+    const elsewhere = await client(relays.find((r) => r !== b)!.url, agent);
+    const balanced = await balancedClientsUntilOn(b!, lb.url, agent);
+    const count = 400;
+    const runs = await Promise.all(
+      [elsewhere, ...balanced].map(async (observed) => {
+        const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
+        return { observed, handle, watcher: watchLines(handle) };
+      }),
+    );
+    await waitFor(() => runs.every((r) => r.watcher.lines.length >= 50), 20_000, 'the first lines');
+    const stoppedAt = Date.now();
+    await b!.kill('SIGTERM');
+    await waitFor(() => agent.registrations() >= 2, 10_000, 'the agent re-registered elsewhere');
+    // The "restarting" notice: no backoff, no ping timeout.
+    expect(agent.events.find((e) => e.type === 'registered' && e.at > stoppedAt)!.at - stoppedAt).toBeLessThan(3000);
+    for (const run of runs) {
+      await run.handle.completion;
+      await run.watcher.done;
+      expectCompleteRun(run.watcher, count);
+      expect(receivedDigest(run.watcher)).toBe(expectedDigest(count));
+    }
+    expect(elsewhere.reconnects()).toBe(0);
+    expect(elsewhere.client.readsIssued).toBe(0);
   }, 120_000);
 
   it('an executor link moving to another live instance (the old socket half-open): the old instance lets go at once, streams on both sides go on', async () => {

@@ -114,7 +114,7 @@ export const RELAY_REGISTRATION_RESULTS = ['registered', 'replaced', 'rejected']
 export const AUTH_ENDPOINTS = ['executor', 'client'] as const;
 
 /** Relay: how a routed stream ended. */
-export const STREAM_END_RESULTS = ['closed', 'reset'] as const;
+export const STREAM_END_RESULTS = ['closed', 'reset', 'moved'] as const;
 
 /** Every label name with its fixed set of values (the leak test checks each exported series against this). */
 export const LABEL_VALUES: Readonly<Record<string, readonly string[]>> = {

@@ -67,7 +67,7 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
 
   const streamOpens = new Counter({ name: `${p}stream_opens_total`, help: 'Stream opens routed to an executor.', registers });
   const streamsAccepted = new Counter({ name: `${p}streams_accepted_total`, help: 'Streams the executor accepted (its Noise handshake completed).', registers });
-  const streamCloses = new Counter({ name: `${p}stream_closes_total`, help: 'Routed streams that ended, by result.', labelNames: ['result'], registers });
+  const streamCloses = new Counter({ name: `${p}stream_closes_total`, help: 'Routed streams that ended here, by result (moved: it went on through another fleet instance, with its executor).', labelNames: ['result'], registers });
   const handshakeDuration = new Histogram({
     name: `${p}stream_handshake_duration_seconds`,
     help: 'Time from a stream\'s open to the executor accepting it (the handshake phase).',
