@@ -172,6 +172,7 @@ export class NatsFleet implements EnvironmentWatcher {
     this.nc = nc;
     this.connected = true;
     this.connectedSince = Date.now();
+    void this.watchStatus(nc);
     const maxPayload = nc.info?.max_payload ?? 0;
     if (maxPayload < this.limits.maxFrameBytes) {
       await nc.close();
@@ -184,7 +185,6 @@ export class NatsFleet implements EnvironmentWatcher {
       await nc.close();
       throw error;
     }
-    void this.watchStatus(nc);
     nc.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, this.onMessage((msg) => this.toLocalClient(msg)));
     for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
     for (const environmentId of this.clientsByEnvironment.keys()) this.subscribeOrphans(environmentId);
@@ -276,7 +276,8 @@ export class NatsFleet implements EnvironmentWatcher {
       if (header.type === 'open') void this.confirmOpen(client, streamId);
     }
     const subject = this.clientSubjects.get(client);
-    if (!subject || !this.publish(FleetSubject.toExecutor(environmentToken(client.environmentId)), data, subject)) this.events.frameDropped('fleet_unavailable');
+    if (subject && this.publish(FleetSubject.toExecutor(environmentToken(client.environmentId)), data, subject)) this.events.frameRouted('client_to_executor', data.length);
+    else this.events.frameDropped('fleet_unavailable');
     if (header.type === 'reset' || header.type === 'close') client.streams.delete(streamId);
   }
 
@@ -333,7 +334,8 @@ export class NatsFleet implements EnvironmentWatcher {
     if (!client) return;
     const subject = this.clientSubjects.get(client)!;
     const now = Date.now();
-    if (now - (this.lastClaimAt.get(header.streamId) ?? 0) >= CLAIM_INTERVAL_MS) {
+    // A reset ends the stream: nothing to claim, only to pass on.
+    if (header.type !== 'reset' && now - (this.lastClaimAt.get(header.streamId) ?? 0) >= CLAIM_INTERVAL_MS) {
       this.lastClaimAt.set(header.streamId, now);
       this.publishControl(environmentId, { type: 'claim', client: subject, streamId: header.streamId });
     }
@@ -610,6 +612,7 @@ export class NatsFleet implements EnvironmentWatcher {
       byInstance.set(parsed.instanceId, list);
     }
     const now = Date.now();
+    for (const instanceId of this.instanceMissingSince.keys()) if (!byInstance.has(instanceId)) this.instanceMissingSince.delete(instanceId);
     for (const [instanceId, links] of byInstance) {
       let liveBoot: string | null;
       try {
