@@ -1,0 +1,215 @@
+/**
+ * The processes of a relay fleet for bench/fleet.bench.ts: a real `nats-server` started with the
+ * checked-in `deploy/fleet/nats-server.conf`, relays of the built CLI joined with `--nats`, agents
+ * registered with them, and a reader for the relays' `/metrics`. (test/support/fleet-harness.ts
+ * does the same for the tests; test code is not compiled into dist/, so the bench has its own.)
+ *
+ * Every process started here is remembered until it is stopped: `stopAll()` stops what is left,
+ * and an `exit` hook SIGKILLs anything still running if the bench process ends without it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startCli, type RunningProcess } from './cli-process.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const NATS_CONFIG = path.join(REPO, 'deploy', 'fleet', 'nats-server.conf');
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Children not stopped yet (SIGKILLed on exit if the bench ends without stopping them). */
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function track(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    });
+  }
+}
+
+/** Stops a child: SIGTERM, SIGKILL after 3 s. */
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** A free loopback TCP port (closed again before it is returned). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number, what: () => string, child?: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before listening on ${port}: ${what()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs} ms: ${what()}`);
+    await sleep(50);
+  }
+}
+
+/** True when `nats-server` can be run here. */
+export function natsServerInstalled(): Promise<string | null> {
+  return new Promise((resolve) => {
+    const child = spawn('nats-server', ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('error', () => resolve(null));
+    child.once('exit', (code) => resolve(code === 0 ? out.trim() : null));
+  });
+}
+
+export interface NatsProcess {
+  readonly pid: number;
+  /** What relays pass to `--nats` (with the relay account's credentials). */
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** `nats-server -c deploy/fleet/nats-server.conf` on a free loopback port, its JetStream store in a temp dir. */
+export async function startNats(): Promise<NatsProcess> {
+  const port = await freePort();
+  const storeDir = await mkdtemp(path.join(os.tmpdir(), 'execrelay-bench-nats-'));
+  // Letters first: nats-server parses an environment variable's value as a config value, so a
+  // password that reads as a number (`12345678`, `4e8abc`, `10MB`) fails to load the config.
+  const password = `bench-${randomBytes(12).toString('hex')}`;
+  const child = spawn('nats-server', ['-c', NATS_CONFIG], {
+    env: { ...process.env, NATS_HOST: '127.0.0.1', NATS_PORT: String(port), NATS_STORE_DIR: storeDir, NATS_RELAY_USER: 'relay', NATS_RELAY_PASSWORD: password },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  track(child);
+  let output = '';
+  const keep = (d: Buffer) => (output = (output + d.toString()).slice(-10_000));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const stop = async () => {
+    await stopChild(child);
+    await rm(storeDir, { recursive: true, force: true });
+  };
+  try {
+    await waitForPort(port, 10_000, () => output, child);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { pid: child.pid!, url: `nats://relay:${password}@127.0.0.1:${port}`, stop };
+}
+
+/** A started CLI process, remembered until stopped. */
+async function startTracked(args: string[]): Promise<RunningProcess> {
+  const started = await startCli(args);
+  track(started.child);
+  return started;
+}
+
+export interface BenchRelay {
+  readonly url: string;
+  readonly pid: number;
+  /** The fleet instance id, or undefined for a relay without `--nats`. */
+  readonly instanceId: string | undefined;
+  stop(): Promise<void>;
+}
+
+/** `execrelay relay` on a free loopback port; with `nats`, a fleet member named `instanceId`. */
+export async function startRelay(tokenFile: string, fleet?: { natsUrl: string; instanceId: string }): Promise<BenchRelay> {
+  const args = ['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile];
+  if (fleet) args.push('--nats', fleet.natsUrl, '--instance-id', fleet.instanceId);
+  const relay = await startTracked(args);
+  return { url: relay.firstLine.trim(), pid: relay.child.pid!, instanceId: fleet?.instanceId, stop: relay.stop };
+}
+
+export interface BenchAgent {
+  readonly environmentId: string;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+/** `execrelay agent --relay URL --environment-id ID` (resolves once it registered). */
+export async function startAgent(relay: BenchRelay, environmentId: string, keyFile: string, tokenFile: string): Promise<BenchAgent> {
+  const agent = await startTracked(['agent', '--relay', relay.url, '--environment-id', environmentId, '--key', keyFile, '--token-file', tokenFile]);
+  return { environmentId, pid: agent.child.pid!, stop: agent.stop };
+}
+
+/** Every sample of a relay's `/metrics`, keyed `name` or `name{labels as printed}`. */
+export type MetricSnapshot = Map<string, number>;
+
+export async function scrapeMetrics(relay: BenchRelay): Promise<MetricSnapshot> {
+  const base = relay.url.replace(/^ws/, 'http');
+  const response = await fetch(`${base}/metrics`);
+  if (!response.ok) throw new Error(`${base}/metrics answered ${response.status}`);
+  const samples: MetricSnapshot = new Map();
+  for (const line of (await response.text()).split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) ([0-9.eE+-]+|NaN|[+-]Inf)$/.exec(line);
+    if (match) samples.set(match[1]!, Number(match[2]));
+  }
+  return samples;
+}
+
+/** Sum of a metric over its label sets, those with every label in `labels`. */
+export function metricValue(snapshot: MetricSnapshot, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const [key, value] of snapshot) {
+    const brace = key.indexOf('{');
+    if ((brace === -1 ? key : key.slice(0, brace)) !== name) continue;
+    const labelText = brace === -1 ? '' : key.slice(brace);
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += value;
+  }
+  return total;
+}
+
+/**
+ * Waits until the fleet relays together hold `count` live registry entries (an agent's registration
+ * reaches the registry a moment after the agent is registered; clients on other instances are
+ * refused until it is there).
+ */
+export async function waitForRegistry(relays: readonly BenchRelay[], count: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const snapshots = await Promise.all(relays.map(scrapeMetrics));
+    const held = snapshots.reduce((sum, s) => sum + metricValue(s, 'execrelay_relay_registry_environments'), 0);
+    if (held >= count) return;
+    if (Date.now() > deadline) throw new Error(`fleet registry holds ${held} of ${count} environments after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+/** Machine-wide CPU ticks from /proc/stat: busy and total (for the share of both cores in use). */
+export async function machineTicks(): Promise<{ busy: number; total: number }> {
+  const { readFile } = await import('node:fs/promises');
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!;
+  const fields = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
