@@ -6,6 +6,7 @@ import { connect } from '@nats-io/transport-node';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FleetSubject, environmentToken, isNewerRegistration, parseClientSubject, parseFleetControlMessage } from '../relay/fleet-wire.js';
 import { parseNatsUrl } from '../relay/nats-fleet.js';
+import { ExecClient } from '../src/client/exec-client.js';
 import { encodeRelayFrame } from '../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../src/relay-frame/limits.js';
 import { runCli } from './support/cli.js';
@@ -134,6 +135,43 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     expect(stdout.trim()).toBe(`ws://127.0.0.1:${relayPort}`);
     expect(await readyz()).toBe(200);
   }, 30_000);
+
+  it('NATS down: local routing goes on, a client for an environment held elsewhere is told 503 fleet_unavailable, and all is back after NATS', async () => {
+    const server: NatsServer = await startNats();
+    cleanup.push(() => server.kill());
+    const a = await spawnFleetRelay(server, 'relay-a');
+    cleanup.push(() => a.kill('SIGKILL'));
+    const b = await spawnFleetRelay(server, 'relay-b');
+    cleanup.push(() => b.kill('SIGKILL'));
+    const local = await startObservedAgent(a.url, 'fleet-local', fastLink);
+    cleanup.push(() => local.stop());
+    const remote = await startObservedAgent(b.url, 'fleet-remote', fastLink);
+    cleanup.push(() => remote.stop());
+    const connectTo = (agent: typeof local) =>
+      ExecClient.connect({ relay: a.url, environmentId: agent.environmentId, agentKey: agent.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 0 });
+
+    await server.kill();
+    let deadline = Date.now() + 5000;
+    while ((await relayMetric(a, 'execrelay_relay_fleet_connected')) !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await relayMetric(a, 'execrelay_relay_fleet_connected')).toBe(0);
+    const sameInstance = await connectTo(local);
+    cleanup.push(() => sameInstance.close());
+    expect((await (await sameInstance.exec(['echo', 'local'], { cwd, env })).completion).stdout.toString()).toBe('local\n');
+    await expect(connectTo(remote)).rejects.toThrow(/503 fleet_unavailable/);
+    expect((await fetch(`http://127.0.0.1:${a.port}/readyz`)).status).toBe(200);
+
+    await server.restart();
+    deadline = Date.now() + 15_000;
+    let across: ExecClient | null = null;
+    while (!across && Date.now() < deadline) {
+      across = await connectTo(remote).catch(() => null);
+      if (!across) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(across).not.toBeNull();
+    cleanup.push(() => across!.close());
+    expect((await (await across!.exec(['echo', 'across'], { cwd, env })).completion).stdout.toString()).toBe('across\n');
+    expect(await relayMetric(a, 'execrelay_relay_fleet_connected')).toBe(1);
+  }, 60_000);
 
   it('garbage on the fleet subjects is dropped and counted; the routes it names go on', async () => {
     const server: NatsServer = await startNats();

@@ -25,6 +25,8 @@ function describe(reason: string): string {
       return ' (no executor is registered for that environment)';
     case 'invalid_environment_id':
       return ' (environment ids are 1-128 letters, digits, ".", "_" or "-")';
+    case 'fleet_unavailable':
+      return ' (this relay instance cannot reach its fleet\'s NATS to find the environment; retry, or use another instance)';
     default:
       return '';
   }
