@@ -66,6 +66,12 @@ export const FleetControlMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('takeover'), instance: z.string().regex(INSTANCE_ID_PATTERN), registeredAt: z.number().int().positive() }),
   /** The client socket behind `client` closed: its streams wait for the client's grace. */
   z.object({ type: z.literal('detach'), client: clientSubject }),
+  /**
+   * A request (NATS reply subject set): is an instance holding this environment? The holder
+   * answers with an empty message; NATS itself answers "no responders" at once when nobody
+   * subscribes, so a holder that died is noticed before its registry entry expires.
+   */
+  z.object({ type: z.literal('probe') }),
   /** The client socket behind `client` carries `streamId` (answer to an orphan frame). */
   z.object({ type: z.literal('claim'), client: clientSubject, streamId: z.string().refine(isStreamId, 'not a stream id') }),
 ]);

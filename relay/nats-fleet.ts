@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { connect, NoRespondersError, RequestError, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import WebSocket from 'ws';
 import { peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
 import { ResetReason } from '../src/relay-control/relay-endpoints.js';
@@ -34,6 +34,8 @@ export const DEFAULT_REGISTRY_TTL_MS = 15_000;
 const AVAILABILITY_CACHE_MS = 2_000;
 /** The longest an executor's `registered` waits for its registry entry. */
 const REGISTRATION_WAIT_MS = 2_000;
+/** How long a holder has to answer a probe (silence counts as alive; only "no responders" does not). */
+const PROBE_TIMEOUT_MS = 1_000;
 /** One `claim` per stream per this long, however many orphan frames arrive. */
 const CLAIM_INTERVAL_MS = 250;
 
@@ -219,9 +221,22 @@ export class NatsFleet implements EnvironmentWatcher {
     if ((this.availableUntil.get(environmentId) ?? 0) > Date.now()) return true;
     if (!this.registry || !this.connected) throw new Error('NATS unavailable');
     const holder = await this.registry.lookup(environmentId);
-    const available = holder !== null && holder.instance !== this.instanceId;
+    // The entry of an instance that died lives until its TTL; NATS knows at once that nobody
+    // subscribes to the environment any more.
+    const available = holder !== null && holder.instance !== this.instanceId && (await this.holderAnswers(environmentId));
     if (available) this.availableUntil.set(environmentId, Date.now() + AVAILABILITY_CACHE_MS);
     return available;
+  }
+
+  /** False when NATS says nobody holds the environment (no subscriber to its control subject). */
+  private async holderAnswers(environmentId: string): Promise<boolean> {
+    try {
+      await this.nc!.request(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage({ type: 'probe' }), { timeout: PROBE_TIMEOUT_MS });
+      return true;
+    } catch (error) {
+      if (error instanceof NoRespondersError || (error instanceof RequestError && error.isNoResponders())) return false;
+      return true; // a slow holder is still a holder
+    }
   }
 
   clientConnected(client: ClientLink): void {
@@ -442,6 +457,9 @@ export class NatsFleet implements EnvironmentWatcher {
     const held = this.held.get(environmentId);
     if (!held) return;
     switch (message.type) {
+      case 'probe':
+        if (msg.reply) msg.respond(new Uint8Array(0));
+        return;
       case 'takeover': {
         if (message.instance === this.instanceId) return;
         if (held.registering) {

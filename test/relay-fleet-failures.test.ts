@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FleetSubject, environmentToken, isNewerRegistration, parseClientSubject, parseFleetControlMessage } from '../relay/fleet-wire.js';
+import { Kvm } from '@nats-io/kv';
+import { FleetSubject, REGISTRY_BUCKET, RegistryKey, environmentToken, isNewerRegistration, parseClientSubject, parseFleetControlMessage } from '../relay/fleet-wire.js';
 import { parseNatsUrl } from '../relay/nats-fleet.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import { encodeRelayFrame } from '../src/relay-frame/relay-frame.js';
@@ -171,6 +172,65 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     cleanup.push(() => across!.close());
     expect((await (await across!.exec(['echo', 'across'], { cwd, env })).completion).stdout.toString()).toBe('across\n');
     expect(await relayMetric(a, 'execrelay_relay_fleet_connected')).toBe(1);
+  }, 60_000);
+
+  it('an instance that dies for good: its environments are refused at once and leave the registry within the TTL; its clients\' streams get the client grace', async () => {
+    const server: NatsServer = await startNats();
+    cleanup.push(() => server.kill());
+    const relayArgs = ['--client-grace-ms', '1000'];
+    const a = await spawnFleetRelay(server, 'relay-a', relayArgs);
+    cleanup.push(() => a.kill('SIGKILL'));
+    const b = await spawnFleetRelay(server, 'relay-b', relayArgs);
+    cleanup.push(() => b.kill('SIGKILL'));
+    const c = await spawnFleetRelay(server, 'relay-c', relayArgs);
+    cleanup.push(() => c.kill('SIGKILL'));
+    // The executor of "fleet-on-a" dials A only; the one of "fleet-on-b" dials B only.
+    const onA = await startObservedAgent(a.url, 'fleet-on-a', fastLink);
+    cleanup.push(() => onA.stop());
+    const onB = await startObservedAgent(b.url, 'fleet-on-b', fastLink);
+    cleanup.push(() => onB.stop());
+    const viaA = await ExecClient.connect({ relay: a.url, environmentId: 'fleet-on-b', agentKey: onB.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 1000 });
+    cleanup.push(() => viaA.close());
+    const running = await viaA.exec(['sleep', '30'], { cwd, env });
+    running.completion.catch(() => undefined);
+    expect(await relayMetric(b, 'execrelay_relay_fleet_remote_clients')).toBe(1);
+    expect(await relayMetric(b, 'execrelay_relay_streams_open')).toBe(1);
+
+    await a.kill('SIGKILL');
+    const diedAt = Date.now();
+    // Another instance refuses clients for A's environment at once: its registry entry lives on
+    // until the TTL (3 s here), but NATS knows nobody subscribes to the environment any more.
+    let refusedAt = 0;
+    while (!refusedAt && Date.now() - diedAt < 10_000) {
+      const attempt = await ExecClient.connect({ relay: c.url, environmentId: 'fleet-on-a', agentKey: onA.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 0 }).then(
+        (client) => (client.close(), false),
+        (error: Error) => /404 executor_unavailable/.test(error.message),
+      );
+      if (attempt) refusedAt = Date.now();
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(refusedAt).toBeGreaterThan(0);
+    expect(refusedAt - diedAt).toBeLessThan(2000);
+    const { servers, user, pass } = parseNatsUrl(server.url);
+    const observer = await connect({ servers, user: user!, pass: pass! });
+    cleanup.push(() => observer.close());
+    const registry = await new Kvm(observer).open(REGISTRY_BUCKET);
+    const key = RegistryKey.environment(environmentToken('fleet-on-a'));
+    let expiredAt = 0;
+    while (!expiredAt && Date.now() - diedAt < 8000) {
+      if (!(await registry.get(key))) expiredAt = Date.now();
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(expiredAt).toBeGreaterThan(0);
+    expect(expiredAt - diedAt).toBeLessThan(3000 + 1000);
+    expect(await registry.get(RegistryKey.environment(environmentToken('fleet-on-b')))).not.toBeNull();
+    // B learns that A's process is gone (its instance entry expired), detaches its client sockets,
+    // and after the client grace the stream is reset towards the executor.
+    const deadline = Date.now() + 15_000;
+    while ((await relayMetric(b, 'execrelay_relay_streams_open')) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await relayMetric(b, 'execrelay_relay_streams_open')).toBe(0);
+    expect(await relayMetric(b, 'execrelay_relay_fleet_remote_clients')).toBe(0);
+    expect(await relayMetric(b, 'execrelay_relay_resets_total', { reason: 'client_gone' })).toBeGreaterThanOrEqual(1);
   }, 60_000);
 
   it('garbage on the fleet subjects is dropped and counted; the routes it names go on', async () => {
