@@ -2,18 +2,28 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Kvm } from '@nats-io/kv';
 import { FleetSubject, REGISTRY_BUCKET, RegistryKey, environmentToken, isNewerRegistration, parseClientSubject, parseFleetControlMessage } from '../relay/fleet-wire.js';
 import { parseNatsUrl } from '../relay/nats-fleet.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import { encodeRelayFrame } from '../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../src/relay-frame/limits.js';
 import { runCli } from './support/cli.js';
-import { fleetToolsInstalled, freePort, relayMetric, spawnFleetRelay, startNats, type NatsServer } from './support/fleet-harness.js';
+import {
+  eventually,
+  fleetToolsInstalled,
+  freePort,
+  metricEventually,
+  relayMetric,
+  spawnFleetRelay,
+  startNats,
+  type FleetRelay,
+  type NatsServer,
+} from './support/fleet-harness.js';
 import { TEST_TOKEN } from './support/relay-harness.js';
-import { connectObservedClient, cwd, env, spawnRelay, startObservedAgent, waitFor } from './support/resilience-helpers.js';
+import { cwd, env, spawnRelay, startObservedAgent, waitFor } from './support/resilience-helpers.js';
 
 describe('fleet wire and options', () => {
   it('environment ids become one subject token, whatever their dots', () => {
@@ -93,6 +103,29 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
   });
   const fastLink = { backoff: { initialMs: 100, maxMs: 1000 }, pingIntervalMs: 500, pongTimeoutMs: 3000 };
 
+  /** A NATS server and relay instances joined to it (stopped after the test). */
+  async function fleet(instanceIds: string[], relayArgs: string[] = []): Promise<{ server: NatsServer; relays: FleetRelay[] }> {
+    const server = await startNats();
+    cleanup.push(() => server.kill());
+    const relays: FleetRelay[] = [];
+    for (const id of instanceIds) {
+      const relay = await spawnFleetRelay(server, id, relayArgs);
+      cleanup.push(() => relay.kill('SIGKILL'));
+      relays.push(relay);
+    }
+    return { server, relays };
+  }
+
+  async function agentOn(url: string, environmentId: string) {
+    const agent = await startObservedAgent(url, environmentId, fastLink);
+    cleanup.push(() => agent.stop());
+    return agent;
+  }
+
+  /** `ExecClient.connect` through a relay, giving up at once on a refusal. */
+  const connectThrough = (relayUrl: string, agent: { environmentId: string; identity: { publicIdentity: string } }) =>
+    ExecClient.connect({ relay: relayUrl, environmentId: agent.environmentId, agentKey: agent.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 0 });
+
   it('NATS without JetStream: the relay exits with a message saying what to change', async () => {
     const port = await freePort();
     const nats = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
@@ -122,13 +155,7 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
         (r) => r.status,
         () => 0,
       );
-    const deadline = Date.now() + 5000;
-    let status = 0;
-    while (status === 0 && Date.now() < deadline) {
-      status = await readyz();
-      if (status === 0) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    expect(status).toBe(503); // listening, but not in the fleet yet
+    expect(await eventually(readyz, 5000, 'the relay to listen')).toBe(503); // listening, but not in the fleet yet
     expect(stdout).toBe('');
     const nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', mkdtempSync(path.join(os.tmpdir(), 'execrelay-nats-late-'))], { stdio: 'ignore' });
     cleanup.push(() => nats.kill('SIGKILL'));
@@ -138,58 +165,33 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
   }, 30_000);
 
   it('NATS down: local routing goes on, a client for an environment held elsewhere is told 503 fleet_unavailable, and all is back after NATS', async () => {
-    const server: NatsServer = await startNats();
-    cleanup.push(() => server.kill());
-    const a = await spawnFleetRelay(server, 'relay-a');
-    cleanup.push(() => a.kill('SIGKILL'));
-    const b = await spawnFleetRelay(server, 'relay-b');
-    cleanup.push(() => b.kill('SIGKILL'));
-    const local = await startObservedAgent(a.url, 'fleet-local', fastLink);
-    cleanup.push(() => local.stop());
-    const remote = await startObservedAgent(b.url, 'fleet-remote', fastLink);
-    cleanup.push(() => remote.stop());
-    const connectTo = (agent: typeof local) =>
-      ExecClient.connect({ relay: a.url, environmentId: agent.environmentId, agentKey: agent.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 0 });
+    const { server, relays: [a, b] } = await fleet(['relay-a', 'relay-b']);
+    const local = await agentOn(a!.url, 'fleet-local');
+    const remote = await agentOn(b!.url, 'fleet-remote');
+    const connectTo = (agent: typeof local) => connectThrough(a!.url, agent);
 
     await server.kill();
-    let deadline = Date.now() + 5000;
-    while ((await relayMetric(a, 'execrelay_relay_fleet_connected')) !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(await relayMetric(a, 'execrelay_relay_fleet_connected')).toBe(0);
+    await metricEventually(a!, 'execrelay_relay_fleet_connected', (v) => v === 0);
     const sameInstance = await connectTo(local);
     cleanup.push(() => sameInstance.close());
     expect((await (await sameInstance.exec(['echo', 'local'], { cwd, env })).completion).stdout.toString()).toBe('local\n');
     await expect(connectTo(remote)).rejects.toThrow(/503 fleet_unavailable/);
-    expect((await fetch(`http://127.0.0.1:${a.port}/readyz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${a!.port}/readyz`)).status).toBe(200);
 
     await server.restart();
-    deadline = Date.now() + 15_000;
-    let across: ExecClient | null = null;
-    while (!across && Date.now() < deadline) {
-      across = await connectTo(remote).catch(() => null);
-      if (!across) await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(across).not.toBeNull();
-    cleanup.push(() => across!.close());
-    expect((await (await across!.exec(['echo', 'across'], { cwd, env })).completion).stdout.toString()).toBe('across\n');
-    expect(await relayMetric(a, 'execrelay_relay_fleet_connected')).toBe(1);
+    const across = await eventually(() => connectTo(remote).catch(() => null), 15_000, 'a client through A for the environment on B', 100);
+    cleanup.push(() => across.close());
+    expect((await (await across.exec(['echo', 'across'], { cwd, env })).completion).stdout.toString()).toBe('across\n');
+    expect(await relayMetric(a!, 'execrelay_relay_fleet_connected')).toBe(1);
   }, 60_000);
 
   it('an instance that dies for good: its environments are refused at once and leave the registry within the TTL; its clients\' streams get the client grace', async () => {
-    const server: NatsServer = await startNats();
-    cleanup.push(() => server.kill());
-    const relayArgs = ['--client-grace-ms', '1000'];
-    const a = await spawnFleetRelay(server, 'relay-a', relayArgs);
-    cleanup.push(() => a.kill('SIGKILL'));
-    const b = await spawnFleetRelay(server, 'relay-b', relayArgs);
-    cleanup.push(() => b.kill('SIGKILL'));
-    const c = await spawnFleetRelay(server, 'relay-c', relayArgs);
-    cleanup.push(() => c.kill('SIGKILL'));
+    const { server, relays } = await fleet(['relay-a', 'relay-b', 'relay-c'], ['--client-grace-ms', '1000']);
+    const [a, b, c] = relays as [FleetRelay, FleetRelay, FleetRelay];
     // The executor of "fleet-on-a" dials A only; the one of "fleet-on-b" dials B only.
-    const onA = await startObservedAgent(a.url, 'fleet-on-a', fastLink);
-    cleanup.push(() => onA.stop());
-    const onB = await startObservedAgent(b.url, 'fleet-on-b', fastLink);
-    cleanup.push(() => onB.stop());
-    const viaA = await ExecClient.connect({ relay: a.url, environmentId: 'fleet-on-b', agentKey: onB.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 1000 });
+    const onA = await agentOn(a.url, 'fleet-on-a');
+    const onB = await agentOn(b.url, 'fleet-on-b');
+    const viaA = await connectThrough(a.url, onB);
     cleanup.push(() => viaA.close());
     const running = await viaA.exec(['sleep', '30'], { cwd, env });
     running.completion.catch(() => undefined);
@@ -200,49 +202,37 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     const diedAt = Date.now();
     // Another instance refuses clients for A's environment at once: its registry entry lives on
     // until the TTL (3 s here), but NATS knows nobody subscribes to the environment any more.
-    let refusedAt = 0;
-    while (!refusedAt && Date.now() - diedAt < 10_000) {
-      const attempt = await ExecClient.connect({ relay: c.url, environmentId: 'fleet-on-a', agentKey: onA.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 0 }).then(
-        (client) => (client.close(), false),
-        (error: Error) => /404 executor_unavailable/.test(error.message),
-      );
-      if (attempt) refusedAt = Date.now();
-      else await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(refusedAt).toBeGreaterThan(0);
+    const refusedAt = await eventually(
+      () =>
+        connectThrough(c.url, onA).then(
+          (client) => (client.close(), 0),
+          (error: Error) => (/404 executor_unavailable/.test(error.message) ? Date.now() : 0),
+        ),
+      10_000,
+      'a refusal for the environment of the dead instance',
+      100,
+    );
     expect(refusedAt - diedAt).toBeLessThan(2000);
     const { servers, user, pass } = parseNatsUrl(server.url);
     const observer = await connect({ servers, user: user!, pass: pass! });
     cleanup.push(() => observer.close());
     const registry = await new Kvm(observer).open(REGISTRY_BUCKET);
     const key = RegistryKey.environment(environmentToken('fleet-on-a'));
-    let expiredAt = 0;
-    while (!expiredAt && Date.now() - diedAt < 8000) {
-      if (!(await registry.get(key))) expiredAt = Date.now();
-      else await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(expiredAt).toBeGreaterThan(0);
+    const expiredAt = await eventually(async () => ((await registry.get(key)) ? 0 : Date.now()), 8000, 'the registry entry to expire', 100);
     expect(expiredAt - diedAt).toBeLessThan(3000 + 1000);
     expect(await registry.get(RegistryKey.environment(environmentToken('fleet-on-b')))).not.toBeNull();
     // B learns that A's process is gone (its instance entry expired), detaches its client sockets,
     // and after the client grace the stream is reset towards the executor.
-    const deadline = Date.now() + 15_000;
-    while ((await relayMetric(b, 'execrelay_relay_streams_open')) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(await relayMetric(b, 'execrelay_relay_streams_open')).toBe(0);
+    await metricEventually(b, 'execrelay_relay_streams_open', (v) => v === 0, { timeoutMs: 15_000 });
     expect(await relayMetric(b, 'execrelay_relay_fleet_remote_clients')).toBe(0);
     expect(await relayMetric(b, 'execrelay_relay_resets_total', { reason: 'client_gone' })).toBeGreaterThanOrEqual(1);
   }, 60_000);
 
   it('garbage on the fleet subjects is dropped and counted; the routes it names go on', async () => {
-    const server: NatsServer = await startNats();
-    cleanup.push(() => server.kill());
-    const a = await spawnFleetRelay(server, 'relay-a');
-    cleanup.push(() => a.kill('SIGKILL'));
-    const b = await spawnFleetRelay(server, 'relay-b');
-    cleanup.push(() => b.kill('SIGKILL'));
-    const agent = await startObservedAgent(b.url, 'fleet-garbage', fastLink);
-    cleanup.push(() => agent.stop());
-    const { client } = await connectObservedClient(a.url, agent, fastLink);
+    const { server, relays } = await fleet(['relay-a', 'relay-b']);
+    const [a, b] = relays as [FleetRelay, FleetRelay];
+    const agent = await agentOn(b.url, 'fleet-garbage');
+    const client = await connectThrough(a.url, agent);
     cleanup.push(() => client.close());
     expect((await (await client.exec(['echo', 'before'], { cwd, env })).completion).stdout.toString()).toBe('before\n');
 
@@ -261,8 +251,7 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     stranger.publish(`${FleetSubject.clientsOf('relay-a', 'x')}.c1`, frame);
     await stranger.flush();
 
-    const deadline = Date.now() + 5000;
-    while ((await relayMetric(b, 'execrelay_relay_fleet_errors_total', { kind: 'control' })) < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await metricEventually(b, 'execrelay_relay_fleet_errors_total', (v) => v >= 2, { labels: { kind: 'control' } });
     expect(await relayMetric(b, 'execrelay_relay_fleet_errors_total', { kind: 'control' })).toBe(2);
     expect(await relayMetric(b, 'execrelay_relay_frames_dropped_total', { reason: 'invalid' })).toBeGreaterThanOrEqual(2);
     expect((await (await client.exec(['echo', 'after'], { cwd, env })).completion).stdout.toString()).toBe('after\n');

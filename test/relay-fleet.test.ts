@@ -6,7 +6,9 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ExecClient } from '../src/client/exec-client.js';
 import {
+  eventually,
   fleetToolsInstalled,
+  metricEventually,
   holdersOf,
   relayMetric,
   spawnFleetRelay,
@@ -138,16 +140,15 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     expect((await (await exec.exec(['echo', 'up'], { cwd, env })).completion).stdout.toString()).toBe('up\n');
     await agent.stop();
     // The registry entry goes with the executor's link, long before its TTL.
-    started = Date.now();
-    let refused = false;
-    while (!refused && Date.now() - started < 2000) {
-      refused = await connectTo('fleet-env-2').then(
-        (c) => (c.close(), false),
-        (error: Error) => /404 executor_unavailable/.test(error.message),
-      );
-      if (!refused) await sleep(50);
-    }
-    expect(refused).toBe(true);
+    await eventually(
+      () =>
+        connectTo('fleet-env-2').then(
+          (c) => (c.close(), false),
+          (error: Error) => /404 executor_unavailable/.test(error.message),
+        ),
+      2000,
+      'a refusal once the executor left',
+    );
   }, 60_000);
 
   it('killing the instance holding the executor mid-stream: it re-registers on another, streams resume, output complete and not duplicated', async () => {
@@ -261,9 +262,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     await waitFor(() => agent.registrations() >= 2, 15_000, 'the agent re-registered');
     // The balancer sent it to a less loaded instance; the old one closed its half-open link on the
     // new holder's takeover, long before its own ping timeout.
-    const deadline = Date.now() + 5000;
-    while ((await relayMetric(x!, 'execrelay_relay_executors_registered')) !== 0 && Date.now() < deadline) await sleep(50);
-    expect(await relayMetric(x!, 'execrelay_relay_executors_registered')).toBe(0);
+    await metricEventually(x!, 'execrelay_relay_executors_registered', (v) => v === 0);
     expect(await relayMetric(x!, 'execrelay_relay_registrations_total', { result: 'replaced' })).toBe(1);
     const [y] = await holdersOf(relays);
     expect(y).toBeDefined();

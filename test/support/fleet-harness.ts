@@ -159,3 +159,32 @@ export async function holdersOf(relays: readonly RelayProcess[]): Promise<RelayP
   const counts = await Promise.all(alive.map((r) => relayMetric(r, 'execrelay_relay_executors_registered').catch(() => 0)));
   return alive.filter((_, i) => counts[i]! > 0);
 }
+
+/** Polls `probe` until it returns something truthy and returns that; rejects after `timeoutMs`. */
+export async function eventually<T>(probe: () => Promise<T>, timeoutMs: number, what: string, intervalMs = 50): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** Resolves once a relay's metric satisfies `accept`; rejects (naming the last value) after `timeoutMs`. */
+export async function metricEventually(
+  relay: RelayProcess,
+  name: string,
+  accept: (value: number) => boolean,
+  options: { labels?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<number> {
+  let last = NaN;
+  await eventually(
+    async () => accept((last = await relayMetric(relay, name, options.labels))),
+    options.timeoutMs ?? 5000,
+    `${name} on ${relay.url} (last value ${last})`,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message.replace(/\(last value [^)]*\)/, '')}(last value ${last})`);
+  });
+  return last;
+}
