@@ -14,7 +14,7 @@ import { connect, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startCli, type RunningProcess } from './cli-process.js';
+import { CLI } from './cli-process.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const NATS_CONFIG = path.join(REPO, 'deploy', 'fleet', 'nats-server.conf');
@@ -34,6 +34,11 @@ function track(child: ChildProcess): void {
       for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     });
   }
+}
+
+/** Stops every process this module started that is still running (whatever else failed). */
+export async function stopAllStarted(): Promise<void> {
+  await Promise.all([...live].map(stopChild));
 }
 
 /** Stops a child: SIGTERM, SIGKILL after 3 s. */
@@ -126,11 +131,46 @@ export async function startNats(): Promise<NatsProcess> {
   return { pid: child.pid!, url: `nats://relay:${password}@127.0.0.1:${port}`, stop };
 }
 
-/** A started CLI process, remembered until stopped. */
-async function startTracked(args: string[]): Promise<RunningProcess> {
-  const started = await startCli(args);
-  track(started.child);
-  return started;
+/** A started CLI process: its first stdout line, its pid and how to stop it. */
+interface CliProcess {
+  firstLine: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the built CLI (as cli-process.ts's startCli, `BENCH_NODE_ARGS` in front) and resolves with
+ * its first stdout line. The child is remembered from the moment it is spawned, and stopped when it
+ * fails to start, so a start that times out leaves nothing behind.
+ */
+async function startTracked(args: string[]): Promise<CliProcess> {
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-10_000)));
+  try {
+    const firstLine = await new Promise<string>((resolve, reject) => {
+      let buffered = '';
+      const timer = setTimeout(() => reject(new Error(`no output from execrelay ${args.slice(0, 5).join(' ')} within 20 s: ${stderr}`)), 20_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        buffered += d.toString();
+        const newline = buffered.indexOf('\n');
+        if (newline !== -1) {
+          clearTimeout(timer);
+          resolve(buffered.slice(0, newline).trim());
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`execrelay ${args.slice(0, 5).join(' ')} exited with ${code}: ${stderr}`));
+      });
+    });
+    return { firstLine, pid: child.pid!, stop: () => stopChild(child) };
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
 }
 
 export interface BenchRelay {
@@ -146,7 +186,7 @@ export async function startRelay(tokenFile: string, fleet?: { natsUrl: string; i
   const args = ['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile];
   if (fleet) args.push('--nats', fleet.natsUrl, '--instance-id', fleet.instanceId);
   const relay = await startTracked(args);
-  return { url: relay.firstLine.trim(), pid: relay.child.pid!, instanceId: fleet?.instanceId, stop: relay.stop };
+  return { url: relay.firstLine, pid: relay.pid, instanceId: fleet?.instanceId, stop: relay.stop };
 }
 
 export interface BenchAgent {
@@ -158,7 +198,7 @@ export interface BenchAgent {
 /** `execrelay agent --relay URL --environment-id ID` (resolves once it registered). */
 export async function startAgent(relay: BenchRelay, environmentId: string, keyFile: string, tokenFile: string): Promise<BenchAgent> {
   const agent = await startTracked(['agent', '--relay', relay.url, '--environment-id', environmentId, '--key', keyFile, '--token-file', tokenFile]);
-  return { environmentId, pid: agent.child.pid!, stop: agent.stop };
+  return { environmentId, pid: agent.pid, stop: agent.stop };
 }
 
 /** Every sample of a relay's `/metrics`, keyed `name` or `name{labels as printed}`. */

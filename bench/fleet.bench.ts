@@ -30,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ExecClient } from '../src/client/exec-client.js';
-import { benchNumber, quantile, QUICK, timeRuns, unavailable, type BenchFigure } from './bench-result.js';
+import { benchNumber, quantile, QUICK, timeRuns, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
 import { cpuMs, keygen } from './cli-process.js';
 import { COMMAND_ENV, execThroughput, runOneShot } from './fixtures.js';
 import {
@@ -41,6 +41,7 @@ import {
   startAgent,
   startNats,
   startRelay,
+  stopAllStarted,
   waitForRegistry,
   type BenchAgent,
   type BenchRelay,
@@ -63,6 +64,8 @@ const LOAD_MIB = benchNumber('BENCH_FLEET_LOAD_MIB', 4, 4);
 /** The load runs this long before a window opens (every exec loop started, pipelines full). */
 const LOAD_RAMP_MS = 500;
 const LOAD_WARMUP_MS = QUICK ? 500 : 1500;
+/** Bound on any one exec (or the drain of a load window): a hang fails the bench, it does not stall it. */
+const EXEC_TIMEOUT_MS = 60_000;
 
 const LAT_SCENARIO = 'relay fleet: one-shot `true` latency (connection open)';
 const TP_SCENARIO = `relay fleet: output throughput (${THROUGHPUT_MIB} MiB to stdout)`;
@@ -122,6 +125,7 @@ class Processes {
   async stopAll(): Promise<void> {
     await this.stopEndpoints().catch(() => undefined);
     await this.nats.stop();
+    await stopAllStarted(); // anything whose start was still under way when a step failed
   }
 }
 
@@ -175,7 +179,7 @@ async function pathFigures(setup: Setup): Promise<BenchFigure[]> {
   const budget = LATENCY_BUDGET_MS / (LATENCY_BLOCKS * variants.length);
   for (let block = 0; block < LATENCY_BLOCKS; block++) {
     for (const [name, client] of rotate(variants, block)) {
-      samples.get(name)!.push(...(await timeRuns(perBlock, block === 0 ? LATENCY_WARMUP : 0, () => runOneShot(client, ['true']), budget)));
+      samples.get(name)!.push(...(await timeRuns(perBlock, block === 0 ? LATENCY_WARMUP : 0, () => withTimeout(runOneShot(client, ['true']), EXEC_TIMEOUT_MS, 'exec true'), budget)));
     }
   }
   const q = (name: string, at: number) => quantile([...samples.get(name)!].sort((a, b) => a - b), at);
@@ -201,7 +205,7 @@ async function pathFigures(setup: Setup): Promise<BenchFigure[]> {
   console.error(`  fleet: throughput, ${THROUGHPUT_RUNS} x ${THROUGHPUT_MIB} MiB per path`);
   const bytes = THROUGHPUT_MIB * 2 ** 20;
   const warm = Math.min(bytes, 16 * 2 ** 20);
-  for (const [, client] of variants) await execThroughput(client, warm);
+  for (const [, client] of variants) await withTimeout(execThroughput(client, warm), EXEC_TIMEOUT_MS, 'throughput warm-up');
   const tSamples = new Map<string, number[]>(variants.map(([name]) => [name, []]));
   const cpu = new Map<string, Record<string, number[]>>(variants.map(([name]) => [name, { client: [], relayA: [], relayB: [], plainRelay: [], nats: [], agent: [] }]));
   const pids = { relayA: relayA.pid, relayB: relayB.pid, plainRelay: plain.pid, nats: p.nats.pid, agentB: agentB.pid, agentPlain: agentPlain.pid };
@@ -214,7 +218,7 @@ async function pathFigures(setup: Setup): Promise<BenchFigure[]> {
   for (let run = 0; run < THROUGHPUT_RUNS; run++) {
     for (const [name, client] of rotate(variants, run)) {
       const before = await readCpu();
-      tSamples.get(name)!.push(await execThroughput(client, bytes));
+      tSamples.get(name)!.push(await withTimeout(execThroughput(client, bytes), EXEC_TIMEOUT_MS, `${name}: ${THROUGHPUT_MIB} MiB`));
       const after = await readCpu();
       const perMiB = (k: string) => (after[k]! - before[k]!) / THROUGHPUT_MIB;
       const c = cpu.get(name)!;
@@ -372,7 +376,8 @@ async function loadWindow(fleet: Fleet, nats: NatsProcess, windowMs: number): Pr
       fleetErrors: each((i) => delta(i, 'execrelay_relay_fleet_errors_total')).reduce((s, x) => s + x, 0),
     };
   } finally {
-    const failure = await driving;
+    // A stuck stream (a relay died: the client would wait minutes to give up) fails the bench instead.
+    const failure = await withTimeout(driving, EXEC_TIMEOUT_MS, 'load drain');
     if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
   }
 }
