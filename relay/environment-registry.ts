@@ -8,6 +8,14 @@ import {
   environmentToken,
 } from './fleet-wire.js';
 
+/** The NATS server runs without JetStream, which the registry needs: a configuration error. */
+export class NoJetStreamError extends Error {
+  constructor() {
+    super('NATS has no JetStream: the relay fleet keeps its registry in a KV bucket; start nats-server with -js (or "jetstream {}" in its config)');
+    this.name = 'NoJetStreamError';
+  }
+}
+
 /** The outcome of keeping an environment's registry entry. */
 export type Announcement = { held: true; revision: number; recreated: boolean } | { held: false; holder: EnvironmentEntry };
 
@@ -29,22 +37,23 @@ export class EnvironmentRegistry {
   ) {}
 
   /**
-   * Opens the bucket, creating it (with `ttlMs`) when missing — also after a NATS restart, since
-   * memory storage does not survive one. Fails with a clear message when JetStream is off.
+   * Opens the bucket, creating it (with `ttlMs`, and `replicas` copies in a NATS cluster) when
+   * missing — also after a NATS restart, since memory storage does not survive one. Throws
+   * {@link NoJetStreamError} when the server has JetStream off.
    */
-  static async open(nc: NatsConnection, instanceId: string, boot: string, ttlMs: number): Promise<EnvironmentRegistry> {
+  static async open(nc: NatsConnection, instanceId: string, boot: string, ttlMs: number, replicas = 1): Promise<EnvironmentRegistry> {
+    if (nc.info && !nc.info.jetstream) throw new NoJetStreamError();
     const kvm = new Kvm(nc);
     let kv: KV;
     try {
-      kv = await kvm.create(REGISTRY_BUCKET, { ttl: ttlMs, history: 1, storage: 'memory' });
+      kv = await kvm.create(REGISTRY_BUCKET, { ttl: ttlMs, history: 1, storage: 'memory', replicas });
     } catch (error) {
-      const message = (error as Error).message;
-      if (/jetstream (is )?not (enabled|available)|503|no responders/i.test(message)) {
-        throw new Error(`NATS has no JetStream: the relay fleet keeps its registry in a KV bucket; start nats-server with -js (or "jetstream {}" in its config) (${message})`);
-      }
       // The bucket exists with another configuration (another instance runs a different
-      // --registry-ttl-ms): use it as it is.
-      kv = await kvm.open(REGISTRY_BUCKET);
+      // --registry-ttl-ms): use it as it is. Anything else (a NATS cluster still electing its
+      // JetStream leader) is the caller's to retry.
+      kv = await kvm.open(REGISTRY_BUCKET).catch(() => {
+        throw error;
+      });
     }
     return new EnvironmentRegistry(kv, instanceId, boot);
   }

@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
 import { ResetReason } from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
-import { EnvironmentRegistry } from './environment-registry.js';
+import { EnvironmentRegistry, NoJetStreamError } from './environment-registry.js';
 import {
   FleetSubject,
   encodeFleetControlMessage,
@@ -27,11 +27,15 @@ export interface FleetOptions {
   instanceId?: string;
   /** Registry entries expire this long after their last refresh (refreshed every third of it). */
   registryTtlMs?: number;
+  /** Copies of the registry in a NATS cluster (1–5; 3 survives losing one NATS server). */
+  registryReplicas?: number;
 }
 
 export const DEFAULT_REGISTRY_TTL_MS = 15_000;
 /** A positive registry lookup is reused this long for the checks on new streams. */
 const AVAILABILITY_CACHE_MS = 2_000;
+/** How long a starting instance retries opening the registry (JetStream electing a leader). */
+const REGISTRY_OPEN_WAIT_MS = 30_000;
 /** The longest an executor's `registered` waits for its registry entry. */
 const REGISTRATION_WAIT_MS = 2_000;
 /** How long a holder has to answer a probe (silence counts as alive; only "no responders" does not). */
@@ -105,6 +109,7 @@ export class NatsFleet implements EnvironmentWatcher {
   /** Tells this process from an earlier one with the same instance id (in client subjects). */
   readonly boot = randomBytes(6).toString('base64url');
   private readonly registryTtlMs: number;
+  private readonly registryReplicas: number;
   private readonly startedAt = Date.now();
   private nc: NatsConnection | null = null;
   private registry: EnvironmentRegistry | null = null;
@@ -113,6 +118,8 @@ export class NatsFleet implements EnvironmentWatcher {
   private connectedSince = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private resyncing: Promise<void> | null = null;
+  /** The last resync (registry reopened, entries rewritten) succeeded; a tick retries it if not. */
+  private registryHealthy = false;
 
   private readonly held = new Map<string, HeldEnvironment>();
   /** Client sockets of other instances, by their subject. */
@@ -141,6 +148,8 @@ export class NatsFleet implements EnvironmentWatcher {
     if (invalid) throw new Error(`invalid --instance-id ${JSON.stringify(this.instanceId)}: ${invalid}`);
     this.registryTtlMs = options.registryTtlMs ?? DEFAULT_REGISTRY_TTL_MS;
     if (this.registryTtlMs < 1000) throw new Error('--registry-ttl-ms must be at least 1000');
+    this.registryReplicas = options.registryReplicas ?? 1;
+    if (!Number.isInteger(this.registryReplicas) || this.registryReplicas < 1 || this.registryReplicas > 5) throw new Error('--registry-replicas must be 1 to 5');
     router.watcher = this;
   }
 
@@ -180,12 +189,21 @@ export class NatsFleet implements EnvironmentWatcher {
       await nc.close();
       throw new Error(`NATS max_payload is ${maxPayload} bytes, smaller than a relay frame (${this.limits.maxFrameBytes}): raise max_payload in nats-server's config`);
     }
-    try {
-      this.registry = await EnvironmentRegistry.open(nc, this.instanceId, this.boot, this.registryTtlMs);
-      await this.registry.heartbeat(this.startedAt);
-    } catch (error) {
-      await nc.close();
-      throw error;
+    // JetStream may still be electing its leader (a NATS cluster starting): retry for a while.
+    const giveUpAt = Date.now() + REGISTRY_OPEN_WAIT_MS;
+    for (;;) {
+      try {
+        this.registry = await EnvironmentRegistry.open(nc, this.instanceId, this.boot, this.registryTtlMs, this.registryReplicas);
+        await this.registry.heartbeat(this.startedAt);
+        break;
+      } catch (error) {
+        if (error instanceof NoJetStreamError || Date.now() > giveUpAt) {
+          await nc.close();
+          throw error instanceof NoJetStreamError ? error : new Error(`cannot open the fleet registry in NATS: ${(error as Error).message}`);
+        }
+        this.logger.warn({ err: (error as Error).message }, 'fleet registry not available yet; retrying');
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
     }
     nc.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, this.onMessage((msg) => this.toLocalClient(msg)));
     for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
@@ -586,10 +604,12 @@ export class NatsFleet implements EnvironmentWatcher {
     this.resyncing ??= (async () => {
       try {
         if (!this.nc || !this.connected) return;
-        this.registry = await EnvironmentRegistry.open(this.nc, this.instanceId, this.boot, this.registryTtlMs);
+        this.registry = await EnvironmentRegistry.open(this.nc, this.instanceId, this.boot, this.registryTtlMs, this.registryReplicas);
         await this.registry.heartbeat(this.startedAt);
         await Promise.all([...this.held.entries()].map(([id, held]) => this.refresh(id, held)));
+        this.registryHealthy = true;
       } catch (error) {
+        this.registryHealthy = false;
         this.registryError(error);
       } finally {
         this.resyncing = null;
@@ -600,6 +620,10 @@ export class NatsFleet implements EnvironmentWatcher {
 
   private async tick(): Promise<void> {
     if (this.stopped || !this.connected || !this.registry) return;
+    if (!this.registryHealthy) {
+      await this.resync();
+      return;
+    }
     try {
       await this.registry.heartbeat(this.startedAt);
     } catch (error) {

@@ -5,8 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecClient } from '../src/client/exec-client.js';
 import { startInstrumentedAgent, startInstrumentedRelay, TELEMETRY_TEST_TOKEN, type InstrumentedAgentFixture, type InstrumentedRelay } from './support/prometheus-fixtures.js';
-import { findBinary, promtool, startPrometheus, type RunningPrometheus } from './support/prometheus-server.js';
+import { fleetToolsInstalled, relayMetric, spawnFleetRelay, startNats, type FleetRelay, type NatsServer } from './support/fleet-harness.js';
+import { findBinary, promtool, startPrometheus, type PromVectorSample, type RunningPrometheus } from './support/prometheus-server.js';
 import { parseExposition, runWorkloadRound, scrape, sumOf } from './support/prometheus-workload.js';
+import { connectObservedClient, cwd, env, numberedLinesCommand, startObservedAgent, type ObservedAgent, type ObservedClient } from './support/resilience-helpers.js';
 
 const DASHBOARDS_DIR = fileURLToPath(new URL('../dashboards/', import.meta.url));
 const DASHBOARD_FILES = ['relay-overview.json', 'executor-fleet.json'];
@@ -39,6 +41,14 @@ async function loadDashboard(file: string): Promise<Dashboard> {
 /** Every panel, rows' nested panels included; rows themselves hold no query. */
 function queryPanels(dashboard: Dashboard): Panel[] {
   return dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]).filter((panel) => panel.type !== 'row');
+}
+
+/** The query panels of the row titled `title` (the panels after it, up to the next row). */
+function rowPanels(dashboard: Dashboard, title: string): Panel[] {
+  const start = dashboard.panels.findIndex((panel) => panel.type === 'row' && panel.title === title);
+  if (start === -1) throw new Error(`no row ${title}`);
+  const end = dashboard.panels.findIndex((panel, i) => i > start && panel.type === 'row');
+  return dashboard.panels.slice(start + 1, end === -1 ? undefined : end);
 }
 
 /** What Grafana would substitute: the rate interval and the "All" instance selection. */
@@ -164,11 +174,170 @@ describe.skipIf(skipRealPrometheus)(realPrometheusTitle, () => {
     expect(failures).toEqual([]);
     expect(queries).toBeGreaterThan(30);
 
-    // The alert rules loaded in the real server too.
-    const rules = (await (await fetch(`${prometheus.url}/api/v1/rules`)).json()) as { data: { groups: Array<{ name: string; rules: unknown[] }> } };
-    expect(rules.data.groups.map((g) => g.name).sort()).toEqual(['execrelay-executors', 'execrelay-relay']);
+    // The alert rules loaded in the real server too, and evaluate without errors.
+    const groups = await ruleGroups(prometheus);
+    expect(groups.map((g) => g.name).sort()).toEqual(['execrelay-executors', 'execrelay-fleet', 'execrelay-relay']);
+    for (const rule of groups.flatMap((g) => g.rules)) expect(rule.health, `${rule.name}: ${rule.lastError ?? ''}`).toBe('ok');
+    // A single relay exports every fleet metric at 0: no fleet alert is pending or firing for it.
+    expect(await prometheus.query('ALERTS{alertname=~"ExecrelayFleet.*"}')).toEqual([]);
+    for (const rule of groups.find((g) => g.name === 'execrelay-fleet')!.rules) expect(rule.state, rule.name).toBe('inactive');
   }, 60_000);
 });
+
+const FLEET_ROW = 'Fleet (per instance)';
+const fleetToolsMissing = !fleetToolsInstalled();
+/** Skipped only off CI, like the fleet suite: CI installs nats-server and haproxy. */
+const skipRealFleet = (binariesMissing || fleetToolsMissing) && !process.env.CI;
+const realFleetTitle = skipRealFleet
+  ? `fleet dashboard row on a real Prometheus scraping two relay instances — SKIPPED: needs prometheus and nats-server (install: ${INSTALL_HINT} nats-server haproxy)`
+  : 'fleet dashboard row on a real Prometheus scraping two relay instances';
+
+describe.skipIf(skipRealFleet)(realFleetTitle, () => {
+  let nats: NatsServer | undefined;
+  let relays: FleetRelay[] = [];
+  let agent: ObservedAgent | undefined;
+  let observed: ObservedClient | undefined;
+  let prometheus: RunningPrometheus | undefined;
+  const fastLink = { backoff: { initialMs: 100, maxMs: 1000 }, pingIntervalMs: 500, pongTimeoutMs: 3000 };
+
+  beforeAll(async () => {
+    if (binariesMissing || fleetToolsMissing) throw new Error(`CI is set but prometheus or nats-server is not installed; install with: ${INSTALL_HINT} nats-server haproxy`);
+    nats = await startNats();
+    relays = [await spawnFleetRelay(nats, 'relay-a'), await spawnFleetRelay(nats, 'relay-b')];
+    prometheus = await startPrometheus({
+      jobs: relays.map((relay) => ({ jobName: 'execrelay-relay', target: `127.0.0.1:${relay.port}` })),
+      ruleFiles: [path.join(DASHBOARDS_DIR, 'alerts.yml')],
+      scrapeIntervalSeconds: 1,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    observed?.client.close();
+    await prometheus?.stop();
+    await agent?.stop();
+    for (const relay of relays) await relay.kill('SIGKILL');
+    await nats?.kill();
+  });
+
+  it('shows each instance on its own: NATS traffic, a NATS outage, registry and remote clients; the disconnect alert goes pending for both', async () => {
+    const [a, b] = relays as [FleetRelay, FleetRelay];
+    const instanceA = `127.0.0.1:${a.port}`;
+    const instanceB = `127.0.0.1:${b.port}`;
+    const prom = prometheus!;
+    const natsServer = nats!;
+    await waitFor(async () => (await prom.query('up{job="execrelay-relay"} == 1')).length === 2, async () => JSON.stringify(await prom.targets()));
+
+    // The executor on B, its client on A: every frame of the stream crosses NATS.
+    agent = await startObservedAgent(b.url, 'dashboards-fleet-env', fastLink);
+    // A client's first connect is refused (404) until B's registry entry is written.
+    await waitFor(async () => (await relayMetric(b, 'execrelay_relay_registry_environments')) === 1, async () => 'no fleet registry entry on B');
+    observed = await connectObservedClient(a.url, agent, fastLink);
+    const client = observed.client;
+    const lines = async (count: number) => {
+      const done = await (await client.exec(numberedLinesCommand(count, 0.001), { cwd, env })).completion;
+      expect(done.stdout.toString().split('\n').filter(Boolean)).toHaveLength(count);
+    };
+    await lines(100);
+
+    // NATS goes away: both instances see it, the client's frames for B are dropped on A, and
+    // ExecrelayFleetNatsDisconnected goes pending for both instances (it fires after 2 minutes).
+    await natsServer.kill();
+    const connected = (relay: FleetRelay) => relayMetric(relay, 'execrelay_relay_fleet_connected');
+    await waitFor(async () => (await connected(a)) === 0 && (await connected(b)) === 0, async () => 'the relays did not notice NATS stopping');
+    const duringOutage = client.exec(['echo', 'after the outage'], { cwd, env });
+    await waitFor(
+      async () => (await relayMetric(a, 'execrelay_relay_frames_dropped_total', { reason: 'fleet_unavailable' })) > 0,
+      async () => 'no frame dropped as fleet_unavailable on A',
+    );
+    const pending = 'ALERTS{alertname="ExecrelayFleetNatsDisconnected", alertstate="pending"}';
+    await waitFor(
+      async () => instancesOf(await prom.query(pending)).join() === [instanceA, instanceB].sort().join(),
+      async () => `pending: ${JSON.stringify(await prom.query(pending))}`,
+    );
+    await natsServer.restart();
+    expect((await (await duringOutage).completion).stdout.toString()).toBe('after the outage\n');
+    await waitFor(
+      async () => (await connected(a)) === 1 && (await connected(b)) === 1 && (await relayMetric(b, 'execrelay_relay_registry_environments')) === 1,
+      async () => 'the relays did not rejoin NATS and re-register the environment',
+    );
+    await lines(100);
+    // Two more scrapes after the last of the work.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+
+    const dashboard = await loadDashboard('relay-overview.json');
+    const panels = rowPanels(dashboard, FLEET_ROW);
+    expect(panels.length).toBeGreaterThanOrEqual(8);
+    const results = new Map<string, PromVectorSample[]>();
+    const failures: string[] = [];
+    for (const panel of panels) {
+      for (const target of panel.targets ?? []) {
+        const expr = toPromQL(target.expr!);
+        const result = await prom.query(expr);
+        results.set(`${panel.title}/${target.refId}`, result);
+        if (result.length === 0) failures.push(`${panel.title} / ${target.refId}: no data for ${expr}`);
+        // A per-instance query shows both instances, each with its own series.
+        else if (/by \([^)]*\binstance\b/.test(expr) && !instancesOf(result).includes(instanceA)) failures.push(`${panel.title} / ${target.refId}: no series for ${instanceA}`);
+        else if (/by \([^)]*\binstance\b/.test(expr) && !instancesOf(result).includes(instanceB)) failures.push(`${panel.title} / ${target.refId}: no series for ${instanceB}`);
+      }
+    }
+    expect(failures).toEqual([]);
+
+    /** The value of the series of panel `title` (query `refId`) whose labels include `labels`. */
+    const value = (title: string, labels: Record<string, string> = {}, refId = 'A'): number => {
+      const result = results.get(`${title}/${refId}`);
+      if (!result) throw new Error(`no panel query ${title}/${refId}`);
+      const matching = result.filter((sample) => Object.entries(labels).every(([k, v]) => sample.metric[k] === v));
+      if (matching.length !== 1) throw new Error(`${title}/${refId} ${JSON.stringify(labels)}: ${JSON.stringify(result)}`);
+      return Number(matching[0]!.value[1]);
+    };
+    // Client frames published by A and received by B; executor frames the other way.
+    expect(value('Frames via NATS per instance', { instance: instanceA, direction: 'published' })).toBeGreaterThan(0);
+    expect(value('Frames via NATS per instance', { instance: instanceB, direction: 'received' })).toBeGreaterThan(0);
+    expect(value('Frames via NATS per instance', { instance: instanceB, direction: 'published' })).toBeGreaterThan(0);
+    expect(value('Frames via NATS per instance', { instance: instanceA, direction: 'received' })).toBeGreaterThan(0);
+    expect(value('Bytes via NATS per instance', { instance: instanceA, direction: 'published' })).toBeGreaterThan(0);
+    expect(value('Frames routed per instance', { instance: instanceA })).toBeGreaterThan(0);
+    expect(value('Frames routed per instance', { instance: instanceB })).toBeGreaterThan(0);
+    expect(value('Frames dropped: fleet unavailable, per instance', { instance: instanceA })).toBeGreaterThan(0);
+    expect(value('NATS errors by kind and reconnects per instance', { instance: instanceA, kind: 'connection' })).toBeGreaterThan(0);
+    expect(value('NATS errors by kind and reconnects per instance', { instance: instanceB }, 'B')).toBeGreaterThan(0);
+    expect(value('NATS reconnects (1h)')).toBeGreaterThanOrEqual(2);
+    expect(value('NATS connected per instance', { instance: instanceA })).toBe(1);
+    expect(value('NATS connected per instance', { instance: instanceB })).toBe(1);
+    expect(value('Instances connected to NATS')).toBe(2);
+    // The environment is B's; its one registry entry is the whole fleet's.
+    expect(value('Registry environments per instance and fleet total', { instance: instanceA })).toBe(0);
+    expect(value('Registry environments per instance and fleet total', { instance: instanceB })).toBe(1);
+    expect(value('Registry environments per instance and fleet total', {}, 'B')).toBe(1);
+    expect(value('Environments in the fleet registry')).toBe(1);
+    // B routes streams for A's client socket; A holds the client, B the executor.
+    expect(value('Remote clients per instance', { instance: instanceA })).toBe(0);
+    expect(value('Remote clients per instance', { instance: instanceB })).toBe(1);
+    expect(value('Remote clients routed')).toBe(1);
+    expect(value('Executors and client sessions per instance', { instance: instanceA })).toBe(0);
+    expect(value('Executors and client sessions per instance', { instance: instanceB })).toBe(1);
+    expect(value('Executors and client sessions per instance', { instance: instanceA }, 'B')).toBe(1);
+    expect(value('Executors and client sessions per instance', { instance: instanceB }, 'B')).toBe(0);
+
+    // Connected again: nothing fires (the outage was far shorter than the rule's 2 minutes).
+    expect(await prom.query('ALERTS{alertname="ExecrelayFleetNatsDisconnected"}')).toEqual([]);
+    for (const rule of (await ruleGroups(prom)).flatMap((g) => g.rules)) expect(rule.health, `${rule.name}: ${rule.lastError ?? ''}`).toBe('ok');
+  }, 90_000);
+});
+
+function instancesOf(samples: PromVectorSample[]): string[] {
+  return [...new Set(samples.map((sample) => sample.metric.instance ?? ''))].sort();
+}
+
+interface RuleGroup {
+  name: string;
+  rules: Array<{ name: string; health: string; state?: string; lastError?: string }>;
+}
+
+async function ruleGroups(prometheus: RunningPrometheus): Promise<RuleGroup[]> {
+  const body = (await (await fetch(`${prometheus.url}/api/v1/rules`)).json()) as { data: { groups: RuleGroup[] } };
+  return body.data.groups;
+}
 
 async function waitFor(check: () => Promise<boolean>, describe: () => Promise<string>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecClient } from '../src/client/exec-client.js';
 import { createAgentTelemetry } from '../src/telemetry/agent-telemetry.js';
-import { LABEL_VALUES, methodLabel, requestResult } from '../src/telemetry/labels.js';
+import { DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, LABEL_VALUES, methodLabel, requestResult } from '../src/telemetry/labels.js';
+import { createRelayMetrics, type RelayGaugeSource } from '../src/telemetry/relay-metrics.js';
 import { parseMetricsListen } from '../src/telemetry/metrics-server.js';
 import {
   startInstrumentedAgent,
@@ -14,6 +15,9 @@ import {
   type InstrumentedRelay,
 } from './support/prometheus-fixtures.js';
 import { marker, parseExposition, runWorkloadRound, scrape, sumOf, type Sample } from './support/prometheus-workload.js';
+import { fleetToolsInstalled, spawnFleetRelay, startNats, type FleetRelay, type NatsServer } from './support/fleet-harness.js';
+import { connectObservedClient, startObservedAgent, type ObservedAgent } from './support/resilience-helpers.js';
+import { TEST_TOKEN } from './support/relay-harness.js';
 
 const AGENT_METRICS = [
   'exec_server_connections_active',
@@ -31,6 +35,42 @@ const AGENT_METRICS = [
   'exec_server_noise_handshakes_total',
   'exec_server_noise_handshake_duration_seconds',
 ];
+
+/** The relay-fleet metrics: exported by every relay, a single relay included (at 0). */
+const RELAY_FLEET_METRICS: Record<string, { type: string; labels: Record<string, readonly string[]> }> = {
+  execrelay_relay_fleet_frames_total: { type: 'counter', labels: { direction: FLEET_DIRECTIONS } },
+  execrelay_relay_fleet_bytes_total: { type: 'counter', labels: { direction: FLEET_DIRECTIONS } },
+  execrelay_relay_fleet_errors_total: { type: 'counter', labels: { kind: FLEET_ERROR_KINDS } },
+  execrelay_relay_fleet_reconnects_total: { type: 'counter', labels: {} },
+  execrelay_relay_fleet_connected: { type: 'gauge', labels: {} },
+  execrelay_relay_registry_environments: { type: 'gauge', labels: {} },
+  execrelay_relay_fleet_remote_clients: { type: 'gauge', labels: {} },
+};
+
+/** Each fleet metric's series: exactly one per value of its label (one unlabelled series otherwise). */
+function fleetSeries(samples: Sample[]): Record<string, Record<string, number>> {
+  const series: Record<string, Record<string, number>> = {};
+  for (const name of Object.keys(RELAY_FLEET_METRICS)) series[name] = {};
+  for (const sample of samples) {
+    const bucket = series[sample.name];
+    if (!bucket) continue;
+    const key = Object.entries(sample.labels).map(([k, v]) => `${k}=${v}`).join(',');
+    expect(bucket[key], `${sample.name}{${key}} exported twice`).toBeUndefined();
+    bucket[key] = sample.value;
+  }
+  return series;
+}
+
+/** `fleetSeries` of a relay whose every fleet series is `value(name, key)`. */
+function expectedFleetSeries(value: (name: string, key: string) => number): Record<string, Record<string, number>> {
+  const expected: Record<string, Record<string, number>> = {};
+  for (const [name, { labels }] of Object.entries(RELAY_FLEET_METRICS)) {
+    const [label, values] = Object.entries(labels)[0] ?? [];
+    const keys = label ? values!.map((v) => `${label}=${v}`) : [''];
+    expected[name] = Object.fromEntries(keys.map((key) => [key, value(name, key)]));
+  }
+  return expected;
+}
 
 /** Metric families declared in an exposition (`# TYPE name type`). */
 function families(text: string): string[] {
@@ -154,6 +194,13 @@ describe('metrics: bounded, label values from fixed sets, no user content', () =
     expect(sumOf(relayLarge, 'execrelay_relay_bytes_routed_total', { direction: 'executor_to_client' })).toBeGreaterThan(0);
     expect(sumOf(relayLarge, 'execrelay_relay_executors_registered')).toBe(1);
 
+    // A single relay exports every fleet series, at 0, so fleet panels and alerts see data; the
+    // `fleet_unavailable` drop reason is there too, and nothing was dropped for it.
+    for (const [name, { type }] of Object.entries(RELAY_FLEET_METRICS)) expect(relayText, name).toContain(`# TYPE ${name} ${type}\n`);
+    expect(fleetSeries(relayLarge)).toEqual(expectedFleetSeries(() => 0));
+    expect(relayLarge.filter((s) => s.name === 'execrelay_relay_frames_dropped_total').map((s) => s.labels.reason).sort()).toEqual([...DROP_REASONS].sort());
+    expect(sumOf(relayLarge, 'execrelay_relay_frames_dropped_total', { reason: 'fleet_unavailable' })).toBe(0);
+
     // Each process counts its completion exactly once: success, failure and signaled per round.
     const finished = (result: string) => sumOf(agentLarge, 'exec_server_processes_finished_total', { result });
     expect(finished('success')).toBe(unknownCalls);
@@ -177,6 +224,73 @@ describe('metrics: bounded, label values from fixed sets, no user content', () =
     expect((await fetch(`${agentBase}/metrics`, { method: 'POST' })).status).toBe(405);
   });
 });
+
+const fleetToolsMissing = !fleetToolsInstalled();
+/** Skipped only off CI, like the fleet suite: CI installs nats-server and haproxy. */
+describe.skipIf(fleetToolsMissing && !process.env.CI)(
+  fleetToolsMissing ? 'metrics of relay fleet members (skipped: apt-get install nats-server haproxy)' : 'metrics of relay fleet members',
+  () => {
+    let nats: NatsServer | undefined;
+    const relays: FleetRelay[] = [];
+    let agent: ObservedAgent | undefined;
+    let single: InstrumentedRelay | undefined;
+    let scratch: string | undefined;
+
+    afterAll(async () => {
+      await agent?.stop();
+      for (const relay of relays) await relay.kill('SIGKILL');
+      await nats?.kill();
+      await single?.stop();
+      if (scratch) await rm(scratch, { recursive: true, force: true });
+    });
+
+    it('export the same series as a single relay, label values from the fixed sets, and no instance ids, environment ids or NATS credentials', async () => {
+      if (fleetToolsMissing) throw new Error('CI is set but nats-server/haproxy are not installed; install with: apt-get install -y nats-server haproxy');
+      scratch = await mkdtemp(path.join(os.tmpdir(), 'mkscratch-'));
+      nats = await startNats();
+      const instanceIds = [marker('instance'), marker('instance')];
+      for (const id of instanceIds) relays.push(await spawnFleetRelay(nats, id));
+      const [a, b] = relays as [FleetRelay, FleetRelay];
+      const environmentId = marker('env');
+      agent = await startObservedAgent(b.url, environmentId);
+      // A client's first connect is refused (404) until B's registry entry is written.
+      await waitFor(async () => sumOf(parseExposition(await scrape(`http://127.0.0.1:${b.port}/metrics`)), 'execrelay_relay_registry_environments') === 1, 'the fleet registry entry');
+      const natsUrl = new URL(nats.url);
+      const secrets = [...instanceIds, environmentId, TEST_TOKEN, nats.url, decodeURIComponent(natsUrl.password), agent.identity.publicIdentity, scratch, path.basename(scratch)];
+
+      // Two clients on A, whose streams cross NATS to the executor on B.
+      const observed = await Promise.all([connectObservedClient(a.url, agent), connectObservedClient(a.url, agent)]);
+      try {
+        const results = await Promise.all(observed.map(({ client }) => runWorkloadRound(client, scratch!)));
+        for (const result of results) secrets.push(...result.markers);
+        secrets.push(...observed.map(({ client }) => client.sessionId));
+      } finally {
+        for (const { client } of observed) client.close();
+      }
+
+      single = await startInstrumentedRelay();
+      const singleSamples = parseExposition(await scrape(single.metricsUrl));
+      const seriesKeys = (samples: Sample[]) => samples.map((s) => `${s.name}${JSON.stringify(s.labels)}`).sort();
+      for (const relay of relays) {
+        const text = await scrape(`http://127.0.0.1:${relay.port}/metrics`);
+        for (const secret of secrets) expect(text.includes(secret), `fleet member /metrics contains ${secret}`).toBe(false);
+        const samples = parseExposition(text);
+        expectBoundedLabels(samples);
+        // Joining a fleet adds no series (the fleet ones exist on every relay) and no label values.
+        expect(seriesKeys(samples)).toEqual(seriesKeys(singleSamples));
+      }
+      // The work really went through NATS, and each instance's gauges tell its part.
+      const [onA, onB] = [parseExposition(await scrape(`http://127.0.0.1:${a.port}/metrics`)), parseExposition(await scrape(`http://127.0.0.1:${b.port}/metrics`))];
+      expect(sumOf(onA, 'execrelay_relay_fleet_frames_total', { direction: 'published' })).toBeGreaterThan(0);
+      expect(sumOf(onB, 'execrelay_relay_fleet_frames_total', { direction: 'received' })).toBeGreaterThan(0);
+      expect(sumOf(onA, 'execrelay_relay_fleet_connected')).toBe(1);
+      expect(sumOf(onB, 'execrelay_relay_fleet_connected')).toBe(1);
+      expect(sumOf(onA, 'execrelay_relay_registry_environments')).toBe(0);
+      expect(sumOf(onB, 'execrelay_relay_registry_environments')).toBe(1);
+      expect(sumOf(onB, 'execrelay_relay_executors_registered')).toBe(1);
+    }, 60_000);
+  },
+);
 
 describe('metrics: label helpers and hooks', () => {
   it('labels known methods by name and everything else `unknown`', () => {
@@ -229,6 +343,42 @@ describe('metrics: label helpers and hooks', () => {
     expect(sumOf(samples, 'exec_server_remote_reconnects_total', { reason: 'link_lost' })).toBe(1);
     expect(sumOf(samples, 'exec_server_noise_handshakes_total', { result: 'failure' })).toBe(1);
     expectBoundedLabels(samples);
+  });
+
+  it('maps fleet events and a fleet member\'s state onto the fleet metrics, with label values from their fixed sets', async () => {
+    let fleetState: RelayGaugeSource['fleetState'];
+    const metrics = createRelayMetrics(() => ({ router: { executorCount: 2, streamCount: 0 }, fleetState }));
+    const read = async () => parseExposition(await metrics.expose());
+    // No fleet (a single relay): every fleet series at 0.
+    expect(fleetSeries(await read())).toEqual(expectedFleetSeries(() => 0));
+
+    fleetState = { connected: true, registeredEnvironments: 2, remoteClients: 3 };
+    metrics.events.fleetFrame('published', 100);
+    metrics.events.fleetFrame('published', 50);
+    metrics.events.fleetFrame('received', 7);
+    for (const kind of FLEET_ERROR_KINDS) metrics.events.fleetError(kind);
+    metrics.events.fleetError('registry');
+    metrics.events.fleetReconnected();
+    metrics.events.frameDropped('fleet_unavailable');
+    const connected = await read();
+    expect(fleetSeries(connected)).toEqual({
+      execrelay_relay_fleet_frames_total: { 'direction=published': 2, 'direction=received': 1 },
+      execrelay_relay_fleet_bytes_total: { 'direction=published': 150, 'direction=received': 7 },
+      execrelay_relay_fleet_errors_total: { 'kind=connection': 1, 'kind=publish': 1, 'kind=registry': 2, 'kind=control': 1 },
+      execrelay_relay_fleet_reconnects_total: { '': 1 },
+      execrelay_relay_fleet_connected: { '': 1 },
+      execrelay_relay_registry_environments: { '': 2 },
+      execrelay_relay_fleet_remote_clients: { '': 3 },
+    });
+    expect(sumOf(connected, 'execrelay_relay_frames_dropped_total', { reason: 'fleet_unavailable' })).toBe(1);
+    expectBoundedLabels(connected);
+
+    // Disconnected from NATS: the connected gauge reads 0, the counters stay.
+    fleetState = { connected: false, registeredEnvironments: 2, remoteClients: 0 };
+    const disconnected = fleetSeries(await read());
+    expect(disconnected.execrelay_relay_fleet_connected).toEqual({ '': 0 });
+    expect(disconnected.execrelay_relay_fleet_remote_clients).toEqual({ '': 0 });
+    expect(disconnected.execrelay_relay_fleet_reconnects_total).toEqual({ '': 1 });
   });
 
   it('parses --metrics-listen HOST:PORT', () => {

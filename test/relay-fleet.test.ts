@@ -4,6 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '@nats-io/transport-node';
+import { REGISTRY_BUCKET } from '../relay/fleet-wire.js';
+import { parseNatsUrl } from '../relay/nats-fleet.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import {
   eventually,
@@ -14,6 +17,7 @@ import {
   spawnFleetRelay,
   startLoadBalancer,
   startNats,
+  startNatsCluster,
   type FleetRelay,
   type NatsServer,
 } from './support/fleet-harness.js';
@@ -275,6 +279,48 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
       expect(run.observed.reconnects()).toBe(0);
       expect(run.observed.client.readsIssued).toBe(0);
     }
+  }, 120_000);
+
+  it('a NATS cluster of three with --registry-replicas 3: losing the server that leads the registry, streams go on and clients still find environments', async () => {
+    const cluster = await startNatsCluster();
+    cleanup.push(() => Promise.all(cluster.nodes.map((node) => node.kill())));
+    const replicated = ['--registry-replicas', '3'];
+    const a = await spawnFleetRelay(cluster, 'relay-a', replicated);
+    cleanup.push(() => a.kill('SIGKILL'));
+    const b = await spawnFleetRelay(cluster, 'relay-b', replicated);
+    cleanup.push(() => b.kill('SIGKILL'));
+    const agent = await startObservedAgent(b.url, 'fleet-env-7', fastLink);
+    cleanup.push(() => agent.stop());
+    const observed = await client(a.url, agent);
+    const count = 400;
+    const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
+    const watcher = watchLines(handle);
+    await waitFor(() => watcher.lines.length >= 50, 20_000, 'the first lines');
+
+    // Kill the server leading the registry's stream: with one replica the registry would be gone.
+    const { servers, user, pass } = parseNatsUrl(cluster.url);
+    const observer = await connect({ servers, user: user!, pass: pass! });
+    const info = JSON.parse(new TextDecoder().decode((await observer.request(`$JS.API.STREAM.INFO.KV_${REGISTRY_BUCKET}`, '', { timeout: 5000 })).data)) as {
+      config: { num_replicas: number };
+      cluster: { leader: string };
+    };
+    await observer.close();
+    expect(info.config.num_replicas).toBe(3);
+    await cluster.nodes.find((node) => node.name === info.cluster.leader)!.kill();
+
+    await handle.completion;
+    await watcher.done;
+    expectCompleteRun(watcher, count);
+    expect(receivedDigest(watcher)).toBe(expectedDigest(count));
+    // The registry still answers: a new client through A finds the environment on B.
+    const fresh = await eventually(
+      () => ExecClient.connect({ relay: a.url, environmentId: agent.environmentId, agentKey: agent.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 0 }).catch(() => null),
+      15_000,
+      'a new client through A',
+      200,
+    );
+    cleanup.push(() => fresh.close());
+    expect((await (await fresh.exec(['echo', 'still here'], { cwd, env })).completion).stdout.toString()).toBe('still here\n');
   }, 120_000);
 
   it('NATS restarted mid-stream: the cross-instance stream stalls, then resumes; nothing lost, duplicated or corrupt', async () => {

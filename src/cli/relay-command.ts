@@ -25,6 +25,7 @@ interface RelayCommandOptions {
   nats?: string;
   instanceId?: string;
   registryTtlMs: number;
+  registryReplicas: number;
 }
 
 /** Parses `HOST:PORT` (`[::1]:PORT` for IPv6). */
@@ -55,6 +56,7 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--nats <url>', 'join a fleet of relay instances routing through NATS (nats://[user:password@]HOST:PORT, comma-separated for a NATS cluster; JetStream required)').env('EXECRELAY_NATS_URL'))
     .addOption(new Option('--instance-id <id>', 'this instance\'s name in the fleet (letters, digits, _ and -; default: host name and a random suffix)').env('EXECRELAY_INSTANCE_ID'))
     .addOption(new Option('--registry-ttl-ms <n>', 'fleet registry entries of an instance that stopped refreshing them expire after this').env('EXECRELAY_REGISTRY_TTL_MS').argParser(positiveInteger(600_000)).default(DEFAULT_REGISTRY_TTL_MS))
+    .addOption(new Option('--registry-replicas <n>', 'copies of the fleet registry in a NATS cluster (3 survives losing one NATS server)').env('EXECRELAY_REGISTRY_REPLICAS').argParser(positiveInteger(5)).default(1))
     .addHelpText('after', '\nEvery flag can also be set through the environment variable shown. Health: GET /livez, GET /readyz.\nFleet deployment (several instances, NATS, a load balancer): docs/fleet.md.')
     .action(async (options: RelayCommandOptions) => {
       const logger = createLogger('execrelay-relay');
@@ -76,7 +78,7 @@ export function registerRelayCommand(program: Command): void {
         httpRoutes: metrics.httpRoutes,
         ...(tls ? { tls } : {}),
         ...(options.nats
-          ? { fleet: { natsUrl: options.nats, registryTtlMs: options.registryTtlMs, ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}) } }
+          ?  { fleet: { natsUrl: options.nats, registryTtlMs: options.registryTtlMs, registryReplicas: options.registryReplicas, ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}) } }
           : {}),
         limits: {
           maxStreamsPerExecutor: options.maxStreamsPerExecutor,

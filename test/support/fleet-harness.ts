@@ -102,12 +102,61 @@ export async function startNats(): Promise<NatsServer> {
   };
 }
 
+export const NATS_CLUSTER_CONFIG = path.join(REPO, 'deploy/fleet/nats-cluster.conf');
+
+export interface NatsClusterNode {
+  readonly name: string;
+  readonly port: number;
+  kill(): Promise<void>;
+}
+
+export interface NatsCluster {
+  /** What relays pass to `--nats`: every server, with the relay account's credentials. */
+  readonly url: string;
+  readonly nodes: readonly NatsClusterNode[];
+}
+
+/** Three `nats-server -c deploy/fleet/nats-cluster.conf` forming one cluster on loopback. */
+export async function startNatsCluster(): Promise<NatsCluster> {
+  const ports = await Promise.all([0, 1, 2].map(() => freePort()));
+  const clusterPorts = await Promise.all([0, 1, 2].map(() => freePort()));
+  const routes = Object.fromEntries(clusterPorts.map((p, i) => [`NATS_ROUTE_${i + 1}`, `nats-route://127.0.0.1:${p}`]));
+  const nodes = await Promise.all(
+    ports.map(async (port, i) => {
+      const name = `n${i + 1}`;
+      const env = {
+        NATS_HOST: '127.0.0.1',
+        NATS_PORT: String(port),
+        NATS_CLUSTER_PORT: String(clusterPorts[i]),
+        NATS_SERVER_NAME: name,
+        NATS_STORE_DIR: mkdtempSync(path.join(os.tmpdir(), `execrelay-nats-${name}-`)),
+        NATS_RELAY_USER: NATS_USER,
+        NATS_RELAY_PASSWORD: NATS_PASSWORD,
+        ...routes,
+      };
+      const daemon = startDaemon('nats-server', ['-c', NATS_CLUSTER_CONFIG], env);
+      await waitForPort(port, 10_000, () => daemon.output());
+      return {
+        name,
+        port,
+        async kill() {
+          if (daemon.child.exitCode === null && daemon.child.signalCode === null) daemon.child.kill('SIGKILL');
+          await daemon.exited;
+        },
+      };
+    }),
+  );
+  const [first, ...rest] = ports;
+  const url = [`nats://${NATS_USER}:${NATS_PASSWORD}@127.0.0.1:${first}`, ...rest.map((p) => `nats://127.0.0.1:${p}`)].join(',');
+  return { url, nodes };
+}
+
 export interface FleetRelay extends RelayProcess {
   readonly instanceId: string;
 }
 
 /** `execrelay relay --nats URL --instance-id ID` (a short registry TTL so tests see expiry quickly). */
-export async function spawnFleetRelay(nats: NatsServer, instanceId: string, extraArgs: string[] = []): Promise<FleetRelay> {
+export async function spawnFleetRelay(nats: { readonly url: string }, instanceId: string, extraArgs: string[] = []): Promise<FleetRelay> {
   const relay = await spawnRelay(0, ['--nats', nats.url, '--instance-id', instanceId, '--registry-ttl-ms', '3000', ...extraArgs]);
   return Object.assign(relay, { instanceId });
 }

@@ -40,6 +40,7 @@ async function freeLoopbackPort(): Promise<number> {
   return port;
 }
 
+/** One scrape target; several with the same `jobName` are one job (e.g. the instances of a relay fleet). */
 export interface PrometheusJob {
   jobName: string;
   /** `HOST:PORT` */
@@ -61,6 +62,20 @@ export interface RunningPrometheus {
   stop(): Promise<void>;
 }
 
+/** Targets grouped into jobs (Prometheus refuses two scrape configs with one job name). */
+function jobsByName(jobs: readonly PrometheusJob[]): Map<string, PrometheusJob[]> {
+  const byName = new Map<string, PrometheusJob[]>();
+  for (const job of jobs) {
+    const group = byName.get(job.jobName) ?? [];
+    if (group.length > 0 && (group[0]!.metricsPath ?? '/metrics') !== (job.metricsPath ?? '/metrics')) {
+      throw new Error(`job ${job.jobName}: targets with different metrics paths`);
+    }
+    group.push(job);
+    byName.set(job.jobName, group);
+  }
+  return byName;
+}
+
 /** Starts Prometheus scraping `jobs` every `scrapeIntervalSeconds`, with `ruleFiles` loaded. */
 export async function startPrometheus(options: { jobs: PrometheusJob[]; ruleFiles?: string[]; scrapeIntervalSeconds?: number }): Promise<RunningPrometheus> {
   const binary = findBinary('prometheus');
@@ -74,11 +89,11 @@ export async function startPrometheus(options: { jobs: PrometheusJob[]; ruleFile
     `  evaluation_interval: ${interval}`,
     ...(options.ruleFiles?.length ? ['rule_files:', ...options.ruleFiles.map((file) => `  - ${JSON.stringify(file)}`)] : []),
     'scrape_configs:',
-    ...options.jobs.flatMap((job) => [
-      `  - job_name: ${JSON.stringify(job.jobName)}`,
-      `    metrics_path: ${JSON.stringify(job.metricsPath ?? '/metrics')}`,
+    ...[...jobsByName(options.jobs)].flatMap(([jobName, jobs]) => [
+      `  - job_name: ${JSON.stringify(jobName)}`,
+      `    metrics_path: ${JSON.stringify(jobs[0]!.metricsPath ?? '/metrics')}`,
       '    static_configs:',
-      `      - targets: [${JSON.stringify(job.target)}]`,
+      `      - targets: [${jobs.map((job) => JSON.stringify(job.target)).join(', ')}]`,
     ]),
     '',
   ].join('\n');
