@@ -45,6 +45,8 @@ const CLAIM_INTERVAL_MS = 250;
 
 /** What the metrics read at scrape time. */
 export interface FleetState {
+  /** Always true: a fleet member (the gauge reads 0 for a single relay). */
+  readonly member: true;
   readonly connected: boolean;
   /** Environments this instance holds with a live entry in the registry. */
   readonly registeredEnvironments: number;
@@ -75,10 +77,10 @@ class RemoteClientSocket implements FrameSocket {
   readonly bufferedAmount = 0;
   constructor(
     readonly subject: string,
-    private readonly publish: (subject: string, data: Uint8Array) => void,
+    private readonly publish: (subject: string, data: Uint8Array) => boolean,
   ) {}
-  send(data: Uint8Array | string): void {
-    if (this.readyState === WebSocket.OPEN && typeof data !== 'string') this.publish(this.subject, data);
+  send(data: Uint8Array | string): boolean {
+    return this.readyState === WebSocket.OPEN && typeof data !== 'string' && this.publish(this.subject, data);
   }
   pause(): void {}
   resume(): void {}
@@ -156,7 +158,7 @@ export class NatsFleet implements EnvironmentWatcher {
   get state(): FleetState {
     let registered = 0;
     for (const environment of this.held.values()) if (environment.revision > 0) registered++;
-    return { connected: this.connected, registeredEnvironments: registered, remoteClients: this.remoteClients.size };
+    return { member: true, connected: this.connected, registeredEnvironments: registered, remoteClients: this.remoteClients.size };
   }
 
   /**
@@ -432,7 +434,7 @@ export class NatsFleet implements EnvironmentWatcher {
   orphanFrame(environmentId: string, header: RelayFrameHeader, data: Buffer): boolean {
     const local = this.localClientOf(environmentId, header.streamId);
     if (local) return this.router.claimStream(local, header.streamId);
-    this.publish(FleetSubject.orphans(environmentToken(environmentId)), data);
+    if (!this.publish(FleetSubject.orphans(environmentToken(environmentId)), data)) this.events.frameDropped('fleet_unavailable');
     return false;
   }
 

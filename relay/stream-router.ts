@@ -14,7 +14,8 @@ import { RetiredStreamIds } from './retired-stream-ids.js';
 export interface FrameSocket {
   readonly readyState: number;
   readonly bufferedAmount: number;
-  send(data: Uint8Array | string, options?: { binary?: boolean }): void;
+  /** `false`: the frame could not be passed on (NATS is down, for a remote client socket). */
+  send(data: Uint8Array | string, options?: { binary?: boolean }): boolean | void;
   pause(): void;
   resume(): void;
   close(code?: number, reason?: string): void;
@@ -423,7 +424,10 @@ export class StreamRouter {
       this.events.frameDropped('backpressure');
       return;
     }
-    target.send(data, { binary: true });
+    if (target.send(data, { binary: true }) === false) {
+      this.events.frameDropped('fleet_unavailable');
+      return;
+    }
     this.events.frameRouted(direction, data.length);
     // Stop reading the client that feeds a congested socket until it drains: bounded memory,
     // and only that client waits.

@@ -42,6 +42,7 @@ const RELAY_FLEET_METRICS: Record<string, { type: string; labels: Record<string,
   execrelay_relay_fleet_bytes_total: { type: 'counter', labels: { direction: FLEET_DIRECTIONS } },
   execrelay_relay_fleet_errors_total: { type: 'counter', labels: { kind: FLEET_ERROR_KINDS } },
   execrelay_relay_fleet_reconnects_total: { type: 'counter', labels: {} },
+  execrelay_relay_fleet_member: { type: 'gauge', labels: {} },
   execrelay_relay_fleet_connected: { type: 'gauge', labels: {} },
   execrelay_relay_registry_environments: { type: 'gauge', labels: {} },
   execrelay_relay_fleet_remote_clients: { type: 'gauge', labels: {} },
@@ -284,6 +285,8 @@ describe.skipIf(fleetToolsMissing && !process.env.CI)(
       expect(sumOf(onA, 'execrelay_relay_fleet_frames_total', { direction: 'published' })).toBeGreaterThan(0);
       expect(sumOf(onB, 'execrelay_relay_fleet_frames_total', { direction: 'received' })).toBeGreaterThan(0);
       expect(sumOf(onA, 'execrelay_relay_fleet_connected')).toBe(1);
+      expect(sumOf(onA, 'execrelay_relay_fleet_member')).toBe(1);
+      expect(sumOf(singleSamples, 'execrelay_relay_fleet_member')).toBe(0);
       expect(sumOf(onB, 'execrelay_relay_fleet_connected')).toBe(1);
       expect(sumOf(onA, 'execrelay_relay_registry_environments')).toBe(0);
       expect(sumOf(onB, 'execrelay_relay_registry_environments')).toBe(1);
@@ -352,7 +355,7 @@ describe('metrics: label helpers and hooks', () => {
     // No fleet (a single relay): every fleet series at 0.
     expect(fleetSeries(await read())).toEqual(expectedFleetSeries(() => 0));
 
-    fleetState = { connected: true, registeredEnvironments: 2, remoteClients: 3 };
+    fleetState = { member: true, connected: true, registeredEnvironments: 2, remoteClients: 3 };
     metrics.events.fleetFrame('published', 100);
     metrics.events.fleetFrame('published', 50);
     metrics.events.fleetFrame('received', 7);
@@ -366,6 +369,7 @@ describe('metrics: label helpers and hooks', () => {
       execrelay_relay_fleet_bytes_total: { 'direction=published': 150, 'direction=received': 7 },
       execrelay_relay_fleet_errors_total: { 'kind=connection': 1, 'kind=publish': 1, 'kind=registry': 2, 'kind=control': 1 },
       execrelay_relay_fleet_reconnects_total: { '': 1 },
+      execrelay_relay_fleet_member: { '': 1 },
       execrelay_relay_fleet_connected: { '': 1 },
       execrelay_relay_registry_environments: { '': 2 },
       execrelay_relay_fleet_remote_clients: { '': 3 },
@@ -374,9 +378,10 @@ describe('metrics: label helpers and hooks', () => {
     expectBoundedLabels(connected);
 
     // Disconnected from NATS: the connected gauge reads 0, the counters stay.
-    fleetState = { connected: false, registeredEnvironments: 2, remoteClients: 0 };
+    fleetState = { member: true, connected: false, registeredEnvironments: 2, remoteClients: 0 };
     const disconnected = fleetSeries(await read());
     expect(disconnected.execrelay_relay_fleet_connected).toEqual({ '': 0 });
+    expect(disconnected.execrelay_relay_fleet_member).toEqual({ '': 1 });
     expect(disconnected.execrelay_relay_fleet_remote_clients).toEqual({ '': 0 });
     expect(disconnected.execrelay_relay_fleet_reconnects_total).toEqual({ '': 1 });
   });

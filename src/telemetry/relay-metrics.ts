@@ -19,7 +19,7 @@ export interface RelayGaugeSource {
   /** Bytes queued on all of the relay's sockets now. */
   readonly queuedBytes?: number;
   /** A fleet member's NATS state (undefined for a single relay). */
-  readonly fleetState?: { readonly connected: boolean; readonly registeredEnvironments: number; readonly remoteClients: number } | undefined;
+  readonly fleetState?: { readonly member: boolean; readonly connected: boolean; readonly registeredEnvironments: number; readonly remoteClients: number } | undefined;
 }
 
 export interface RelayMetricsOptions {
@@ -85,6 +85,7 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
   const fleetBytes = new Counter({ name: `${p}fleet_bytes_total`, help: 'Frame bytes that crossed NATS between relay instances, by direction.', labelNames: ['direction'], registers });
   const fleetErrors = new Counter({ name: `${p}fleet_errors_total`, help: 'NATS problems, by kind (connection, publish, registry, control).', labelNames: ['kind'], registers });
   const fleetReconnects = new Counter({ name: `${p}fleet_reconnects_total`, help: 'Times the NATS connection came back after a loss.', registers });
+  gauge('fleet_member', '1 for a relay started as a fleet member (--nats), 0 for a single relay.', (s) => (s.fleetState?.member ? 1 : 0));
   gauge('fleet_connected', '1 while this fleet member is connected to NATS (0 when disconnected, or a single relay).', (s) => (s.fleetState?.connected ? 1 : 0));
   gauge('registry_environments', 'Environments this instance holds with a live entry in the fleet registry (sum over instances: the fleet).', (s) => s.fleetState?.registeredEnvironments);
   gauge('fleet_remote_clients', 'Client sockets held by other instances that this instance routes streams for.', (s) => s.fleetState?.remoteClients);
