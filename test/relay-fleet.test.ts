@@ -135,9 +135,9 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     const connectTo = (environmentId: string) =>
       ExecClient.connect({ relay: a.url, environmentId, agentKey: 'unused', token: TEST_TOKEN, reconnectGiveUpMs: 0 });
 
-    let started = Date.now();
+    const started = Date.now();
     await expect(connectTo('nobody-home')).rejects.toThrow(/404 executor_unavailable/);
-    expect(Date.now() - started).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(3000); // no waiting for a handshake timeout (10 s)
 
     const agent = await startObservedAgent(b.url, 'fleet-env-2', fastLink);
     const { client: exec } = await client(a.url, agent);
@@ -150,7 +150,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
           (c) => (c.close(), false),
           (error: Error) => /404 executor_unavailable/.test(error.message),
         ),
-      2000,
+      3000,
       'a refusal once the executor left',
     );
   }, 60_000);
