@@ -53,10 +53,10 @@ const LATENCY_RUNS = benchNumber('BENCH_FLEET_LATENCY_RUNS', 600, 60);
 const LATENCY_BLOCKS = QUICK ? 2 : 6;
 const LATENCY_WARMUP = QUICK ? 10 : 30;
 const LATENCY_BUDGET_MS = 60_000;
-const THROUGHPUT_MIB = benchNumber('BENCH_FLEET_THROUGHPUT_MIB', 64, 16);
-const THROUGHPUT_RUNS = benchNumber('BENCH_FLEET_THROUGHPUT_RUNS', 6, 2);
-const LOAD_MS = benchNumber('BENCH_FLEET_LOAD_MS', 4000, 1500);
-const LOAD_BLOCKS = benchNumber('BENCH_FLEET_LOAD_BLOCKS', 4, 1);
+const THROUGHPUT_MIB = benchNumber('BENCH_FLEET_THROUGHPUT_MIB', 32, 16);
+const THROUGHPUT_RUNS = benchNumber('BENCH_FLEET_THROUGHPUT_RUNS', 10, 2);
+const LOAD_MS = benchNumber('BENCH_FLEET_LOAD_MS', 2500, 1500);
+const LOAD_BLOCKS = benchNumber('BENCH_FLEET_LOAD_BLOCKS', 6, 1);
 const LOAD_ENVIRONMENTS = 3;
 const LOAD_CLIENTS = benchNumber('BENCH_FLEET_LOAD_CLIENTS', 3, 3);
 const LOAD_CONCURRENCY = benchNumber('BENCH_FLEET_LOAD_CONCURRENCY', 2, 2);
@@ -419,6 +419,8 @@ async function loadFigures(setup: Setup): Promise<BenchFigure[]> {
     ...extra,
   });
   const routedPerMiB = (ws: readonly Window[]) => med(ws, (w) => sum(w.routedPerSecond) / w.deliveredMiBs);
+  /** Relays' and nats-server's CPU per MiB of output the clients received (what routing costs per unit of useful work). */
+  const routingPerMiB = (ws: readonly Window[]) => med(ws, (w) => ((sum(w.relayCpuPercent) + w.natsCpuPercent) * 10) / w.deliveredMiBs, 2);
   /** Relay CPU (all instances) per 1,000 frames routed. */
   const cpuPerKiloFrame = (ws: readonly Window[]) => med(ws, (w) => (sum(w.relayCpuPercent) * 10) / (sum(w.routedPerSecond) / 1000), 2);
   /** Each block's 3-instance window against the 1-instance window of the same block, median over blocks. */
@@ -428,7 +430,7 @@ async function loadFigures(setup: Setup): Promise<BenchFigure[]> {
       ONE_PER,
       'frames/s',
       w1.map((w) => sum(w.routedPerSecond)),
-      { notes: { relayCpuPercent: med(w1, (w) => w.relayCpuPercent[0]!), relayCpuMsPer1000Frames: cpuPerKiloFrame(w1), framesRoutedPerMiBDelivered: routedPerMiB(w1), ...common(w1), windowSeconds: med(w1, (w) => w.seconds, 2) } },
+      { notes: { relayCpuPercent: med(w1, (w) => w.relayCpuPercent[0]!), relayCpuMsPer1000Frames: cpuPerKiloFrame(w1), routingCpuMsPerMiBDelivered: routingPerMiB(w1), framesRoutedPerMiBDelivered: routedPerMiB(w1), ...common(w1), windowSeconds: med(w1, (w) => w.seconds, 2) } },
     ),
     figure(
       THREE_PER,
@@ -440,7 +442,7 @@ async function loadFigures(setup: Setup): Promise<BenchFigure[]> {
       THREE_TOTAL,
       'frames/s',
       w3.map((w) => sum(w.routedPerSecond)),
-      { baseline: ONE_PER, notes: { pairedRatio: paired((w) => sum(w.routedPerSecond)), relaysCpuPercent: med(w3, (w) => sum(w.relayCpuPercent)), relayCpuMsPer1000Frames: cpuPerKiloFrame(w3), framesRoutedPerMiBDelivered: routedPerMiB(w3), ...common(w3), windowSeconds: med(w3, (w) => w.seconds, 2) } },
+      { baseline: ONE_PER, notes: { pairedRatio: paired((w) => sum(w.routedPerSecond)), relaysCpuPercent: med(w3, (w) => sum(w.relayCpuPercent)), relayCpuMsPer1000Frames: cpuPerKiloFrame(w3), routingCpuMsPerMiBDelivered: routingPerMiB(w3), framesRoutedPerMiBDelivered: routedPerMiB(w3), ...common(w3), windowSeconds: med(w3, (w) => w.seconds, 2) } },
     ),
     figure(
       THREE_NATS,
