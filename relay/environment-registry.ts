@@ -1,3 +1,4 @@
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
@@ -43,7 +44,8 @@ export class EnvironmentRegistry {
    */
   static async open(nc: NatsConnection, instanceId: string, boot: string, ttlMs: number, replicas = 1): Promise<EnvironmentRegistry> {
     if (nc.info && !nc.info.jetstream) throw new NoJetStreamError();
-    const kvm = new Kvm(nc);
+    // Registry calls give up after 2 s (the default is 5): a client waiting for a lookup waits at most that.
+    const kvm = new Kvm(jetstream(nc, { timeout: 2_000 }));
     let kv: KV;
     try {
       kv = await kvm.create(REGISTRY_BUCKET, { ttl: ttlMs, history: 1, storage: 'memory', replicas });

@@ -201,7 +201,11 @@ export class NatsFleet implements EnvironmentWatcher {
       } catch (error) {
         if (error instanceof NoJetStreamError || Date.now() > giveUpAt) {
           await nc.close();
-          throw error instanceof NoJetStreamError ? error : new Error(`cannot open the fleet registry in NATS: ${(error as Error).message}`);
+          if (error instanceof NoJetStreamError) throw error;
+          throw new Error(
+            `cannot open the fleet registry in NATS after ${REGISTRY_OPEN_WAIT_MS / 1000} s: ${(error as Error).message}` +
+              ` (is JetStream up on enough servers for --registry-replicas ${this.registryReplicas}?)`,
+          );
         }
         this.logger.warn({ err: (error as Error).message }, 'fleet registry not available yet; retrying');
         await new Promise((resolve) => setTimeout(resolve, 500));
@@ -241,21 +245,28 @@ export class NatsFleet implements EnvironmentWatcher {
     if ((this.availableUntil.get(environmentId) ?? 0) > Date.now()) return true;
     if (!this.registry || !this.connected) throw new Error('NATS unavailable');
     const holder = await this.registry.lookup(environmentId);
-    // The entry of an instance that died lives until its TTL; NATS knows at once that nobody
-    // subscribes to the environment any more.
-    const available = holder !== null && holder.instance !== this.instanceId && (await this.holderAnswers(environmentId));
+    if (holder?.instance === this.instanceId) return false; // this instance's entry, its executor gone
+    // The entry of an instance that died lives until its TTL, but NATS knows at once that nobody
+    // subscribes to the environment any more. Without an entry (a NATS restart emptied the
+    // registry moments ago, holders are rewriting it) a holder that answers is proof enough.
+    const probe = await this.probeHolder(environmentId);
+    const available = holder ? probe !== 'nobody' : probe === 'answered';
     if (available) this.availableUntil.set(environmentId, Date.now() + AVAILABILITY_CACHE_MS);
     return available;
   }
 
-  /** False when NATS says nobody holds the environment (no subscriber to its control subject). */
-  private async holderAnswers(environmentId: string): Promise<boolean> {
+  /**
+   * Asks NATS who holds the environment: `answered` (a holder with a live executor replied),
+   * `nobody` (no subscriber: NATS answers "no responders" at once), or `silent` (a subscriber that
+   * did not reply in time, or whose executor is away).
+   */
+  private async probeHolder(environmentId: string): Promise<'answered' | 'nobody' | 'silent'> {
     try {
       await this.nc!.request(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage({ type: 'probe' }), { timeout: PROBE_TIMEOUT_MS });
-      return true;
+      return 'answered';
     } catch (error) {
-      if (error instanceof NoRespondersError || (error instanceof RequestError && error.isNoResponders())) return false;
-      return true; // a slow holder is still a holder
+      if (error instanceof NoRespondersError || (error instanceof RequestError && error.isNoResponders())) return 'nobody';
+      return 'silent';
     }
   }
 
@@ -478,7 +489,8 @@ export class NatsFleet implements EnvironmentWatcher {
     if (!held) return;
     switch (message.type) {
       case 'probe':
-        if (msg.reply) msg.respond(new Uint8Array(0));
+        // Only while the executor is connected: within its grace it is offline for new clients.
+        if (msg.reply && this.router.hasLiveExecutor(environmentId)) msg.respond(new Uint8Array(0));
         return;
       case 'takeover': {
         if (message.instance === this.instanceId) return;
@@ -629,6 +641,8 @@ export class NatsFleet implements EnvironmentWatcher {
     try {
       await this.registry.heartbeat(this.startedAt);
     } catch (error) {
+      // The bucket may be gone (deleted, or lost by a JetStream server): reopen it next tick.
+      this.registryHealthy = false;
       this.registryError(error);
       return;
     }

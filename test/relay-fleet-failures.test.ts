@@ -228,6 +228,25 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     expect(await relayMetric(b, 'execrelay_relay_resets_total', { reason: 'client_gone' })).toBeGreaterThanOrEqual(1);
   }, 60_000);
 
+  it('the registry bucket deleted under running relays: they recreate it and rewrite their entries within a tick or two', async () => {
+    const { server, relays } = await fleet(['relay-a', 'relay-b']);
+    const [a, b] = relays as [FleetRelay, FleetRelay];
+    const agent = await agentOn(b.url, 'fleet-bucket');
+    const { servers, user, pass } = parseNatsUrl(server.url);
+    const operator = await connect({ servers, user: user!, pass: pass! });
+    cleanup.push(() => operator.close());
+    const kvm = new Kvm(operator);
+    await (await kvm.open(REGISTRY_BUCKET)).destroy();
+    const deletedAt = Date.now();
+    const key = RegistryKey.environment(environmentToken('fleet-bucket'));
+    await eventually(async () => (await kvm.open(REGISTRY_BUCKET).then((kv) => kv.get(key)).catch(() => null)) !== null, 10_000, 'the entry to be rewritten', 100);
+    expect(Date.now() - deletedAt).toBeLessThan(3000 * 2 + 1000); // two ticks of a third of the TTL, with room
+    expect(await relayMetric(b, 'execrelay_relay_fleet_errors_total', { kind: 'registry' })).toBeGreaterThanOrEqual(1);
+    const client = await connectThrough(a.url, agent);
+    cleanup.push(() => client.close());
+    expect((await (await client.exec(['echo', 'found'], { cwd, env })).completion).stdout.toString()).toBe('found\n');
+  }, 60_000);
+
   it('garbage on the fleet subjects is dropped and counted; the routes it names go on', async () => {
     const { server, relays } = await fleet(['relay-a', 'relay-b']);
     const [a, b] = relays as [FleetRelay, FleetRelay];

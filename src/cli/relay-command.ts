@@ -58,8 +58,11 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--registry-ttl-ms <n>', 'fleet registry entries of an instance that stopped refreshing them expire after this').env('EXECRELAY_REGISTRY_TTL_MS').argParser(positiveInteger(600_000)).default(DEFAULT_REGISTRY_TTL_MS))
     .addOption(new Option('--registry-replicas <n>', 'copies of the fleet registry in a NATS cluster (3 survives losing one NATS server)').env('EXECRELAY_REGISTRY_REPLICAS').argParser(positiveInteger(5)).default(1))
     .addHelpText('after', '\nEvery flag can also be set through the environment variable shown. Health: GET /livez, GET /readyz.\nFleet deployment (several instances, NATS, a load balancer): docs/fleet.md.')
-    .action(async (options: RelayCommandOptions) => {
+    .action(async (options: RelayCommandOptions, command: Command) => {
       const logger = createLogger('execrelay-relay');
+      if (options.nats && command.getOptionValueSource('nats') === 'cli' && /\/\/[^/@]+@/.test(options.nats)) {
+        logger.warn('--nats carries NATS credentials that other users can see in the process list; pass the URL through EXECRELAY_NATS_URL instead');
+      }
       const { host, port } = parseHostPort(options.listen);
       let tokens: string[];
       if (options.tokenFile) tokens = await readTokenFile(options.tokenFile);
