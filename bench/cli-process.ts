@@ -18,7 +18,10 @@ export async function startProcess(args: string[], env: NodeJS.ProcessEnv = {}):
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const firstLine = await new Promise<string>((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error(`no output from ${args.join(' ')}: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // a process that never started properly is not left running
+      reject(new Error(`no output from ${args.join(' ')}: ${stderr}`));
+    }, 20_000);
     child.stdout!.on('data', (d: Buffer) => {
       buffered += d.toString();
       const newline = buffered.indexOf('\n');

@@ -66,7 +66,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, timeoutMs: number, what: () => string, child?: ChildProcess): Promise<void> {
+/** Resolves once something accepts TCP connections on loopback `port`; rejects when `child` exits first or after `timeoutMs`. */
+export async function waitForPort(port: number, timeoutMs: number, what: () => string, child?: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before listening on ${port}: ${what()}`);
