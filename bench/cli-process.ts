@@ -11,9 +11,13 @@ export interface RunningProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `node ARGS...` and resolves with its first stdout line (a URL or an identity). */
-export async function startProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunningProcess> {
+/**
+ * Starts `node ARGS...` and resolves with its first stdout line (a URL or an identity). `onSpawn`
+ * sees the child at once (to track it); a child that exits or prints nothing within 20 s is killed.
+ */
+export async function startProcess(args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: (child: ChildProcess) => void): Promise<RunningProcess> {
   const child = spawn(process.execPath, args, { env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  onSpawn?.(child);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const firstLine = await new Promise<string>((resolve, reject) => {
@@ -35,21 +39,21 @@ export async function startProcess(args: string[], env: NodeJS.ProcessEnv = {}):
       reject(new Error(`${args.join(' ')} exited with ${code}: ${stderr}`));
     });
   });
-  return {
-    child,
-    firstLine,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        // Not unref'd: a child that ignores SIGTERM is killed even if nothing else keeps us alive.
-        const kill = setTimeout(() => child.kill('SIGKILL'), 3000);
-        child.once('exit', () => {
-          clearTimeout(kill);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
-  };
+  return { child, firstLine, stop: () => stopChild(child) };
+}
+
+/** Stops a child: SIGTERM, then SIGKILL after 3 s. */
+export function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    // Not unref'd: a child that ignores SIGTERM is killed even if nothing else keeps us alive.
+    const kill = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
 }
 
 /**
@@ -57,9 +61,9 @@ export async function startProcess(args: string[], env: NodeJS.ProcessEnv = {}):
  * `BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` profiles every relay and agent process
  * of a bench run (each writes its profile when it exits; read them with profile-summary.js).
  */
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunningProcess> {
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: (child: ChildProcess) => void): Promise<RunningProcess> {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  return startProcess([...nodeArgs, CLI, ...args], env);
+  return startProcess([...nodeArgs, CLI, ...args], env, onSpawn);
 }
 
 /** Runs `execrelay keygen --out FILE` and resolves with the printed public identity. */

@@ -14,7 +14,7 @@ import { connect, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI } from './cli-process.js';
+import { startCli, stopChild } from './cli-process.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const NATS_CONFIG = path.join(REPO, 'deploy', 'fleet', 'nats-server.conf');
@@ -39,19 +39,6 @@ function track(child: ChildProcess): void {
 /** Stops every process this module started that is still running (whatever else failed). */
 export async function stopAllStarted(): Promise<void> {
   await Promise.all([...live].map(stopChild));
-}
-
-/** Stops a child: SIGTERM, SIGKILL after 3 s. */
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const kill = setTimeout(() => child.kill('SIGKILL'), 3000);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 /** A free loopback TCP port (closed again before it is returned). */
@@ -139,39 +126,10 @@ interface CliProcess {
   stop(): Promise<void>;
 }
 
-/**
- * Starts the built CLI (as cli-process.ts's startCli, `BENCH_NODE_ARGS` in front) and resolves with
- * its first stdout line. The child is remembered from the moment it is spawned, and stopped when it
- * fails to start, so a start that times out leaves nothing behind.
- */
+/** The built CLI (`startCli`), remembered from the moment it is spawned (see `stopAllStarted`). */
 async function startTracked(args: string[]): Promise<CliProcess> {
-  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  track(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-10_000)));
-  try {
-    const firstLine = await new Promise<string>((resolve, reject) => {
-      let buffered = '';
-      const timer = setTimeout(() => reject(new Error(`no output from execrelay ${args.slice(0, 5).join(' ')} within 20 s: ${stderr}`)), 20_000);
-      child.stdout!.on('data', (d: Buffer) => {
-        buffered += d.toString();
-        const newline = buffered.indexOf('\n');
-        if (newline !== -1) {
-          clearTimeout(timer);
-          resolve(buffered.slice(0, newline).trim());
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`execrelay ${args.slice(0, 5).join(' ')} exited with ${code}: ${stderr}`));
-      });
-    });
-    return { firstLine, pid: child.pid!, stop: () => stopChild(child) };
-  } catch (error) {
-    await stopChild(child);
-    throw error;
-  }
+  const started = await startCli(args, {}, track);
+  return { firstLine: started.firstLine.trim(), pid: started.child.pid!, stop: started.stop };
 }
 
 export interface BenchRelay {
