@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { connect, NoRespondersError, RequestError, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { Msg, Subscription } from '@nats-io/transport-node';
 import WebSocket from 'ws';
 import { peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
 import { ResetReason } from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
 import { EnvironmentRegistry, NoJetStreamError } from './environment-registry.js';
+import { FleetConnection } from './fleet-connection.js';
 import {
   FleetSubject,
   encodeFleetControlMessage,
@@ -113,11 +114,9 @@ export class NatsFleet implements EnvironmentWatcher {
   private readonly registryTtlMs: number;
   private readonly registryReplicas: number;
   private readonly startedAt = Date.now();
-  private nc: NatsConnection | null = null;
+  private link: FleetConnection | null = null;
   private registry: EnvironmentRegistry | null = null;
-  private connected = false;
   private stopped = false;
-  private connectedSince = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private resyncing: Promise<void> | null = null;
   /** The last resync (registry reopened, entries rewritten) succeeded; a tick retries it if not. */
@@ -158,7 +157,7 @@ export class NatsFleet implements EnvironmentWatcher {
   get state(): FleetState {
     let registered = 0;
     for (const environment of this.held.values()) if (environment.revision > 0) registered++;
-    return { member: true, connected: this.connected, registeredEnvironments: registered, remoteClients: this.remoteClients.size };
+    return { member: true, connected: this.link?.connected ?? false, registeredEnvironments: registered, remoteClients: this.remoteClients.size };
   }
 
   /**
@@ -166,29 +165,13 @@ export class NatsFleet implements EnvironmentWatcher {
    * NATS is reachable but unusable (no JetStream, payload limit too small).
    */
   async start(): Promise<void> {
-    const { servers, user, pass, token } = parseNatsUrl(this.options.natsUrl);
-    this.logger.info({ servers, instanceId: this.instanceId }, 'connecting to NATS');
-    const nc = await connect({
-      servers,
-      ...(user !== undefined ? { user } : {}),
-      ...(pass !== undefined ? { pass } : {}),
-      ...(token !== undefined ? { token } : {}),
-      name: `execrelay-relay ${this.instanceId}`,
-      noEcho: true,
-      waitOnFirstConnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      reconnectJitter: 250,
-      pingInterval: 10_000,
-      maxPingOut: 3,
-    });
-    this.nc = nc;
-    this.connected = true;
-    this.connectedSince = Date.now();
-    void this.watchStatus(nc);
-    const maxPayload = nc.info?.max_payload ?? 0;
+    this.logger.info({ instanceId: this.instanceId }, 'joining the relay fleet');
+    const link = await FleetConnection.open(this.options.natsUrl, `execrelay-relay ${this.instanceId}`, this.events, this.logger, () => void this.resync());
+    this.link = link;
+    const nc = link.nats;
+    const maxPayload = link.maxPayload;
     if (maxPayload < this.limits.maxFrameBytes) {
-      await nc.close();
+      await link.close();
       throw new Error(`NATS max_payload is ${maxPayload} bytes, smaller than a relay frame (${this.limits.maxFrameBytes}): raise max_payload in nats-server's config`);
     }
     // JetStream may still be electing its leader (a NATS cluster starting): retry for a while.
@@ -200,7 +183,7 @@ export class NatsFleet implements EnvironmentWatcher {
         break;
       } catch (error) {
         if (error instanceof NoJetStreamError || Date.now() > giveUpAt) {
-          await nc.close();
+          await link.close();
           if (error instanceof NoJetStreamError) throw error;
           throw new Error(
             `cannot open the fleet registry in NATS after ${REGISTRY_OPEN_WAIT_MS / 1000} s: ${(error as Error).message}` +
@@ -211,7 +194,7 @@ export class NatsFleet implements EnvironmentWatcher {
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
     }
-    nc.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, this.onMessage((msg) => this.toLocalClient(msg)));
+    link.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, (msg) => this.toLocalClient(msg));
     for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
     for (const environmentId of this.clientsByEnvironment.keys()) this.subscribeOrphans(environmentId);
     await this.resync();
@@ -224,13 +207,12 @@ export class NatsFleet implements EnvironmentWatcher {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.tickTimer);
-    const nc = this.nc;
-    if (!nc) return;
-    if (this.connected && this.registry) {
+    const link = this.link;
+    if (!link) return;
+    if (link.connected && this.registry) {
       await Promise.allSettled([...this.held.entries()].map(([id, h]) => (h.revision > 0 ? this.registry!.withdraw(id, h.revision) : undefined)));
     }
-    this.connected = false;
-    await nc.close().catch(() => undefined);
+    await link.close();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -243,7 +225,7 @@ export class NatsFleet implements EnvironmentWatcher {
   async environmentAvailable(environmentId: string): Promise<boolean> {
     if (this.router.hasLiveExecutor(environmentId)) return true;
     if ((this.availableUntil.get(environmentId) ?? 0) > Date.now()) return true;
-    if (!this.registry || !this.connected) throw new Error('NATS unavailable');
+    if (!this.registry || !this.link?.connected) throw new Error('NATS unavailable');
     const holder = await this.registry.lookup(environmentId);
     if (holder?.instance === this.instanceId) return false; // this instance's entry, its executor gone
     // The entry of an instance that died lives until its TTL, but NATS knows at once that nobody
@@ -257,17 +239,10 @@ export class NatsFleet implements EnvironmentWatcher {
 
   /**
    * Asks NATS who holds the environment: `answered` (a holder with a live executor replied),
-   * `nobody` (no subscriber: NATS answers "no responders" at once), or `silent` (a subscriber that
-   * did not reply in time, or whose executor is away).
+   * `nobody` (no subscriber), or `silent` (a subscriber that did not reply in time).
    */
-  private async probeHolder(environmentId: string): Promise<'answered' | 'nobody' | 'silent'> {
-    try {
-      await this.nc!.request(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage({ type: 'probe' }), { timeout: PROBE_TIMEOUT_MS });
-      return 'answered';
-    } catch (error) {
-      if (error instanceof NoRespondersError || (error instanceof RequestError && error.isNoResponders())) return 'nobody';
-      return 'silent';
-    }
+  private probeHolder(environmentId: string): Promise<'answered' | 'nobody' | 'silent'> {
+    return this.link!.ask(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage({ type: 'probe' }), PROBE_TIMEOUT_MS);
   }
 
   clientConnected(client: ClientLink): void {
@@ -395,9 +370,9 @@ export class NatsFleet implements EnvironmentWatcher {
   }
 
   private subscribeOrphans(environmentId: string): void {
-    if (!this.nc || this.orphanSubscriptions.has(environmentId)) return;
+    if (!this.link || this.orphanSubscriptions.has(environmentId)) return;
     const subject = FleetSubject.orphans(environmentToken(environmentId));
-    this.orphanSubscriptions.set(environmentId, this.nc.subscribe(subject, this.onMessage((msg) => this.orphanFromFleet(environmentId, msg))));
+    this.orphanSubscriptions.set(environmentId, this.link.subscribe(subject, (msg) => this.orphanFromFleet(environmentId, msg)));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -428,7 +403,7 @@ export class NatsFleet implements EnvironmentWatcher {
     held.revision = 0;
     // Offline for new clients at once; the subscriptions stay, so streams through other instances
     // find the executor again if it comes back here within its grace.
-    if (revision > 0 && this.registry && this.connected) void this.registry.withdraw(environmentId, revision);
+    if (revision > 0 && this.registry && this.link?.connected) void this.registry.withdraw(environmentId, revision);
   }
 
   forgotten(environmentId: string): void {
@@ -436,7 +411,7 @@ export class NatsFleet implements EnvironmentWatcher {
     if (!held) return;
     this.held.delete(environmentId);
     for (const subscription of held.subscriptions) subscription.unsubscribe();
-    if (held.revision > 0 && this.registry && this.connected) void this.registry.withdraw(environmentId, held.revision);
+    if (held.revision > 0 && this.registry && this.link?.connected) void this.registry.withdraw(environmentId, held.revision);
     for (const [subject, link] of this.remoteClients) {
       if (link.environmentId === environmentId) this.remoteClients.delete(subject);
     }
@@ -451,10 +426,10 @@ export class NatsFleet implements EnvironmentWatcher {
 
   private subscribeHeld(environmentId: string): void {
     const held = this.held.get(environmentId);
-    if (!this.nc || !held || held.subscriptions.length > 0) return;
+    if (!this.link || !held || held.subscriptions.length > 0) return;
     held.subscriptions.push(
-      this.nc.subscribe(FleetSubject.toExecutor(held.token), this.onMessage((msg) => this.fromRemoteClient(environmentId, msg))),
-      this.nc.subscribe(FleetSubject.control(held.token), this.onMessage((msg) => this.control(environmentId, msg))),
+      this.link.subscribe(FleetSubject.toExecutor(held.token), (msg) => this.fromRemoteClient(environmentId, msg)),
+      this.link.subscribe(FleetSubject.control(held.token), (msg) => this.control(environmentId, msg)),
     );
   }
 
@@ -530,7 +505,7 @@ export class NatsFleet implements EnvironmentWatcher {
    * is written (NATS down, a failed write) `registeredAt` stays 0 and every tick tries again.
    */
   private async register(environmentId: string, held: HeldEnvironment, now: number): Promise<void> {
-    if (!this.registry || !this.connected) return;
+    if (!this.registry || !this.link?.connected) return;
     try {
       const { revision, registeredAt } = await this.registry.register(environmentId, now);
       if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
@@ -584,41 +559,12 @@ export class NatsFleet implements EnvironmentWatcher {
   // -------------------------------------------------------------------------------------------
   // Connection, registry upkeep
 
-  private async watchStatus(nc: NatsConnection): Promise<void> {
-    for await (const status of nc.status()) {
-      switch (status.type) {
-        case 'disconnect':
-          this.connected = false;
-          this.events.fleetError('connection');
-          this.logger.warn('lost the NATS connection; frames between instances are dropped until it is back');
-          break;
-        case 'reconnect':
-          this.connected = true;
-          this.connectedSince = Date.now();
-          this.events.fleetReconnected();
-          this.logger.info('NATS connection back');
-          void this.resync();
-          break;
-        case 'error':
-        case 'slowConsumer':
-          this.events.fleetError('connection');
-          this.logger.warn({ status: status.type }, 'NATS reported a problem');
-          break;
-        case 'close':
-          this.connected = false;
-          break;
-        default:
-          break;
-      }
-    }
-  }
-
   /** After (re)connecting: reopen the registry (lost with a NATS restart) and re-register. */
   private resync(): Promise<void> {
     this.resyncing ??= (async () => {
       try {
-        if (!this.nc || !this.connected) return;
-        this.registry = await EnvironmentRegistry.open(this.nc, this.instanceId, this.boot, this.registryTtlMs, this.registryReplicas);
+        if (!this.link?.connected) return;
+        this.registry = await EnvironmentRegistry.open(this.link.nats, this.instanceId, this.boot, this.registryTtlMs, this.registryReplicas);
         await this.registry.heartbeat(this.startedAt);
         await Promise.all([...this.held.entries()].map(([id, held]) => this.refresh(id, held)));
         this.registryHealthy = true;
@@ -633,7 +579,7 @@ export class NatsFleet implements EnvironmentWatcher {
   }
 
   private async tick(): Promise<void> {
-    if (this.stopped || !this.connected || !this.registry) return;
+    if (this.stopped || !this.link?.connected || !this.registry) return;
     if (!this.registryHealthy) {
       await this.resync();
       return;
@@ -684,7 +630,7 @@ export class NatsFleet implements EnvironmentWatcher {
         continue;
       }
       // An instance's entry may be missing for a moment after a NATS restart: wait one TTL.
-      const since = Math.max(this.instanceMissingSince.get(instanceId) ?? now, this.connectedSince);
+      const since = Math.max(this.instanceMissingSince.get(instanceId) ?? now, this.link!.connectedSince);
       this.instanceMissingSince.set(instanceId, since);
       if (now - since < this.registryTtlMs) continue;
       for (const { subject, link } of dead) {
@@ -696,71 +642,19 @@ export class NatsFleet implements EnvironmentWatcher {
     }
   }
 
-  /** Subscription options delivering each message to `handler`; a subscription error is counted. */
-  private onMessage(handler: (msg: Msg) => void): { callback: (error: Error | null, msg: Msg) => void } {
-    return {
-      callback: (error, msg) => {
-        if (!error) return handler(msg);
-        this.events.fleetError('connection');
-        this.logger.warn({ err: error.message }, 'NATS subscription failed');
-      },
-    };
-  }
-
   private registryError(error: unknown): void {
     this.events.fleetError('registry');
     this.logger.warn({ err: (error as Error).message }, 'relay registry operation failed');
   }
 
+  /** A relay frame to another instance; false (counted by the caller) when it cannot be sent. */
   private publish(subject: string, data: Uint8Array, reply?: string): boolean {
-    if (!this.nc || !this.connected) return false;
-    try {
-      this.nc.publish(subject, data, reply ? { reply } : undefined);
-    } catch {
-      this.events.fleetError('publish');
-      return false;
-    }
-    this.events.fleetFrame('published', data.length);
-    return true;
+    return this.link?.publishFrame(subject, data, reply) ?? false;
   }
 
   private publishControl(environmentId: string, message: FleetControlMessage): void {
-    if (!this.nc || !this.connected) return;
-    try {
-      this.nc.publish(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage(message));
-    } catch {
-      this.events.fleetError('publish');
-    }
+    this.link?.publish(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage(message));
   }
-}
-
-/** `nats://user:pass@host:4222,nats://other:4222` → servers and credentials (taken from the first URL that has them). */
-export function parseNatsUrl(value: string): { servers: string[]; user?: string; pass?: string; token?: string } {
-  const servers: string[] = [];
-  let user: string | undefined;
-  let pass: string | undefined;
-  let token: string | undefined;
-  for (const part of value.split(',').map((s) => s.trim()).filter(Boolean)) {
-    let url: URL;
-    try {
-      url = new URL(part.includes('://') ? part : `nats://${part}`);
-    } catch {
-      throw new Error(`invalid --nats URL ${JSON.stringify(part)}: expected nats://HOST:PORT`);
-    }
-    if (!['nats:', 'tls:'].includes(url.protocol) || !url.hostname) throw new Error(`invalid --nats URL ${JSON.stringify(part)}: expected nats://HOST:PORT`);
-    if (url.username && user === undefined && token === undefined) {
-      // nats://user:password@host, or nats://token@host
-      if (url.password) {
-        user = decodeURIComponent(url.username);
-        pass = decodeURIComponent(url.password);
-      } else {
-        token = decodeURIComponent(url.username);
-      }
-    }
-    servers.push(`${url.protocol}//${url.host}`);
-  }
-  if (servers.length === 0) throw new Error('--nats needs at least one nats://HOST:PORT');
-  return { servers, ...(user !== undefined ? { user, pass } : {}), ...(token !== undefined ? { token } : {}) };
 }
 
 function defaultInstanceId(): string {

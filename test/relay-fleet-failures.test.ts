@@ -6,7 +6,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FleetSubject, REGISTRY_BUCKET, RegistryKey, environmentToken, isNewerRegistration, parseClientSubject, parseFleetControlMessage } from '../relay/fleet-wire.js';
-import { parseNatsUrl } from '../relay/nats-fleet.js';
+import { parseNatsUrl } from '../relay/fleet-connection.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import { encodeRelayFrame } from '../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../src/relay-frame/limits.js';

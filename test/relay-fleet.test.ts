@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { REGISTRY_BUCKET } from '../relay/fleet-wire.js';
-import { parseNatsUrl } from '../relay/nats-fleet.js';
+import { parseNatsUrl } from '../relay/fleet-connection.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import {
   eventually,
