@@ -23,7 +23,7 @@ export interface FrameSocket {
 }
 
 /**
- * What a relay fleet (`NatsCluster`) hears from the router about the environments it holds. The
+ * What a relay fleet (`NatsFleet`) hears from the router about the environments it holds. The
  * embedded single-instance relay has none.
  */
 export interface EnvironmentWatcher {
@@ -81,8 +81,6 @@ export class Environment {
   readonly routes = new Map<string, Route>();
   pendingOpens = 0;
   linkLostAt = 0;
-  /** When the current (or last) executor link registered: newest registration wins across a fleet. */
-  registeredAt = 0;
   constructor(readonly id: string) {}
 }
 
@@ -99,7 +97,7 @@ export class StreamRouter {
   private readonly retired: RetiredStreamIds;
   private readonly sweepTimer: NodeJS.Timeout;
 
-  /** Set by a relay fleet (`NatsCluster`) before any executor registers. */
+  /** Set by a relay fleet (`NatsFleet`) before any executor registers. */
   watcher: EnvironmentWatcher | null = null;
 
   constructor(
@@ -133,11 +131,6 @@ export class StreamRouter {
   /** The environment is held here: its executor is connected, or within its reconnect grace. */
   holdsEnvironment(environmentId: string): boolean {
     return this.environments.has(environmentId);
-  }
-
-  /** When the environment's executor registered here (0 when not held). */
-  registeredAt(environmentId: string): number {
-    return this.environments.get(environmentId)?.registeredAt ?? 0;
   }
 
   hasRoute(streamId: string): boolean {
@@ -206,7 +199,6 @@ export class StreamRouter {
     const link = new ExecutorLink(socket, environment);
     environment.link = link;
     environment.linkLostAt = 0;
-    environment.registeredAt = Date.now();
     if (previous) {
       this.events.registration('replaced');
       previous.socket.close(4001, 'replaced by a newer registration');
@@ -218,7 +210,7 @@ export class StreamRouter {
       if (environment.link === link && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(registered));
     };
     // In a fleet the agent hears `registered` once other instances can find it too.
-    const announced = this.watcher?.linkUp(environmentId, environment.registeredAt);
+    const announced = this.watcher?.linkUp(environmentId, Date.now());
     if (announced) void announced.then(confirm, confirm);
     else confirm();
     return link;
