@@ -168,7 +168,6 @@ export class NatsFleet implements EnvironmentWatcher {
     this.logger.info({ instanceId: this.instanceId }, 'joining the relay fleet');
     const link = await FleetConnection.open(this.options.natsUrl, `execrelay-relay ${this.instanceId}`, this.events, this.logger, () => void this.resync());
     this.link = link;
-    const nc = link.nats;
     const maxPayload = link.maxPayload;
     if (maxPayload < this.limits.maxFrameBytes) {
       await link.close();
@@ -178,8 +177,7 @@ export class NatsFleet implements EnvironmentWatcher {
     const giveUpAt = Date.now() + REGISTRY_OPEN_WAIT_MS;
     for (;;) {
       try {
-        this.registry = await EnvironmentRegistry.open(nc, this.instanceId, this.boot, this.registryTtlMs, this.registryReplicas);
-        await this.registry.heartbeat(this.startedAt);
+        await this.openRegistry();
         break;
       } catch (error) {
         if (error instanceof NoJetStreamError || Date.now() > giveUpAt) {
@@ -197,7 +195,9 @@ export class NatsFleet implements EnvironmentWatcher {
     link.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, (msg) => this.toLocalClient(msg));
     for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
     for (const environmentId of this.clientsByEnvironment.keys()) this.subscribeOrphans(environmentId);
-    await this.resync();
+    // Executors that registered while this instance waited for NATS.
+    await this.refreshAll();
+    this.registryHealthy = true;
     this.tickTimer = setInterval(() => void this.tick(), Math.max(250, Math.floor(this.registryTtlMs / 3)));
     this.tickTimer.unref();
     this.logger.info({ instanceId: this.instanceId }, 'joined the relay fleet');
@@ -387,10 +387,7 @@ export class NatsFleet implements EnvironmentWatcher {
     }
     held.registeredAt = 0;
     held.revision = 0;
-    const registering = this.register(environmentId, held, registeredAt).finally(() => {
-      if (held.registering === registering) held.registering = null;
-    });
-    held.registering = registering;
+    const registering = this.beginRegistration(environmentId, held, registeredAt);
     // Confirmed to the executor once in the registry, or after a bounded wait (NATS slow or down:
     // it is reachable through this instance meanwhile, and the next tick registers it).
     return Promise.race([registering, new Promise<void>((resolve) => setTimeout(resolve, REGISTRATION_WAIT_MS).unref())]);
@@ -500,6 +497,15 @@ export class NatsFleet implements EnvironmentWatcher {
     }
   }
 
+  /** Starts writing a registration; a `takeover` heard meanwhile waits for it (`held.registering`). */
+  private beginRegistration(environmentId: string, held: HeldEnvironment, now: number): Promise<void> {
+    const registering = this.register(environmentId, held, now).finally(() => {
+      if (held.registering === registering) held.registering = null;
+    });
+    held.registering = registering;
+    return registering;
+  }
+
   /**
    * Writes a new registration to the registry and tells any previous holder to let go. Until it
    * is written (NATS down, a failed write) `registeredAt` stays 0 and every tick tries again.
@@ -526,10 +532,7 @@ export class NatsFleet implements EnvironmentWatcher {
     if (!this.registry || held.announcing || held.registering || !this.router.hasLiveExecutor(environmentId)) return;
     if (held.registeredAt === 0) {
       // The registration was never written (NATS was down when the executor came): write it now.
-      const registering = this.register(environmentId, held, Date.now()).finally(() => {
-        if (held.registering === registering) held.registering = null;
-      });
-      held.registering = registering;
+      void this.beginRegistration(environmentId, held, Date.now());
       return;
     }
     held.announcing = true;
@@ -564,9 +567,8 @@ export class NatsFleet implements EnvironmentWatcher {
     this.resyncing ??= (async () => {
       try {
         if (!this.link?.connected) return;
-        this.registry = await EnvironmentRegistry.open(this.link.nats, this.instanceId, this.boot, this.registryTtlMs, this.registryReplicas);
-        await this.registry.heartbeat(this.startedAt);
-        await Promise.all([...this.held.entries()].map(([id, held]) => this.refresh(id, held)));
+        await this.openRegistry();
+        await this.refreshAll();
         this.registryHealthy = true;
       } catch (error) {
         this.registryHealthy = false;
@@ -576,6 +578,17 @@ export class NatsFleet implements EnvironmentWatcher {
       }
     })();
     return this.resyncing;
+  }
+
+  /** Opens (creating if needed) the registry bucket and says this instance is alive. */
+  private async openRegistry(): Promise<void> {
+    this.registry = await EnvironmentRegistry.open(this.link!.nats, this.instanceId, this.boot, this.registryTtlMs, this.registryReplicas);
+    await this.registry.heartbeat(this.startedAt);
+  }
+
+  /** Refreshes (or writes) the entry of every environment held here. */
+  private async refreshAll(): Promise<void> {
+    await Promise.all([...this.held.entries()].map(([id, held]) => this.refresh(id, held)));
   }
 
   private async tick(): Promise<void> {
@@ -592,7 +605,7 @@ export class NatsFleet implements EnvironmentWatcher {
       this.registryError(error);
       return;
     }
-    await Promise.all([...this.held.entries()].map(([id, held]) => this.refresh(id, held)));
+    await this.refreshAll();
     await this.sweepRemoteClients();
     const now = Date.now();
     for (const [id, until] of this.availableUntil) if (until <= now) this.availableUntil.delete(id);
