@@ -12,7 +12,6 @@ import { encodeRelayFrame } from '../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../src/relay-frame/limits.js';
 import { runCli } from './support/cli.js';
 import {
-  eventually,
   fleetToolsInstalled,
   freePort,
   metricEventually,
@@ -23,7 +22,7 @@ import {
   type NatsServer,
 } from './support/fleet-harness.js';
 import { TEST_TOKEN } from './support/relay-harness.js';
-import { cwd, env, spawnRelay, startObservedAgent, waitFor } from './support/resilience-helpers.js';
+import { cwd, env, eventually, spawnRelay, startObservedAgent, waitFor } from './support/resilience-helpers.js';
 
 describe('fleet wire and options', () => {
   it('environment ids become one subject token, whatever their dots', () => {

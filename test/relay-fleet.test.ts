@@ -9,7 +9,6 @@ import { REGISTRY_BUCKET } from '../relay/fleet-wire.js';
 import { parseNatsUrl } from '../relay/fleet-connection.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import {
-  eventually,
   fleetToolsInstalled,
   metricEventually,
   holdersOf,
@@ -27,6 +26,7 @@ import {
   connectObservedClient,
   cwd,
   env,
+  eventually,
   expectCompleteRun,
   numberedLinesCommand,
   sleep,
@@ -72,6 +72,35 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     const observed = await connectObservedClient(url, agent, fastLink);
     cleanup.push(() => observed.client.close());
     return observed;
+  }
+
+  /** A stream of `count` numbered lines started on each client, its pushed events watched. */
+  async function startLineRuns(clients: readonly ObservedClient[], count: number) {
+    return Promise.all(
+      clients.map(async (observed) => {
+        const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
+        return { observed, handle, watcher: watchLines(handle) };
+      }),
+    );
+  }
+  type LineRun = Awaited<ReturnType<typeof startLineRuns>>[number];
+
+  /** Each run ended with every line once, in order, one exit and one close, and the right SHA-256. */
+  async function expectRunsComplete(runs: readonly Pick<LineRun, 'handle' | 'watcher'>[], count: number): Promise<void> {
+    for (const run of runs) {
+      await run.handle.completion;
+      await run.watcher.done;
+      expectCompleteRun(run.watcher, count);
+      expect(receivedDigest(run.watcher)).toBe(expectedDigest(count));
+    }
+  }
+
+  /** Three fleet relays behind haproxy (`deploy/fleet/haproxy.cfg`). */
+  async function threeBehindBalancer(server: NatsServer) {
+    const relays = [await relay(server, 'relay-1'), await relay(server, 'relay-2'), await relay(server, 'relay-3')];
+    const lb = await startLoadBalancer(relays);
+    cleanup.push(() => lb.stop());
+    return { relays, lb };
   }
 
   /** Clients through the load balancer until one sits on `target` (all of them are returned). */
@@ -157,9 +186,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
 
   it('killing the instance holding the executor mid-stream: it re-registers on another, streams resume, output complete and not duplicated', async () => {
     const server = await nats();
-    const relays = [await relay(server, 'relay-1'), await relay(server, 'relay-2'), await relay(server, 'relay-3')];
-    const lb = await startLoadBalancer(relays);
-    cleanup.push(() => lb.stop());
+    const { relays, lb } = await threeBehindBalancer(server);
     const agent = await startObservedAgent(lb.url, 'fleet-env-3', fastLink);
     cleanup.push(() => agent.stop());
     await waitFor(() => agent.registrations() >= 1, 10_000, 'the agent registered through the load balancer');
@@ -174,22 +201,12 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     const balanced = await balancedClientsUntilOn(b, lb.url, agent);
 
     const count = 600;
-    const runs = await Promise.all(
-      [direct, ...balanced].map(async (observed) => {
-        const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
-        return { observed, handle, watcher: watchLines(handle) };
-      }),
-    );
+    const runs = await startLineRuns([direct, ...balanced], count);
     await waitFor(() => runs.every((r) => r.watcher.lines.length >= 50), 20_000, 'the first lines on every stream');
     await b.kill('SIGKILL');
     const linesAtKill = runs.map((r) => r.watcher.lines.length);
 
-    for (const run of runs) {
-      await run.handle.completion;
-      await run.watcher.done;
-      expectCompleteRun(run.watcher, count);
-      expect(receivedDigest(run.watcher)).toBe(expectedDigest(count));
-    }
+    await expectRunsComplete(runs, count);
     expect(linesAtKill.every((n) => n < count)).toBe(true);
     expect(agent.registrations()).toBeGreaterThanOrEqual(2);
     const [newHolder] = await holdersOf(relays);
@@ -205,42 +222,28 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
 
   it('a rolling restart: SIGTERM on the instance holding the executor sends everyone elsewhere at once; streams go on, output complete', async () => {
     const server = await nats();
-    const relays = [await relay(server, 'relay-1'), await relay(server, 'relay-2'), await relay(server, 'relay-3')];
-    const lb = await startLoadBalancer(relays);
-    cleanup.push(() => lb.stop());
+    const { relays, lb } = await threeBehindBalancer(server);
     const agent = await startObservedAgent(lb.url, 'fleet-env-6', fastLink);
     cleanup.push(() => agent.stop());
     const [b] = await holdersOf(relays);
     const elsewhere = await client(relays.find((r) => r !== b)!.url, agent);
     const balanced = await balancedClientsUntilOn(b!, lb.url, agent);
     const count = 400;
-    const runs = await Promise.all(
-      [elsewhere, ...balanced].map(async (observed) => {
-        const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
-        return { observed, handle, watcher: watchLines(handle) };
-      }),
-    );
+    const runs = await startLineRuns([elsewhere, ...balanced], count);
     await waitFor(() => runs.every((r) => r.watcher.lines.length >= 50), 20_000, 'the first lines');
     const stoppedAt = Date.now();
     await b!.kill('SIGTERM');
     await waitFor(() => agent.registrations() >= 2, 10_000, 'the agent re-registered elsewhere');
     // The "restarting" notice: no backoff, no ping timeout.
     expect(agent.events.find((e) => e.type === 'registered' && e.at > stoppedAt)!.at - stoppedAt).toBeLessThan(3000);
-    for (const run of runs) {
-      await run.handle.completion;
-      await run.watcher.done;
-      expectCompleteRun(run.watcher, count);
-      expect(receivedDigest(run.watcher)).toBe(expectedDigest(count));
-    }
+    await expectRunsComplete(runs, count);
     expect(elsewhere.reconnects()).toBe(0);
     expect(elsewhere.client.readsIssued).toBe(0);
   }, 120_000);
 
   it('an executor link moving to another live instance (the old socket half-open): the old instance lets go at once, streams on both sides go on', async () => {
     const server = await nats();
-    const relays = [await relay(server, 'relay-1'), await relay(server, 'relay-2'), await relay(server, 'relay-3')];
-    const lb = await startLoadBalancer(relays);
-    cleanup.push(() => lb.stop());
+    const { relays, lb } = await threeBehindBalancer(server);
     // The agent reaches the balancer through a proxy that can make its link half-open: bytes
     // vanish, nothing closes, so the old instance would believe in the link for its 60 s pong timeout.
     const agentLink = await startFaultProxy(lb.port);
@@ -255,12 +258,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     const onX = await client(x!.url, agent);
     const onZ = await client(z.url, agent);
     const count = 500;
-    const runs = await Promise.all(
-      [onX, onZ].map(async (observed) => {
-        const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
-        return { observed, handle, watcher: watchLines(handle) };
-      }),
-    );
+    const runs = await startLineRuns([onX, onZ], count);
     await waitFor(() => runs.every((r) => r.watcher.lines.length >= 50), 20_000, 'the first lines');
     agentLink.halfOpenAll();
     await waitFor(() => agent.registrations() >= 2, 15_000, 'the agent re-registered');
@@ -271,11 +269,8 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     const [y] = await holdersOf(relays);
     expect(y).toBeDefined();
     expect(y).not.toBe(x);
+    await expectRunsComplete(runs, count);
     for (const run of runs) {
-      await run.handle.completion;
-      await run.watcher.done;
-      expectCompleteRun(run.watcher, count);
-      expect(receivedDigest(run.watcher)).toBe(expectedDigest(count));
       expect(run.observed.reconnects()).toBe(0);
       expect(run.observed.client.readsIssued).toBe(0);
     }
@@ -293,8 +288,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     cleanup.push(() => agent.stop());
     const observed = await client(a.url, agent);
     const count = 400;
-    const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
-    const watcher = watchLines(handle);
+    const [{ handle, watcher }] = (await startLineRuns([observed], count)) as [LineRun];
     await waitFor(() => watcher.lines.length >= 50, 20_000, 'the first lines');
 
     // Kill the server leading the registry's stream: with one replica the registry would be gone.
@@ -308,10 +302,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     expect(info.config.num_replicas).toBe(3);
     await cluster.nodes.find((node) => node.name === info.cluster.leader)!.kill();
 
-    await handle.completion;
-    await watcher.done;
-    expectCompleteRun(watcher, count);
-    expect(receivedDigest(watcher)).toBe(expectedDigest(count));
+    await expectRunsComplete([{ handle, watcher }], count);
     // The registry still answers: a new client through A finds the environment on B.
     const fresh = await eventually(
       () => ExecClient.connect({ relay: a.url, environmentId: agent.environmentId, agentKey: agent.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 0 }).catch(() => null),
@@ -330,8 +321,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     cleanup.push(() => agent.stop());
     const observed = await client(a.url, agent);
     const count = 500;
-    const handle = await observed.client.exec(numberedLinesCommand(count, 0.005), { cwd, env, streamEvents: true, collectOutput: false });
-    const watcher = watchLines(handle);
+    const [{ handle, watcher }] = (await startLineRuns([observed], count)) as [LineRun];
     await waitFor(() => watcher.lines.length >= 50, 20_000, 'the first lines');
 
     await server.kill();
@@ -342,10 +332,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     expect(stalledAt).toBeLessThan(count);
     await server.restart();
 
-    await handle.completion;
-    await watcher.done;
-    expectCompleteRun(watcher, count);
-    expect(receivedDigest(watcher)).toBe(expectedDigest(count));
+    await expectRunsComplete([{ handle, watcher }], count);
     expect(observed.client.readsIssued).toBe(0);
     expect(observed.reconnects()).toBe(0); // the endpoints' sockets never dropped
     expect(await relayMetric(a, 'execrelay_relay_fleet_reconnects_total')).toBeGreaterThanOrEqual(1);

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitForPort } from '../../bench/fleet-processes.js';
-import { spawnRelay, type RelayProcess } from './resilience-helpers.js';
+import { parseExposition, sumOf } from './prometheus-workload.js';
+import { eventually, spawnRelay, type RelayProcess } from './resilience-helpers.js';
 
 export { freePort };
 
@@ -162,16 +163,7 @@ export async function startLoadBalancer(relays: readonly RelayProcess[]): Promis
 /** One gauge or counter value from a relay's `/metrics` (summed over its label sets). */
 export async function relayMetric(relay: RelayProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
   const response = await fetch(`http://127.0.0.1:${relay.port}/metrics`);
-  const text = await response.text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const match = /^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const labelText = match[2] ?? '';
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += Number(match[3]);
-  }
-  return total;
+  return sumOf(parseExposition(await response.text()), name, labels);
 }
 
 /** The relays that hold a live executor registration right now. */
@@ -179,17 +171,6 @@ export async function holdersOf(relays: readonly RelayProcess[]): Promise<RelayP
   const alive = relays.filter((r) => r.child.exitCode === null && r.child.signalCode === null);
   const counts = await Promise.all(alive.map((r) => relayMetric(r, 'execrelay_relay_executors_registered').catch(() => 0)));
   return alive.filter((_, i) => counts[i]! > 0);
-}
-
-/** Polls `probe` until it returns something truthy and returns that; rejects after `timeoutMs`. */
-export async function eventually<T>(probe: () => Promise<T>, timeoutMs: number, what: string, intervalMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
 }
 
 /** Resolves once a relay's metric satisfies `accept`; rejects (naming the last value) after `timeoutMs`. */
@@ -200,12 +181,10 @@ export async function metricEventually(
   options: { labels?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<number> {
   let last = NaN;
-  await eventually(
-    async () => accept((last = await relayMetric(relay, name, options.labels))),
-    options.timeoutMs ?? 5000,
-    `${name} on ${relay.url} (last value ${last})`,
-  ).catch((error: Error) => {
-    throw new Error(`${error.message.replace(/\(last value [^)]*\)/, '')}(last value ${last})`);
-  });
+  try {
+    await eventually(async () => accept((last = await relayMetric(relay, name, options.labels))), options.timeoutMs ?? 5000, `${name} on ${relay.url}`);
+  } catch (error) {
+    throw new Error(`${(error as Error).message} (last value ${last})`);
+  }
   return last;
 }

@@ -16,10 +16,17 @@ export const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
 
 /** Resolves when `predicate` holds (polled), rejects after `timeoutMs`. */
 export async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  await eventually(async () => predicate(), timeoutMs, what, 10);
+}
+
+/** Polls `probe` until it returns something truthy and returns that; rejects after `timeoutMs`. */
+export async function eventually<T>(probe: () => Promise<T>, timeoutMs: number, what: string, intervalMs = 50): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
+  for (;;) {
+    const value = await probe();
+    if (value) return value as NonNullable<T>;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
 
