@@ -62,9 +62,7 @@ export class EnvironmentRegistry {
 
   /** The holder of an environment, or null when no live instance holds it. */
   async lookup(environmentId: string): Promise<EnvironmentEntry | null> {
-    const entry = await this.kv.get(RegistryKey.environment(environmentToken(environmentId)));
-    if (!entry || entry.operation !== 'PUT') return null;
-    return parseJson(EnvironmentEntry, entry.string());
+    return (await this.read(environmentKey(environmentId), EnvironmentEntry))?.value ?? null;
   }
 
   /**
@@ -75,8 +73,7 @@ export class EnvironmentRegistry {
   async register(environmentId: string, now: number): Promise<{ revision: number; registeredAt: number }> {
     const previous = await this.lookup(environmentId);
     const registeredAt = Math.max(now, (previous?.registeredAt ?? 0) + 1);
-    const revision = await this.kv.put(RegistryKey.environment(environmentToken(environmentId)), this.entry(registeredAt));
-    return { revision, registeredAt };
+    return { revision: await this.rewrite(environmentId, registeredAt), registeredAt };
   }
 
   /**
@@ -86,7 +83,7 @@ export class EnvironmentRegistry {
    * first.
    */
   async refresh(environmentId: string, registeredAt: number, revision: number): Promise<Announcement> {
-    const key = RegistryKey.environment(environmentToken(environmentId));
+    const key = environmentKey(environmentId);
     const value = this.entry(registeredAt);
     if (revision > 0) {
       try {
@@ -95,8 +92,8 @@ export class EnvironmentRegistry {
         /* someone else wrote, or the entry expired or vanished: look */
       }
     }
-    const current = await this.kv.get(key);
-    const holder = current && current.operation === 'PUT' ? parseJson(EnvironmentEntry, current.string()) : null;
+    const current = await this.read(key, EnvironmentEntry);
+    const holder = current?.value;
     if (current && holder) {
       if (holder.instance === this.instanceId && holder.boot === this.boot) {
         return { held: true, revision: await this.kv.update(key, value, current.revision), recreated: false };
@@ -113,15 +110,15 @@ export class EnvironmentRegistry {
     }
   }
 
-  /** Overwrites the entry with this instance's registration, found newer than the one written: see `isNewerRegistration`. */
+  /** Writes this instance's entry unconditionally (a new registration, or one found newer than the entry: see `isNewerRegistration`). */
   async rewrite(environmentId: string, registeredAt: number): Promise<number> {
-    return this.kv.put(RegistryKey.environment(environmentToken(environmentId)), this.entry(registeredAt));
+    return this.kv.put(environmentKey(environmentId), this.entry(registeredAt));
   }
 
   /** Removes this instance's entry (only if nobody wrote since `revision`). */
   async withdraw(environmentId: string, revision: number): Promise<void> {
     try {
-      await this.kv.delete(RegistryKey.environment(environmentToken(environmentId)), { previousSeq: revision });
+      await this.kv.delete(environmentKey(environmentId), { previousSeq: revision });
     } catch {
       /* another instance holds it now, or it is gone already */
     }
@@ -135,9 +132,17 @@ export class EnvironmentRegistry {
 
   /** The boot token of the live process of an instance, or null when the instance is not alive. */
   async instanceBoot(instanceId: string): Promise<string | null> {
-    const entry = await this.kv.get(RegistryKey.instance(instanceId));
-    if (!entry || entry.operation !== 'PUT') return null;
-    return parseJson(InstanceEntry, entry.string())?.boot ?? null;
+    return (await this.read(RegistryKey.instance(instanceId), InstanceEntry))?.value?.boot ?? null;
+  }
+
+  /**
+   * A key's entry: its revision, and its value (null when deleted or not valid), or null when the
+   * key has no entry at all.
+   */
+  private async read<T>(key: string, schema: Schema<T>): Promise<{ revision: number; value: T | null } | null> {
+    const entry = await this.kv.get(key);
+    if (!entry) return null;
+    return { revision: entry.revision, value: entry.operation === 'PUT' ? parseJson(schema, entry.string()) : null };
   }
 
   private entry(registeredAt: number): string {
@@ -146,7 +151,13 @@ export class EnvironmentRegistry {
   }
 }
 
-function parseJson<T>(schema: { safeParse(value: unknown): { success: true; data: T } | { success: false } }, text: string): T | null {
+type Schema<T> = { safeParse(value: unknown): { success: true; data: T } | { success: false } };
+
+function environmentKey(environmentId: string): string {
+  return RegistryKey.environment(environmentToken(environmentId));
+}
+
+function parseJson<T>(schema: Schema<T>, text: string): T | null {
   try {
     const parsed = schema.safeParse(JSON.parse(text));
     return parsed.success ? parsed.data : null;
