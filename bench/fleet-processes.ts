@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCli, stopChild } from './cli-process.js';
+import { parseExposition, sumOf, type Sample } from './prometheus-exposition.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const NATS_CONFIG = path.join(REPO, 'deploy', 'fleet', 'nats-server.conf');
@@ -160,31 +161,12 @@ export async function startAgent(relay: BenchRelay, environmentId: string, keyFi
   return { environmentId, pid: agent.pid, stop: agent.stop };
 }
 
-/** Every sample of a relay's `/metrics`, keyed `name` or `name{labels as printed}`. */
-export type MetricSnapshot = Map<string, number>;
-
-export async function scrapeMetrics(relay: BenchRelay): Promise<MetricSnapshot> {
+/** Every sample of a relay's `/metrics`. */
+export async function scrapeMetrics(relay: BenchRelay): Promise<Sample[]> {
   const base = relay.url.replace(/^ws/, 'http');
   const response = await fetch(`${base}/metrics`);
   if (!response.ok) throw new Error(`${base}/metrics answered ${response.status}`);
-  const samples: MetricSnapshot = new Map();
-  for (const line of (await response.text()).split('\n')) {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) ([0-9.eE+-]+|NaN|[+-]Inf)$/.exec(line);
-    if (match) samples.set(match[1]!, Number(match[2]));
-  }
-  return samples;
-}
-
-/** Sum of a metric over its label sets, those with every label in `labels`. */
-export function metricValue(snapshot: MetricSnapshot, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const [key, value] of snapshot) {
-    const brace = key.indexOf('{');
-    if ((brace === -1 ? key : key.slice(0, brace)) !== name) continue;
-    const labelText = brace === -1 ? '' : key.slice(brace);
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) total += value;
-  }
-  return total;
+  return parseExposition(await response.text());
 }
 
 /**
@@ -196,7 +178,7 @@ export async function waitForRegistry(relays: readonly BenchRelay[], count: numb
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const snapshots = await Promise.all(relays.map(scrapeMetrics));
-    const held = snapshots.reduce((sum, s) => sum + metricValue(s, 'execrelay_relay_registry_environments'), 0);
+    const held = snapshots.reduce((sum, s) => sum + sumOf(s, 'execrelay_relay_registry_environments'), 0);
     if (held >= count) return;
     if (Date.now() > deadline) throw new Error(`fleet registry holds ${held} of ${count} environments after ${timeoutMs} ms`);
     await sleep(50);

@@ -30,12 +30,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ExecClient } from '../src/client/exec-client.js';
-import { benchNumber, quantile, QUICK, timeRuns, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
+import { benchNumber, median, quantile, QUICK, timeRuns, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
 import { cpuMs, keygen } from './cli-process.js';
 import { COMMAND_ENV, execThroughput, runOneShot } from './fixtures.js';
 import {
   machineTicks,
-  metricValue,
   natsServerInstalled,
   scrapeMetrics,
   startAgent,
@@ -45,9 +44,9 @@ import {
   waitForRegistry,
   type BenchAgent,
   type BenchRelay,
-  type MetricSnapshot,
   type NatsProcess,
 } from './fleet-processes.js';
+import { sumOf, type Sample } from './prometheus-exposition.js';
 
 const LATENCY_RUNS = benchNumber('BENCH_FLEET_LATENCY_RUNS', 600, 60);
 const LATENCY_BLOCKS = QUICK ? 2 : 6;
@@ -87,10 +86,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** `list` rotated to start at `offset` (the order of variants changes per block). */
 function rotate<T>(list: readonly T[], offset: number): T[] {
   return list.map((_, i) => list[(i + offset) % list.length]!);
-}
-
-function median(values: readonly number[]): number {
-  return quantile([...values].sort((a, b) => a - b), 0.5);
 }
 
 function round(value: number, digits = 2): number {
@@ -144,13 +139,13 @@ async function connect(setup: Setup, relay: BenchRelay, environmentId: string): 
 }
 
 /** Frames dropped and fleet errors on the given relays since `before` (all should stay 0). */
-async function troubleSince(relays: readonly BenchRelay[], before: MetricSnapshot[]): Promise<{ dropped: number; fleetErrors: number }> {
+async function troubleSince(relays: readonly BenchRelay[], before: Sample[][]): Promise<{ dropped: number; fleetErrors: number }> {
   const after = await Promise.all(relays.map(scrapeMetrics));
   let dropped = 0;
   let fleetErrors = 0;
   after.forEach((snapshot, i) => {
-    dropped += metricValue(snapshot, 'execrelay_relay_frames_dropped_total') - metricValue(before[i]!, 'execrelay_relay_frames_dropped_total');
-    fleetErrors += metricValue(snapshot, 'execrelay_relay_fleet_errors_total') - metricValue(before[i]!, 'execrelay_relay_fleet_errors_total');
+    dropped += sumOf(snapshot, 'execrelay_relay_frames_dropped_total') - sumOf(before[i]!, 'execrelay_relay_frames_dropped_total');
+    fleetErrors += sumOf(snapshot, 'execrelay_relay_fleet_errors_total') - sumOf(before[i]!, 'execrelay_relay_fleet_errors_total');
   });
   return { dropped, fleetErrors };
 }
@@ -279,7 +274,7 @@ interface Fleet {
 
 interface Reading {
   at: bigint;
-  metrics: MetricSnapshot[];
+  metrics: Sample[][];
   relayCpu: number[];
   natsCpu: number;
   agentCpu: number;
@@ -356,7 +351,7 @@ async function loadWindow(fleet: Fleet, nats: NatsProcess, windowMs: number): Pr
     await sleep(windowMs);
     const b = await read(fleet, nats, counter);
     const seconds = Number(b.at - a.at) / 1e9;
-    const delta = (i: number, name: string, labels: Record<string, string> = {}) => metricValue(b.metrics[i]!, name, labels) - metricValue(a.metrics[i]!, name, labels);
+    const delta = (i: number, name: string, labels: Record<string, string> = {}) => sumOf(b.metrics[i]!, name, labels) - sumOf(a.metrics[i]!, name, labels);
     const each = (f: (i: number) => number) => fleet.relays.map((_, i) => f(i));
     const published = each((i) => delta(i, 'execrelay_relay_fleet_frames_total', { direction: 'published' }) / seconds);
     const received = each((i) => delta(i, 'execrelay_relay_fleet_frames_total', { direction: 'received' }) / seconds);

@@ -70,27 +70,7 @@ export async function runWorkloadRound(client: ExecClient, scratchDir: string): 
   return { markers, processes: 3 };
 }
 
-export interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Parses the Prometheus text exposition (0.0.4) into samples. */
-export function parseExposition(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!match) throw new Error(`unparsable exposition line: ${line}`);
-    const labels: Record<string, string> = {};
-    const body = match[2] ?? '';
-    const labelPattern = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-    for (let label = labelPattern.exec(body); label; label = labelPattern.exec(body)) labels[label[1]!] = label[2]!;
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return samples;
-}
+export { parseExposition, sumOf, type Sample } from '../../bench/prometheus-exposition.js';
 
 export async function scrape(url: string): Promise<string> {
   const response = await fetch(url);
@@ -99,8 +79,3 @@ export async function scrape(url: string): Promise<string> {
   return response.text();
 }
 
-export function sumOf(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
-  return samples
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((total, s) => total + s.value, 0);
-}
