@@ -169,22 +169,6 @@ export async function scrapeMetrics(relay: BenchRelay): Promise<Sample[]> {
   return parseExposition(await response.text());
 }
 
-/**
- * Waits until the fleet relays together hold `count` live registry entries (an agent's registration
- * reaches the registry a moment after the agent is registered; clients on other instances are
- * refused until it is there).
- */
-export async function waitForRegistry(relays: readonly BenchRelay[], count: number, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const snapshots = await Promise.all(relays.map(scrapeMetrics));
-    const held = snapshots.reduce((sum, s) => sum + sumOf(s, 'execrelay_relay_registry_environments'), 0);
-    if (held >= count) return;
-    if (Date.now() > deadline) throw new Error(`fleet registry holds ${held} of ${count} environments after ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
-
 /** Machine-wide CPU ticks from /proc/stat: busy and total (for the share of both cores in use). */
 export async function machineTicks(): Promise<{ busy: number; total: number }> {
   const { readFile } = await import('node:fs/promises');

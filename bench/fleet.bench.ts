@@ -41,7 +41,6 @@ import {
   startNats,
   startRelay,
   stopAllStarted,
-  waitForRegistry,
   type BenchAgent,
   type BenchRelay,
   type NatsProcess,
@@ -157,7 +156,6 @@ async function pathFigures(setup: Setup): Promise<BenchFigure[]> {
   const { processes: p, tokenFile, keyFile } = setup;
   const [relayA, relayB, plain] = await Promise.all([p.relay(tokenFile, 'bench-a'), p.relay(tokenFile, 'bench-b'), p.relay(tokenFile)]);
   const [agentB, agentPlain] = await Promise.all([p.agent(relayB, 'fleet-path', keyFile, tokenFile), p.agent(plain, 'plain-path', keyFile, tokenFile)]);
-  await waitForRegistry([relayA, relayB], 1);
   const [cross, single, plainClient] = await Promise.all([connect(setup, relayA, 'fleet-path'), connect(setup, relayB, 'fleet-path'), connect(setup, plain, 'plain-path')]);
   const relays = [relayA, relayB, plain];
   const troubleBefore = await Promise.all(relays.map(scrapeMetrics));
@@ -303,7 +301,6 @@ async function startFleet(setup: Setup, name: '1' | '3'): Promise<Fleet> {
   const { processes: p, tokenFile, keyFile } = setup;
   const relays = await Promise.all(Array.from({ length: Number(name) }, (_, i) => p.relay(tokenFile, `load${name}-r${i + 1}`)));
   const agents = await Promise.all(Array.from({ length: LOAD_ENVIRONMENTS }, (_, e) => p.agent(relays[e % relays.length]!, `load${name}-e${e}`, keyFile, tokenFile)));
-  await waitForRegistry(relays, LOAD_ENVIRONMENTS);
   const clients: ExecClient[] = [];
   for (let e = 0; e < LOAD_ENVIRONMENTS; e++) {
     for (let j = 0; j < LOAD_CLIENTS; j++) clients.push(await connect(setup, relays[(e + j) % relays.length]!, `load${name}-e${e}`));
