@@ -1,5 +1,6 @@
 import { ROOT_CONTEXT, type Tracer } from '@opentelemetry/api';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { FleetState } from '../../relay/nats-fleet.js';
 import type { FrameDirection, RelayEvents } from '../../relay/relay-events.js';
 import type { ResetReasonValue } from '../relay-control/relay-endpoints.js';
 import { PHASE_DURATION_BUCKETS } from './agent-metrics.js';
@@ -19,7 +20,7 @@ export interface RelayGaugeSource {
   /** Bytes queued on all of the relay's sockets now. */
   readonly queuedBytes?: number;
   /** A fleet member's NATS state (undefined for a single relay). */
-  readonly fleetState?: { readonly member: boolean; readonly connected: boolean; readonly registeredEnvironments: number; readonly remoteClients: number } | undefined;
+  readonly fleetState?: FleetState | undefined;
 }
 
 export interface RelayMetricsOptions {
