@@ -158,6 +158,10 @@ describe('fuzz: JSON-RPC message parser', () => {
   });
 });
 
+function notUsedHere(method: string): never {
+  throw new Error(`${method} is not used by the JSON-RPC fuzz tests`);
+}
+
 /** A transport that records what the connection sends and lets the test inject inbound messages. */
 function memoryTransport(): MessageTransport & { inject(raw: string): void; sent: string[] } {
   let onMessage: ((raw: string) => void) | undefined;
@@ -173,6 +177,8 @@ function memoryTransport(): MessageTransport & { inject(raw: string): void; sent
       onMessage = listener;
     },
     onClose: () => undefined,
+    pauseReceiving: () => notUsedHere('pauseReceiving'),
+    resumeReceiving: () => notUsedHere('resumeReceiving'),
     close: () => undefined,
     inject: (raw) => onMessage!(raw),
   };

@@ -21,6 +21,12 @@ class HeldTransport implements MessageTransport {
   onClose(listener: (error?: Error) => void): void {
     this.closeListeners.push(listener);
   }
+  pauseReceiving(): void {
+    throw new Error('receive pausing is not used by the tracing tests');
+  }
+  resumeReceiving(): void {
+    throw new Error('receive pausing is not used by the tracing tests');
+  }
   close(): void {
     if (this.closed) return;
     this.closed = true;

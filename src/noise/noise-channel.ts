@@ -612,6 +612,8 @@ class NoiseMessageChannel implements SecureChannel {
   private isClosed = false;
   private closeError: Error | undefined;
   private wakeReader: (() => void) | undefined;
+  /** Receive-side backpressure: the read loop waits before delivering (and so stops pulling records). */
+  private receivePaused = false;
   // Receive side: the plaintext framing parser's state (see acceptPlaintext).
   /** Header bytes gathered so far when a header straddles records (4, or 8 for an abort frame). */
   private readonly header = new Uint8Array(2 * HEADER_BYTES);
@@ -669,6 +671,19 @@ class NoiseMessageChannel implements SecureChannel {
   onClose(listener: (error?: Error) => void): void {
     if (this.isClosed) queueMicrotask(() => listener(this.closeError));
     else this.closeListeners.push(listener);
+  }
+
+  /**
+   * Stops delivering messages: the read loop waits, so it stops pulling records from the duplex and
+   * the reliable stream's receive window closes on the sender (no ack for what does not fit).
+   */
+  pauseReceiving(): void {
+    this.receivePaused = true;
+  }
+
+  resumeReceiving(): void {
+    this.receivePaused = false;
+    this.notifyReader();
   }
 
   /**
@@ -903,7 +918,7 @@ class NoiseMessageChannel implements SecureChannel {
     return true;
   }
 
-  /** Hands one complete message to the listeners (waiting for the first one); false once closed. */
+  /** Hands one complete message to the listeners (waiting for the first one, and while paused); false once closed. */
   private async deliver(body: Uint8Array): Promise<boolean> {
     let text: string;
     try {
@@ -912,7 +927,7 @@ class NoiseMessageChannel implements SecureChannel {
       this.fail(new NoiseChannelError('protocol-error', 'peer sent a message that is not valid UTF-8; secure channel closed', { cause: error }), 'message is not valid UTF-8');
       return false;
     }
-    while (this.messageListeners.length === 0 && !this.isClosed) {
+    while ((this.messageListeners.length === 0 || this.receivePaused) && !this.isClosed) {
       await new Promise<void>((resolve) => {
         this.wakeReader = resolve;
       });

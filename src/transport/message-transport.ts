@@ -8,6 +8,10 @@
  *   returned promise resolves once the transport has accepted the message into its bounded buffer
  *   (this is where backpressure reaches the writer) and rejects if the transport is closed.
  * - Every message received is passed to the `message` listener exactly once, in order.
+ * - `pauseReceiving` stops calling the `message` listeners until `resumeReceiving`; the transport
+ *   stops reading its underlying stream, so the peer's writes block (TCP, or the reliable stream's
+ *   receive window) instead of messages piling up here. Messages it had already read are held (at
+ *   most one read of the underlying stream) and delivered, in order, on resume.
  * - `close` is idempotent; the `close` listeners run exactly once, whoever closed the transport,
  *   with an Error when the close was not clean.
  */
@@ -17,6 +21,9 @@ export interface MessageTransport {
   send(message: string): Promise<void>;
   onMessage(listener: (message: string) => void): void;
   onClose(listener: (error?: Error) => void): void;
+  /** Receive-side backpressure: no `message` listener runs from now until `resumeReceiving`. */
+  pauseReceiving(): void;
+  resumeReceiving(): void;
   close(reason?: string): void;
   readonly closed: boolean;
 }

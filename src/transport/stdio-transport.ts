@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { MessageTransport } from './message-transport.js';
+import { ReceiveGate } from './receive-gate.js';
 
 /**
  * A MessageTransport over a pair of byte streams carrying one JSON object per line (the agent's
@@ -14,12 +15,16 @@ export class StdioTransport implements MessageTransport {
   private pieceBytes = 0;
   private discardingOverlongLine = false;
   private isClosed = false;
+  private readonly gate: ReceiveGate;
 
   constructor(
     private readonly input: Readable,
     private readonly output: Writable,
     private readonly maxLineBytes: number,
   ) {
+    this.gate = new ReceiveGate((line) => {
+      for (const listener of this.messageListeners) listener(line);
+    }, input);
     input.on('data', (data: Buffer | string) => this.consume(typeof data === 'string' ? Buffer.from(data) : data));
     input.on('end', () => this.finish());
     input.on('error', (error) => this.finish(error));
@@ -44,6 +49,14 @@ export class StdioTransport implements MessageTransport {
   onClose(listener: (error?: Error) => void): void {
     if (this.isClosed) queueMicrotask(() => listener());
     else this.closeListeners.push(listener);
+  }
+
+  pauseReceiving(): void {
+    this.gate.pause();
+  }
+
+  resumeReceiving(): void {
+    this.gate.resume();
   }
 
   close(): void {
@@ -81,7 +94,7 @@ export class StdioTransport implements MessageTransport {
     this.pieceBytes = 0;
     this.discardingOverlongLine = false;
     if (line.trim().length === 0) return;
-    for (const listener of this.messageListeners) listener(line);
+    this.gate.accept(line);
   }
 
   private finish(error?: Error): void {

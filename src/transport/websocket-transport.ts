@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import type { MessageTransport } from './message-transport.js';
+import { ReceiveGate } from './receive-gate.js';
 
 /**
  * A MessageTransport over one WebSocket: one JSON-RPC message per WebSocket message (text frames,
@@ -12,11 +13,14 @@ export class WebSocketTransport implements MessageTransport {
   private readonly closeListeners: Array<(error?: Error) => void> = [];
   private closeError: Error | undefined;
   private isClosed = false;
+  private readonly gate: ReceiveGate;
 
   constructor(private readonly socket: WebSocket) {
-    socket.on('message', (data, isBinary) => {
-      const text = isBinary || typeof data !== 'string' ? rawToString(data) : data;
+    this.gate = new ReceiveGate((text) => {
       for (const listener of this.messageListeners) listener(text);
+    }, socket);
+    socket.on('message', (data, isBinary) => {
+      this.gate.accept(isBinary || typeof data !== 'string' ? rawToString(data) : data);
     });
     socket.on('error', (error) => {
       this.closeError ??= error;
@@ -50,6 +54,14 @@ export class WebSocketTransport implements MessageTransport {
   onClose(listener: (error?: Error) => void): void {
     if (this.isClosed) queueMicrotask(() => listener(this.closeError));
     else this.closeListeners.push(listener);
+  }
+
+  pauseReceiving(): void {
+    this.gate.pause();
+  }
+
+  resumeReceiving(): void {
+    this.gate.resume();
   }
 
   close(reason?: string): void {
