@@ -21,6 +21,8 @@ function droppingTransport(inner: MessageTransport, drop: (message: string) => b
     send: (m) => inner.send(m),
     onMessage: (listener) => inner.onMessage((m) => (drop(m) ? undefined : listener(m))),
     onClose: (listener) => inner.onClose(listener),
+    pauseReceiving: () => inner.pauseReceiving(),
+    resumeReceiving: () => inner.resumeReceiving(),
     close: (reason) => inner.close(reason),
   };
 }
@@ -100,13 +102,14 @@ describe('ExecClient completion', () => {
     client.close();
   });
 
-  it('falls back to process/read when a slow consumer lags its bounded buffer, losing nothing', async () => {
+  it("slowConsumer 'read': falls back to process/read when a slow consumer lags its bounded buffer, losing nothing", async () => {
     const client = await ExecClient.connect(agent.url);
     const handle = await client.exec(['sh', '-c', 'i=0; while [ $i -lt 3000 ]; do echo "line $i"; i=$((i+1)); done'], {
       cwd,
       env,
       streamEvents: true,
       eventBufferBytes: 2048,
+      slowConsumer: 'read',
     });
     const hash = createHash('sha256');
     let count = 0;
@@ -123,13 +126,14 @@ describe('ExecClient completion', () => {
     client.close();
   });
 
-  it('fails clearly when output fell out of the retained window, never a silent hole', async () => {
+  it("slowConsumer 'read': fails clearly when output fell out of the retained window, never a silent hole", async () => {
     const client = await ExecClient.connect(smallRetention.url);
     const handle = await client.exec(['sh', '-c', 'head -c 1000000 /dev/zero | tr "\\0" y; echo'], {
       cwd,
       env,
       streamEvents: true,
       eventBufferBytes: 4096,
+      slowConsumer: 'read',
     });
     await new Promise((r) => setTimeout(r, 1000)); // do not consume while it writes 1 MB
     const consume = (async () => {
@@ -139,6 +143,34 @@ describe('ExecClient completion', () => {
     })();
     await expect(consume).rejects.toBeInstanceOf(OutputLostError);
     await expect(handle.completion).rejects.toThrow(/output no longer retained after seq \d+/);
+    client.close();
+  });
+
+  it("slowConsumer 'pause' (default): the same stalled consumer loses nothing and reads nothing; the process waited", async () => {
+    const client = await ExecClient.connect(smallRetention.url);
+    const handle = await client.exec(['sh', '-c', 'head -c 1000000 /dev/zero | tr "\\0" y; echo'], {
+      cwd,
+      env,
+      streamEvents: true,
+      eventBufferBytes: 4096,
+    });
+    await new Promise((r) => setTimeout(r, 1000)); // do not consume while it writes 1 MB
+    let bytes = 0;
+    for await (const event of handle.events) if (event.type === 'output') bytes += event.chunk.length;
+    expect(bytes).toBe(1_000_001);
+    expect((await handle.completion).exitCode).toBe(0);
+    expect(client.readsIssued).toBe(0);
+    client.close();
+  });
+
+  it('a consumer that leaves its events loop early releases the connection for other processes', async () => {
+    const client = await ExecClient.connect(agent.url);
+    const flood = await client.exec(['sh', '-c', 'head -c 50000000 /dev/zero'], { cwd, env, streamEvents: true, eventBufferBytes: 64 * 1024 });
+    await new Promise((r) => setTimeout(r, 300)); // its buffer fills: the client stops reading
+    for await (const event of flood.events) if (event.type === 'output') break;
+    const other = await client.exec(['sh', '-c', 'echo still-served'], { cwd, env });
+    expect((await other.completion).stdout.toString()).toBe('still-served\n');
+    await flood.terminate();
     client.close();
   });
 

@@ -351,7 +351,19 @@ describe('agent limits', () => {
 // Client
 
 function silentTransport(): MessageTransport {
-  return { kind: 'memory', closed: false, send: async () => undefined, onMessage: () => undefined, onClose: () => undefined, close: () => undefined };
+  const notUsed = () => {
+    throw new Error('receive pausing is not used by this test transport');
+  };
+  return {
+    kind: 'memory',
+    closed: false,
+    send: async () => undefined,
+    onMessage: () => undefined,
+    onClose: () => undefined,
+    pauseReceiving: notUsed,
+    resumeReceiving: notUsed,
+    close: () => undefined,
+  };
 }
 
 describe('client limits', () => {
@@ -377,6 +389,10 @@ describe('client limits', () => {
       collectOutput: true,
       maxCollectedBytes: 1 << 20,
       eventBufferBytes: null,
+      slowConsumer: 'pause',
+      onBackpressure: () => {
+        throw new Error('no event buffer, so no backpressure');
+      },
     });
     const pending = (tracker as unknown as { pending: Map<number, PushedProcessEvent> }).pending;
     let maxPending = 0;

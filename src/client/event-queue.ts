@@ -4,36 +4,59 @@ function costOf(event: ClientProcessEvent): number {
   return event.type === 'output' ? event.chunk.length + 64 : 64;
 }
 
+/** Hears a queue fill up to its capacity and drain back to half of it. */
+export interface EventQueuePressure {
+  onFull(): void;
+  onDrained(): void;
+}
+
 /**
  * The bounded buffer between a process's tracker and the one consumer of its `events` iterable.
- * `offer` refuses an event when the buffer is full; the tracker then falls back to
- * `process/read` once the consumer has drained it to half, signalled through `onDrained`.
+ * `push` always accepts (the tracker's owner stops reading the connection once the queue reports
+ * full, so what still arrives is bounded by one read of the transport); `offer` refuses an event
+ * that would pass the capacity (the read-fallback mode). Full is reported once when the capacity is
+ * reached and drained once when the consumer brings it back to half. A consumer that stops
+ * iterating early (`break`) abandons the queue: its events are discarded and it is never full again.
  */
 export class EventQueue implements AsyncIterable<ClientProcessEvent> {
   private readonly items: ClientProcessEvent[] = [];
   private head = 0;
   private bytes = 0;
+  private full = false;
   private ended = false;
+  private abandoned = false;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
   private iterating = false;
 
   constructor(
     readonly capacityBytes: number,
-    private readonly onDrained: () => void,
+    private readonly pressure: EventQueuePressure,
   ) {}
 
   get bufferedBytes(): number {
     return this.bytes;
   }
 
+  get isFull(): boolean {
+    return this.full;
+  }
+
+  /** Adds an event whatever the capacity; reports full when it reaches it. */
+  push(event: ClientProcessEvent): void {
+    if (this.abandoned) return;
+    this.append(event);
+    if (this.bytes >= this.capacityBytes) this.setFull();
+  }
+
   /** Adds an event unless that would pass the capacity (one event is always accepted when empty). */
   offer(event: ClientProcessEvent): boolean {
-    const cost = costOf(event);
-    if (this.bytes > 0 && this.bytes + cost > this.capacityBytes) return false;
-    this.items.push(event);
-    this.bytes += cost;
-    this.wake?.();
+    if (this.abandoned) return true;
+    if (this.bytes > 0 && this.bytes + costOf(event) > this.capacityBytes) {
+      this.setFull();
+      return false;
+    }
+    this.append(event);
     return true;
   }
 
@@ -47,26 +70,57 @@ export class EventQueue implements AsyncIterable<ClientProcessEvent> {
   async *[Symbol.asyncIterator](): AsyncIterator<ClientProcessEvent> {
     if (this.iterating) throw new Error('process events can be iterated only once');
     this.iterating = true;
-    for (;;) {
-      if (this.head < this.items.length) {
-        const event = this.items[this.head]!;
-        this.items[this.head] = undefined as unknown as ClientProcessEvent;
-        this.head++;
-        if (this.head > 1024 && this.head * 2 > this.items.length) {
-          this.items.splice(0, this.head);
-          this.head = 0;
+    let finished = false;
+    try {
+      for (;;) {
+        if (this.head < this.items.length) {
+          const event = this.items[this.head]!;
+          this.items[this.head] = undefined as unknown as ClientProcessEvent;
+          this.head++;
+          if (this.head > 1024 && this.head * 2 > this.items.length) {
+            this.items.splice(0, this.head);
+            this.head = 0;
+          }
+          this.bytes -= costOf(event);
+          if (this.full && this.bytes * 2 <= this.capacityBytes) this.setDrained();
+          yield event;
+          continue;
         }
-        this.bytes -= costOf(event);
-        if (this.bytes * 2 <= this.capacityBytes) this.onDrained();
-        yield event;
-        continue;
+        if (this.ended) {
+          finished = true;
+          if (this.failure) throw this.failure;
+          return;
+        }
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = undefined;
       }
-      if (this.ended) {
-        if (this.failure) throw this.failure;
-        return;
-      }
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
+    } finally {
+      if (!finished) this.abandon();
     }
+  }
+
+  private append(event: ClientProcessEvent): void {
+    this.items.push(event);
+    this.bytes += costOf(event);
+    this.wake?.();
+  }
+
+  private abandon(): void {
+    this.abandoned = true;
+    this.items.length = 0;
+    this.head = 0;
+    this.bytes = 0;
+    if (this.full) this.setDrained();
+  }
+
+  private setFull(): void {
+    if (this.full) return;
+    this.full = true;
+    this.pressure.onFull();
+  }
+
+  private setDrained(): void {
+    this.full = false;
+    this.pressure.onDrained();
   }
 }

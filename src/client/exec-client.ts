@@ -24,7 +24,7 @@ import { ErrorCode } from '../protocol/error-codes.js';
 import type { MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import { openRelayChannel, type RelayTarget } from './relay-channel.js';
-import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent } from './process-tracker.js';
+import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';
 import { FsClient } from './fs-client.js';
 import { ExecutorHttp, type ExecutorFetch } from './executor-fetch.js';
 import { HttpNotification } from '../protocol/http.js';
@@ -55,9 +55,16 @@ export interface ExecOptions {
   collectOutput?: boolean;
   /** Cap on collected output; past it `outputTruncated` is set (default 64 MiB). */
   maxCollectedBytes?: number;
-  /** Deliver events through `handle.events` with this buffer bound in bytes (default: off). */
+  /** Deliver events through `handle.events` (default: off). */
   streamEvents?: boolean;
+  /** Bound in bytes on events received but not yet taken from `handle.events` (default 4 MiB). */
   eventBufferBytes?: number;
+  /**
+   * What a full event buffer does (default `'pause'`: the client stops reading the connection, so
+   * the remote process blocks in `write` until the consumer catches up; nothing is lost). See
+   * {@link SlowConsumerPolicy}.
+   */
+  slowConsumer?: SlowConsumerPolicy;
 }
 
 export const DEFAULT_EVENT_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -104,6 +111,8 @@ export class ExecClient {
   private readonly trackers = new Map<string, ProcessTracker>();
   private sessionIdValue = '';
   private reads = 0;
+  /** Event buffers that are full: the transport is paused while there is any. */
+  private fullEventBuffers = 0;
   private fsClient: FsClient | undefined;
   private httpClient: ExecutorHttp | undefined;
 
@@ -177,6 +186,8 @@ export class ExecClient {
       collectOutput: options.collectOutput ?? true,
       maxCollectedBytes: options.maxCollectedBytes ?? DEFAULT_MAX_COLLECTED_BYTES,
       eventBufferBytes: options.streamEvents ? (options.eventBufferBytes ?? DEFAULT_EVENT_BUFFER_BYTES) : null,
+      slowConsumer: options.slowConsumer ?? 'pause',
+      onBackpressure: (full) => this.eventBufferPressure(full),
     });
     // Registered before the request: events may arrive before the start response.
     this.trackers.set(processId, tracker);
@@ -253,6 +264,13 @@ export class ExecClient {
 
   close(): void {
     this.rpc.close();
+  }
+
+  /** Pauses reading the connection while any process's event buffer is full (see SlowConsumerPolicy). */
+  private eventBufferPressure(full: boolean): void {
+    this.fullEventBuffers += full ? 1 : -1;
+    if (full && this.fullEventBuffers === 1) this.rpc.transport.pauseReceiving();
+    else if (!full && this.fullEventBuffers === 0) this.rpc.transport.resumeReceiving();
   }
 
   private handleNotification(notification: NotificationMessage): void {

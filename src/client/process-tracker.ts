@@ -22,7 +22,24 @@ export interface ProcessTrackerOptions {
   maxCollectedBytes: number;
   /** When set, events are also delivered through a bounded `events` iterable of this capacity. */
   eventBufferBytes: number | null;
+  /** What a full `events` buffer does; see {@link SlowConsumerPolicy}. */
+  slowConsumer: SlowConsumerPolicy;
+  /** With `slowConsumer: 'pause'`: the buffer filled (true) or drained to half (false). */
+  onBackpressure: (full: boolean) => void;
 }
+
+/**
+ * What happens when the consumer of `events` lags its bounded buffer:
+ * - `'pause'`: the client stops reading its connection until the consumer drains the buffer to
+ *   half, so the agent's socket (or the relay stream's window) fills and the agent pauses the
+ *   child's output: the remote process blocks in `write`, as under ssh. Nothing is read again or
+ *   lost. Every message on the connection waits meanwhile, responses included: a consumer must not
+ *   wait inside its loop for a request on the same client while its buffer may be full.
+ * - `'read'`: the client keeps reading and drops pushed events past the buffer, then catches up
+ *   with `process/read` (the codex behaviour for a lagging broadcast receiver); output the agent no
+ *   longer retains by then fails the process with an OutputLostError.
+ */
+export type SlowConsumerPolicy = 'pause' | 'read';
 
 /** Byte budget asked of each catch-up `process/read`. */
 export const READ_BUDGET_BYTES = 1024 * 1024;
@@ -35,8 +52,9 @@ export const MAX_PENDING_EVENTS = 1024;
 /**
  * Puts one process's pushed events in seq order and completes it from them alone when they arrive
  * complete and in order (zero `process/read` calls). It reads `process/read(afterSeq=last)` on a
- * seq gap, when the consumer of `events` lags its bounded buffer, and once after an `exited` event
- * without `sandboxDenied` (a legacy server). Output the server no longer retains is a failure.
+ * seq gap, when the consumer of `events` lags its bounded buffer under the `'read'` policy, and
+ * once after an `exited` event without `sandboxDenied` (a legacy server). Output the server no
+ * longer retains is a failure.
  */
 export class ProcessTracker {
   readonly completion: Promise<ProcessCompletion>;
@@ -63,7 +81,18 @@ export class ProcessTracker {
     });
     // A caller that only iterates events must not see an unhandled rejection.
     this.completion.catch(() => undefined);
-    this.events = options.eventBufferBytes === null ? null : new EventQueue(options.eventBufferBytes, () => this.consumerDrained());
+    this.events =
+      options.eventBufferBytes === null
+        ? null
+        : new EventQueue(options.eventBufferBytes, {
+            onFull: () => {
+              if (options.slowConsumer === 'pause') options.onBackpressure(true);
+            },
+            onDrained: () => {
+              if (options.slowConsumer === 'pause') options.onBackpressure(false);
+              else this.consumerDrained();
+            },
+          });
   }
 
   get done(): boolean {
@@ -99,7 +128,7 @@ export class ProcessTracker {
   /** Applies one in-order event; returns false (and starts lagging) when the consumer is full. */
   private apply(event: PushedProcessEvent | ClientProcessEvent): boolean {
     const clientEvent = toClientEvent(event);
-    if (this.events && !this.events.offer(clientEvent)) {
+    if (this.events && !this.enqueue(clientEvent)) {
       this.lagging = true;
       this.pending.clear();
       return false;
@@ -120,6 +149,13 @@ export class ProcessTracker {
         break;
     }
     this.maybeComplete();
+    return true;
+  }
+
+  /** Hands an event to the consumer's buffer; false when the `'read'` policy refuses it (lagging). */
+  private enqueue(event: ClientProcessEvent): boolean {
+    if (this.options.slowConsumer === 'read') return this.events!.offer(event);
+    this.events!.push(event);
     return true;
   }
 
@@ -197,14 +233,14 @@ export class ProcessTracker {
         exitCode: result.exitCode ?? -1,
         sandboxDenied: result.sandboxDenied ?? false,
       };
-      if (this.events && !this.events.offer(exitEvent)) {
+      if (this.events && !this.enqueue(exitEvent)) {
         this.lagging = true;
         return false;
       }
       this.exit = { exitCode: exitEvent.exitCode, sandboxDenied: exitEvent.sandboxDenied };
     }
     if (result.closed && !this.closed) {
-      if (this.events && !this.events.offer({ type: 'closed', seq: 0 })) {
+      if (this.events && !this.enqueue({ type: 'closed', seq: 0 })) {
         this.lagging = true;
         return false;
       }
