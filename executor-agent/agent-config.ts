@@ -38,7 +38,7 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   sessionRetentionMs: DEFAULT_SESSION_RETENTION_MS,
   maxSessions: DEFAULT_MAX_SESSIONS,
   terminateGraceMs: 2000,
-  maxQueuedPushBytes: 8 * 1024 * 1024,
+  maxQueuedPushBytes: 2 * 1024 * 1024,
   omitSandboxDenied: false,
   roots: [],
   httpAllow: [],
