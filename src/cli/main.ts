@@ -1,13 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { registerAgentCommand } from './agent-command.js';
-import { registerExecCommand } from './exec-command.js';
-import { registerFsCommands } from './fs-commands.js';
-import { registerKeygenCommand } from './keygen-command.js';
-import { registerRelayCommand } from './relay-command.js';
-import { registerQuickstartCommand } from './quickstart-command.js';
-import { registerMcpCommands } from './mcp-commands.js';
 import { startTracing, type Tracing } from '../telemetry/tracing.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -19,13 +12,36 @@ const program = new Command()
   .showHelpAfterError()
   .enablePositionalOptions();
 
-registerAgentCommand(program);
-registerExecCommand(program);
-registerFsCommands(program);
-registerKeygenCommand(program);
-registerRelayCommand(program);
-registerQuickstartCommand(program);
-registerMcpCommands(program);
+type Registrar = (program: Command) => void;
+
+/**
+ * Each subcommand's module, loaded only when needed: a run of one command loads that command's
+ * module alone (a client does not load the relay, the agent or the MCP SDK), `--version` loads
+ * none, and the full help (or an unknown command) loads them all to list them.
+ */
+const COMMAND_MODULES: Record<string, () => Promise<Registrar>> = {
+  agent: async () => (await import('./agent-command.js')).registerAgentCommand,
+  exec: async () => (await import('./exec-command.js')).registerExecCommand,
+  walk: async () => (await import('./fs-commands.js')).registerFsCommands,
+  cat: async () => (await import('./fs-commands.js')).registerFsCommands,
+  put: async () => (await import('./fs-commands.js')).registerFsCommands,
+  keygen: async () => (await import('./keygen-command.js')).registerKeygenCommand,
+  relay: async () => (await import('./relay-command.js')).registerRelayCommand,
+  quickstart: async () => (await import('./quickstart-command.js')).registerQuickstartCommand,
+  mcp: async () => (await import('./mcp-commands.js')).registerMcpCommands,
+};
+
+/** The registrars the arguments need: the named command's, none for `--version`, else every one. */
+async function registrarsFor(args: readonly string[]): Promise<Registrar[]> {
+  const first = args.find((arg) => !arg.startsWith('-'));
+  const named = first === undefined ? undefined : COMMAND_MODULES[first];
+  if (named) return [await named()];
+  if (first === undefined && args.some((arg) => arg === '--version' || arg === '-V')) return [];
+  const all = await Promise.all(Object.values(COMMAND_MODULES).map((load) => load()));
+  return [...new Set(all)];
+}
+
+for (const register of await registrarsFor(process.argv.slice(2))) register(program);
 
 // Client commands trace as execrelay-client (when OTEL_EXPORTER_OTLP_* is set); the long-running
 // agent and relay set up their own tracing and flush it on their own shutdown.
