@@ -17,6 +17,11 @@ interface ExecCommandOptions extends ConnectionOptions {
 
 /** Exit status when execrelay itself fails (cannot connect, protocol error), as ssh uses 255. */
 export const EXIT_EXECRELAY_FAILURE = 255;
+/** Exit status when the reader of our stdout or stderr went away (`| head`): 128 + SIGPIPE, as a local pipeline. */
+const EXIT_OUTPUT_CLOSED = 128 + 13;
+
+/** The local reader of the command's output closed its end of the pipe. */
+class LocalOutputClosedError extends Error {}
 
 export function registerExecCommand(program: Command): void {
   const command = program
@@ -28,7 +33,7 @@ export function registerExecCommand(program: Command): void {
     .option('-e, --set-env <KEY=VALUE>', 'set a variable in the command environment (repeatable)', keyValue, {})
     .addOption(new Option('--clean-env', 'start from an empty environment instead of the agent\'s own').env('EXECRELAY_CLEAN_ENV').default(false))
     .argument('<command...>', 'command and arguments (put them after --)')
-    .addHelpText('after', '\nExample:\n  execrelay exec --relay ws://relay.example:7700 --env laptop --agent-key 12D3KooW... --token-file token -- uname -a\n  execrelay exec --url ws://127.0.0.1:7777 -- sh -c "uname -a"\n\nExit status: the remote exit code (128+N when killed by signal N), or 255 when execrelay itself fails.')
+    .addHelpText('after', '\nExample:\n  execrelay exec --relay ws://relay.example:7700 --env laptop --agent-key 12D3KooW... --token-file token -- uname -a\n  execrelay exec --url ws://127.0.0.1:7777 -- sh -c "uname -a"\n\nOutput into a slow pipe makes the remote command wait; nothing is lost.\n\nExit status: the remote exit code (128+N when killed by signal N), 141 when the local reader of the output closed it (| head), or 255 when execrelay itself fails.')
     .action(async (argv: string[], options: ExecCommandOptions) => {
       process.exitCode = await runExec(argv, options);
     });
@@ -50,6 +55,9 @@ async function runExec(argv: string[], options: ExecCommandOptions): Promise<num
     process.stderr.write(`execrelay exec: ${(error as Error).message}\n`);
     return EXIT_EXECRELAY_FAILURE;
   }
+  // A write error (EPIPE once the reader left) is seen by writeEvent through `errored`, not thrown here.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   const forwardStdin = options.stdin || (options.tty && process.stdin.isTTY === true);
   try {
     const handle = await client.exec(argv, {
@@ -68,6 +76,11 @@ async function runExec(argv: string[], options: ExecCommandOptions): Promise<num
       for await (const event of handle.events) await writeEvent(event);
       const completion = await handle.completion;
       return completion.exitCode >= 0 && completion.exitCode <= 255 ? completion.exitCode : EXIT_EXECRELAY_FAILURE;
+    } catch (error) {
+      if (!(error instanceof LocalOutputClosedError)) throw error;
+      // Like a local pipeline: the writer ends quietly (the remote command is stopped) with 128+SIGPIPE.
+      await handle.terminate().catch(() => undefined);
+      return EXIT_OUTPUT_CLOSED;
     } finally {
       process.off('SIGINT', onSigint);
       restoreTerminal();
@@ -81,10 +94,22 @@ async function runExec(argv: string[], options: ExecCommandOptions): Promise<num
   }
 }
 
+/**
+ * Writes one output chunk to stdout or stderr and waits for `drain` when the stream's buffer is
+ * full: while this waits the event buffer fills and the client stops reading, so a slow reader
+ * slows the remote command down instead of output being lost.
+ */
 async function writeEvent(event: ClientProcessEvent): Promise<void> {
   if (event.type !== 'output') return;
   const target = event.stream === 'stderr' ? process.stderr : process.stdout;
-  if (!target.write(event.chunk)) await once(target, 'drain');
+  if (target.errored) throw new LocalOutputClosedError(`${event.stream} closed`);
+  try {
+    if (target.write(event.chunk)) return;
+    await Promise.race([once(target, 'drain'), once(target, 'error').then(([error]) => Promise.reject(error as Error))]);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EPIPE' || target.errored) throw new LocalOutputClosedError(`${event.stream} closed`);
+    throw error;
+  }
 }
 
 /** Forwards local stdin to the process; returns a function that restores the terminal. */
