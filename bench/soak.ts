@@ -114,11 +114,11 @@ function command(offset: number, options: SoakOptions): { argv: string[]; expect
 function findCli(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
-    const candidate = path.join(dir, 'dist', 'src', 'cli', 'main.js');
+    const candidate = path.join(dir, 'dist', 'cli', 'main.js');
     if (existsSync(path.join(dir, 'package.json')) && existsSync(candidate)) return candidate;
     dir = path.dirname(dir);
   }
-  throw new Error('dist/src/cli/main.js not found: run "npm run build" first');
+  throw new Error('dist/cli/main.js not found: run "npm run build" first');
 }
 
 async function rssKiB(pid: number): Promise<number> {

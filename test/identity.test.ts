@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { registerKeygenCommand, runKeygen } from '../src/cli/keygen-command.js';
+import { registerKeygenCommand, runKeygen } from '../cli/keygen-command.js';
 import {
   createIdentityFile,
   decodeIdentityFile,

@@ -19,7 +19,7 @@ import {
   startMcpAuthorization,
   UnauthorizedError,
 } from '../src/client/mcp-through-executor.js';
-import { registerMcpCommands, type McpCommandIo } from '../src/cli/mcp-commands.js';
+import { registerMcpCommands, type McpCommandIo } from '../cli/mcp-commands.js';
 import { relayTarget, startRelay, TEST_TOKEN, type RelayFixture } from './support/relay-harness.js';
 import { forbidDirectFetch, startRelayedHttpAgent, type RelayedHttpAgent } from './support/mcp-executor-harness.js';
 import { startOAuthMcpServers, type OAuthMcpServers } from './support/oauth-mcp-servers.js';

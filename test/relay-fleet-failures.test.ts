@@ -142,7 +142,7 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     const tokens = path.join(mkdtempSync(path.join(os.tmpdir(), 'execrelay-fleet-wait-')), 'tokens');
     writeFileSync(tokens, `${TEST_TOKEN}\n`, { mode: 0o600 });
     const relayPort = await freePort();
-    const child = spawn(process.execPath, [path.resolve('dist/src/cli/main.js'), 'relay', '--listen', `127.0.0.1:${relayPort}`, '--token-file', tokens, '--nats', `nats://127.0.0.1:${port}`], {
+    const child = spawn(process.execPath, [path.resolve('dist/cli/main.js'), 'relay', '--listen', `127.0.0.1:${relayPort}`, '--token-file', tokens, '--nats', `nats://127.0.0.1:${port}`], {
       env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,12 +1,12 @@
 import { Command, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { BearerTokenVerifier, parseTokens, readTokenFile } from '../auth/bearer-tokens.js';
-import { createLogger } from '../logging/logger.js';
-import { RelayServer } from '../../relay/relay-server.js';
-import { DEFAULT_RELAY_LIMITS } from '../../relay/relay-config.js';
-import { DEFAULT_REGISTRY_TTL_MS } from '../../relay/nats-fleet.js';
+import { BearerTokenVerifier, parseTokens, readTokenFile } from '../src/auth/bearer-tokens.js';
+import { createLogger } from '../src/logging/logger.js';
+import { RelayServer } from '../relay/relay-server.js';
+import { DEFAULT_RELAY_LIMITS } from '../relay/relay-config.js';
+import { DEFAULT_REGISTRY_TTL_MS } from '../relay/nats-fleet.js';
 import { positiveInteger } from './option-parsers.js';
-import { createRelayMetrics, startTracing } from '../telemetry/index.js';
+import { createRelayMetrics, startTracing } from '../src/telemetry/index.js';
 
 interface RelayCommandOptions {
   listen: string;

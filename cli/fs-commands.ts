@@ -3,11 +3,11 @@ import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { addConnectionOptions, resolveConnectionTarget, type ConnectionOptions } from './connection-options.js';
-import type { RelayTarget } from '../client/relay-channel.js';
-import { ExecClient } from '../client/exec-client.js';
-import { DEFAULT_WALK_OPTIONS, type FsClient } from '../client/fs-client.js';
-import { RpcError } from '../protocol/error-codes.js';
-import { FS_LIMITS } from '../protocol/fs.js';
+import type { RelayTarget } from '../src/client/relay-channel.js';
+import { ExecClient } from '../src/client/exec-client.js';
+import { DEFAULT_WALK_OPTIONS, type FsClient } from '../src/client/fs-client.js';
+import { RpcError } from '../src/protocol/error-codes.js';
+import { FS_LIMITS } from '../src/protocol/fs.js';
 
 /** Exit status when execrelay itself fails (cannot connect), as `exec` uses. */
 const EXIT_CONNECT_FAILURE = 255;

@@ -1,10 +1,10 @@
 import { Command, Option } from 'commander';
 import { once } from 'node:events';
-import { ExecClient } from '../client/exec-client.js';
-import type { ClientProcessEvent } from '../client/process-events.js';
-import { RpcError } from '../protocol/error-codes.js';
+import { ExecClient } from '../src/client/exec-client.js';
+import type { ClientProcessEvent } from '../src/client/process-events.js';
+import { RpcError } from '../src/protocol/error-codes.js';
 import { keyValue } from './option-parsers.js';
-import type { RelayTarget } from '../client/relay-channel.js';
+import type { RelayTarget } from '../src/client/relay-channel.js';
 import { addConnectionOptions, resolveConnectionTarget, type ConnectionOptions } from './connection-options.js';
 
 interface ExecCommandOptions extends ConnectionOptions {

@@ -3,12 +3,12 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { BearerTokenVerifier } from '../auth/bearer-tokens.js';
-import { createIdentityFile } from '../noise/identity.js';
-import { createLogger } from '../logging/logger.js';
-import { RelayServer } from '../../relay/relay-server.js';
-import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
-import { RelayRegistration } from '../../executor-agent/relay-registration.js';
+import { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
+import { createIdentityFile } from '../src/noise/identity.js';
+import { createLogger } from '../src/logging/logger.js';
+import { RelayServer } from '../relay/relay-server.js';
+import { ExecutorAgent } from '../executor-agent/executor-agent.js';
+import { RelayRegistration } from '../executor-agent/relay-registration.js';
 import { parseHostPort } from './relay-command.js';
 
 /**
@@ -34,7 +34,7 @@ export function registerQuickstartCommand(program: Command): void {
       const agent = new ExecutorAgent({}, logger);
       const registration = new RelayRegistration(agent, { relayUrl, environmentId: options.environmentId, token, identity, logger });
       await registration.start();
-      const cli = path.relative(process.cwd(), process.argv[1] ?? 'dist/src/cli/main.js') || 'dist/src/cli/main.js';
+      const cli = path.relative(process.cwd(), process.argv[1] ?? 'dist/cli/main.js') || 'dist/cli/main.js';
       process.stdout.write(
         `node ${cli} exec --relay ${relayUrl} --env ${options.environmentId} --agent-key ${identity.publicIdentity} --token-file ${tokenFile} -- uname -a\n`,
       );

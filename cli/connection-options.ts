@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
-import { ExecClient, type ExecClientOptions } from '../client/exec-client.js';
-import type { RelayTarget } from '../client/relay-channel.js';
-import { resolveToken } from '../auth/bearer-tokens.js';
-import { loadIdentityFile, loadKnownEnvironments, parsePublicIdentity } from '../noise/identity.js';
+import { ExecClient, type ExecClientOptions } from '../src/client/exec-client.js';
+import type { RelayTarget } from '../src/client/relay-channel.js';
+import { resolveToken } from '../src/auth/bearer-tokens.js';
+import { loadIdentityFile, loadKnownEnvironments, parsePublicIdentity } from '../src/noise/identity.js';
 
 /** How a client command reaches the agent: directly (`--url`) or through a relay (`--relay --env`). */
 export interface ConnectionOptions {

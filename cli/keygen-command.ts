@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { createIdentityFile, loadIdentityFile } from '../noise/identity.js';
+import { createIdentityFile, loadIdentityFile } from '../src/noise/identity.js';
 
 /** What `execrelay keygen` was asked to do. */
 export interface KeygenRequest {

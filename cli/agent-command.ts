@@ -1,16 +1,16 @@
 import { Command, Option } from 'commander';
-import { createLogger } from '../logging/logger.js';
-import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
-import { DEFAULT_AGENT_CONFIG } from '../../executor-agent/agent-config.js';
+import { createLogger } from '../src/logging/logger.js';
+import { ExecutorAgent } from '../executor-agent/executor-agent.js';
+import { DEFAULT_AGENT_CONFIG } from '../executor-agent/agent-config.js';
 import { positiveInteger } from './option-parsers.js';
-import { resolveToken } from '../auth/bearer-tokens.js';
-import { loadAuthorizedClients, loadIdentityFile } from '../noise/identity.js';
-import { validateEnvironmentId } from '../relay-control/relay-endpoints.js';
-import { RelayRegistration } from '../../executor-agent/relay-registration.js';
-import type { Logger } from '../logging/logger.js';
-import { parseRootSpec, type RootSpec } from '../../executor-agent/root-confinement.js';
-import { parseHttpAllow } from '../../executor-agent/http-destination-policy.js';
-import { createAgentTelemetry, metricsListenOption, startTracing, type AgentTelemetry } from '../telemetry/index.js';
+import { resolveToken } from '../src/auth/bearer-tokens.js';
+import { loadAuthorizedClients, loadIdentityFile } from '../src/noise/identity.js';
+import { validateEnvironmentId } from '../src/relay-control/relay-endpoints.js';
+import { RelayRegistration } from '../executor-agent/relay-registration.js';
+import type { Logger } from '../src/logging/logger.js';
+import { parseRootSpec, type RootSpec } from '../executor-agent/root-confinement.js';
+import { parseHttpAllow } from '../executor-agent/http-destination-policy.js';
+import { createAgentTelemetry, metricsListenOption, startTracing, type AgentTelemetry } from '../src/telemetry/index.js';
 
 interface AgentCommandOptions {
   listen: string;

@@ -3,16 +3,16 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { ExecClient } from '../client/exec-client.js';
-import { FileOAuthProvider } from '../client/file-oauth-provider.js';
+import { ExecClient } from '../src/client/exec-client.js';
+import { FileOAuthProvider } from '../src/client/file-oauth-provider.js';
 import {
   connectMcpThroughExecutor,
   finishMcpAuthorization,
   parseAuthorizationRedirect,
   startMcpAuthorization,
   UnauthorizedError,
-} from '../client/mcp-through-executor.js';
-import { RpcError } from '../protocol/error-codes.js';
+} from '../src/client/mcp-through-executor.js';
+import { RpcError } from '../src/protocol/error-codes.js';
 import { addConnectionOptions, ConnectionUsageError, resolveConnectionTarget, type ConnectionOptions } from './connection-options.js';
 
 /** Where the commands read and write; the defaults are the process's (tests pass their own). */
