@@ -2,7 +2,7 @@
  * The processes of a relay fleet for bench/fleet.bench.ts: a real `nats-server` started with the
  * checked-in `deploy/fleet/nats-server.conf`, relays of the built CLI joined with `--nats`, agents
  * registered with them, and a reader for the relays' `/metrics`. (test/support/fleet-harness.ts
- * does the same for the tests; test code is not compiled into dist/, so the bench has its own.)
+ * does much the same for the tests; the two are still separate.)
  *
  * Every process started here is remembered until it is stopped: `stopAll()` stops what is left,
  * and an `exit` hook SIGKILLs anything still running if the bench process ends without it.
@@ -10,17 +10,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCli, stopChild } from './cli-process.js';
-import { parseExposition, sumOf, type Sample } from './prometheus-exposition.js';
+import { freePort, waitForPort } from '../test/support/loopback-port.js';
+import { parseExposition, type Sample } from '../test/support/prometheus-exposition.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const NATS_CONFIG = path.join(REPO, 'deploy', 'fleet', 'nats-server.conf');
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Children not stopped yet (SIGKILLed on exit if the bench ends without stopping them). */
 const live = new Set<ChildProcess>();
@@ -40,37 +39,6 @@ function track(child: ChildProcess): void {
 /** Stops every process this module started that is still running (whatever else failed). */
 export async function stopAllStarted(): Promise<void> {
   await Promise.all([...live].map(stopChild));
-}
-
-/** A free loopback TCP port (closed again before it is returned). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves once something accepts TCP connections on loopback `port`; rejects when `child` exits first or after `timeoutMs`. */
-export async function waitForPort(port: number, timeoutMs: number, what: () => string, child?: ChildProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child && (child.exitCode !== null || child.signalCode !== null)) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before listening on ${port}: ${what()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${timeoutMs} ms: ${what()}`);
-    await sleep(50);
-  }
 }
 
 /** True when `nats-server` can be run here. */

@@ -45,7 +45,7 @@ import {
   type BenchRelay,
   type NatsProcess,
 } from './fleet-processes.js';
-import { sumOf, type Sample } from './prometheus-exposition.js';
+import { sumOf, type Sample } from '../test/support/prometheus-exposition.js';
 
 const LATENCY_RUNS = benchNumber('BENCH_FLEET_LATENCY_RUNS', 600, 60);
 const LATENCY_BLOCKS = QUICK ? 2 : 6;

@@ -19,7 +19,7 @@ import { ExecClient } from '../src/client/exec-client.js';
 import { benchNumber, timeInterleaved, unavailable, withTimeout, type BenchFigure } from './bench-result.js';
 import { startCodexServer } from './codex-server.js';
 import { startExecrelay } from './fixtures.js';
-import { buildTree, countFiles, treeModel } from './fs-tree.js';
+import { buildTree, countFiles, treeModel } from '../test/support/fs-tree.js';
 
 const RUNS = benchNumber('BENCH_WALK_RUNS', 9, 3);
 const BLOCKS = 3;

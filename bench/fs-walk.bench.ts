@@ -20,7 +20,7 @@ import { RootConfinement } from '../executor-agent/root-confinement.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import { createLogger } from '../src/logging/logger.js';
 import { FS_LIMITS } from '../src/protocol/fs.js';
-import { buildTree, countFiles, treeModel } from './fs-tree.js';
+import { buildTree, countFiles, treeModel } from '../test/support/fs-tree.js';
 
 /** One reported figure. */
 export interface BenchResult {

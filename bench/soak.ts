@@ -216,7 +216,7 @@ async function spawnAgentsHost(
   count: number,
   onRegistrations: (count: number) => void,
 ): Promise<{ agents: Array<{ environmentId: string; identity: Pick<Identity, 'publicIdentity'> }>; stop(): Promise<void> }> {
-  const script = path.join(path.dirname(path.dirname(findCli())), '..', 'bench', 'soak.js');
+  const script = path.join(path.dirname(path.dirname(findCli())), 'bench', 'soak.js');
   const child = spawn(process.execPath, [script, '--agents-host', relayUrl, String(count)], {
     env: { ...process.env, EXECRELAY_LOG_LEVEL: 'silent' },
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -61,19 +61,20 @@ interface AgentReady {
 }
 
 async function agentChild(variant: Variant, otlpUrl: string | undefined): Promise<void> {
-  const [{ ExecutorAgent }, { createLogger }, telemetryModule] = await Promise.all([
+  const [{ ExecutorAgent }, { createLogger }, tracingModule, agentTelemetryModule] = await Promise.all([
     import('../executor-agent/executor-agent.js'),
     import('../src/logging/logger.js'),
-    import('../src/telemetry/index.js'),
+    import('../src/telemetry/tracing.js'),
+    import('../executor-agent/telemetry/agent-telemetry.js'),
   ]);
   const logger = createLogger('telemetry-cost-agent', 'warn');
   const tracing =
     variant === 'full'
-      ? await telemetryModule.startTracing({ serviceName: 'execrelay-agent', env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl } })
+      ? await tracingModule.startTracing({ serviceName: 'execrelay-agent', env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl } })
       : undefined;
   if (variant === 'full' && !tracing?.enabled) throw new Error('agent tracing did not start');
   const telemetry =
-    variant === 'off' ? undefined : telemetryModule.createAgentTelemetry(tracing?.enabled ? { tracer: tracing.tracer } : {});
+    variant === 'off' ? undefined : agentTelemetryModule.createAgentTelemetry(tracing?.enabled ? { tracer: tracing.tracer } : {});
   const agent = new ExecutorAgent({}, logger, [], telemetry);
   const listener = await agent.listenWebSocket('ws://127.0.0.1:0');
   const metricsServer = telemetry ? await telemetry.startMetricsServer('127.0.0.1:0') : undefined;

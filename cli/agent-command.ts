@@ -10,7 +10,9 @@ import { RelayRegistration } from '../executor-agent/relay-registration.js';
 import type { Logger } from '../src/logging/logger.js';
 import { parseRootSpec, type RootSpec } from '../executor-agent/root-confinement.js';
 import { parseHttpAllow } from '../executor-agent/http-destination-policy.js';
-import { createAgentTelemetry, metricsListenOption, startTracing, type AgentTelemetry } from '../src/telemetry/index.js';
+import { startTracing } from '../src/telemetry/tracing.js';
+import { createAgentTelemetry, type AgentTelemetry } from '../executor-agent/telemetry/agent-telemetry.js';
+import { metricsListenOption } from './metrics-listen-option.js';
 
 interface AgentCommandOptions {
   listen: string;

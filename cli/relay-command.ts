@@ -6,7 +6,8 @@ import { RelayServer } from '../relay/relay-server.js';
 import { DEFAULT_RELAY_LIMITS } from '../relay/relay-config.js';
 import { DEFAULT_REGISTRY_TTL_MS } from '../relay/nats-fleet.js';
 import { positiveInteger } from './option-parsers.js';
-import { createRelayMetrics, startTracing } from '../src/telemetry/index.js';
+import { startTracing } from '../src/telemetry/tracing.js';
+import { createRelayMetrics } from '../relay/telemetry/relay-metrics.js';
 
 interface RelayCommandOptions {
   listen: string;

@@ -5,7 +5,7 @@ import { ClientNotification, Method, ServerNotification } from '../src/protocol/
 import { InitializeParams } from '../src/protocol/session.js';
 import { parseOrThrow } from '../src/protocol/validation.js';
 import type { Logger } from '../src/logging/logger.js';
-import type { ExecServerTelemetry, ProcessTelemetry, RequestObservation } from '../src/telemetry/agent-telemetry.js';
+import type { ExecServerTelemetry, ProcessTelemetry, RequestObservation } from './agent-events.js';
 import type { AgentConfig } from './agent-config.js';
 import type { HandlerContext, HandlerTable, MethodHandler } from './handler-table.js';
 import type { ProcessEvent } from './managed-process.js';

@@ -13,7 +13,7 @@ import type { HandlerTable } from './handler-table.js';
 import { processHandlers } from './process-handlers.js';
 import { confinementFor } from './root-confinement.js';
 import { SessionRegistry } from './session-registry.js';
-import type { ExecServerTelemetry } from '../src/telemetry/agent-telemetry.js';
+import type { ExecServerTelemetry } from './agent-events.js';
 
 /** Slack above the JSON-RPC cap at the WebSocket layer, so a slightly oversized message still gets a -32600 answer. */
 const WEBSOCKET_PAYLOAD_SLACK_BYTES = 1024 * 1024;

@@ -1,6 +1,6 @@
 import type { AgentConfig } from './agent-config.js';
 import type { Session } from './session.js';
-import type { ProcessTelemetry } from '../src/telemetry/agent-telemetry.js';
+import type { ProcessTelemetry } from './agent-events.js';
 
 /** What a method handler may use: the caller's session and the agent's configuration. */
 export interface HandlerContext {

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTree, treeModel } from '../bench/fs-tree.js';
+import { buildTree, treeModel } from './support/fs-tree.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import { RpcError } from '../src/protocol/error-codes.js';
 import type { FsWalkOptionsInput, FsWalkResult } from '../src/protocol/fs.js';

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTree, compareNames, countFiles, modelWalk, treeModel, type DirNode, type ModelWalkOptions } from '../bench/fs-tree.js';
+import { buildTree, compareNames, countFiles, modelWalk, treeModel, type DirNode, type ModelWalkOptions } from './support/fs-tree.js';
 import { checkWalkLimits, walkFileUri, walkTree } from '../executor-agent/fs-walk.js';
 import { RootConfinement } from '../executor-agent/root-confinement.js';
 import { ExecClient } from '../src/client/exec-client.js';

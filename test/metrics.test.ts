@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecClient } from '../src/client/exec-client.js';
-import { createAgentTelemetry } from '../src/telemetry/agent-telemetry.js';
+import { createAgentTelemetry } from '../executor-agent/telemetry/agent-telemetry.js';
 import { DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, LABEL_VALUES, methodLabel, requestResult } from '../src/telemetry/labels.js';
-import { createRelayMetrics, type RelayGaugeSource } from '../src/telemetry/relay-metrics.js';
+import { createRelayMetrics, type RelayGaugeSource } from '../relay/telemetry/relay-metrics.js';
 import { parseMetricsListen } from '../src/telemetry/metrics-server.js';
 import {
   startInstrumentedAgent,

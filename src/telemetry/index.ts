@@ -1,10 +1,11 @@
-/** Metrics, traces and their wiring. See docs/observability.md. */
+/**
+ * Telemetry primitives shared by the apps: fixed label sets, histogram buckets, the metrics HTTP
+ * server, tracing setup and W3C propagation, the client's request tracing. The agent's and the
+ * relay's metrics are their own (executor-agent/telemetry/, relay/telemetry/). See docs/observability.md.
+ */
 export * from './labels.js';
-export * from './agent-metrics.js';
-export * from './agent-telemetry.js';
-export * from './relay-metrics.js';
+export * from './histogram-buckets.js';
 export * from './metrics-server.js';
 export * from './tracing.js';
 export * from './propagation.js';
 export * from './client-tracing.js';
-export * from './cli-options.js';

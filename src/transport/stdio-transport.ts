@@ -18,7 +18,7 @@ export class StdioTransport implements MessageTransport {
   private readonly gate: ReceiveGate;
 
   constructor(
-    private readonly input: Readable,
+    input: Readable,
     private readonly output: Writable,
     private readonly maxLineBytes: number,
   ) {

@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitForPort } from '../../bench/fleet-processes.js';
+import { freePort, waitForPort } from './loopback-port.js';
 import { parseExposition, sumOf } from './prometheus-workload.js';
 import { eventually, spawnRelay, type RelayProcess } from './resilience-helpers.js';
 

@@ -10,8 +10,8 @@ import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import { ExecutorAgent, type WebSocketListener } from '../../executor-agent/executor-agent.js';
 import type { AgentConfig } from '../../executor-agent/agent-config.js';
 import { RelayRegistration } from '../../executor-agent/relay-registration.js';
-import { createAgentTelemetry, type AgentTelemetry } from '../../src/telemetry/agent-telemetry.js';
-import { createRelayMetrics, type RelayMetrics } from '../../src/telemetry/relay-metrics.js';
+import { createAgentTelemetry, type AgentTelemetry } from '../../executor-agent/telemetry/agent-telemetry.js';
+import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/relay-metrics.js';
 import type { MetricsServer } from '../../src/telemetry/metrics-server.js';
 
 export const TELEMETRY_TEST_TOKEN = 'telemetry-test-token-5f0c2b9d8e7a6';

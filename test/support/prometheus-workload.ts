@@ -70,7 +70,7 @@ export async function runWorkloadRound(client: ExecClient, scratchDir: string): 
   return { markers, processes: 3 };
 }
 
-export { parseExposition, sumOf, type Sample } from '../../bench/prometheus-exposition.js';
+export { parseExposition, sumOf, type Sample } from './prometheus-exposition.js';
 
 export async function scrape(url: string): Promise<string> {
   const response = await fetch(url);

@@ -1,45 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { context as otelContext, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
-import type { ResponseOutcome } from '../jsonrpc/connection.js';
-import type { TraceCarrier } from '../jsonrpc/message.js';
-import type { RelayRegistrationEvent } from '../../executor-agent/relay-registration.js';
+import type { ExecServerTelemetry, ProcessObservation, ProcessTelemetry, RequestObservation } from '../agent-events.js';
+import type { TraceCarrier } from '../../src/jsonrpc/message.js';
+import type { RelayRegistrationEvent } from '../relay-registration.js';
 import { AgentMetrics } from './agent-metrics.js';
-import { methodLabel, requestResult, SpanAttribute, transportLabel, UNKNOWN_METHOD, type ProcessResult } from './labels.js';
-import { startMetricsServer, type MetricsServer, type MetricsServerOptions } from './metrics-server.js';
-import { extractTraceContext } from './propagation.js';
-
-/** One request being served: run the handler inside it, finish it when the response is queued. */
-export interface RequestObservation {
-  /** Runs the handler with the server span (if any) as the active context. */
-  run<T>(fn: () => T): T;
-  /** Counts the request and ends its span; later calls are ignored. */
-  finish(outcome: ResponseOutcome): void;
-}
-
-/** One process's lifecycle: `started()` after a successful spawn, `onFinished` as ManagedProcess's hook. */
-export interface ProcessObservation {
-  started(): void;
-  readonly onFinished: (result: ProcessResult, durationMs: number) => void;
-}
-
-/** What method handlers get (through `HandlerContext.telemetry`). */
-export interface ProcessTelemetry {
-  /** Call before `ManagedProcess.start`; each process counts its completion exactly once. */
-  processStarting(): ProcessObservation;
-}
-
-/** What `ExecConnection` needs. */
-export interface ExecServerTelemetry {
-  /** A connection was accepted on `transportKind`; returns the call for when it closes. */
-  connectionOpened(transportKind: string): () => void;
-  /**
-   * A request reached dispatch. `routed` says whether this connection has a handler for it (an
-   * unrouted one is labelled and named `unknown`); `carrier` is the request's `trace`.
-   */
-  requestStarted(method: string, routed: boolean, carrier: TraceCarrier | undefined): RequestObservation;
-  readonly process: ProcessTelemetry;
-}
+import { methodLabel, requestResult, SpanAttribute, transportLabel, UNKNOWN_METHOD } from '../../src/telemetry/labels.js';
+import { startMetricsServer, type MetricsServer, type MetricsServerOptions } from '../../src/telemetry/metrics-server.js';
+import { extractTraceContext } from '../../src/telemetry/propagation.js';
 
 export interface AgentTelemetryOptions {
   /** Records server spans when given a recording tracer (from `startTracing`). */

@@ -1,11 +1,11 @@
 import { ROOT_CONTEXT, type Tracer } from '@opentelemetry/api';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { FleetState } from '../../relay/nats-fleet.js';
-import type { FrameDirection, RelayEvents } from '../../relay/relay-events.js';
-import type { ResetReasonValue } from '../relay-control/relay-endpoints.js';
-import { PHASE_DURATION_BUCKETS } from './agent-metrics.js';
-import { AUTH_ENDPOINTS, DIRECTIONS, DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, OTHER_REASON, RELAY_REGISTRATION_RESULTS, RESET_REASONS, SpanAttribute, STREAM_END_RESULTS } from './labels.js';
-import { metricsRoute, type HttpRoute } from './metrics-server.js';
+import type { FleetState } from '../nats-fleet.js';
+import type { FrameDirection, RelayEvents } from '../relay-events.js';
+import type { ResetReasonValue } from '../../src/relay-control/relay-endpoints.js';
+import { PHASE_DURATION_BUCKETS } from '../../src/telemetry/histogram-buckets.js';
+import { AUTH_ENDPOINTS, DIRECTIONS, DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, OTHER_REASON, RELAY_REGISTRATION_RESULTS, RESET_REASONS, SpanAttribute, STREAM_END_RESULTS } from '../../src/telemetry/labels.js';
+import { metricsRoute, type HttpRoute } from '../../src/telemetry/metrics-server.js';
 
 /** Metric name prefix of everything the relay exports. */
 export const RELAY_METRIC_PREFIX = 'execrelay_relay_';

@@ -13,14 +13,9 @@ import {
   type RendezvousConnectResult,
   type RequestResult,
   type TransportLabel,
-} from './labels.js';
+} from '../../src/telemetry/labels.js';
 
-/** Buckets (seconds) for request latency: sub-millisecond fs calls up to long-polling reads. */
-export const REQUEST_DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-/** Buckets (seconds) for process lifetimes: one-shot commands to long-running jobs. */
-export const PROCESS_DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
-/** Buckets (seconds) for connect, registration and handshake phases. */
-export const PHASE_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+import { PHASE_DURATION_BUCKETS, PROCESS_DURATION_BUCKETS, REQUEST_DURATION_BUCKETS } from '../../src/telemetry/histogram-buckets.js';
 
 /**
  * The agent's Prometheus metrics, on its own Registry (one per process). Label values come only
