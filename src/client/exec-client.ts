@@ -244,7 +244,7 @@ export class ExecClient {
 
   /** Typed `fs/*` calls on this session (`client.fs.walk(...)`, `client.fs.readFile(...)`, ...). */
   get fs(): FsClient {
-    return (this.fsClient ??= new FsClient(this));
+    return (this.fsClient ??= new FsClient(this.rpc));
   }
 
   /** HTTP through the executor: `client.http.fetchWith({...})` for a fetch with its own bounds. */

@@ -17,7 +17,7 @@ import {
 } from '../protocol/fs.js';
 import { toFileUri } from '../protocol/path-uri.js';
 import { parseOrThrow } from '../protocol/validation.js';
-import type { ExecClient } from './exec-client.js';
+import type { JsonRpcConnection } from '../jsonrpc/connection.js';
 
 /** A path on the agent: a native absolute path (`/srv/x`) or a `file://` URI. */
 export type RemotePath = string;
@@ -46,9 +46,9 @@ export interface ReadBlock {
   eof: boolean;
 }
 
-/** Typed `fs/*` calls on an ExecClient's session. Every method rejects with the agent's RpcError. */
+/** Typed `fs/*` calls on an ExecClient's session (its connection). Every method rejects with the agent's RpcError. */
 export class FsClient {
-  constructor(private readonly client: ExecClient) {}
+  constructor(private readonly client: Pick<JsonRpcConnection, 'request'>) {}
 
   private async call<S extends z.ZodType>(method: string, params: Record<string, unknown>, schema: S): Promise<z.output<S>> {
     const raw = await this.client.request(method, params);
