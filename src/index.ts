@@ -1,0 +1,38 @@
+/**
+ * The execrelay client library (`import { ExecClient } from 'execrelay'`): connect to an agent
+ * directly (`ws://…`) or through a relay, run processes, use files and HTTP through the executor,
+ * recover a session. The exec protocol's types are under `execrelay/protocol`; MCP through the
+ * executor under `execrelay/mcp` (it loads the MCP SDK, so it is not part of this entry).
+ */
+export {
+  ExecClient,
+  ProcessHandle,
+  DEFAULT_EVENT_BUFFER_BYTES,
+  DEFAULT_MAX_COLLECTED_BYTES,
+  type ExecClientOptions,
+  type ExecOptions,
+} from './client/exec-client.js';
+export type { SlowConsumerPolicy } from './client/process-tracker.js';
+export { OutputLostError, type ClientProcessEvent, type ProcessCompletion } from './client/process-events.js';
+export type { RelayTarget, RelayLinkEvent } from './client/relay-channel.js';
+export { FsClient, DEFAULT_WALK_OPTIONS, toRemoteUri, type ReadBlock, type RemotePath } from './client/fs-client.js';
+export { ExecutorHttp, BodyQueueOverflowError, type ExecutorFetch, type ExecutorFetchOptions } from './client/executor-fetch.js';
+export {
+  recoverSession,
+  resumeSession,
+  reconcileProcess,
+  type ProcessCursor,
+  type ReconciledProcess,
+  type ReconcileOptions,
+} from './client/session-recovery.js';
+export {
+  generateIdentity,
+  createIdentityFile,
+  loadIdentityFile,
+  parsePublicIdentity,
+  isPublicIdentity,
+  IdentityError,
+  type Identity,
+  type LoadIdentityOptions,
+} from './noise/identity.js';
+export { RpcError, ErrorCode, type ErrorCodeValue, type RpcErrorObject } from './protocol/error-codes.js';
