@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { startTracing, type Tracing } from '../src/telemetry/tracing.js';
+import type { Tracing } from '../src/telemetry/tracing.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -47,7 +47,9 @@ for (const register of await registrarsFor(process.argv.slice(2))) register(prog
 // agent and relay set up their own tracing and flush it on their own shutdown.
 let clientTracing: Tracing | undefined;
 program.hook('preAction', async (_root, actionCommand) => {
-  if (!['agent', 'relay', 'keygen', 'quickstart'].includes(actionCommand.name())) clientTracing = await startTracing({ serviceName: 'execrelay-client' });
+  if (['agent', 'relay', 'keygen', 'quickstart'].includes(actionCommand.name())) return;
+  const { startTracing } = await import('../src/telemetry/tracing.js');
+  clientTracing = await startTracing({ serviceName: 'execrelay-client' });
 });
 
 try {

@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { ExecClient } from '../src/client/exec-client.js';
 import { FileOAuthProvider } from '../src/client/file-oauth-provider.js';
 import {
   connectMcpThroughExecutor,
@@ -12,8 +11,9 @@ import {
   startMcpAuthorization,
   UnauthorizedError,
 } from '../src/client/mcp-through-executor.js';
-import { RpcError } from '../src/protocol/error-codes.js';
-import { addConnectionOptions, ConnectionUsageError, resolveConnectionTarget, type ConnectionOptions } from './connection-options.js';
+import { addConnectionOptions, type ConnectionOptions } from './connection-options.js';
+import { connectClient, ConnectionUsageError } from './client-connection.js';
+import { describeError, ExitStatus } from './exit-status.js';
 
 /** Where the commands read and write; the defaults are the process's (tests pass their own). */
 export interface McpCommandIo {
@@ -38,9 +38,6 @@ const PROCESS_IO: McpCommandIo = {
  */
 export const DEFAULT_OAUTH_REDIRECT_URI = 'http://127.0.0.1:8914/callback';
 
-/** Exit status when execrelay itself cannot connect (as `execrelay exec`). */
-const EXIT_CONNECT_FAILURE = 255;
-
 interface McpCommandOptions extends ConnectionOptions {
   oauthFile?: string;
   redirectUri: string;
@@ -58,14 +55,6 @@ export function defaultOAuthFile(options: ConnectionOptions, serverUrl: string):
   return path.join(base, 'execrelay', 'mcp-oauth', `${digest}.json`);
 }
 
-function describeError(error: unknown): string {
-  if (error instanceof RpcError) return `${error.message} (code ${error.code})`;
-  if (error instanceof Error) {
-    const cause = error.cause instanceof Error && !error.message.includes(error.cause.message) ? `: ${error.cause.message}` : '';
-    return `${error.message}${cause}`;
-  }
-  return String(error);
-}
 
 function parseServerUrl(value: string): string {
   let url: URL;
@@ -90,23 +79,6 @@ async function readLine(input: NodeJS.ReadableStream): Promise<string | undefine
   }
 }
 
-/** Connects as the flags say; reports and returns the exit code on failure. */
-async function connect(options: ConnectionOptions, io: McpCommandIo, name: string): Promise<ExecClient | number> {
-  let target;
-  try {
-    target = await resolveConnectionTarget(options);
-  } catch (error) {
-    io.stderr.write(`execrelay mcp ${name}: ${describeError(error)}\n`);
-    return 2;
-  }
-  try {
-    return await ExecClient.connect(target, { clientName: 'execrelay-cli' });
-  } catch (error) {
-    io.stderr.write(`execrelay mcp ${name}: ${describeError(error)}\n`);
-    return EXIT_CONNECT_FAILURE;
-  }
-}
-
 function addMcpOptions(command: Command): Command {
   return addConnectionOptions(command)
     .addOption(new Option('--oauth-file <file>', 'where OAuth registration and tokens are kept (mode 0600); default one file per environment and server under ~/.config/execrelay/mcp-oauth').env('EXECRELAY_MCP_OAUTH_FILE'))
@@ -121,9 +93,9 @@ async function runLogin(serverUrlArg: string, options: McpCommandOptions, io: Mc
     serverUrl = parseServerUrl(serverUrlArg);
   } catch (error) {
     io.stderr.write(`execrelay mcp login: ${describeError(error)}\n`);
-    return 2;
+    return ExitStatus.Usage;
   }
-  const client = await connect(options, io, 'login');
+  const client = await connectClient('mcp login', options, io.stderr);
   if (typeof client === 'number') return client;
   const file = options.oauthFile ?? defaultOAuthFile(options, serverUrl);
   try {
@@ -181,9 +153,9 @@ async function runTools(serverUrlArg: string, options: McpCommandOptions, io: Mc
     serverUrl = parseServerUrl(serverUrlArg);
   } catch (error) {
     io.stderr.write(`execrelay mcp tools: ${describeError(error)}\n`);
-    return 2;
+    return ExitStatus.Usage;
   }
-  const client = await connect(options, io, 'tools');
+  const client = await connectClient('mcp tools', options, io.stderr);
   if (typeof client === 'number') return client;
   const file = options.oauthFile ?? defaultOAuthFile(options, serverUrl);
   try {

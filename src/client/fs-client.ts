@@ -18,17 +18,12 @@ import {
 import { toFileUri } from '../protocol/path-uri.js';
 import { parseOrThrow } from '../protocol/validation.js';
 import type { JsonRpcConnection } from '../jsonrpc/connection.js';
+import { DEFAULT_WALK_OPTIONS } from '../protocol/fs-limits.js';
 
 /** A path on the agent: a native absolute path (`/srv/x`) or a `file://` URI. */
 export type RemotePath = string;
 
-/** The walk options the client sends when the caller leaves them out: the agent's hard caps. */
-export const DEFAULT_WALK_OPTIONS = {
-  maxDepth: FS_LIMITS.maxWalkDepth,
-  maxDirectories: FS_LIMITS.maxWalkDirectories,
-  maxEntries: FS_LIMITS.maxWalkEntries,
-  followDirectorySymlinks: false,
-} as const;
+export { DEFAULT_WALK_OPTIONS };
 
 /** Block size `readStream` asks for (the largest `fs/readBlock` allows). */
 export const DEFAULT_READ_BLOCK_BYTES = FS_LIMITS.maxReadBlockBytes;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { callerId, fileUri, nonNegativeInt } from './validation.js';
+import { FS_LIMITS } from './fs-limits.js';
 
 /**
  * The `fs/*` method family: names, params/result schemas and limits. Defined here and nowhere
@@ -20,19 +21,7 @@ export const FsMethod = {
 } as const;
 export type FsMethodName = (typeof FsMethod)[keyof typeof FsMethod];
 
-/** Bounds on fs requests. The walk caps and the block/handle bounds are the codex exec-server's. */
-export const FS_LIMITS = {
-  /** `fs/walk` options above these are refused (-32600). */
-  maxWalkDepth: 64,
-  maxWalkDirectories: 10_000,
-  maxWalkEntries: 50_000,
-  /** A walk stops (truncated) before its JSON-encoded result would pass this many bytes. */
-  maxWalkResponseBytes: 4 * 1024 * 1024,
-  /** `fs/readBlock` `len` must be 1..this (-32600 otherwise). */
-  maxReadBlockBytes: 1024 * 1024,
-  /** Open `fs/open` handles one session may hold at once (-32600 past it). */
-  maxOpenFileHandles: 128,
-} as const;
+export { FS_LIMITS };
 
 /**
  * The codex `sandbox` member each fs request may carry. execrelay accepts it and ignores it: the

@@ -1,0 +1,104 @@
+import { once } from 'node:events';
+import type { ExecClient } from '../src/client/exec-client.js';
+import type { ClientProcessEvent } from '../src/client/process-events.js';
+import { connectClient } from './client-connection.js';
+import type { ConnectionOptions } from './connection-options.js';
+import { describeError, ExitStatus } from './exit-status.js';
+
+/** `execrelay exec`'s parsed flags. */
+export interface ExecCommandOptions extends ConnectionOptions {
+  tty: boolean;
+  stdin: boolean;
+  cwd: string;
+  setEnv: Record<string, string>;
+  cleanEnv: boolean;
+}
+
+/** The local reader of the command's output closed its end of the pipe. */
+class LocalOutputClosedError extends Error {}
+
+/** Runs `execrelay exec`: the remote command's exit status, or one of ExitStatus. */
+export async function runExec(argv: string[], options: ExecCommandOptions): Promise<number> {
+  const client = await connectClient('exec', options);
+  if (typeof client === 'number') return client;
+  // A write error (EPIPE once the reader left) is seen by writeEvent through `errored`, not thrown here.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
+  const forwardStdin = options.stdin || (options.tty && process.stdin.isTTY === true);
+  try {
+    const handle = await client.exec(argv, {
+      cwd: options.cwd,
+      env: options.setEnv,
+      envPolicy: options.cleanEnv ? { inherit: 'none' } : { inherit: 'all', ignoreDefaultExcludes: true },
+      tty: options.tty,
+      pipeStdin: forwardStdin && !options.tty,
+      collectOutput: false,
+      streamEvents: true,
+    });
+    const restoreTerminal = forwardStdin ? pumpStdin(handle.processId, client, options.tty) : () => undefined;
+    const onSigint = () => void handle.signal('interrupt').catch(() => undefined);
+    if (!options.tty) process.on('SIGINT', onSigint);
+    try {
+      for await (const event of handle.events) await writeEvent(event);
+      const completion = await handle.completion;
+      return completion.exitCode >= 0 && completion.exitCode <= 255 ? completion.exitCode : ExitStatus.ExecrelayFailure;
+    } catch (error) {
+      if (!(error instanceof LocalOutputClosedError)) throw error;
+      // Like a local pipeline: the writer ends quietly (the remote command is stopped) with 128+SIGPIPE.
+      await handle.terminate().catch(() => undefined);
+      return ExitStatus.OutputClosed;
+    } finally {
+      process.off('SIGINT', onSigint);
+      restoreTerminal();
+    }
+  } catch (error) {
+    process.stderr.write(`execrelay exec: ${describeError(error)}\n`);
+    return ExitStatus.ExecrelayFailure;
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Writes one output chunk to stdout or stderr and waits for `drain` when the stream's buffer is
+ * full: while this waits the event buffer fills and the client stops reading, so a slow reader
+ * slows the remote command down instead of output being lost.
+ */
+async function writeEvent(event: ClientProcessEvent): Promise<void> {
+  if (event.type !== 'output') return;
+  const target = event.stream === 'stderr' ? process.stderr : process.stdout;
+  if (target.errored) throw new LocalOutputClosedError(`${event.stream} closed`);
+  try {
+    if (target.write(event.chunk)) return;
+    await Promise.race([once(target, 'drain'), once(target, 'error').then(([error]) => Promise.reject(error as Error))]);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EPIPE' || target.errored) throw new LocalOutputClosedError(`${event.stream} closed`);
+    throw error;
+  }
+}
+
+/** Forwards local stdin to the process; returns a function that restores the terminal. */
+function pumpStdin(processId: string, client: ExecClient, tty: boolean): () => void {
+  const stdin = process.stdin;
+  const raw = tty && stdin.isTTY === true;
+  if (raw) stdin.setRawMode(true);
+  let chain = Promise.resolve();
+  const onData = (data: Buffer) => {
+    stdin.pause();
+    chain = chain
+      .then(() => client.writeStdin(processId, data))
+      .then(() => undefined, () => undefined)
+      .finally(() => stdin.resume());
+  };
+  const onEnd = () => {
+    chain = chain.then(() => client.writeStdin(processId, '', { closeStdin: !tty }).then(() => undefined, () => undefined));
+  };
+  stdin.on('data', onData);
+  stdin.on('end', onEnd);
+  return () => {
+    stdin.off('data', onData);
+    stdin.off('end', onEnd);
+    if (raw) stdin.setRawMode(false);
+    stdin.pause();
+  };
+}

@@ -1,0 +1,123 @@
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { FsClient } from '../src/client/fs-client.js';
+import { connectClient } from './client-connection.js';
+import type { ConnectionOptions } from './connection-options.js';
+import { describeError } from './exit-status.js';
+
+/** `execrelay walk`'s parsed flags. */
+export interface WalkCommandOptions extends ConnectionOptions {
+  maxDepth: number;
+  maxDirectories: number;
+  maxEntries: number;
+  followSymlinks: boolean;
+  json: boolean;
+}
+
+/** Files up to this size are fetched with one `fs/readFile`; larger ones are streamed. */
+export const CAT_INLINE_MAX_BYTES = 1024 * 1024;
+
+/** Connects, runs `body` with the session's fs client, reports failures; returns the exit code. */
+async function withFs(name: string, connection: ConnectionOptions, body: (fs: FsClient) => Promise<number>): Promise<number> {
+  const client = await connectClient(name, connection);
+  if (typeof client === 'number') return client;
+  process.stdout.on('error', () => undefined); // EPIPE (e.g. `| head`): writeOut sees stdout gone and stops
+  try {
+    return await body(client.fs);
+  } catch (error) {
+    process.stderr.write(`execrelay ${name}: ${describeError(error)}\n`);
+    return 1;
+  } finally {
+    client.close();
+  }
+}
+
+/** Writes to stdout honouring backpressure; resolves false once stdout is gone (EPIPE). */
+async function writeOut(chunk: Buffer | string): Promise<boolean> {
+  if (process.stdout.destroyed) return false;
+  if (!process.stdout.write(chunk)) {
+    await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close')]);
+  }
+  return !process.stdout.destroyed;
+}
+
+/** Native path for display; a URI that is not a local file URI is shown as is. */
+function shown(uri: string): string {
+  try {
+    return fileURLToPath(uri);
+  } catch {
+    return uri;
+  }
+}
+
+async function readAllStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function readLocal(localPath: string): Promise<Buffer> {
+  if (localPath === '-') return readAllStdin();
+  const chunks: Buffer[] = [];
+  for await (const chunk of createReadStream(localPath)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** `execrelay walk ROOT`: one path per line (or JSON); 1 with per-path errors or when truncated. */
+export function runWalk(root: string, options: WalkCommandOptions): Promise<number> {
+  return withFs('walk', options, async (fs) => {
+    const result = await fs.walk(root, {
+      maxDepth: options.maxDepth,
+      maxDirectories: options.maxDirectories,
+      maxEntries: options.maxEntries,
+      followDirectorySymlinks: options.followSymlinks,
+    });
+    if (options.json) {
+      await writeOut(`${JSON.stringify(result)}\n`);
+    } else {
+      let batch = '';
+      for (const entry of result.entries) {
+        batch += `${shown(entry.path)}${entry.kind === 'directory' ? '/' : ''}\n`;
+        if (batch.length > 64 * 1024) {
+          if (!(await writeOut(batch))) return 1;
+          batch = '';
+        }
+      }
+      if (batch !== '' && !(await writeOut(batch))) return 1;
+    }
+    for (const error of result.errors) process.stderr.write(`execrelay walk: ${shown(error.path)}: ${error.message}\n`);
+    if (result.truncated) process.stderr.write('execrelay walk: truncated: a limit (directories, entries or response size) stopped the walk\n');
+    return result.errors.length > 0 || result.truncated ? 1 : 0;
+  });
+}
+
+/** `execrelay cat FILE`: the file's bytes on stdout (streamed past CAT_INLINE_MAX_BYTES). */
+export function runCat(file: string, options: ConnectionOptions): Promise<number> {
+  return withFs('cat', options, async (fs) => {
+    const metadata = await fs.getMetadata(file);
+    if (metadata.isDirectory) throw new Error(`${file}: is a directory`);
+    if (metadata.size <= CAT_INLINE_MAX_BYTES) {
+      return (await writeOut(await fs.readFile(file))) ? 0 : 1;
+    }
+    for await (const chunk of fs.readStream(file)) {
+      if (!(await writeOut(chunk))) return 1;
+    }
+    return 0;
+  });
+}
+
+/** `execrelay put LOCAL REMOTE`: the local file (or stdin) written atomically on the executor. */
+export async function runPut(local: string, remote: string, options: ConnectionOptions): Promise<number> {
+  let data: Buffer;
+  try {
+    data = await readLocal(local);
+  } catch (error) {
+    process.stderr.write(`execrelay put: ${(error as Error).message}\n`);
+    return 1;
+  }
+  return withFs('put', options, async (fs) => {
+    await fs.writeFile(remote, data);
+    return 0;
+  });
+}
