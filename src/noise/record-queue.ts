@@ -1,0 +1,102 @@
+/**
+ * FIFO of plaintext records with a byte bound: `push` waits while the bound is reached, which is
+ * how `send` feels backpressure from the Noise pipeline and the raw sink.
+ */
+export class RecordQueue {
+  private items: Uint8Array[] = [];
+  private head = 0;
+  private bytes = 0;
+  private ended = false;
+  private failure: Error | undefined;
+  private wakeConsumer: (() => void) | undefined;
+  private spaceWaiters: Array<() => void> = [];
+
+  constructor(private readonly capacityBytes: number) {}
+
+  async push(record: Uint8Array, options: { unbounded?: boolean } = {}): Promise<void> {
+    while (this.failure === undefined && options.unbounded !== true && this.bytes > 0 && this.bytes + record.byteLength > this.capacityBytes) {
+      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    }
+    if (this.failure !== undefined) throw this.failure;
+    if (this.ended) throw new Error('record queue already ended');
+    this.items.push(record);
+    this.bytes += record.byteLength;
+    this.notifyConsumer();
+  }
+
+  /** No more records: the consumer ends after taking the queued ones. */
+  end(): void {
+    this.ended = true;
+    this.notifyConsumer();
+  }
+
+  /** Drops queued records; pending and future pushes reject with `error`; the consumer ends. */
+  fail(error: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.items = [];
+    this.head = 0;
+    this.bytes = 0;
+    this.notifySpace();
+    this.notifyConsumer();
+  }
+
+  /**
+   * Yields the queued bytes as Noise records: a large record as is, consecutive small ones
+   * coalesced up to `maxRecordBytes` (fewer, fuller Noise messages for bursts of small messages).
+   */
+  async *records(maxRecordBytes: number): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      if (this.failure !== undefined) return;
+      const first = this.take();
+      if (first !== undefined) {
+        let next = this.items[this.head];
+        if (next === undefined || first.byteLength + next.byteLength > maxRecordBytes) {
+          yield first;
+          continue;
+        }
+        const parts = [first];
+        let size = first.byteLength;
+        while (next !== undefined && size + next.byteLength <= maxRecordBytes) {
+          parts.push(this.take() ?? EMPTY);
+          size += next.byteLength;
+          next = this.items[this.head];
+        }
+        yield Buffer.concat(parts, size);
+        continue;
+      }
+      if (this.ended) return;
+      await new Promise<void>((resolve) => {
+        this.wakeConsumer = resolve;
+      });
+    }
+  }
+
+  private take(): Uint8Array | undefined {
+    const record = this.items[this.head];
+    if (record === undefined) return undefined;
+    this.items[this.head] = EMPTY;
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    this.bytes -= record.byteLength;
+    this.notifySpace();
+    return record;
+  }
+
+  private notifyConsumer(): void {
+    const wake = this.wakeConsumer;
+    this.wakeConsumer = undefined;
+    wake?.();
+  }
+
+  private notifySpace(): void {
+    const waiters = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+const EMPTY = new Uint8Array(0);
