@@ -1,11 +1,11 @@
+import { FifoQueue } from '../queue/fifo-queue.js';
+
 /**
  * FIFO of plaintext records with a byte bound: `push` waits while the bound is reached, which is
  * how `send` feels backpressure from the Noise pipeline and the raw sink.
  */
 export class RecordQueue {
-  private items: Uint8Array[] = [];
-  private head = 0;
-  private bytes = 0;
+  private readonly queued = new FifoQueue<Uint8Array>((record) => record.byteLength);
   private ended = false;
   private failure: Error | undefined;
   private wakeConsumer: (() => void) | undefined;
@@ -14,13 +14,17 @@ export class RecordQueue {
   constructor(private readonly capacityBytes: number) {}
 
   async push(record: Uint8Array, options: { unbounded?: boolean } = {}): Promise<void> {
-    while (this.failure === undefined && options.unbounded !== true && this.bytes > 0 && this.bytes + record.byteLength > this.capacityBytes) {
+    while (
+      this.failure === undefined &&
+      options.unbounded !== true &&
+      this.queued.byteLength > 0 &&
+      this.queued.byteLength + record.byteLength > this.capacityBytes
+    ) {
       await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
     }
     if (this.failure !== undefined) throw this.failure;
     if (this.ended) throw new Error('record queue already ended');
-    this.items.push(record);
-    this.bytes += record.byteLength;
+    this.queued.push(record);
     this.notifyConsumer();
   }
 
@@ -34,9 +38,7 @@ export class RecordQueue {
   fail(error: Error): void {
     if (this.failure !== undefined) return;
     this.failure = error;
-    this.items = [];
-    this.head = 0;
-    this.bytes = 0;
+    this.queued.clear();
     this.notifySpace();
     this.notifyConsumer();
   }
@@ -50,7 +52,7 @@ export class RecordQueue {
       if (this.failure !== undefined) return;
       const first = this.take();
       if (first !== undefined) {
-        let next = this.items[this.head];
+        let next = this.queued.peek();
         if (next === undefined || first.byteLength + next.byteLength > maxRecordBytes) {
           yield first;
           continue;
@@ -58,9 +60,10 @@ export class RecordQueue {
         const parts = [first];
         let size = first.byteLength;
         while (next !== undefined && size + next.byteLength <= maxRecordBytes) {
-          parts.push(this.take() ?? EMPTY);
+          parts.push(next);
           size += next.byteLength;
-          next = this.items[this.head];
+          this.take();
+          next = this.queued.peek();
         }
         yield Buffer.concat(parts, size);
         continue;
@@ -73,16 +76,8 @@ export class RecordQueue {
   }
 
   private take(): Uint8Array | undefined {
-    const record = this.items[this.head];
-    if (record === undefined) return undefined;
-    this.items[this.head] = EMPTY;
-    this.head++;
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    this.bytes -= record.byteLength;
-    this.notifySpace();
+    const record = this.queued.shift();
+    if (record !== undefined) this.notifySpace();
     return record;
   }
 
@@ -98,5 +93,3 @@ export class RecordQueue {
     for (const wake of waiters) wake();
   }
 }
-
-const EMPTY = new Uint8Array(0);
