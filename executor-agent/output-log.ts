@@ -1,4 +1,5 @@
 import type { OutputStream } from '../src/protocol/process.js';
+import { FifoQueue } from '../src/queue/fifo-queue.js';
 
 export interface RetainedChunk {
   seq: number;
@@ -14,32 +15,22 @@ export const DEFAULT_RETAINED_OUTPUT_BYTES = 1024 * 1024;
  * highest evicted seq is remembered so a reader asking for them learns they are gone.
  */
 export class OutputLog {
-  private readonly chunks: RetainedChunk[] = [];
-  private head = 0;
-  private bytes = 0;
+  private readonly chunks = new FifoQueue<RetainedChunk>((retained) => retained.chunk.length);
   /** Highest seq whose chunk was evicted (0: nothing evicted). */
   evictedThroughSeq = 0;
 
   constructor(private readonly capacityBytes: number = DEFAULT_RETAINED_OUTPUT_BYTES) {}
 
   get retainedBytes(): number {
-    return this.bytes;
+    return this.chunks.byteLength;
   }
 
   append(chunk: RetainedChunk): void {
     this.chunks.push(chunk);
-    this.bytes += chunk.chunk.length;
     // Keep at least the newest chunk, even alone over capacity, so nothing just produced is lost.
-    while (this.bytes > this.capacityBytes && this.chunks.length - this.head > 1) {
-      const evicted = this.chunks[this.head]!;
-      this.chunks[this.head] = undefined as unknown as RetainedChunk;
-      this.head += 1;
-      this.bytes -= evicted.chunk.length;
+    while (this.chunks.byteLength > this.capacityBytes && this.chunks.length > 1) {
+      const evicted = this.chunks.shift()!;
       this.evictedThroughSeq = evicted.seq;
-    }
-    if (this.head > 1024 && this.head * 2 > this.chunks.length) {
-      this.chunks.splice(0, this.head);
-      this.head = 0;
     }
   }
 
@@ -49,7 +40,7 @@ export class OutputLog {
     let total = 0;
     let index = this.firstIndexAfter(afterSeq);
     for (; index < this.chunks.length; index++) {
-      const chunk = this.chunks[index]!;
+      const chunk = this.chunks.at(index)!;
       if (out.length > 0 && total + chunk.chunk.length > maxBytes) return { chunks: out, truncated: true };
       out.push(chunk);
       total += chunk.chunk.length;
@@ -58,11 +49,11 @@ export class OutputLog {
   }
 
   private firstIndexAfter(afterSeq: number): number {
-    let lo = this.head;
+    let lo = 0;
     let hi = this.chunks.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.chunks[mid]!.seq <= afterSeq) lo = mid + 1;
+      if (this.chunks.at(mid)!.seq <= afterSeq) lo = mid + 1;
       else hi = mid;
     }
     return lo;

@@ -1,3 +1,4 @@
+import { FifoQueue } from '../queue/fifo-queue.js';
 import type { ClientProcessEvent } from './process-events.js';
 
 function costOf(event: ClientProcessEvent): number {
@@ -19,9 +20,7 @@ export interface EventQueuePressure {
  * iterating early (`break`) abandons the queue: its events are discarded and it is never full again.
  */
 export class EventQueue implements AsyncIterable<ClientProcessEvent> {
-  private readonly items: ClientProcessEvent[] = [];
-  private head = 0;
-  private bytes = 0;
+  private readonly queued = new FifoQueue<ClientProcessEvent>(costOf);
   private full = false;
   private ended = false;
   private abandoned = false;
@@ -35,7 +34,7 @@ export class EventQueue implements AsyncIterable<ClientProcessEvent> {
   ) {}
 
   get bufferedBytes(): number {
-    return this.bytes;
+    return this.queued.byteLength;
   }
 
   get isFull(): boolean {
@@ -46,13 +45,13 @@ export class EventQueue implements AsyncIterable<ClientProcessEvent> {
   push(event: ClientProcessEvent): void {
     if (this.abandoned) return;
     this.append(event);
-    if (this.bytes >= this.capacityBytes) this.setFull();
+    if (this.queued.byteLength >= this.capacityBytes) this.setFull();
   }
 
   /** Adds an event unless that would pass the capacity (one event is always accepted when empty). */
   offer(event: ClientProcessEvent): boolean {
     if (this.abandoned) return true;
-    if (this.bytes > 0 && this.bytes + costOf(event) > this.capacityBytes) {
+    if (this.queued.byteLength > 0 && this.queued.byteLength + costOf(event) > this.capacityBytes) {
       this.setFull();
       return false;
     }
@@ -73,16 +72,9 @@ export class EventQueue implements AsyncIterable<ClientProcessEvent> {
     let finished = false;
     try {
       for (;;) {
-        if (this.head < this.items.length) {
-          const event = this.items[this.head]!;
-          this.items[this.head] = undefined as unknown as ClientProcessEvent;
-          this.head++;
-          if (this.head > 1024 && this.head * 2 > this.items.length) {
-            this.items.splice(0, this.head);
-            this.head = 0;
-          }
-          this.bytes -= costOf(event);
-          if (this.full && this.bytes * 2 <= this.capacityBytes) this.setDrained();
+        const event = this.queued.shift();
+        if (event !== undefined) {
+          if (this.full && this.queued.byteLength * 2 <= this.capacityBytes) this.setDrained();
           yield event;
           continue;
         }
@@ -100,16 +92,13 @@ export class EventQueue implements AsyncIterable<ClientProcessEvent> {
   }
 
   private append(event: ClientProcessEvent): void {
-    this.items.push(event);
-    this.bytes += costOf(event);
+    this.queued.push(event);
     this.wake?.();
   }
 
   private abandon(): void {
     this.abandoned = true;
-    this.items.length = 0;
-    this.head = 0;
-    this.bytes = 0;
+    this.queued.clear();
     if (this.full) this.setDrained();
   }
 

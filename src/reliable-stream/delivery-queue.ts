@@ -1,3 +1,5 @@
+import { FifoQueue } from '../queue/fifo-queue.js';
+
 /**
  * Whole messages received in order but not yet consumed by the local reader. Its byte count is
  * part of the receive budget, so a slow reader slows the peer down instead of growing memory.
@@ -5,9 +7,7 @@
  * once as an async iterable (the duplex source).
  */
 export class DeliveryQueue implements AsyncIterable<Uint8Array> {
-  private readonly items: Uint8Array[] = [];
-  private head = 0;
-  private bytes = 0;
+  private readonly queued = new FifoQueue<Uint8Array>((message) => message.length);
   private ended = false;
   private failure: Error | undefined;
   private waiter: (() => void) | undefined;
@@ -18,14 +18,13 @@ export class DeliveryQueue implements AsyncIterable<Uint8Array> {
 
   /** Bytes of queued messages. */
   get bufferedBytes(): number {
-    return this.bytes;
+    return this.queued.byteLength;
   }
 
   /** Appends a message. Ignored once ended or failed. */
   push(message: Uint8Array): void {
     if (this.ended || this.failure !== undefined) return;
-    this.items.push(message);
-    this.bytes += message.length;
+    this.queued.push(message);
     this.wake();
   }
 
@@ -39,18 +38,13 @@ export class DeliveryQueue implements AsyncIterable<Uint8Array> {
   fail(error: Error): void {
     if (this.failure !== undefined) return;
     this.failure = error;
-    this.items.length = 0;
-    this.head = 0;
-    this.bytes = 0;
+    this.queued.clear();
     this.wake();
   }
 
   /** Removes and returns every queued message. */
   drain(): Uint8Array[] {
-    const drained = this.items.slice(this.head);
-    this.items.length = 0;
-    this.head = 0;
-    this.bytes = 0;
+    const drained = this.queued.drain();
     if (drained.length > 0) this.onConsumed();
     return drained;
   }
@@ -60,15 +54,8 @@ export class DeliveryQueue implements AsyncIterable<Uint8Array> {
     this.iterated = true;
     for (;;) {
       if (this.failure !== undefined) throw this.failure;
-      if (this.head < this.items.length) {
-        const message = this.items[this.head]!;
-        this.items[this.head] = EMPTY;
-        this.head++;
-        if (this.head > 1024 && this.head * 2 > this.items.length) {
-          this.items.splice(0, this.head);
-          this.head = 0;
-        }
-        this.bytes -= message.length;
+      const message = this.queued.shift();
+      if (message !== undefined) {
         this.onConsumed();
         yield message;
         continue;
@@ -86,5 +73,3 @@ export class DeliveryQueue implements AsyncIterable<Uint8Array> {
     waiter?.();
   }
 }
-
-const EMPTY = new Uint8Array(0);

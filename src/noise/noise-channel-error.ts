@@ -1,0 +1,25 @@
+/** Fixed reasons a Noise channel fails; usable as a metric label. */
+export type NoiseChannelErrorCode =
+  | 'handshake-timeout'
+  | 'handshake-aborted'
+  | 'handshake-failed'
+  | 'agent-identity-mismatch'
+  | 'client-not-authorized'
+  | 'authentication-failed'
+  | 'message-too-large'
+  | 'protocol-error'
+  | 'peer-aborted'
+  | 'stream-failed'
+  | 'invalid-options';
+
+/** Every failure of a Noise channel, in the handshake or afterwards. */
+export class NoiseChannelError extends Error {
+  override readonly name = 'NoiseChannelError';
+  constructor(
+    readonly code: NoiseChannelErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

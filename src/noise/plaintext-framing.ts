@@ -1,0 +1,159 @@
+/**
+ * The plaintext framing inside the Noise transport messages (Noise does not keep message boundaries):
+ *
+ * ```text
+ * message = length:u32be  utf8-json[length]          length ≤ maxMessageBytes (default 64 MiB)
+ * abort   = 0xFFFFFFFF  reasonLength:u32be  reason   sender refuses/aborts the channel, reasonLength ≤ 1024
+ * ```
+ *
+ * The framed byte stream is cut into records of at most 60 KiB, each written as one Noise transport
+ * message (≤ 65,535 bytes with its 16-byte tag). A declared length above the maximum fails the
+ * channel before any buffer of that size is allocated.
+ */
+import { NoiseChannelError } from './noise-channel-error.js';
+
+/** Largest plaintext carried by one Noise transport message (the reference relay's record size). */
+export const MAX_RECORD_PLAINTEXT_BYTES = 60 * 1024;
+/** The length field value that marks an abort frame; every message length is below it. */
+export const ABORT_MARKER = 0xffffffff;
+const MAX_ABORT_REASON_BYTES = 1024;
+const HEADER_BYTES = 4;
+
+/** `length:u32be utf8` of `message`, whose UTF-8 length is `byteLength`: encoded straight from the string, one copy. */
+export function encodeMessageFrame(message: string, byteLength: number): Uint8Array {
+  const framed = Buffer.allocUnsafe(HEADER_BYTES + byteLength);
+  framed.writeUInt32BE(byteLength, 0);
+  framed.write(message, HEADER_BYTES, byteLength, 'utf8');
+  return framed;
+}
+
+/** The abort frame carrying `reason` (cut to its first 1024 UTF-8 bytes). */
+export function encodeAbortFrame(reason: string): Uint8Array {
+  let text = Buffer.from(reason, 'utf8');
+  if (text.byteLength > MAX_ABORT_REASON_BYTES) text = text.subarray(0, MAX_ABORT_REASON_BYTES);
+  const frame = new Uint8Array(2 * HEADER_BYTES + text.byteLength);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, ABORT_MARKER);
+  view.setUint32(HEADER_BYTES, text.byteLength);
+  frame.set(text, 2 * HEADER_BYTES);
+  return frame;
+}
+
+/** Where the parser's output goes: the channel that owns it. */
+export interface PlaintextFrameSink {
+  /** One complete message body; resolves false once the channel is closed (parsing stops). */
+  deliver(body: Uint8Array): Promise<boolean>;
+  /** The peer aborted or broke the framing; `peerNotice`, when given, is for an abort frame to the peer. */
+  fail(error: NoiseChannelError, peerNotice?: string): void;
+}
+
+/**
+ * Parses the plaintext of the records received, in order: `length:u32be body` messages (a body
+ * inside one record is delivered as a view, one spanning records is gathered into a buffer of its
+ * declared length) and the abort frame.
+ */
+export class PlaintextFrameParser {
+  /** Header bytes gathered so far when a header straddles records (4, or 8 for an abort frame). */
+  private readonly header = new Uint8Array(2 * HEADER_BYTES);
+  private headerFill = 0;
+  /** The message (or abort reason) being reassembled from several records, and how much of it is in. */
+  private body: Uint8Array | null = null;
+  private bodyFill = 0;
+  private bodyIsAbortReason = false;
+
+  constructor(
+    private readonly maxMessageBytes: number,
+    private readonly sink: PlaintextFrameSink,
+  ) {}
+
+  /** Bytes of a header or body received but not yet complete. */
+  get partialBytes(): number {
+    return this.headerFill + this.bodyFill;
+  }
+
+  /** Parses one record's plaintext, delivering every message it completes; false once the channel is closed. */
+  async accept(record: Uint8Array): Promise<boolean> {
+    let offset = 0;
+    while (offset < record.byteLength) {
+      if (this.body !== null) {
+        const take = Math.min(this.body.byteLength - this.bodyFill, record.byteLength - offset);
+        this.body.set(record.subarray(offset, offset + take), this.bodyFill);
+        this.bodyFill += take;
+        offset += take;
+        if (this.bodyFill < this.body.byteLength) return true;
+        const body = this.body;
+        this.body = null;
+        this.bodyFill = 0;
+        if (this.bodyIsAbortReason) return this.receiveAbort(body);
+        if (!(await this.sink.deliver(body))) return false;
+        continue;
+      }
+      // The header (4 bytes; 8 for the abort frame, whose reason length follows its marker): read in
+      // place when the record holds all of it, else gathered across records.
+      let declared: number;
+      let reasonBytes = 0;
+      const available = record.byteLength - offset;
+      if (this.headerFill === 0 && available >= HEADER_BYTES && (readU32(record, offset) !== ABORT_MARKER || available >= 2 * HEADER_BYTES)) {
+        declared = readU32(record, offset);
+        offset += HEADER_BYTES;
+        if (declared === ABORT_MARKER) {
+          reasonBytes = readU32(record, offset);
+          offset += HEADER_BYTES;
+        }
+      } else {
+        for (;;) {
+          const need = this.headerFill >= HEADER_BYTES && readU32(this.header, 0) === ABORT_MARKER ? 2 * HEADER_BYTES : HEADER_BYTES;
+          if (this.headerFill === need) break;
+          if (offset === record.byteLength) return true;
+          const take = Math.min(need - this.headerFill, record.byteLength - offset);
+          this.header.set(record.subarray(offset, offset + take), this.headerFill);
+          this.headerFill += take;
+          offset += take;
+        }
+        declared = readU32(this.header, 0);
+        if (declared === ABORT_MARKER) reasonBytes = readU32(this.header, HEADER_BYTES);
+        this.headerFill = 0;
+      }
+      if (declared === ABORT_MARKER) {
+        if (reasonBytes > MAX_ABORT_REASON_BYTES) {
+          this.sink.fail(new NoiseChannelError('protocol-error', `peer sent an abort frame with a ${reasonBytes}-byte reason (maximum ${MAX_ABORT_REASON_BYTES}); secure channel closed`));
+          return false;
+        }
+        if (record.byteLength - offset >= reasonBytes) return this.receiveAbort(record.subarray(offset, offset + reasonBytes));
+        this.body = new Uint8Array(reasonBytes);
+        this.bodyFill = 0;
+        this.bodyIsAbortReason = true;
+        continue;
+      }
+      if (declared > this.maxMessageBytes) {
+        this.sink.fail(
+          new NoiseChannelError(
+            'message-too-large',
+            `peer declared a message of ${declared} bytes, above the maximum of ${this.maxMessageBytes} bytes; secure channel closed`,
+          ),
+          `message of ${declared} bytes exceeds the maximum of ${this.maxMessageBytes} bytes`,
+        );
+        return false;
+      }
+      if (record.byteLength - offset >= declared) {
+        const body = record.subarray(offset, offset + declared);
+        offset += declared;
+        if (!(await this.sink.deliver(body))) return false;
+        continue;
+      }
+      this.body = Buffer.allocUnsafe(declared);
+      this.bodyFill = 0;
+      this.bodyIsAbortReason = false;
+    }
+    return true;
+  }
+
+  private receiveAbort(reason: Uint8Array): false {
+    this.sink.fail(new NoiseChannelError('peer-aborted', `secure channel closed by the peer: ${new TextDecoder().decode(reason)}`));
+    return false;
+  }
+}
+
+function readU32(bytes: Uint8Array, offset: number): number {
+  return bytes[offset]! * 0x100_0000 + ((bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!);
+}
