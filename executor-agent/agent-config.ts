@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../src/jsonrpc/connection.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../src/transport/message-transport.js';
 import { DEFAULT_RETAINED_OUTPUT_BYTES } from './output-log.js';
 import type { RootSpec } from './root-confinement.js';
 import type { HttpAllowRule } from './http-destination-policy.js';

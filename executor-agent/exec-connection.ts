@@ -4,6 +4,7 @@ import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import { ClientNotification, Method, ServerNotification } from '../src/protocol/methods.js';
 import { InitializeParams } from '../src/protocol/session.js';
 import { parseOrThrow } from '../src/protocol/validation.js';
+import { processOutputParamsJson } from '../src/protocol/process.js';
 import type { Logger } from '../src/logging/logger.js';
 import type { ExecServerTelemetry, ProcessTelemetry, RequestObservation } from './agent-events.js';
 import type { AgentConfig } from './agent-config.js';
@@ -62,8 +63,7 @@ export class ExecConnection implements SessionAttachment {
     switch (event.type) {
       case 'output':
         method = ServerNotification.ProcessOutput;
-        // Exactly JSON.stringify({ processId, seq, stream, chunk }): base64 needs no escaping.
-        paramsJson = `{"processId":${JSON.stringify(processId)},"seq":${event.seq},"stream":${JSON.stringify(event.stream)},"chunk":"${event.chunk.toString('base64')}"}`;
+        paramsJson = processOutputParamsJson(processId, event.seq, event.stream, event.chunk);
         break;
       case 'exited':
         method = ServerNotification.ProcessExited;

@@ -2,22 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, rmdir, stat, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  FsCloseParams,
-  FsCopyParams,
-  FsCreateDirectoryParams,
-  FsGetMetadataParams,
-  FsMethod,
-  FsOpenParams,
-  FsReadBlockParams,
-  FsReadDirectoryParams,
-  FsReadFileParams,
-  FsRemoveParams,
-  FsWalkParams,
-  FsWriteFileParams,
-  type FsDirectoryEntry,
-  type FsGetMetadataResult,
-} from '../src/protocol/fs.js';
+import { FsCloseParams, FsCopyParams, FsCreateDirectoryParams, FsGetMetadataParams, FsOpenParams, FsReadBlockParams, FsReadDirectoryParams, FsReadFileParams, FsRemoveParams, FsWalkParams, FsWriteFileParams, type FsDirectoryEntry, type FsGetMetadataResult } from '../src/protocol/fs.js';
+import { FsMethod } from '../src/protocol/methods.js';
 import { base64Bytes, parseOrThrow } from '../src/protocol/validation.js';
 import { openRegularFile } from './file-handles.js';
 import { errorCode, invalidInput, toFsRpcError } from './fs-errors.js';

@@ -1,13 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
-import {
-  HTTP_LIMITS,
-  HttpAckParams,
-  HttpCancelParams,
-  HttpMethod,
-  HttpNotification,
-  HttpRequestParams,
-} from '../src/protocol/http.js';
+import { HTTP_LIMITS, HttpAckParams, HttpCancelParams, HttpRequestParams } from '../src/protocol/http.js';
+import { HttpMethod, HttpNotification } from '../src/protocol/methods.js';
 import { parseOrThrow } from '../src/protocol/validation.js';
 import type { AgentConfig } from './agent-config.js';
 import type { HandlerContext, HandlerTable } from './handler-table.js';

@@ -221,3 +221,16 @@ describe('fuzz: protocol validators', () => {
     for (const [name] of schemas) expect(perSchema.get(name) ?? 0, name).toBeGreaterThanOrEqual(1_300);
   });
 });
+
+describe('process/output params as JSON text', () => {
+  it('are exactly JSON.stringify of the params object (any process id, seq, stream and bytes)', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.nat(), fc.constantFrom('stdout', 'stderr', 'pty'), fc.uint8Array({ maxLength: 512 }), (processId, seq, stream, bytes) => {
+        const chunk = Buffer.from(bytes);
+        const expected = JSON.stringify({ processId, seq, stream, chunk: chunk.toString('base64') });
+        expect(protocol.processOutputParamsJson(processId, seq, stream, chunk)).toBe(expected);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

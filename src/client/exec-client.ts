@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { JsonRpcConnection, DEFAULT_MAX_MESSAGE_BYTES, type CallOptions } from '../jsonrpc/connection.js';
+import { JsonRpcConnection, type CallOptions } from '../jsonrpc/connection.js';
 import type { NotificationMessage } from '../jsonrpc/message.js';
 import { ClientNotification, Method, ServerNotification } from '../protocol/methods.js';
 import { toFileUri } from '../protocol/path-uri.js';
@@ -21,13 +21,13 @@ import {
 import { InitializeResult } from '../protocol/session.js';
 import { parseOrThrow } from '../protocol/validation.js';
 import { ErrorCode } from '../protocol/error-codes.js';
-import type { MessageTransport } from '../transport/message-transport.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import { openRelayChannel, type RelayTarget } from './relay-channel.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';
 import { FsClient } from './fs-client.js';
 import { ExecutorHttp, type ExecutorFetch } from './executor-fetch.js';
-import { HttpNotification } from '../protocol/http.js';
+import { HttpNotification } from '../protocol/methods.js';
 import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
 import { clientRequestTraceProvider } from '../telemetry/client-tracing.js';
 

@@ -1,13 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { JsonRpcConnection } from '../jsonrpc/connection.js';
 import { ErrorCode, RpcError } from '../protocol/error-codes.js';
-import {
-  HTTP_LIMITS,
-  HttpBodyDeltaNotification,
-  HttpMethod,
-  HttpRequestResult,
-  type HttpRequestWire,
-} from '../protocol/http.js';
+import { HTTP_LIMITS, HttpBodyDeltaNotification, HttpRequestResult, type HttpRequestWire } from '../protocol/http.js';
+import { HttpMethod } from '../protocol/methods.js';
 import { parseOrThrow } from '../protocol/validation.js';
 
 /** A WHATWG `fetch` whose requests are performed by the agent, from the executor's network. */

@@ -2,19 +2,8 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { z } from 'zod';
 import { ErrorCode } from '../protocol/error-codes.js';
-import {
-  FS_LIMITS,
-  FsEmptyResult,
-  FsGetMetadataResult,
-  FsMethod,
-  FsOpenResult,
-  FsReadBlockResult,
-  FsReadDirectoryResult,
-  FsReadFileResult,
-  FsWalkResult,
-  type FsDirectoryEntry,
-  type FsWalkOptionsInput,
-} from '../protocol/fs.js';
+import { FS_LIMITS, FsEmptyResult, FsGetMetadataResult, FsOpenResult, FsReadBlockResult, FsReadDirectoryResult, FsReadFileResult, FsWalkResult, type FsDirectoryEntry, type FsWalkOptionsInput } from '../protocol/fs.js';
+import { FsMethod } from '../protocol/methods.js';
 import { toFileUri } from '../protocol/path-uri.js';
 import { parseOrThrow } from '../protocol/validation.js';
 import type { JsonRpcConnection } from '../jsonrpc/connection.js';

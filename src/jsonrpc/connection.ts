@@ -1,4 +1,4 @@
-import type { MessageTransport } from '../transport/message-transport.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { ErrorCode, RpcError, type RpcErrorObject } from '../protocol/error-codes.js';
 import {
   parseMessage,
@@ -9,8 +9,6 @@ import {
   type TraceCarrier,
 } from './message.js';
 
-/** Reference cap on one JSON-RPC message (the codex relay's): 64 MiB. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Cap on requests this side has sent and not yet seen answered. */
 export const DEFAULT_MAX_PENDING_REQUESTS = 4096;
 

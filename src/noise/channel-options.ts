@@ -4,8 +4,6 @@ import { parsePublicIdentity, type Identity } from './identity.js';
 import { NoiseChannelError } from './noise-channel-error.js';
 import { ABORT_MARKER } from './plaintext-framing.js';
 
-/** Default cap on one JSON-RPC message (the reference relay's limit). */
-export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Default bound on plaintext accepted by `send` but not yet taken by the encrypting pipeline. */
 export const DEFAULT_SEND_BUFFER_BYTES = 1024 * 1024;
 

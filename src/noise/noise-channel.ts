@@ -28,7 +28,6 @@ import { NoiseChannelError } from './noise-channel-error.js';
 import { NoiseMessageChannel, type SecureChannel } from './noise-message-channel.js';
 
 export {
-  DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_SEND_BUFFER_BYTES,
   type AgentChannelOptions,
   type ClientChannelOptions,

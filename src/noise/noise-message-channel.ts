@@ -5,7 +5,8 @@
  * `authentication-failed` error; a message is delivered only when all of its records authenticated.
  */
 import type { MessageTransport } from '../transport/message-transport.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEND_BUFFER_BYTES, type NoiseChannelOptions } from './channel-options.js';
+import { DEFAULT_SEND_BUFFER_BYTES, type NoiseChannelOptions } from './channel-options.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/message-transport.js';
 import type { DuplexGuard } from './duplex-guard.js';
 import { classifyReadError, messageOf } from './error-classification.js';
 import { NoiseChannelError } from './noise-channel-error.js';

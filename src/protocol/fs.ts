@@ -3,23 +3,9 @@ import { callerId, fileUri, nonNegativeInt } from './validation.js';
 import { FS_LIMITS } from './fs-limits.js';
 
 /**
- * The `fs/*` method family: names, params/result schemas and limits. Defined here and nowhere
- * else. Shapes follow the codex exec-server 0.169.0 wire (see docs/fs.md for the differences).
+ * The `fs/*` method family: params/result schemas (names in methods.ts, limits in fs-limits.ts).
+ * Defined here and nowhere else. Shapes follow the codex exec-server 0.169.0 wire (see docs/fs.md for the differences).
  */
-export const FsMethod = {
-  ReadFile: 'fs/readFile',
-  WriteFile: 'fs/writeFile',
-  CreateDirectory: 'fs/createDirectory',
-  GetMetadata: 'fs/getMetadata',
-  ReadDirectory: 'fs/readDirectory',
-  Remove: 'fs/remove',
-  Copy: 'fs/copy',
-  Walk: 'fs/walk',
-  Open: 'fs/open',
-  ReadBlock: 'fs/readBlock',
-  Close: 'fs/close',
-} as const;
-export type FsMethodName = (typeof FsMethod)[keyof typeof FsMethod];
 
 export { FS_LIMITS };
 

@@ -8,19 +8,6 @@ import { base64Bytes, callerId, nonNegativeInt } from './validation.js';
  * and the `url` result member are execrelay extensions (docs/http-and-mcp.md). Defined here and
  * nowhere else.
  */
-export const HttpMethod = {
-  Request: 'http/request',
-  /** execrelay extension: grant flow-control credit for a streamed body (bytes consumed so far). */
-  Ack: 'http/request/ack',
-  /** execrelay extension: abandon an active request; the agent aborts the upstream exchange. */
-  Cancel: 'http/request/cancel',
-} as const;
-export type HttpMethodName = (typeof HttpMethod)[keyof typeof HttpMethod];
-
-/** Notifications the agent pushes for `http/request {streamResponse: true}`. */
-export const HttpNotification = {
-  BodyDelta: 'http/request/bodyDelta',
-} as const;
 
 /** Bounds on HTTP requests through the agent. */
 export const HTTP_LIMITS = {

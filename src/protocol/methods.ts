@@ -1,4 +1,6 @@
 /** Every method and notification name on the exec protocol wire. Defined here and nowhere else. */
+
+/** The session and `process/*` methods. */
 export const Method = {
   Initialize: 'initialize',
   ProcessStart: 'process/start',
@@ -22,3 +24,34 @@ export const ServerNotification = {
 
 export type MethodName = (typeof Method)[keyof typeof Method];
 export type ServerNotificationName = (typeof ServerNotification)[keyof typeof ServerNotification];
+
+/** The `fs/*` method family (shapes follow the codex exec-server 0.169.0; schemas in fs.ts). */
+export const FsMethod = {
+  ReadFile: 'fs/readFile',
+  WriteFile: 'fs/writeFile',
+  CreateDirectory: 'fs/createDirectory',
+  GetMetadata: 'fs/getMetadata',
+  ReadDirectory: 'fs/readDirectory',
+  Remove: 'fs/remove',
+  Copy: 'fs/copy',
+  Walk: 'fs/walk',
+  Open: 'fs/open',
+  ReadBlock: 'fs/readBlock',
+  Close: 'fs/close',
+} as const;
+export type FsMethodName = (typeof FsMethod)[keyof typeof FsMethod];
+
+/** The `http/*` method family (schemas in http.ts). */
+export const HttpMethod = {
+  Request: 'http/request',
+  /** execrelay extension: grant flow-control credit for a streamed body (bytes consumed so far). */
+  Ack: 'http/request/ack',
+  /** execrelay extension: abandon an active request; the agent aborts the upstream exchange. */
+  Cancel: 'http/request/cancel',
+} as const;
+export type HttpMethodName = (typeof HttpMethod)[keyof typeof HttpMethod];
+
+/** Notifications the agent pushes for `http/request {streamResponse: true}`. */
+export const HttpNotification = {
+  BodyDelta: 'http/request/bodyDelta',
+} as const;

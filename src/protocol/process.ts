@@ -125,6 +125,15 @@ export const ProcessOutputNotification = z.object({
 });
 export type ProcessOutputNotification = z.output<typeof ProcessOutputNotification>;
 
+/**
+ * `process/output` params as JSON text: exactly `JSON.stringify({processId, seq, stream, chunk})`
+ * with `chunk` in base64, written out directly because base64 needs no escaping (the output path
+ * is the hot one: no intermediate object, one pass over the bytes).
+ */
+export function processOutputParamsJson(processId: string, seq: number, stream: OutputStream, chunk: Buffer): string {
+  return `{"processId":${JSON.stringify(processId)},"seq":${seq},"stream":${JSON.stringify(stream)},"chunk":"${chunk.toString('base64')}"}`;
+}
+
 /** `sandboxDenied` is absent from legacy servers; a client then asks `process/read` once. */
 export const ProcessExitedNotification = z.object({
   processId: z.string(),

@@ -4,8 +4,8 @@
  */
 import { ErrorCode } from '../protocol/error-codes.js';
 import { Method } from '../protocol/methods.js';
-import { FsMethod } from '../protocol/fs.js';
-import { HttpMethod } from '../protocol/http.js';
+import { FsMethod } from '../protocol/methods.js';
+import { HttpMethod } from '../protocol/methods.js';
 import { ResetReason } from '../relay-control/relay-endpoints.js';
 
 /** The label for a method that is not a known exec-protocol method (or was not routed). */

@@ -1,4 +1,11 @@
 /**
+ * Cap on one whole message (one JSON-RPC message) in either direction, by default: 64 MiB, the
+ * codex relay's. The JSON-RPC connection and the Noise channel both apply it. Defined here and
+ * nowhere else.
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/**
  * A bidirectional, ordered, reliable channel of whole messages. The JSON-RPC connection sits on
  * this seam, so the same exec protocol runs over a direct WebSocket, stdio lines, or a Noise channel
  * carried by the relay's reliable stream.
