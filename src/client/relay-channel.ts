@@ -1,14 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import WebSocket from 'ws';
-import { decodeRelayFrame, encodeRelayFrame, streamIdToBytes, HEARTBEAT_BODY } from '../relay-frame/relay-frame.js';
-import { NO_ACK } from '../relay-frame/limits.js';
+import { streamIdToBytes } from '../relay-frame/relay-frame.js';
 import { ReliableStream } from '../reliable-stream/reliable-stream.js';
 import { openClientChannel, type SecureChannel } from '../noise/noise-channel.js';
 import { generateIdentity, type Identity } from '../noise/identity.js';
-import { clientConnectPath, parseRelayControlMessage, ResetReason } from '../relay-control/relay-endpoints.js';
-import { Backoff, CLIENT_BACKOFF, RELAY_RESTART_RETRY, restartRetryDelay } from '../relay-link/backoff.js';
-import { DEFAULT_LIVENESS, watchLinkLiveness } from '../relay-link/link-liveness.js';
-import { connectRelaySocket, RelayRefusedError } from '../relay-link/relay-socket.js';
+import { clientConnectPath, ResetReason } from '../relay-control/relay-endpoints.js';
+import { CLIENT_BACKOFF } from '../relay-link/backoff.js';
+import { RelayLink } from '../relay-link/relay-link.js';
 
 export interface RelayTarget {
   /** Relay base URL, `ws://HOST:PORT` or `wss://HOST:PORT`. */
@@ -45,8 +42,6 @@ export type RelayLinkEvent =
 
 /** Default bound on re-dialling a dropped relay link before the stream is reset. */
 export const DEFAULT_RECONNECT_GIVE_UP_MS = 120_000;
-/** Bytes queued on the client's relay socket before frames are refused (and later retransmitted). */
-export const CLIENT_SOCKET_QUEUE_BYTES = 8 * 1024 * 1024;
 
 /**
  * Opens one end-to-end encrypted channel to an agent through the relay: a WebSocket to
@@ -71,125 +66,71 @@ export async function openRelayChannel(target: RelayTarget): Promise<SecureChann
   }
 }
 
+/** The client's side of the relay link: its one reliable stream, reset when re-dialling gives up. */
 class ClientRelayLink {
   readonly streamId = randomUUID();
   readonly stream: ReliableStream;
-  private socket: WebSocket | null = null;
-  private readonly backoff: Backoff;
+  private readonly link: RelayLink;
   private disposed = false;
-  private lostAt = 0;
-  private restartRetryUntil = 0;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly target: RelayTarget) {
-    const backoff = target.backoff ?? CLIENT_BACKOFF;
-    this.backoff = new Backoff(backoff.initialMs, backoff.maxMs);
+  constructor(target: RelayTarget) {
     this.stream = new ReliableStream({ streamId: this.streamId, role: 'initiator', maxMessageBytes: 1024 * 1024 });
+    const onLinkEvent = target.onLinkEvent;
+    this.link = new RelayLink(
+      {
+        relayUrl: target.relay,
+        path: clientConnectPath(target.environmentId),
+        token: target.token,
+        backoff: target.backoff ?? CLIENT_BACKOFF,
+        connectTimeoutMs: target.connectTimeoutMs,
+        pingIntervalMs: target.pingIntervalMs,
+        pongTimeoutMs: target.pongTimeoutMs,
+        heartbeatIntervalMs: target.heartbeatIntervalMs,
+        maxQueuedBytes: target.maxQueuedBytes,
+        giveUpMs: target.reconnectGiveUpMs ?? DEFAULT_RECONNECT_GIVE_UP_MS,
+      },
+      {
+        // The relay routes the client's socket as soon as it is open: the link is ready at once.
+        socketAdopted: ({ reconnect }) => {
+          this.link.markReady();
+          this.stream.attach(this.link.frameSink());
+          onLinkEvent?.({ type: 'connected', reconnect });
+        },
+        frameReceived: (frame) => {
+          if (frame.streamId === this.streamId) this.stream.receiveFrame(frame);
+        },
+        heartbeatStreamIds: () => [this.streamId],
+        linkLost: ({ restarting, silent }) => {
+          if (this.disposed) return false;
+          this.stream.detach();
+          onLinkEvent?.({ type: 'disconnected', reason: restarting ? 'relay_restarting' : silent ? 'heartbeat_timeout' : 'link_lost' });
+          return true;
+        },
+        // 404 executor_unavailable (the relay restarted and the agent has not re-registered yet),
+        // 503 and network errors are retried until the give-up window ends; 400/401/403 are final.
+        dialFailed: (error, final) => {
+          if (!final) {
+            onLinkEvent?.({ type: 'reconnect-failed', error: error.message });
+            return;
+          }
+          onLinkEvent?.({ type: 'gave-up', error: error.message });
+          this.dispose(ResetReason.ClientGone);
+        },
+      },
+    );
     this.stream.onClose(() => this.dispose());
   }
 
-  private get url(): string {
-    return `${this.target.relay.replace(/\/+$/, '')}${clientConnectPath(this.target.environmentId)}`;
-  }
-
-  async connectFirst(): Promise<void> {
-    const socket = await connectRelaySocket(this.url, this.target.token, this.target.connectTimeoutMs ?? 10_000);
-    this.adopt(socket, false);
+  /** The first dial: its failure is the caller's (no retry). */
+  connectFirst(): Promise<void> {
+    return this.link.open();
   }
 
   dispose(resetReason?: string): void {
     if (this.disposed) return;
     this.disposed = true;
-    clearTimeout(this.reconnectTimer);
-    clearInterval(this.heartbeatTimer);
-    if (resetReason) this.stream.reset(resetReason);
-    const socket = this.socket;
-    this.socket = null;
     // Let the final close/ack frames go out before the socket closes.
-    if (socket) setTimeout(() => socket.close(1000), 50).unref();
-  }
-
-  private adopt(socket: WebSocket, reconnect: boolean): void {
-    this.socket = socket;
-    this.lostAt = 0;
-    this.restartRetryUntil = 0;
-    let restarting = false;
-    let silent = false;
-    watchLinkLiveness(
-      socket,
-      {
-        pingIntervalMs: this.target.pingIntervalMs ?? DEFAULT_LIVENESS.pingIntervalMs,
-        pongTimeoutMs: this.target.pongTimeoutMs ?? DEFAULT_LIVENESS.pongTimeoutMs,
-      },
-      () => (silent = true),
-    );
-    socket.on('message', (data, isBinary) => {
-      if (!isBinary) {
-        if (parseRelayControlMessage(data.toString())?.type === 'restarting') restarting = true;
-        return;
-      }
-      const decoded = decodeRelayFrame(data as Buffer);
-      if (decoded.ok && decoded.frame.streamId === this.streamId) this.stream.receiveFrame(decoded.frame);
-    });
-    socket.on('close', () => {
-      if (this.socket !== socket) return;
-      this.socket = null;
-      this.stream.detach();
-      clearInterval(this.heartbeatTimer);
-      if (this.disposed) return;
-      this.lostAt = Date.now();
-      this.target.onLinkEvent?.({ type: 'disconnected', reason: restarting ? 'relay_restarting' : silent ? 'heartbeat_timeout' : 'link_lost' });
-      if (restarting) {
-        // The relay is restarting: re-dial at once and then every few hundred ms for a while.
-        this.backoff.reset();
-        this.restartRetryUntil = Date.now() + RELAY_RESTART_RETRY.windowMs;
-        this.scheduleReconnect(0);
-      } else {
-        this.scheduleReconnect(this.backoff.next());
-      }
-    });
-    this.stream.attach((frame) => {
-      if (socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > (this.target.maxQueuedBytes ?? CLIENT_SOCKET_QUEUE_BYTES)) return false;
-      socket.send(frame);
-      return true;
-    });
-    socket.resume();
-    this.heartbeatTimer = setInterval(() => {
-      if (socket.readyState === WebSocket.OPEN) socket.send(encodeRelayFrame({ streamId: this.streamId, ack: NO_ACK, ackBits: 0, body: HEARTBEAT_BODY }));
-    }, this.target.heartbeatIntervalMs ?? 60_000);
-    this.heartbeatTimer.unref();
-    this.target.onLinkEvent?.({ type: 'connected', reconnect });
-  }
-
-  private scheduleReconnect(delayMs: number): void {
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => void this.reconnect(), delayMs);
-  }
-
-  private nextDelay(): number {
-    return Date.now() < this.restartRetryUntil ? restartRetryDelay() : this.backoff.next();
-  }
-
-  private async reconnect(): Promise<void> {
-    if (this.disposed) return;
-    try {
-      const socket = await connectRelaySocket(this.url, this.target.token, this.target.connectTimeoutMs ?? 10_000);
-      if (this.disposed) return socket.close();
-      this.backoff.reset();
-      this.adopt(socket, true);
-    } catch (error) {
-      // 404 executor_unavailable (the relay restarted and the agent has not re-registered yet),
-      // 503 and network errors are retried until the give-up window ends; 400/401/403 are final.
-      const message = error instanceof Error ? error.message : String(error);
-      const giveUpMs = this.target.reconnectGiveUpMs ?? DEFAULT_RECONNECT_GIVE_UP_MS;
-      if ((error instanceof RelayRefusedError && error.permanent) || Date.now() - this.lostAt > giveUpMs) {
-        this.target.onLinkEvent?.({ type: 'gave-up', error: message });
-        this.dispose(ResetReason.ClientGone);
-        return;
-      }
-      this.target.onLinkEvent?.({ type: 'reconnect-failed', error: message });
-      this.scheduleReconnect(this.nextDelay());
-    }
+    this.link.stop({ flushMs: 50 });
+    if (resetReason) this.stream.reset(resetReason);
   }
 }
