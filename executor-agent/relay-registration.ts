@@ -3,13 +3,14 @@ import { ReliableStream } from '../src/reliable-stream/reliable-stream.js';
 import { acceptAgentChannel } from '../src/noise/noise-channel.js';
 import type { Identity } from '../src/noise/identity.js';
 import { EXECUTOR_CONNECT_PATH, ResetReason, type RelayControlMessage } from '../src/relay-control/relay-endpoints.js';
-import { EXECUTOR_BACKOFF } from '../src/relay-link/backoff.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type LinkLoss } from '../src/relay-link/relay-link.js';
+import { EXECUTOR_BACKOFF, type BackoffSettings } from '../src/relay-link/backoff.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type LinkLoss, type RelayLinkTuning } from '../src/relay-link/relay-link.js';
 import { RelayRefusedError } from '../src/relay-link/relay-socket.js';
 import type { Logger } from '../src/logging/logger.js';
 import type { ExecutorAgent } from './executor-agent.js';
 
-export interface RelayRegistrationOptions {
+/** The agent's relay registration; the relay-link settings are {@link RelayLinkTuning}'s. */
+export interface RelayRegistrationOptions extends RelayLinkTuning {
   /** Relay base URL, `ws://HOST:PORT` or `wss://HOST:PORT`. */
   relayUrl: string;
   environmentId: string;
@@ -20,16 +21,8 @@ export interface RelayRegistrationOptions {
   handshakeTimeoutMs?: number;
   /** Streams this agent serves at once through the relay. */
   maxStreams?: number;
-  /** Bytes queued on the relay socket before frames are refused (the streams retransmit them). */
-  maxQueuedBytes?: number;
-  /** Per-stream `heartbeat` frames (keep the relay's idle timer and the client's silence timer fed). Default 60 s. */
-  heartbeatIntervalMs?: number;
   /** Reconnect backoff (jittered). Default 1 s doubling to 30 s. */
-  backoff?: { initialMs: number; maxMs: number };
-  /** WebSocket ping interval on the relay link. Default 30 s. */
-  pingIntervalMs?: number;
-  /** The relay link is dropped (and re-dialled) when nothing arrived on it for this long. Default 60 s. */
-  pongTimeoutMs?: number;
+  backoff?: BackoffSettings;
   /** Bound on dialling the relay and on its `registered` answer. Default 10 s. */
   connectTimeoutMs?: number;
   /**
@@ -94,12 +87,8 @@ export class RelayRegistration {
         relayUrl: options.relayUrl,
         path: `${EXECUTOR_CONNECT_PATH}?environmentId=${encodeURIComponent(options.environmentId)}`,
         token: options.token,
-        backoff: options.backoff ?? EXECUTOR_BACKOFF,
-        connectTimeoutMs: options.connectTimeoutMs,
-        pingIntervalMs: options.pingIntervalMs,
-        pongTimeoutMs: options.pongTimeoutMs,
-        heartbeatIntervalMs: options.heartbeatIntervalMs,
-        maxQueuedBytes: options.maxQueuedBytes,
+        defaultBackoff: EXECUTOR_BACKOFF,
+        tuning: options,
       },
       {
         socketAdopted: ({ dialStartedAt }) => this.awaitRegistration(dialStartedAt),

@@ -4,10 +4,11 @@ import { ReliableStream } from '../reliable-stream/reliable-stream.js';
 import { openClientChannel, type SecureChannel } from '../noise/noise-channel.js';
 import { generateIdentity, type Identity } from '../noise/identity.js';
 import { clientConnectPath, ResetReason } from '../relay-control/relay-endpoints.js';
-import { CLIENT_BACKOFF } from '../relay-link/backoff.js';
-import { RelayLink } from '../relay-link/relay-link.js';
+import { CLIENT_BACKOFF, type BackoffSettings } from '../relay-link/backoff.js';
+import { RelayLink, type RelayLinkTuning } from '../relay-link/relay-link.js';
 
-export interface RelayTarget {
+/** Where and how a client reaches an agent; the relay-link settings are {@link RelayLinkTuning}'s. */
+export interface RelayTarget extends RelayLinkTuning {
   /** Relay base URL, `ws://HOST:PORT` or `wss://HOST:PORT`. */
   relay: string;
   environmentId: string;
@@ -17,19 +18,10 @@ export interface RelayTarget {
   /** This client's identity (for agents with an authorized-clients list); a fresh one otherwise. */
   identity?: Identity;
   handshakeTimeoutMs?: number;
-  connectTimeoutMs?: number;
   /** Give up reconnecting a dropped relay link after this long (the stream is then reset). Default 2 min. */
   reconnectGiveUpMs?: number;
   /** Reconnect backoff (jittered). Default 500 ms doubling to 5 s. */
-  backoff?: { initialMs: number; maxMs: number };
-  /** WebSocket ping interval on the relay link. Default 30 s. */
-  pingIntervalMs?: number;
-  /** The relay link is dropped (and re-dialled) when nothing arrived on it for this long. Default 60 s. */
-  pongTimeoutMs?: number;
-  /** Per-stream `heartbeat` frames (feed the relay's idle timer and the agent's silence timer). Default 60 s. */
-  heartbeatIntervalMs?: number;
-  /** Bytes queued on the relay socket before frames are refused (the stream retransmits them). Default 8 MiB. */
-  maxQueuedBytes?: number;
+  backoff?: BackoffSettings;
   /** Link state changes (for logs, metrics and tests). */
   onLinkEvent?: (event: RelayLinkEvent) => void;
 }
@@ -81,13 +73,9 @@ class ClientRelayLink {
         relayUrl: target.relay,
         path: clientConnectPath(target.environmentId),
         token: target.token,
-        backoff: target.backoff ?? CLIENT_BACKOFF,
-        connectTimeoutMs: target.connectTimeoutMs,
-        pingIntervalMs: target.pingIntervalMs,
-        pongTimeoutMs: target.pongTimeoutMs,
-        heartbeatIntervalMs: target.heartbeatIntervalMs,
-        maxQueuedBytes: target.maxQueuedBytes,
+        defaultBackoff: CLIENT_BACKOFF,
         giveUpMs: target.reconnectGiveUpMs ?? DEFAULT_RECONNECT_GIVE_UP_MS,
+        tuning: target,
       },
       {
         // The relay routes the client's socket as soon as it is open: the link is ready at once.

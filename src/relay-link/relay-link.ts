@@ -2,16 +2,35 @@ import WebSocket from 'ws';
 import { decodeRelayFrame, encodeRelayFrame, HEARTBEAT_BODY, type RelayFrame, type RelayFrameBody, type RelayFrameDecodeError } from '../relay-frame/relay-frame.js';
 import { NO_ACK } from '../relay-frame/limits.js';
 import { parseRelayControlMessage, type RelayControlMessage } from '../relay-control/relay-endpoints.js';
-import { Backoff, RELAY_RESTART_RETRY, restartRetryDelay } from './backoff.js';
+import { Backoff, RELAY_RESTART_RETRY, restartRetryDelay, type BackoffSettings } from './backoff.js';
 import { DEFAULT_LIVENESS, watchLinkLiveness } from './link-liveness.js';
 import { connectRelaySocket, RelayRefusedError } from './relay-socket.js';
 
 /** Default bound on dialling the relay (the WebSocket upgrade). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** Default interval of the per-stream `heartbeat` frames (they feed the relay's idle timer and the peer's silence timer). */
+/** Default interval of the per-stream `heartbeat` frames. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 60_000;
 /** Default bytes queued on the relay socket before frames are refused (the reliable streams retransmit them). */
 export const DEFAULT_LINK_QUEUED_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The link settings both endpoints expose in their options (`RelayTarget`, `RelayRegistrationOptions`);
+ * an endpoint redeclares a setting only to document its own default.
+ */
+export interface RelayLinkTuning {
+  /** Bound on dialling the relay. Default 10 s ({@link DEFAULT_CONNECT_TIMEOUT_MS}). */
+  connectTimeoutMs?: number;
+  /** Reconnect backoff (jittered); each endpoint has its own default. */
+  backoff?: BackoffSettings;
+  /** WebSocket ping interval on the relay link. Default 30 s (`DEFAULT_LIVENESS`). */
+  pingIntervalMs?: number;
+  /** The relay link is dropped (and re-dialled) when no pong came back for this long. Default 60 s (`DEFAULT_LIVENESS`). */
+  pongTimeoutMs?: number;
+  /** Per-stream `heartbeat` frames (they feed the relay's idle timer and the peer's silence timer). Default 60 s. */
+  heartbeatIntervalMs?: number;
+  /** Bytes queued on the relay socket before frames are refused (the streams retransmit them). Default 8 MiB. */
+  maxQueuedBytes?: number;
+}
 
 /** Where an endpoint dials and how it keeps the link. */
 export interface RelayLinkOptions {
@@ -20,20 +39,12 @@ export interface RelayLinkOptions {
   /** Path (and query) of the endpoint's route on the relay. */
   path: string;
   token: string;
-  /** Reconnect backoff (jittered); reset once a link is ready. */
-  backoff: { initialMs: number; maxMs: number };
-  /** Bound on one dial. Default {@link DEFAULT_CONNECT_TIMEOUT_MS}. */
-  connectTimeoutMs?: number | undefined;
-  /** WebSocket ping interval. Default `DEFAULT_LIVENESS`. */
-  pingIntervalMs?: number | undefined;
-  /** The socket is dropped (and re-dialled) when no pong came back for this long. Default `DEFAULT_LIVENESS`. */
-  pongTimeoutMs?: number | undefined;
-  /** Per-stream `heartbeat` frames while ready. Default {@link DEFAULT_HEARTBEAT_INTERVAL_MS}. */
-  heartbeatIntervalMs?: number | undefined;
-  /** Bytes queued on the socket before {@link RelayLink.frameSink} refuses frames. Default {@link DEFAULT_LINK_QUEUED_BYTES}. */
-  maxQueuedBytes?: number | undefined;
+  /** The endpoint's backoff when `tuning.backoff` is absent. */
+  defaultBackoff: BackoffSettings;
   /** Re-dials stop (the failure is final) once the link has been down this long. Re-dials go on forever when absent. */
-  giveUpMs?: number | undefined;
+  giveUpMs?: number;
+  /** The endpoint's options (only the {@link RelayLinkTuning} settings are read). */
+  tuning: RelayLinkTuning;
 }
 
 /** How an adopted socket ended. */
@@ -96,7 +107,8 @@ export class RelayLink {
     private readonly options: RelayLinkOptions,
     private readonly hooks: RelayLinkHooks,
   ) {
-    this.backoff = new Backoff(options.backoff.initialMs, options.backoff.maxMs);
+    const backoff = options.tuning.backoff ?? options.defaultBackoff;
+    this.backoff = new Backoff(backoff.initialMs, backoff.maxMs);
   }
 
   /** True while a socket is open and ready. */
@@ -132,7 +144,7 @@ export class RelayLink {
     this.heartbeatTimer = setInterval(() => {
       if (socket.readyState !== WebSocket.OPEN) return;
       for (const streamId of this.hooks.heartbeatStreamIds()) socket.send(encodeRelayFrame({ streamId, ack: NO_ACK, ackBits: 0, body: HEARTBEAT_BODY }));
-    }, this.options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS);
+    }, this.options.tuning.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS);
     this.heartbeatTimer.unref();
     return true;
   }
@@ -145,7 +157,7 @@ export class RelayLink {
   frameSink(): (frame: Uint8Array) => boolean {
     const socket = this.socket;
     if (!socket) return () => false;
-    const maxQueued = this.options.maxQueuedBytes ?? DEFAULT_LINK_QUEUED_BYTES;
+    const maxQueued = this.options.tuning.maxQueuedBytes ?? DEFAULT_LINK_QUEUED_BYTES;
     return (frame) => {
       if (socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > maxQueued) return false;
       socket.send(frame);
@@ -180,7 +192,7 @@ export class RelayLink {
 
   private dial(): Promise<WebSocket> {
     const url = `${this.options.relayUrl.replace(/\/+$/, '')}${this.options.path}`;
-    return connectRelaySocket(url, this.options.token, this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+    return connectRelaySocket(url, this.options.token, this.options.tuning.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
   }
 
   private adopt(socket: WebSocket, dialStartedAt: number): void {
@@ -193,8 +205,8 @@ export class RelayLink {
     watchLinkLiveness(
       socket,
       {
-        pingIntervalMs: this.options.pingIntervalMs ?? DEFAULT_LIVENESS.pingIntervalMs,
-        pongTimeoutMs: this.options.pongTimeoutMs ?? DEFAULT_LIVENESS.pongTimeoutMs,
+        pingIntervalMs: this.options.tuning.pingIntervalMs ?? DEFAULT_LIVENESS.pingIntervalMs,
+        pongTimeoutMs: this.options.tuning.pongTimeoutMs ?? DEFAULT_LIVENESS.pongTimeoutMs,
       },
       () => {
         silent = true;
