@@ -94,8 +94,7 @@ class ClientRelayLink {
           onLinkEvent?.({ type: 'disconnected', reason: restarting ? 'relay_restarting' : silent ? 'heartbeat_timeout' : 'link_lost' });
           return true;
         },
-        // 404 executor_unavailable (the relay restarted and the agent has not re-registered yet),
-        // 503 and network errors are retried until the give-up window ends; 400/401/403 are final.
+        // Retried until `reconnectGiveUpMs`; a final failure (also a permanent refusal) resets the stream.
         dialFailed: (error, final) => {
           if (!final) {
             onLinkEvent?.({ type: 'reconnect-failed', error: error.message });
