@@ -22,6 +22,12 @@ export class Backoff {
   }
 }
 
+/** A jittered exponential backoff: the first ceiling and the cap. */
+export interface BackoffSettings {
+  initialMs: number;
+  maxMs: number;
+}
+
 /** Executor reconnects: 1 s doubling to 30 s (the codex relay's reference). */
 export const EXECUTOR_BACKOFF = { initialMs: 1000, maxMs: 30_000 } as const;
 /** Client recovery: 500 ms doubling to 5 s, with jitter. */
