@@ -86,12 +86,15 @@ export class Environment {
 
 /**
  * Routes relay frames by stream id between client sockets and executor sockets, reading nothing
- * but each frame's header. Enforces the per-executor, per-client and pending-open limits, the
- * handshake and idle timeouts, and the reconnect grace periods; every refusal is a `reset` frame
- * with a reason from the fixed set.
+ * but each frame's header. The one place every relay limit is checked: executors and client
+ * sockets at once, streams per executor and per client socket, pending opens, failed handshakes,
+ * socket queues, the handshake and idle timeouts, and the reconnect grace periods. Each limit has
+ * one check below; every refusal of a stream is a `reset` frame with a reason from the fixed set.
  */
 export class StreamRouter {
   private readonly environments = new Map<string, Environment>();
+  /** Client sockets held here (not those of other fleet instances). */
+  private clients = 0;
   /** Every live route by stream id (stream ids are unique across environments). */
   private readonly routesById = new Map<string, Route>();
   private readonly retired: RetiredStreamIds;
@@ -124,6 +127,21 @@ export class StreamRouter {
     return this.routesById.size;
   }
 
+  /** Client sockets connected here now. */
+  get clientCount(): number {
+    return this.clients;
+  }
+
+  /** `maxClients`: whether one more client socket may connect. */
+  admitsClient(): boolean {
+    return this.clients < this.limits.maxClients;
+  }
+
+  /** `maxExecutors`: whether this environment's executor may register (one that replaces a live link always may). */
+  admitsExecutor(environmentId: string): boolean {
+    return this.executorCount < this.limits.maxExecutors || this.hasLiveExecutor(environmentId);
+  }
+
   hasLiveExecutor(environmentId: string): boolean {
     return Boolean(this.environments.get(environmentId)?.link);
   }
@@ -153,7 +171,7 @@ export class StreamRouter {
       return route.client === client;
     }
     if (this.retired.has(streamId) || this.routesById.has(streamId)) return false;
-    if ((client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(streamId)) || environment.routes.size >= this.limits.maxStreamsPerExecutor) return false;
+    if (!this.clientHasRoom(client, streamId) || !this.executorHasRoom(environment)) return false;
     this.addRoute(client, streamId, environment, true);
     return true;
   }
@@ -224,7 +242,14 @@ export class StreamRouter {
     this.watcher?.linkDown(environment.id);
   }
 
+  /** A client socket connected here. */
+  clientConnected(client: ClientLink): void {
+    if (!client.remote) this.clients += 1;
+  }
+
+  /** A client socket closed (or, in a fleet, one of another instance is gone). */
   clientClosed(client: ClientLink): void {
+    if (!client.remote) this.clients -= 1;
     const now = Date.now();
     for (const streamId of client.streams) {
       const route = this.environments.get(client.environmentId)?.routes.get(streamId);
@@ -240,7 +265,7 @@ export class StreamRouter {
   fromClient(client: ClientLink, data: Buffer): void {
     // A client that does not read what the relay answers it (refusals of its opens, resets) is
     // not read either until it catches up: a flood of opens costs the relay a bounded queue.
-    if (client.socket.bufferedAmount > this.limits.maxQueuedBytesPerSocket) this.pauseUntilDrained(client.socket, client.socket);
+    if (this.congested(client.socket)) this.pauseUntilDrained(client.socket, client.socket);
     const header = this.readHeader(data, client.socket);
     if (!header) return;
     const environment = this.environments.get(client.environmentId);
@@ -271,7 +296,7 @@ export class StreamRouter {
         this.events.frameDropped('no_route');
         return;
       }
-      if (client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(route.streamId)) {
+      if (!this.clientHasRoom(client, route.streamId)) {
         this.resetTo(client.socket, header.streamId, ResetReason.TooManyStreams);
         return;
       }
@@ -332,7 +357,7 @@ export class StreamRouter {
     }
     if (header.type === 'reset' && !route.accepted && !isCapacityRefusal(data)) {
       link.failedHandshakes += 1;
-      if (link.failedHandshakes >= this.limits.maxFailedHandshakesPerLink && link.socket.readyState === WebSocket.OPEN) {
+      if (this.tooManyFailedHandshakes(link) && link.socket.readyState === WebSocket.OPEN) {
         this.logger.warn({ failedHandshakes: link.failedHandshakes }, 'closing executor link after repeated failed handshakes');
         link.socket.close(4002, 'too many failed handshakes');
       }
@@ -364,9 +389,9 @@ export class StreamRouter {
     if (!environment || (!environment.link && (!resumed || environment.linkLostAt === 0))) return refuse(ResetReason.ExecutorUnavailable);
     if (this.retired.has(streamId)) return refuse(ResetReason.StreamIdRetired);
     if (this.streamInUseElsewhere(streamId)) return refuse(ResetReason.StreamIdInUse);
-    if (client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(streamId)) return refuse(ResetReason.TooManyStreams);
-    if (environment.routes.size >= this.limits.maxStreamsPerExecutor) return refuse(ResetReason.TooManyStreams);
-    if (!resumed && environment.pendingOpens >= this.limits.maxPendingOpensPerExecutor) return refuse(ResetReason.TooManyPendingOpens);
+    if (!this.clientHasRoom(client, streamId)) return refuse(ResetReason.TooManyStreams);
+    if (!this.executorHasRoom(environment)) return refuse(ResetReason.TooManyStreams);
+    if (!resumed && !this.pendingOpensHaveRoom(environment)) return refuse(ResetReason.TooManyPendingOpens);
     this.addRoute(client, streamId, environment, resumed);
     if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
     else this.events.frameDropped('endpoint_detached');
@@ -384,6 +409,43 @@ export class StreamRouter {
 
   private streamInUseElsewhere(streamId: string): boolean {
     return this.routesById.has(streamId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The limits: each checked here and nowhere else.
+
+  /** `maxStreamsPerClient`: room on the client socket for the stream (one it already carries always fits). */
+  private clientHasRoom(client: ClientLink, streamId: string): boolean {
+    return client.streams.size < this.limits.maxStreamsPerClient || client.streams.has(streamId);
+  }
+
+  /** `maxStreamsPerExecutor`: room for one more stream to the environment. */
+  private executorHasRoom(environment: Environment): boolean {
+    return environment.routes.size < this.limits.maxStreamsPerExecutor;
+  }
+
+  /** `maxPendingOpensPerExecutor`: room for one more stream the executor has not accepted yet. */
+  private pendingOpensHaveRoom(environment: Environment): boolean {
+    return environment.pendingOpens < this.limits.maxPendingOpensPerExecutor;
+  }
+
+  /** `maxFailedHandshakesPerLink`: the executor link refused too many handshakes. */
+  private tooManyFailedHandshakes(link: ExecutorLink): boolean {
+    return link.failedHandshakes >= this.limits.maxFailedHandshakesPerLink;
+  }
+
+  /** `maxQueuedBytesPerSocket`: the socket's queue is long; whoever feeds it waits. */
+  private congested(socket: FrameSocket): boolean {
+    return socket.bufferedAmount > this.limits.maxQueuedBytesPerSocket;
+  }
+
+  /**
+   * The hard bound on a socket's queue (`HARD_QUEUE_FACTOR` × `maxQueuedBytesPerSocket`): a socket
+   * that does not drain (a slow or half-open endpoint) costs at most this much memory; frames past
+   * it are dropped, and the reliable stream retransmits them once the endpoint reads again.
+   */
+  private queueFull(socket: FrameSocket): boolean {
+    return socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket;
   }
 
   private readHeader(data: Buffer, from: FrameSocket): RelayFrameHeader | null {
@@ -409,10 +471,7 @@ export class StreamRouter {
       this.events.frameDropped('endpoint_detached');
       return;
     }
-    if (target.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
-      // The hard bound on a socket's queue: a socket that does not drain (a slow or half-open
-      // endpoint) costs at most this much memory. Frames past it are dropped; the reliable stream
-      // retransmits them once the endpoint reads again.
+    if (this.queueFull(target)) {
       this.events.frameDropped('backpressure');
       return;
     }
@@ -423,10 +482,10 @@ export class StreamRouter {
     this.events.frameRouted(direction, data.length);
     // Stop reading the client that feeds a congested socket until it drains: bounded memory,
     // and only that client waits.
-    if (target.bufferedAmount > this.limits.maxQueuedBytesPerSocket && source) this.pauseUntilDrained(source, target);
+    if (source && this.congested(target)) this.pauseUntilDrained(source, target);
   }
 
-  /** Stops reading `source` until `target` (whose queue is past maxQueuedBytesPerSocket) drains. */
+  /** Stops reading `source` until `target` (`congested`) drains. */
   private pauseUntilDrained(source: FrameSocket, target: FrameSocket): void {
     if (sourcePaused.has(source)) return;
     sourcePaused.add(source);
@@ -448,7 +507,7 @@ export class StreamRouter {
   private resetTo(socket: FrameSocket, streamId: string, reason: ResetReasonValue): void {
     this.events.reset(reason);
     if (socket.readyState !== WebSocket.OPEN) return;
-    if (socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
+    if (this.queueFull(socket)) {
       // The same hard bound as routed frames: refusals towards a socket that reads nothing are dropped.
       this.events.frameDropped('backpressure');
       return;
@@ -486,6 +545,7 @@ export class StreamRouter {
   private sweep(now: number): void {
     for (const environment of [...this.environments.values()]) {
       const executorGone = !environment.link && environment.linkLostAt !== 0 && now - environment.linkLostAt >= this.limits.executorGraceMs;
+      // The timeouts and grace periods, one check each.
       for (const route of [...environment.routes.values()]) {
         if (executorGone) this.resetRoute(route, ResetReason.ExecutorUnavailable);
         else if (!route.accepted && now - route.openedAt >= this.limits.handshakeTimeoutMs) this.resetRoute(route, ResetReason.HandshakeTimeout);
