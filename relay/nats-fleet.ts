@@ -2,8 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import WebSocket from 'ws';
-import { peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
-import { ResetReason } from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
 import { EnvironmentRegistry, NoJetStreamError } from './environment-registry.js';
 import { FleetConnection } from './fleet-connection.js';
@@ -19,7 +17,7 @@ import {
 } from './fleet-wire.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayEvents } from './relay-events.js';
-import { ClientLink, HARD_QUEUE_FACTOR, type EnvironmentWatcher, type FrameSocket, type StreamRouter } from './stream-router.js';
+import { ClientLink, type EnvironmentWatcher, type ExecutorElsewhere, type FrameSocket, type StreamRouter } from './stream-router.js';
 
 export interface FleetOptions {
   /** `nats://[user:password@]host:port`, several separated by commas. */
@@ -94,6 +92,40 @@ class RemoteClientSocket implements FrameSocket {
 }
 
 /**
+ * The executor of a client socket here, held by another instance: sending a frame publishes it to
+ * the environment's `.up` subject with the client's subject to answer to. Nothing queues here.
+ */
+class RemoteExecutorSocket implements ExecutorElsewhere {
+  readyState: number = WebSocket.OPEN;
+  readonly bufferedAmount = 0;
+  constructor(
+    readonly subject: string,
+    /** Where the executor's frames come back: this client socket's subject. */
+    readonly clientSubject: string,
+    private readonly fleet: {
+      publish(subject: string, data: Uint8Array, reply: string): boolean;
+      streamOpened(client: ClientLink, streamId: string): void;
+      clientClosed(socket: RemoteExecutorSocket, detach: boolean): void;
+    },
+  ) {}
+  send(data: Uint8Array | string): boolean {
+    return this.readyState === WebSocket.OPEN && typeof data !== 'string' && this.fleet.publish(this.subject, data, this.clientSubject);
+  }
+  streamOpened(client: ClientLink, streamId: string): void {
+    this.fleet.streamOpened(client, streamId);
+  }
+  clientClosed(detach: boolean): void {
+    this.readyState = WebSocket.CLOSED;
+    this.fleet.clientClosed(this, detach);
+  }
+  // The router neither pauses nor closes an executor's socket it forwards to.
+  pause(): void {}
+  resume(): void {}
+  close(): void {}
+  terminate(): void {}
+}
+
+/**
  * One relay instance's membership in a fleet that shares routing through NATS. The instance
  * holding an executor's socket subscribes to its environment's subjects; an instance holding a
  * client socket for an environment held elsewhere publishes the client's frames there and gets
@@ -128,11 +160,10 @@ export class NatsFleet implements EnvironmentWatcher {
   /** When each remote instance was first seen missing from the registry (for its clients' grace). */
   private readonly instanceMissingSince = new Map<string, number>();
 
-  /** This instance's client sockets, by connection token, and their subjects. */
+  /** This instance's client sockets, by connection token (the last part of their subject). */
   private readonly clients = new Map<string, ClientLink>();
-  private readonly clientSubjects = new Map<ClientLink, string>();
-  private readonly clientsByEnvironment = new Map<string, Set<ClientLink>>();
-  private readonly orphanSubscriptions = new Map<string, Subscription>();
+  /** Per environment with client sockets here: how many, and the subscription to its orphans. */
+  private readonly orphanSubscriptions = new Map<string, { clients: number; subscription: Subscription | null }>();
   private readonly availableUntil = new Map<string, number>();
   private readonly lastClaimAt = new Map<string, number>();
   private nextConnection = 1;
@@ -194,7 +225,7 @@ export class NatsFleet implements EnvironmentWatcher {
     }
     link.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, (msg) => this.toLocalClient(msg));
     for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
-    for (const environmentId of this.clientsByEnvironment.keys()) this.subscribeOrphans(environmentId);
+    for (const environmentId of this.orphanSubscriptions.keys()) this.subscribeOrphans(environmentId);
     // Executors that registered while this instance waited for NATS.
     await this.refreshAll();
     this.registryHealthy = true;
@@ -245,61 +276,31 @@ export class NatsFleet implements EnvironmentWatcher {
     return this.link!.ask(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage({ type: 'probe' }), PROBE_TIMEOUT_MS);
   }
 
-  clientConnected(client: ClientLink): void {
+  /**
+   * The router's link for a client socket connected here: while another instance holds its
+   * environment, the router reaches the executor through a `RemoteExecutorSocket`.
+   */
+  clientLink(socket: FrameSocket, environmentId: string): ClientLink {
     const connection = `c${(this.nextConnection++).toString(36)}`;
+    const subject = `${FleetSubject.clientsOf(this.instanceId, this.boot)}.${connection}`;
+    const executor = new RemoteExecutorSocket(FleetSubject.toExecutor(environmentToken(environmentId)), subject, {
+      publish: (target, data, reply) => this.publish(target, data, reply),
+      streamOpened: (client, streamId) => void this.confirmOpen(client, streamId),
+      clientClosed: (_socket, detach) => {
+        this.clients.delete(connection);
+        if (detach) this.publishControl(environmentId, { type: 'detach', client: subject });
+        this.unsubscribeOrphans(environmentId);
+      },
+    });
+    const client = new ClientLink(socket, environmentId, { elsewhere: executor });
     this.clients.set(connection, client);
-    this.clientSubjects.set(client, `${FleetSubject.clientsOf(this.instanceId, this.boot)}.${connection}`);
-    let group = this.clientsByEnvironment.get(client.environmentId);
-    if (!group) {
-      group = new Set();
-      this.clientsByEnvironment.set(client.environmentId, group);
-      this.subscribeOrphans(client.environmentId);
+    const orphans = this.orphanSubscriptions.get(environmentId);
+    if (orphans) orphans.clients += 1;
+    else {
+      this.orphanSubscriptions.set(environmentId, { clients: 1, subscription: null });
+      this.subscribeOrphans(environmentId);
     }
-    group.add(client);
-  }
-
-  /** Call before the router's `clientClosed` (which forgets the socket's streams). */
-  clientClosed(client: ClientLink): void {
-    const subject = this.clientSubjects.get(client);
-    if (subject === undefined) return;
-    this.clientSubjects.delete(client);
-    this.clients.delete(subject.slice(subject.lastIndexOf('.') + 1));
-    const throughFleet = [...client.streams].some((streamId) => !this.router.hasRoute(streamId));
-    if (throughFleet) this.publishControl(client.environmentId, { type: 'detach', client: subject });
-    const group = this.clientsByEnvironment.get(client.environmentId);
-    group?.delete(client);
-    if (group?.size === 0) {
-      this.clientsByEnvironment.delete(client.environmentId);
-      this.orphanSubscriptions.get(client.environmentId)?.unsubscribe();
-      this.orphanSubscriptions.delete(client.environmentId);
-    }
-  }
-
-  /** A binary message from a client socket held here: routed here, or published to the fleet. */
-  fromClient(client: ClientLink, data: Buffer): void {
-    const peeked = peekHeader(data);
-    if (!peeked.ok || this.router.hasRoute(peeked.header.streamId) || this.router.holdsEnvironment(client.environmentId)) {
-      this.router.fromClient(client, data);
-      return;
-    }
-    const header = peeked.header;
-    const streamId = header.streamId;
-    if (!client.streams.has(streamId)) {
-      if (header.type !== 'open' && header.type !== 'resume') {
-        this.events.frameDropped('no_route');
-        return;
-      }
-      if (client.streams.size >= this.limits.maxStreamsPerClient) {
-        this.router.refuse(client, streamId, ResetReason.TooManyStreams);
-        return;
-      }
-      client.streams.add(streamId);
-      if (header.type === 'open') void this.confirmOpen(client, streamId);
-    }
-    const subject = this.clientSubjects.get(client);
-    if (subject && this.publish(FleetSubject.toExecutor(environmentToken(client.environmentId)), data, subject)) this.events.frameRouted('client_to_executor', data.length);
-    else this.events.frameDropped('fleet_unavailable');
-    if (header.type === 'reset' || header.type === 'close') client.streams.delete(streamId);
+    return client;
   }
 
   /** A new stream towards an environment held elsewhere: refused at once if nobody holds it. */
@@ -309,70 +310,47 @@ export class NatsFleet implements EnvironmentWatcher {
     } catch {
       return; // NATS is down: the stream waits (and its handshake times out) rather than guessing
     }
-    if (!client.streams.has(streamId) || this.router.hasRoute(streamId)) return;
-    client.streams.delete(streamId);
-    this.router.refuse(client, streamId, ResetReason.ExecutorUnavailable);
+    this.router.executorUnavailable(client, streamId);
   }
 
   /** An executor's frame for one of this instance's client sockets (`execrelay.client.I.B.C`). */
   private toLocalClient(msg: Msg): void {
     const client = this.clients.get(msg.subject.slice(msg.subject.lastIndexOf('.') + 1));
-    const peeked = peekHeader(msg.data);
-    if (!client || !peeked.ok) {
-      this.events.frameDropped(client ? 'invalid' : 'endpoint_detached');
-      return;
-    }
-    this.events.fleetFrame('received', msg.data.length);
-    this.deliver(client, peeked.header, msg.data);
-  }
-
-  private deliver(client: ClientLink, header: RelayFrameHeader, data: Uint8Array): void {
-    if (!client.streams.has(header.streamId) && header.type !== 'reset') {
-      this.events.frameDropped('no_route');
-      return;
-    }
-    if (header.type === 'reset' || header.type === 'close') client.streams.delete(header.streamId);
-    const socket = client.socket;
-    if (socket.readyState !== WebSocket.OPEN) {
+    if (!client) {
       this.events.frameDropped('endpoint_detached');
       return;
     }
-    if (socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
-      this.events.frameDropped('backpressure'); // the reliable stream retransmits it
-      return;
-    }
-    socket.send(data, { binary: true });
-    this.events.frameRouted('executor_to_client', data.length);
+    if (this.router.fromExecutorElsewhere(client, frameOf(msg))) this.events.fleetFrame('received', msg.data.length);
   }
 
   /** An executor frame without a route at its holder: claim it if its client socket is here. */
   private orphanFromFleet(environmentId: string, msg: Msg): void {
-    const peeked = peekHeader(msg.data);
-    if (!peeked.ok) return;
+    const orphan = this.router.orphanFromElsewhere(environmentId, frameOf(msg));
+    if (!orphan) return;
     this.events.fleetFrame('received', msg.data.length);
-    const header = peeked.header;
-    const client = this.localClientOf(environmentId, header.streamId);
-    if (!client) return;
-    const subject = this.clientSubjects.get(client)!;
+    const { header, client } = orphan;
+    if (!(client?.elsewhere instanceof RemoteExecutorSocket)) return;
+    const subject = client.elsewhere.clientSubject;
     const now = Date.now();
     // A reset ends the stream: nothing to claim, only to pass on.
     if (header.type !== 'reset' && now - (this.lastClaimAt.get(header.streamId) ?? 0) >= CLAIM_INTERVAL_MS) {
       this.lastClaimAt.set(header.streamId, now);
       this.publishControl(environmentId, { type: 'claim', client: subject, streamId: header.streamId });
     }
-    // The executor repeating its acceptance (`open`) is for the relay, not the client.
-    if (header.type !== 'open') this.deliver(client, header, msg.data);
-  }
-
-  private localClientOf(environmentId: string, streamId: string): ClientLink | undefined {
-    for (const client of this.clientsByEnvironment.get(environmentId) ?? []) if (client.streams.has(streamId)) return client;
-    return undefined;
   }
 
   private subscribeOrphans(environmentId: string): void {
-    if (!this.link || this.orphanSubscriptions.has(environmentId)) return;
+    const orphans = this.orphanSubscriptions.get(environmentId);
+    if (!this.link || !orphans || orphans.subscription) return;
     const subject = FleetSubject.orphans(environmentToken(environmentId));
-    this.orphanSubscriptions.set(environmentId, this.link.subscribe(subject, (msg) => this.orphanFromFleet(environmentId, msg)));
+    orphans.subscription = this.link.subscribe(subject, (msg) => this.orphanFromFleet(environmentId, msg));
+  }
+
+  private unsubscribeOrphans(environmentId: string): void {
+    const orphans = this.orphanSubscriptions.get(environmentId);
+    if (!orphans || --orphans.clients > 0) return;
+    orphans.subscription?.unsubscribe();
+    this.orphanSubscriptions.delete(environmentId);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -414,11 +392,8 @@ export class NatsFleet implements EnvironmentWatcher {
     }
   }
 
-  orphanFrame(environmentId: string, header: RelayFrameHeader, data: Buffer): boolean {
-    const local = this.localClientOf(environmentId, header.streamId);
-    if (local) return this.router.claimStream(local, header.streamId);
+  orphanFrame(environmentId: string, data: Buffer): void {
     if (!this.publish(FleetSubject.orphans(environmentToken(environmentId)), data)) this.events.frameDropped('fleet_unavailable');
-    return false;
   }
 
   private subscribeHeld(environmentId: string): void {
@@ -438,7 +413,7 @@ export class NatsFleet implements EnvironmentWatcher {
       return;
     }
     this.events.fleetFrame('received', msg.data.length);
-    this.router.fromClient(link, Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength));
+    this.router.fromClient(link, frameOf(msg));
   }
 
   private remoteClient(subject: string, environmentId: string): ClientLink | null {
@@ -446,7 +421,7 @@ export class NatsFleet implements EnvironmentWatcher {
     if (existing && existing.socket.readyState === WebSocket.OPEN && existing.environmentId === environmentId) return existing;
     if (!parseClientSubject(subject)) return null;
     const socket = new RemoteClientSocket(subject, (target, data) => this.publish(target, data));
-    const link = new ClientLink(socket, environmentId, true);
+    const link = new ClientLink(socket, environmentId, { remote: true });
     this.remoteClients.set(subject, link);
     return link;
   }
@@ -668,6 +643,11 @@ export class NatsFleet implements EnvironmentWatcher {
   private publishControl(environmentId: string, message: FleetControlMessage): void {
     this.link?.publish(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage(message));
   }
+}
+
+/** A NATS message's payload as the router takes it (no copy). */
+function frameOf(msg: Msg): Buffer {
+  return Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
 }
 
 function defaultInstanceId(): string {

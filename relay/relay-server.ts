@@ -222,19 +222,13 @@ export class RelayServer {
 
   private acceptClient(socket: WebSocket, environmentId: string): void {
     this.watchLiveness(socket);
-    const client = new ClientLink(socket, environmentId);
+    // In a fleet the link also reaches an executor held by another instance.
+    const client = this.fleet?.clientLink(socket, environmentId) ?? new ClientLink(socket, environmentId);
     this.router.clientConnected(client);
-    const fleet = this.fleet;
-    fleet?.clientConnected(client);
     socket.on('message', (data, isBinary) => {
-      if (!isBinary) return;
-      if (fleet) fleet.fromClient(client, data as Buffer);
-      else this.router.fromClient(client, data as Buffer);
+      if (isBinary) this.router.fromClient(client, data as Buffer);
     });
-    socket.on('close', () => {
-      fleet?.clientClosed(client);
-      this.router.clientClosed(client);
-    });
+    socket.on('close', () => this.router.clientClosed(client));
     socket.on('error', () => undefined);
   }
 

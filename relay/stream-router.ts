@@ -8,8 +8,9 @@ import type { RelayEvents } from './relay-events.js';
 import { RetiredStreamIds } from './retired-stream-ids.js';
 
 /**
- * What the router needs of a socket it forwards frames to: a WebSocket, or (in a relay fleet) a
- * client socket held by another instance and reached through NATS (`RemoteClientSocket`).
+ * What the router needs of a socket it forwards frames to: a WebSocket, or (in a relay fleet) an
+ * endpoint held by another instance and reached through NATS: a client socket there
+ * (`RemoteClientSocket`), or the executor of a client socket here (`ExecutorElsewhere`).
  */
 export interface FrameSocket {
   readonly readyState: number;
@@ -20,6 +21,24 @@ export interface FrameSocket {
   resume(): void;
   close(code?: number, reason?: string): void;
   terminate(): void;
+}
+
+/**
+ * In a relay fleet, how one client socket here reaches its environment's executor while another
+ * instance holds it (`RemoteExecutorSocket`): a frame sent is published to that instance, whose
+ * router routes it on. It never queues here and cannot be paused.
+ */
+export interface ExecutorElsewhere extends FrameSocket {
+  /**
+   * A new stream (`open`) starts through it. The fleet makes sure some instance still holds the
+   * environment, and calls the router's `executorUnavailable` if none does.
+   */
+  streamOpened(client: ClientLink, streamId: string): void;
+  /**
+   * The client socket closed. `detach`: some of its streams went through the fleet, and the
+   * executor's instance is to give them the client grace.
+   */
+  clientClosed(detach: boolean): void;
 }
 
 /**
@@ -37,11 +56,11 @@ export interface EnvironmentWatcher {
   /** The router forgot the environment (its grace ran out, or another instance took it over). */
   forgotten(environmentId: string): void;
   /**
-   * The executor sent a frame for a stream with no route here (the executor moved to this
-   * instance, or this instance restarted). Returns true when the stream's client was found and the
-   * route was made with `claimStream`, so the frame is routed; false drops it.
+   * The executor sent a frame for a stream with no route here and no client socket here carries
+   * the stream (the executor moved to this instance, or this instance restarted): the fleet passes
+   * it to the instance holding the stream's client, which claims the stream (`claimStream`).
    */
-  orphanFrame(environmentId: string, header: RelayFrameHeader, data: Buffer): boolean;
+  orphanFrame(environmentId: string, data: Buffer): void;
 }
 
 /** The relay's side of one executor WebSocket. */
@@ -53,15 +72,25 @@ export class ExecutorLink {
   ) {}
 }
 
-/** The relay's side of one client WebSocket. */
+/** The relay's side of one client socket. */
 export class ClientLink {
+  /**
+   * The streams this socket carries: routed here, or (in a fleet) through the instance holding
+   * the executor. Kept by the router alone.
+   */
   readonly streams = new Set<string>();
+  /** A client socket held by another fleet instance (reached through NATS). */
+  readonly remote: boolean;
+  /** In a fleet: this (local) client socket's way to its executor while another instance holds it. */
+  readonly elsewhere: ExecutorElsewhere | null;
   constructor(
     readonly socket: FrameSocket,
     readonly environmentId: string,
-    /** A client socket held by another fleet instance (reached through NATS). */
-    readonly remote = false,
-  ) {}
+    options: { remote?: boolean; elsewhere?: ExecutorElsewhere } = {},
+  ) {
+    this.remote = options.remote ?? false;
+    this.elsewhere = options.elsewhere ?? null;
+  }
 }
 
 /** One routed stream: which client socket and which environment it joins. */
@@ -93,7 +122,8 @@ export class Environment {
  */
 export class StreamRouter {
   private readonly environments = new Map<string, Environment>();
-  /** Client sockets held here (not those of other fleet instances). */
+  /** Client sockets held here (not those of other fleet instances), by environment. */
+  private readonly localClients = new Map<string, Set<ClientLink>>();
   private clients = 0;
   /** Every live route by stream id (stream ids are unique across environments). */
   private readonly routesById = new Map<string, Route>();
@@ -146,15 +176,6 @@ export class StreamRouter {
     return Boolean(this.environments.get(environmentId)?.link);
   }
 
-  /** The environment is held here: its executor is connected, or within its reconnect grace. */
-  holdsEnvironment(environmentId: string): boolean {
-    return this.environments.has(environmentId);
-  }
-
-  hasRoute(streamId: string): boolean {
-    return this.routesById.has(streamId);
-  }
-
   /**
    * Attaches a stream to `client` without a frame from it: a fleet instance that holds the
    * stream's client socket claims a stream whose route this instance does not know (its executor
@@ -201,11 +222,6 @@ export class StreamRouter {
     this.forgetEnvironment(environment);
   }
 
-  /** Refuses a stream towards a client socket (a `reset` with the reason). */
-  refuse(client: ClientLink, streamId: string, reason: ResetReasonValue): void {
-    this.resetTo(client.socket, streamId, reason);
-  }
-
   /** A newly authenticated executor socket takes over its environment (replacing an older link). */
   registerExecutor(socket: WebSocket, environmentId: string): ExecutorLink {
     let environment = this.environments.get(environmentId);
@@ -244,21 +260,36 @@ export class StreamRouter {
 
   /** A client socket connected here. */
   clientConnected(client: ClientLink): void {
-    if (!client.remote) this.clients += 1;
+    if (client.remote) return;
+    this.clients += 1;
+    let group = this.localClients.get(client.environmentId);
+    if (!group) {
+      group = new Set();
+      this.localClients.set(client.environmentId, group);
+    }
+    group.add(client);
   }
 
   /** A client socket closed (or, in a fleet, one of another instance is gone). */
   clientClosed(client: ClientLink): void {
-    if (!client.remote) this.clients -= 1;
+    const group = this.localClients.get(client.environmentId);
+    if (group?.delete(client)) {
+      this.clients -= 1;
+      if (group.size === 0) this.localClients.delete(client.environmentId);
+    }
     const now = Date.now();
+    let throughFleet = false;
     for (const streamId of client.streams) {
       const route = this.environments.get(client.environmentId)?.routes.get(streamId);
       if (route && route.client === client) {
         route.client = null;
         route.clientGoneAt = now;
+      } else if (!this.routesById.has(streamId)) {
+        throughFleet = true;
       }
     }
     client.streams.clear();
+    client.elsewhere?.clientClosed(throughFleet);
   }
 
   /** A binary message from a client socket. */
@@ -269,6 +300,10 @@ export class StreamRouter {
     const header = this.readHeader(data, client.socket);
     if (!header) return;
     const environment = this.environments.get(client.environmentId);
+    if (!environment && client.elsewhere) {
+      this.toExecutorElsewhere(client, client.elsewhere, header, data);
+      return;
+    }
     const route = environment?.routes.get(header.streamId);
     if (!route && header.type === 'reset') return; // nothing to tell anyone
     if (!route && (header.type === 'open' || header.type === 'resume')) {
@@ -308,6 +343,84 @@ export class StreamRouter {
     if (header.type === 'reset' || header.type === 'close') this.endRoute(route, header.type === 'reset' ? 'reset' : 'closed');
   }
 
+  /**
+   * A client frame for an environment another fleet instance holds: it goes to that instance,
+   * whose router routes it on (and applies the executor's limits). Here the client socket's own
+   * limit applies, and a new stream must start with `open` or `resume`.
+   */
+  private toExecutorElsewhere(client: ClientLink, executor: ExecutorElsewhere, header: RelayFrameHeader, data: Buffer): void {
+    const streamId = header.streamId;
+    if (!client.streams.has(streamId)) {
+      if (header.type !== 'open' && header.type !== 'resume') {
+        this.events.frameDropped('no_route');
+        return;
+      }
+      if (!this.clientHasRoom(client, streamId)) {
+        this.resetTo(client.socket, streamId, ResetReason.TooManyStreams);
+        return;
+      }
+      client.streams.add(streamId);
+      if (header.type === 'open') executor.streamOpened(client, streamId);
+    }
+    this.forward(executor, data, 'client_to_executor', client.socket);
+    if (header.type === 'reset' || header.type === 'close') client.streams.delete(streamId);
+  }
+
+  /**
+   * The fleet found no instance holding the environment of a stream opened through it: the stream
+   * is refused (`executor_unavailable`), unless it is routed here by now.
+   */
+  executorUnavailable(client: ClientLink, streamId: string): void {
+    if (!client.streams.has(streamId) || this.routesById.has(streamId)) return;
+    client.streams.delete(streamId);
+    this.resetTo(client.socket, streamId, ResetReason.ExecutorUnavailable);
+  }
+
+  /**
+   * A frame from the executor of a client socket here, passed on by the instance holding that
+   * executor. Returns false when it is not a relay frame (dropped as `invalid`).
+   */
+  fromExecutorElsewhere(client: ClientLink, data: Buffer): boolean {
+    const peeked = peekHeader(data);
+    if (!peeked.ok) {
+      this.events.frameDropped('invalid');
+      return false;
+    }
+    this.toClientFromElsewhere(client, peeked.header, data);
+    return true;
+  }
+
+  /**
+   * An executor frame that its environment's holder had no route for (the executor just moved
+   * there), passed to every instance with client sockets for the environment. The client socket
+   * here that carries the stream gets it, unless it is the executor repeating its acceptance
+   * (`open`), which is for the relay. Returns the frame's header and that client socket (which the
+   * fleet claims the stream for), or null when it is not a relay frame.
+   */
+  orphanFromElsewhere(environmentId: string, data: Buffer): { header: RelayFrameHeader; client: ClientLink | undefined } | null {
+    const peeked = peekHeader(data);
+    if (!peeked.ok) return null;
+    const header = peeked.header;
+    const client = this.localClientCarrying(environmentId, header.streamId);
+    if (client && header.type !== 'open') this.toClientFromElsewhere(client, header, data);
+    return { header, client };
+  }
+
+  private toClientFromElsewhere(client: ClientLink, header: RelayFrameHeader, data: Buffer): void {
+    if (!client.streams.has(header.streamId) && header.type !== 'reset') {
+      this.events.frameDropped('no_route');
+      return;
+    }
+    if (header.type === 'reset' || header.type === 'close') client.streams.delete(header.streamId);
+    this.forward(client.socket, data, 'executor_to_client', null);
+  }
+
+  /** The client socket here (if any) that carries the stream. */
+  private localClientCarrying(environmentId: string, streamId: string): ClientLink | undefined {
+    for (const client of this.localClients.get(environmentId) ?? []) if (client.streams.has(streamId)) return client;
+    return undefined;
+  }
+
   /** A reconnected client (its new socket) takes a stream over from its previous socket. */
   private takeOver(route: Route, client: ClientLink): void {
     const previous = route.client;
@@ -329,9 +442,7 @@ export class StreamRouter {
     const environment = link.environment;
     if (environment.link !== link) return; // a replaced link's last words
     let route = environment.routes.get(header.streamId);
-    if (!route && !this.retired.has(header.streamId) && this.watcher?.orphanFrame(environment.id, header, data)) {
-      route = environment.routes.get(header.streamId);
-    }
+    if (!route && !this.retired.has(header.streamId)) route = this.adoptOrphan(environment, header.streamId, data);
     if (!route) {
       this.events.frameDropped('no_route');
       // A stream this relay ended (reset or closed while the agent was away, e.g. its client's
@@ -365,6 +476,18 @@ export class StreamRouter {
     if (route.client) this.forward(route.client.socket, data, 'executor_to_client', null);
     else this.events.frameDropped('endpoint_detached');
     if (header.type === 'reset' || header.type === 'close') this.endRoute(route, header.type === 'reset' ? 'reset' : 'closed');
+  }
+
+  /**
+   * An executor frame for a stream with no route here (in a fleet: the executor just moved to this
+   * instance). A client socket here that carries the stream gets the route at once; otherwise the
+   * fleet passes the frame to the instance holding the stream's client, which claims it.
+   */
+  private adoptOrphan(environment: Environment, streamId: string, data: Buffer): Route | undefined {
+    const client = this.localClientCarrying(environment.id, streamId);
+    if (client) return this.claimStream(client, streamId) ? environment.routes.get(streamId) : undefined;
+    this.watcher?.orphanFrame(environment.id, data);
+    return undefined;
   }
 
   /** Graceful shutdown: every stream is reset so endpoints know at once. */
