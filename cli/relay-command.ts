@@ -4,7 +4,7 @@ import { BearerTokenVerifier, parseTokens, readTokenFile } from '../src/auth/bea
 import { createLogger } from '../src/logging/logger.js';
 import { RelayServer } from '../relay/relay-server.js';
 import { DEFAULT_RELAY_LIMITS } from '../relay/relay-config.js';
-import { DEFAULT_REGISTRY_TTL_MS } from '../relay/nats-fleet.js';
+import { DEFAULT_REGISTRY_TTL_MS } from '../relay/fleet-registry.js';
 import { positiveInteger } from './option-parsers.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { createRelayMetrics } from '../relay/telemetry/relay-metrics.js';

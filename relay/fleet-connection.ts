@@ -1,5 +1,6 @@
 import { connect, NoRespondersError, RequestError, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../src/logging/logger.js';
+import { FleetSubject, encodeFleetControlMessage, environmentToken, type FleetControlMessage } from './fleet-wire.js';
 import type { RelayEvents } from './relay-events.js';
 
 /**
@@ -79,6 +80,11 @@ export class FleetConnection {
       this.events.fleetError('publish');
       return false;
     }
+  }
+
+  /** Publishes a control message for the instance holding the environment (`execrelay.env.T.ctl`). */
+  publishControl(environmentId: string, message: FleetControlMessage): boolean {
+    return this.publish(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage(message));
   }
 
   /** Subscribes `handler` to `subject`; a subscription error is counted and logged. */

@@ -1,25 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Msg, Subscription } from '@nats-io/transport-node';
-import WebSocket from 'ws';
-import { peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
-import { ResetReason } from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
-import { EnvironmentRegistry, NoJetStreamError } from './environment-registry.js';
 import { FleetConnection } from './fleet-connection.js';
-import {
-  FleetSubject,
-  encodeFleetControlMessage,
-  environmentToken,
-  parseClientSubject,
-  parseFleetControlMessage,
-  isNewerRegistration,
-  validateInstanceId,
-  type FleetControlMessage,
-} from './fleet-wire.js';
+import { FleetRegistry } from './fleet-registry.js';
+import { FleetSockets } from './fleet-sockets.js';
+import { FleetSubject, environmentToken, parseFleetControlMessage, isNewerRegistration, validateInstanceId } from './fleet-wire.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayEvents } from './relay-events.js';
-import { ClientLink, HARD_QUEUE_FACTOR, type EnvironmentWatcher, type FrameSocket, type StreamRouter } from './stream-router.js';
+import type { ClientLink, EnvironmentWatcher, FrameSocket, StreamRouter } from './stream-router.js';
 
 export interface FleetOptions {
   /** `nats://[user:password@]host:port`, several separated by commas. */
@@ -32,17 +21,8 @@ export interface FleetOptions {
   registryReplicas?: number;
 }
 
-export const DEFAULT_REGISTRY_TTL_MS = 15_000;
-/** A positive registry lookup is reused this long for the checks on new streams. */
-const AVAILABILITY_CACHE_MS = 2_000;
-/** How long a starting instance retries opening the registry (JetStream electing a leader). */
-const REGISTRY_OPEN_WAIT_MS = 30_000;
 /** The longest an executor's `registered` waits for its registry entry. */
 const REGISTRATION_WAIT_MS = 2_000;
-/** How long a holder has to answer a probe (silence counts as alive; only "no responders" does not). */
-const PROBE_TIMEOUT_MS = 1_000;
-/** One `claim` per stream per this long, however many orphan frames arrive. */
-const CLAIM_INTERVAL_MS = 250;
 
 /** What the metrics read at scrape time. */
 export interface FleetState {
@@ -69,36 +49,12 @@ interface HeldEnvironment {
 }
 
 /**
- * A client socket of another instance, as this (the executor's) instance sees it: sending a frame
- * publishes it to the client's subject. It cannot be paused and never queues here; the endpoints'
- * windows bound what is in flight.
- */
-class RemoteClientSocket implements FrameSocket {
-  readyState: number = WebSocket.OPEN;
-  readonly bufferedAmount = 0;
-  constructor(
-    readonly subject: string,
-    private readonly publish: (subject: string, data: Uint8Array) => boolean,
-  ) {}
-  send(data: Uint8Array | string): boolean {
-    return this.readyState === WebSocket.OPEN && typeof data !== 'string' && this.publish(this.subject, data);
-  }
-  pause(): void {}
-  resume(): void {}
-  close(): void {
-    this.readyState = WebSocket.CLOSED;
-  }
-  terminate(): void {
-    this.readyState = WebSocket.CLOSED;
-  }
-}
-
-/**
- * One relay instance's membership in a fleet that shares routing through NATS. The instance
- * holding an executor's socket subscribes to its environment's subjects; an instance holding a
- * client socket for an environment held elsewhere publishes the client's frames there and gets
- * the executor's frames on its own client subject. The registry (NATS KV with a TTL) answers
- * "is this environment online, and where" at once.
+ * One relay instance's membership in a fleet that shares routing through NATS: joining and
+ * leaving it, and the environments whose executors this instance holds — their subjects, their
+ * registrations, and takeovers. The instance holding an executor's socket subscribes to its
+ * environment's subjects; client sockets of other instances reach it there (`FleetSockets`), and
+ * the registry (`FleetRegistry`) answers "is this environment online, and where" at once. The
+ * router routes every frame and checks every limit; this fleet only carries frames.
  *
  * When an executor moves (its instance died, or its link broke and the load balancer sent it
  * elsewhere), the new holder announces a `takeover`; the old one lets go without resetting
@@ -111,31 +67,16 @@ export class NatsFleet implements EnvironmentWatcher {
   readonly instanceId: string;
   /** Tells this process from an earlier one with the same instance id (in client subjects). */
   readonly boot = randomBytes(6).toString('base64url');
-  private readonly registryTtlMs: number;
-  private readonly registryReplicas: number;
   private readonly startedAt = Date.now();
   private link: FleetConnection | null = null;
-  private registry: EnvironmentRegistry | null = null;
+  private readonly registry: FleetRegistry;
+  private readonly sockets: FleetSockets;
   private stopped = false;
   private tickTimer: NodeJS.Timeout | undefined;
   private resyncing: Promise<void> | null = null;
   /** The last resync (registry reopened, entries rewritten) succeeded; a tick retries it if not. */
   private registryHealthy = false;
-
   private readonly held = new Map<string, HeldEnvironment>();
-  /** Client sockets of other instances, by their subject. */
-  private readonly remoteClients = new Map<string, ClientLink>();
-  /** When each remote instance was first seen missing from the registry (for its clients' grace). */
-  private readonly instanceMissingSince = new Map<string, number>();
-
-  /** This instance's client sockets, by connection token, and their subjects. */
-  private readonly clients = new Map<string, ClientLink>();
-  private readonly clientSubjects = new Map<ClientLink, string>();
-  private readonly clientsByEnvironment = new Map<string, Set<ClientLink>>();
-  private readonly orphanSubscriptions = new Map<string, Subscription>();
-  private readonly availableUntil = new Map<string, number>();
-  private readonly lastClaimAt = new Map<string, number>();
-  private nextConnection = 1;
 
   constructor(
     private readonly options: FleetOptions,
@@ -147,17 +88,20 @@ export class NatsFleet implements EnvironmentWatcher {
     this.instanceId = options.instanceId ?? defaultInstanceId();
     const invalid = validateInstanceId(this.instanceId);
     if (invalid) throw new Error(`invalid --instance-id ${JSON.stringify(this.instanceId)}: ${invalid}`);
-    this.registryTtlMs = options.registryTtlMs ?? DEFAULT_REGISTRY_TTL_MS;
-    if (this.registryTtlMs < 1000) throw new Error('--registry-ttl-ms must be at least 1000');
-    this.registryReplicas = options.registryReplicas ?? 1;
-    if (!Number.isInteger(this.registryReplicas) || this.registryReplicas < 1 || this.registryReplicas > 5) throw new Error('--registry-replicas must be 1 to 5');
+    const connection = () => this.link;
+    const registryOptions = {
+      ...(options.registryTtlMs !== undefined ? { ttlMs: options.registryTtlMs } : {}),
+      ...(options.registryReplicas !== undefined ? { replicas: options.registryReplicas } : {}),
+    };
+    this.registry = new FleetRegistry(registryOptions, this.instanceId, this.boot, this.startedAt, connection, events, logger);
+    this.sockets = new FleetSockets(this.instanceId, this.boot, connection, router, events, logger, (id) => this.environmentAvailable(id));
     router.watcher = this;
   }
 
   get state(): FleetState {
     let registered = 0;
     for (const environment of this.held.values()) if (environment.revision > 0) registered++;
-    return { member: true, connected: this.link?.connected ?? false, registeredEnvironments: registered, remoteClients: this.remoteClients.size };
+    return { member: true, connected: this.link?.connected ?? false, registeredEnvironments: registered, remoteClients: this.sockets.remoteClientCount };
   }
 
   /**
@@ -173,32 +117,18 @@ export class NatsFleet implements EnvironmentWatcher {
       await link.close();
       throw new Error(`NATS max_payload is ${maxPayload} bytes, smaller than a relay frame (${this.limits.maxFrameBytes}): raise max_payload in nats-server's config`);
     }
-    // JetStream may still be electing its leader (a NATS cluster starting): retry for a while.
-    const giveUpAt = Date.now() + REGISTRY_OPEN_WAIT_MS;
-    for (;;) {
-      try {
-        await this.openRegistry();
-        break;
-      } catch (error) {
-        if (error instanceof NoJetStreamError || Date.now() > giveUpAt) {
-          await link.close();
-          if (error instanceof NoJetStreamError) throw error;
-          throw new Error(
-            `cannot open the fleet registry in NATS after ${REGISTRY_OPEN_WAIT_MS / 1000} s: ${(error as Error).message}` +
-              ` (is JetStream up on enough servers for --registry-replicas ${this.registryReplicas}?)`,
-          );
-        }
-        this.logger.warn({ err: (error as Error).message }, 'fleet registry not available yet; retrying');
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
+    try {
+      await this.registry.open();
+    } catch (error) {
+      await link.close();
+      throw error;
     }
-    link.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, (msg) => this.toLocalClient(msg));
+    this.sockets.subscribe();
     for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
-    for (const environmentId of this.clientsByEnvironment.keys()) this.subscribeOrphans(environmentId);
     // Executors that registered while this instance waited for NATS.
     await this.refreshAll();
     this.registryHealthy = true;
-    this.tickTimer = setInterval(() => void this.tick(), Math.max(250, Math.floor(this.registryTtlMs / 3)));
+    this.tickTimer = setInterval(() => void this.tick(), Math.max(250, Math.floor(this.registry.ttlMs / 3)));
     this.tickTimer.unref();
     this.logger.info({ instanceId: this.instanceId }, 'joined the relay fleet');
   }
@@ -209,170 +139,24 @@ export class NatsFleet implements EnvironmentWatcher {
     clearInterval(this.tickTimer);
     const link = this.link;
     if (!link) return;
-    if (link.connected && this.registry) {
-      await Promise.allSettled([...this.held.entries()].map(([id, h]) => (h.revision > 0 ? this.registry!.withdraw(id, h.revision) : undefined)));
+    const entries = this.registry.entries;
+    if (link.connected && entries) {
+      await Promise.allSettled([...this.held.entries()].map(([id, h]) => (h.revision > 0 ? entries.withdraw(id, h.revision) : undefined)));
     }
     await link.close();
   }
-
-  // -------------------------------------------------------------------------------------------
-  // Client sockets held here
 
   /**
    * Whether a client may connect for this environment: held here, or held by a live instance
    * according to the registry. Rejects when the registry cannot be asked (NATS is down).
    */
   async environmentAvailable(environmentId: string): Promise<boolean> {
-    if (this.router.hasLiveExecutor(environmentId)) return true;
-    if ((this.availableUntil.get(environmentId) ?? 0) > Date.now()) return true;
-    if (!this.registry || !this.link?.connected) throw new Error('NATS unavailable');
-    const holder = await this.registry.lookup(environmentId);
-    if (holder?.instance === this.instanceId) return false; // this instance's entry, its executor gone
-    // The entry of an instance that died lives until its TTL, but NATS knows at once that nobody
-    // subscribes to the environment any more. Without an entry (a NATS restart emptied the
-    // registry moments ago, holders are rewriting it) a holder that answers is proof enough.
-    const probe = await this.probeHolder(environmentId);
-    const available = holder ? probe !== 'nobody' : probe === 'answered';
-    if (available) this.availableUntil.set(environmentId, Date.now() + AVAILABILITY_CACHE_MS);
-    return available;
+    return this.router.hasLiveExecutor(environmentId) || this.registry.heldElsewhere(environmentId);
   }
 
-  /**
-   * Asks NATS who holds the environment: `answered` (a holder with a live executor replied),
-   * `nobody` (no subscriber), or `silent` (a subscriber that did not reply in time).
-   */
-  private probeHolder(environmentId: string): Promise<'answered' | 'nobody' | 'silent'> {
-    return this.link!.ask(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage({ type: 'probe' }), PROBE_TIMEOUT_MS);
-  }
-
-  clientConnected(client: ClientLink): void {
-    const connection = `c${(this.nextConnection++).toString(36)}`;
-    this.clients.set(connection, client);
-    this.clientSubjects.set(client, `${FleetSubject.clientsOf(this.instanceId, this.boot)}.${connection}`);
-    let group = this.clientsByEnvironment.get(client.environmentId);
-    if (!group) {
-      group = new Set();
-      this.clientsByEnvironment.set(client.environmentId, group);
-      this.subscribeOrphans(client.environmentId);
-    }
-    group.add(client);
-  }
-
-  /** Call before the router's `clientClosed` (which forgets the socket's streams). */
-  clientClosed(client: ClientLink): void {
-    const subject = this.clientSubjects.get(client);
-    if (subject === undefined) return;
-    this.clientSubjects.delete(client);
-    this.clients.delete(subject.slice(subject.lastIndexOf('.') + 1));
-    const throughFleet = [...client.streams].some((streamId) => !this.router.hasRoute(streamId));
-    if (throughFleet) this.publishControl(client.environmentId, { type: 'detach', client: subject });
-    const group = this.clientsByEnvironment.get(client.environmentId);
-    group?.delete(client);
-    if (group?.size === 0) {
-      this.clientsByEnvironment.delete(client.environmentId);
-      this.orphanSubscriptions.get(client.environmentId)?.unsubscribe();
-      this.orphanSubscriptions.delete(client.environmentId);
-    }
-  }
-
-  /** A binary message from a client socket held here: routed here, or published to the fleet. */
-  fromClient(client: ClientLink, data: Buffer): void {
-    const peeked = peekHeader(data);
-    if (!peeked.ok || this.router.hasRoute(peeked.header.streamId) || this.router.holdsEnvironment(client.environmentId)) {
-      this.router.fromClient(client, data);
-      return;
-    }
-    const header = peeked.header;
-    const streamId = header.streamId;
-    if (!client.streams.has(streamId)) {
-      if (header.type !== 'open' && header.type !== 'resume') {
-        this.events.frameDropped('no_route');
-        return;
-      }
-      if (client.streams.size >= this.limits.maxStreamsPerClient) {
-        this.router.refuse(client, streamId, ResetReason.TooManyStreams);
-        return;
-      }
-      client.streams.add(streamId);
-      if (header.type === 'open') void this.confirmOpen(client, streamId);
-    }
-    const subject = this.clientSubjects.get(client);
-    if (subject && this.publish(FleetSubject.toExecutor(environmentToken(client.environmentId)), data, subject)) this.events.frameRouted('client_to_executor', data.length);
-    else this.events.frameDropped('fleet_unavailable');
-    if (header.type === 'reset' || header.type === 'close') client.streams.delete(streamId);
-  }
-
-  /** A new stream towards an environment held elsewhere: refused at once if nobody holds it. */
-  private async confirmOpen(client: ClientLink, streamId: string): Promise<void> {
-    try {
-      if (await this.environmentAvailable(client.environmentId)) return;
-    } catch {
-      return; // NATS is down: the stream waits (and its handshake times out) rather than guessing
-    }
-    if (!client.streams.has(streamId) || this.router.hasRoute(streamId)) return;
-    client.streams.delete(streamId);
-    this.router.refuse(client, streamId, ResetReason.ExecutorUnavailable);
-  }
-
-  /** An executor's frame for one of this instance's client sockets (`execrelay.client.I.B.C`). */
-  private toLocalClient(msg: Msg): void {
-    const client = this.clients.get(msg.subject.slice(msg.subject.lastIndexOf('.') + 1));
-    const peeked = peekHeader(msg.data);
-    if (!client || !peeked.ok) {
-      this.events.frameDropped(client ? 'invalid' : 'endpoint_detached');
-      return;
-    }
-    this.events.fleetFrame('received', msg.data.length);
-    this.deliver(client, peeked.header, msg.data);
-  }
-
-  private deliver(client: ClientLink, header: RelayFrameHeader, data: Uint8Array): void {
-    if (!client.streams.has(header.streamId) && header.type !== 'reset') {
-      this.events.frameDropped('no_route');
-      return;
-    }
-    if (header.type === 'reset' || header.type === 'close') client.streams.delete(header.streamId);
-    const socket = client.socket;
-    if (socket.readyState !== WebSocket.OPEN) {
-      this.events.frameDropped('endpoint_detached');
-      return;
-    }
-    if (socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
-      this.events.frameDropped('backpressure'); // the reliable stream retransmits it
-      return;
-    }
-    socket.send(data, { binary: true });
-    this.events.frameRouted('executor_to_client', data.length);
-  }
-
-  /** An executor frame without a route at its holder: claim it if its client socket is here. */
-  private orphanFromFleet(environmentId: string, msg: Msg): void {
-    const peeked = peekHeader(msg.data);
-    if (!peeked.ok) return;
-    this.events.fleetFrame('received', msg.data.length);
-    const header = peeked.header;
-    const client = this.localClientOf(environmentId, header.streamId);
-    if (!client) return;
-    const subject = this.clientSubjects.get(client)!;
-    const now = Date.now();
-    // A reset ends the stream: nothing to claim, only to pass on.
-    if (header.type !== 'reset' && now - (this.lastClaimAt.get(header.streamId) ?? 0) >= CLAIM_INTERVAL_MS) {
-      this.lastClaimAt.set(header.streamId, now);
-      this.publishControl(environmentId, { type: 'claim', client: subject, streamId: header.streamId });
-    }
-    // The executor repeating its acceptance (`open`) is for the relay, not the client.
-    if (header.type !== 'open') this.deliver(client, header, msg.data);
-  }
-
-  private localClientOf(environmentId: string, streamId: string): ClientLink | undefined {
-    for (const client of this.clientsByEnvironment.get(environmentId) ?? []) if (client.streams.has(streamId)) return client;
-    return undefined;
-  }
-
-  private subscribeOrphans(environmentId: string): void {
-    if (!this.link || this.orphanSubscriptions.has(environmentId)) return;
-    const subject = FleetSubject.orphans(environmentToken(environmentId));
-    this.orphanSubscriptions.set(environmentId, this.link.subscribe(subject, (msg) => this.orphanFromFleet(environmentId, msg)));
+  /** The router's link for a client socket connected here (see `FleetSockets.clientLink`). */
+  clientLink(socket: FrameSocket, environmentId: string): ClientLink {
+    return this.sockets.clientLink(socket, environmentId);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -400,7 +184,7 @@ export class NatsFleet implements EnvironmentWatcher {
     held.revision = 0;
     // Offline for new clients at once; the subscriptions stay, so streams through other instances
     // find the executor again if it comes back here within its grace.
-    if (revision > 0 && this.registry && this.link?.connected) void this.registry.withdraw(environmentId, revision);
+    if (revision > 0 && this.link?.connected) void this.registry.entries?.withdraw(environmentId, revision);
   }
 
   forgotten(environmentId: string): void {
@@ -408,47 +192,21 @@ export class NatsFleet implements EnvironmentWatcher {
     if (!held) return;
     this.held.delete(environmentId);
     for (const subscription of held.subscriptions) subscription.unsubscribe();
-    if (held.revision > 0 && this.registry && this.link?.connected) void this.registry.withdraw(environmentId, held.revision);
-    for (const [subject, link] of this.remoteClients) {
-      if (link.environmentId === environmentId) this.remoteClients.delete(subject);
-    }
+    if (held.revision > 0 && this.link?.connected) void this.registry.entries?.withdraw(environmentId, held.revision);
+    this.sockets.forgetEnvironment(environmentId);
   }
 
-  orphanFrame(environmentId: string, header: RelayFrameHeader, data: Buffer): boolean {
-    const local = this.localClientOf(environmentId, header.streamId);
-    if (local) return this.router.claimStream(local, header.streamId);
-    if (!this.publish(FleetSubject.orphans(environmentToken(environmentId)), data)) this.events.frameDropped('fleet_unavailable');
-    return false;
+  orphanFrame(environmentId: string, data: Buffer): void {
+    this.sockets.publishOrphan(environmentId, data);
   }
 
   private subscribeHeld(environmentId: string): void {
     const held = this.held.get(environmentId);
     if (!this.link || !held || held.subscriptions.length > 0) return;
     held.subscriptions.push(
-      this.link.subscribe(FleetSubject.toExecutor(held.token), (msg) => this.fromRemoteClient(environmentId, msg)),
+      this.link.subscribe(FleetSubject.toExecutor(held.token), (msg) => this.sockets.fromRemoteClient(environmentId, msg)),
       this.link.subscribe(FleetSubject.control(held.token), (msg) => this.control(environmentId, msg)),
     );
-  }
-
-  /** A client frame published by another instance for an executor held here. */
-  private fromRemoteClient(environmentId: string, msg: Msg): void {
-    const link = msg.reply ? this.remoteClient(msg.reply, environmentId) : null;
-    if (!link) {
-      this.events.frameDropped('invalid');
-      return;
-    }
-    this.events.fleetFrame('received', msg.data.length);
-    this.router.fromClient(link, Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength));
-  }
-
-  private remoteClient(subject: string, environmentId: string): ClientLink | null {
-    const existing = this.remoteClients.get(subject);
-    if (existing && existing.socket.readyState === WebSocket.OPEN && existing.environmentId === environmentId) return existing;
-    if (!parseClientSubject(subject)) return null;
-    const socket = new RemoteClientSocket(subject, (target, data) => this.publish(target, data));
-    const link = new ClientLink(socket, environmentId, true);
-    this.remoteClients.set(subject, link);
-    return link;
   }
 
   private control(environmentId: string, msg: Msg): void {
@@ -473,7 +231,7 @@ export class NatsFleet implements EnvironmentWatcher {
         const mine = { registeredAt: held.registeredAt, instance: this.instanceId };
         if (this.router.hasLiveExecutor(environmentId) && held.registeredAt > 0 && isNewerRegistration(mine, message)) {
           // This registration is the newer one: tell the other instance to let go.
-          this.publishControl(environmentId, { type: 'takeover', ...mine });
+          this.link?.publishControl(environmentId, { type: 'takeover', ...mine });
           return;
         }
         this.logger.info({ holder: message.instance }, 'environment taken over by another relay instance');
@@ -481,19 +239,12 @@ export class NatsFleet implements EnvironmentWatcher {
         this.router.releaseEnvironment(environmentId);
         return;
       }
-      case 'detach': {
-        const link = this.remoteClients.get(message.client);
-        if (!link) return;
-        this.remoteClients.delete(message.client);
-        this.router.clientClosed(link);
-        link.socket.close();
+      case 'detach':
+        this.sockets.detach(message.client);
         return;
-      }
-      case 'claim': {
-        const link = this.remoteClient(message.client, environmentId);
-        if (link) this.router.claimStream(link, message.streamId);
+      case 'claim':
+        this.sockets.claim(environmentId, message.client, message.streamId);
         return;
-      }
     }
   }
 
@@ -511,15 +262,16 @@ export class NatsFleet implements EnvironmentWatcher {
    * is written (NATS down, a failed write) `registeredAt` stays 0 and every tick tries again.
    */
   private async register(environmentId: string, held: HeldEnvironment, now: number): Promise<void> {
-    if (!this.registry || !this.link?.connected) return;
+    const entries = this.registry.entries;
+    if (!entries || !this.link?.connected) return;
     try {
-      const { revision, registeredAt } = await this.registry.register(environmentId, now);
+      const { revision, registeredAt } = await entries.register(environmentId, now);
       if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
       held.revision = revision;
       held.registeredAt = registeredAt;
-      this.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, registeredAt });
+      this.link.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, registeredAt });
     } catch (error) {
-      this.registryError(error);
+      this.registry.error(error);
     }
   }
 
@@ -529,7 +281,8 @@ export class NatsFleet implements EnvironmentWatcher {
    * one rewrites the entry and announces a takeover.
    */
   private async refresh(environmentId: string, held: HeldEnvironment): Promise<void> {
-    if (!this.registry || held.announcing || held.registering || !this.router.hasLiveExecutor(environmentId)) return;
+    const entries = this.registry.entries;
+    if (!entries || held.announcing || held.registering || !this.router.hasLiveExecutor(environmentId)) return;
     if (held.registeredAt === 0) {
       // The registration was never written (NATS was down when the executor came): write it now.
       void this.beginRegistration(environmentId, held, Date.now());
@@ -537,53 +290,47 @@ export class NatsFleet implements EnvironmentWatcher {
     }
     held.announcing = true;
     try {
-      const result = await this.registry.refresh(environmentId, held.registeredAt, held.revision);
+      const result = await entries.refresh(environmentId, held.registeredAt, held.revision);
       if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
       const mine = { registeredAt: held.registeredAt, instance: this.instanceId };
       if (result.held) {
         held.revision = result.revision;
         // A recreated entry (expired, or the bucket was lost with a NATS restart): say so again.
-        if (result.recreated) this.publishControl(environmentId, { type: 'takeover', ...mine });
+        if (result.recreated) this.link?.publishControl(environmentId, { type: 'takeover', ...mine });
       } else if (isNewerRegistration(mine, result.holder)) {
-        held.revision = await this.registry.rewrite(environmentId, held.registeredAt);
-        this.publishControl(environmentId, { type: 'takeover', ...mine });
+        held.revision = await entries.rewrite(environmentId, held.registeredAt);
+        this.link?.publishControl(environmentId, { type: 'takeover', ...mine });
       } else {
         this.logger.warn({ holder: result.holder.instance }, 'another relay instance holds a newer registration of this environment; letting go');
         held.revision = 0;
         this.router.releaseEnvironment(environmentId);
       }
     } catch (error) {
-      this.registryError(error);
+      this.registry.error(error);
     } finally {
       held.announcing = false;
     }
   }
 
   // -------------------------------------------------------------------------------------------
-  // Connection, registry upkeep
+  // Staying a member: after reconnects, and every third of the registry TTL
 
   /** After (re)connecting: reopen the registry (lost with a NATS restart) and re-register. */
   private resync(): Promise<void> {
     this.resyncing ??= (async () => {
       try {
         if (!this.link?.connected) return;
-        await this.openRegistry();
+        await this.registry.reopen();
         await this.refreshAll();
         this.registryHealthy = true;
       } catch (error) {
         this.registryHealthy = false;
-        this.registryError(error);
+        this.registry.error(error);
       } finally {
         this.resyncing = null;
       }
     })();
     return this.resyncing;
-  }
-
-  /** Opens (creating if needed) the registry bucket and says this instance is alive. */
-  private async openRegistry(): Promise<void> {
-    this.registry = await EnvironmentRegistry.open(this.link!.nats, this.instanceId, this.boot, this.registryTtlMs, this.registryReplicas);
-    await this.registry.heartbeat(this.startedAt);
   }
 
   /** Refreshes (or writes) the entry of every environment held here. */
@@ -592,81 +339,21 @@ export class NatsFleet implements EnvironmentWatcher {
   }
 
   private async tick(): Promise<void> {
-    if (this.stopped || !this.link?.connected || !this.registry) return;
+    if (this.stopped || !this.link?.connected || !this.registry.entries) return;
     if (!this.registryHealthy) {
       await this.resync();
       return;
     }
-    try {
-      await this.registry.heartbeat(this.startedAt);
-    } catch (error) {
+    if (!(await this.registry.heartbeat())) {
       // The bucket may be gone (deleted, or lost by a JetStream server): reopen it next tick.
       this.registryHealthy = false;
-      this.registryError(error);
       return;
     }
     await this.refreshAll();
-    await this.sweepRemoteClients();
+    await this.sockets.sweepRemoteClients((instanceId) => this.registry.instanceBoot(instanceId), this.registry.ttlMs);
     const now = Date.now();
-    for (const [id, until] of this.availableUntil) if (until <= now) this.availableUntil.delete(id);
-    for (const [id, at] of this.lastClaimAt) if (now - at > 10 * CLAIM_INTERVAL_MS) this.lastClaimAt.delete(id);
-  }
-
-  /**
-   * Forgets remote client sockets that carry nothing; detaches those of an instance that is no
-   * longer alive (its process died without saying so), so their streams get the client grace.
-   */
-  private async sweepRemoteClients(): Promise<void> {
-    const byInstance = new Map<string, { boot: string; subject: string; link: ClientLink }[]>();
-    for (const [subject, link] of this.remoteClients) {
-      if (link.socket.readyState !== WebSocket.OPEN || link.streams.size === 0) {
-        this.remoteClients.delete(subject);
-        continue;
-      }
-      const parsed = parseClientSubject(subject)!;
-      const list = byInstance.get(parsed.instanceId) ?? [];
-      list.push({ boot: parsed.boot, subject, link });
-      byInstance.set(parsed.instanceId, list);
-    }
-    const now = Date.now();
-    for (const instanceId of this.instanceMissingSince.keys()) if (!byInstance.has(instanceId)) this.instanceMissingSince.delete(instanceId);
-    for (const [instanceId, links] of byInstance) {
-      let liveBoot: string | null;
-      try {
-        liveBoot = await this.registry!.instanceBoot(instanceId);
-      } catch {
-        return;
-      }
-      const dead = links.filter((entry) => entry.boot !== liveBoot);
-      if (dead.length === 0) {
-        this.instanceMissingSince.delete(instanceId);
-        continue;
-      }
-      // An instance's entry may be missing for a moment after a NATS restart: wait one TTL.
-      const since = Math.max(this.instanceMissingSince.get(instanceId) ?? now, this.link!.connectedSince);
-      this.instanceMissingSince.set(instanceId, since);
-      if (now - since < this.registryTtlMs) continue;
-      for (const { subject, link } of dead) {
-        this.remoteClients.delete(subject);
-        this.router.clientClosed(link);
-        link.socket.close();
-      }
-      this.logger.info({ instance: instanceId, clients: dead.length }, 'relay instance gone; its client sockets get their grace');
-    }
-  }
-
-  private registryError(error: unknown): void {
-    this.events.fleetError('registry');
-    this.logger.warn({ err: (error as Error).message }, 'relay registry operation failed');
-  }
-
-  /** A relay frame to another instance; false (counted by the caller) when it cannot be sent. */
-  private publish(subject: string, data: Uint8Array, reply?: string): boolean {
-    return this.link?.publishFrame(subject, data, reply) ?? false;
-  }
-
-  private publishControl(environmentId: string, message: FleetControlMessage): void {
-    this.link?.publish(FleetSubject.control(environmentToken(environmentId)), encodeFleetControlMessage(message));
+    this.registry.prune(now);
+    this.sockets.prune(now);
   }
 }
 

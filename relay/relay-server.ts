@@ -46,7 +46,6 @@ export class RelayServer {
   private readonly logger: Logger;
   private readonly pingTimer: NodeJS.Timeout;
   private readonly lastPong = new WeakMap<WebSocket, number>();
-  private clients = 0;
   private ready = false;
 
   constructor(private readonly options: RelayServerOptions) {
@@ -68,7 +67,7 @@ export class RelayServer {
 
   /** Client WebSockets connected now (a metrics gauge reads it at scrape time). */
   get clientCount(): number {
-    return this.clients;
+    return this.router.clientCount;
   }
 
   /** The fleet gauges (read at scrape time); undefined for a single relay. */
@@ -165,7 +164,7 @@ export class RelayServer {
         this.events.registration('rejected');
         return refuse(400, 'invalid_environment_id');
       }
-      if (this.router.executorCount >= this.limits.maxExecutors && !this.router.hasLiveExecutor(environmentId)) {
+      if (!this.router.admitsExecutor(environmentId)) {
         this.events.registration('rejected');
         return refuse(503, 'too_many_executors');
       }
@@ -185,7 +184,7 @@ export class RelayServer {
         return refuse(400, 'invalid_environment_id');
       }
       if (validateEnvironmentId(environmentId)) return refuse(400, 'invalid_environment_id');
-      if (this.clients >= this.limits.maxClients) return refuse(503, 'too_many_clients');
+      if (!this.router.admitsClient()) return refuse(503, 'too_many_clients');
       if (this.router.hasLiveExecutor(environmentId)) {
         this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
         return;
@@ -223,20 +222,13 @@ export class RelayServer {
 
   private acceptClient(socket: WebSocket, environmentId: string): void {
     this.watchLiveness(socket);
-    this.clients += 1;
-    const client = new ClientLink(socket, environmentId);
-    const fleet = this.fleet;
-    fleet?.clientConnected(client);
+    // In a fleet the link also reaches an executor held by another instance.
+    const client = this.fleet?.clientLink(socket, environmentId) ?? new ClientLink(socket, environmentId);
+    this.router.clientConnected(client);
     socket.on('message', (data, isBinary) => {
-      if (!isBinary) return;
-      if (fleet) fleet.fromClient(client, data as Buffer);
-      else this.router.fromClient(client, data as Buffer);
+      if (isBinary) this.router.fromClient(client, data as Buffer);
     });
-    socket.on('close', () => {
-      this.clients -= 1;
-      fleet?.clientClosed(client);
-      this.router.clientClosed(client);
-    });
+    socket.on('close', () => this.router.clientClosed(client));
     socket.on('error', () => undefined);
   }
 

@@ -8,8 +8,9 @@ import type { RelayEvents } from './relay-events.js';
 import { RetiredStreamIds } from './retired-stream-ids.js';
 
 /**
- * What the router needs of a socket it forwards frames to: a WebSocket, or (in a relay fleet) a
- * client socket held by another instance and reached through NATS (`RemoteClientSocket`).
+ * What the router needs of a socket it forwards frames to: a WebSocket, or (in a relay fleet) an
+ * endpoint held by another instance and reached through NATS: a client socket there
+ * (`RemoteClientSocket`), or the executor of a client socket here (`ExecutorElsewhere`).
  */
 export interface FrameSocket {
   readonly readyState: number;
@@ -20,6 +21,24 @@ export interface FrameSocket {
   resume(): void;
   close(code?: number, reason?: string): void;
   terminate(): void;
+}
+
+/**
+ * In a relay fleet, how one client socket here reaches its environment's executor while another
+ * instance holds it (`RemoteExecutorSocket`): a frame sent is published to that instance, whose
+ * router routes it on. It never queues here and cannot be paused.
+ */
+export interface ExecutorElsewhere extends FrameSocket {
+  /**
+   * A new stream (`open`) starts through it. The fleet makes sure some instance still holds the
+   * environment, and calls the router's `executorUnavailable` if none does.
+   */
+  streamOpened(client: ClientLink, streamId: string): void;
+  /**
+   * The client socket closed. `detach`: some of its streams went through the fleet, and the
+   * executor's instance is to give them the client grace.
+   */
+  clientClosed(detach: boolean): void;
 }
 
 /**
@@ -37,11 +56,11 @@ export interface EnvironmentWatcher {
   /** The router forgot the environment (its grace ran out, or another instance took it over). */
   forgotten(environmentId: string): void;
   /**
-   * The executor sent a frame for a stream with no route here (the executor moved to this
-   * instance, or this instance restarted). Returns true when the stream's client was found and the
-   * route was made with `claimStream`, so the frame is routed; false drops it.
+   * The executor sent a frame for a stream with no route here and no client socket here carries
+   * the stream (the executor moved to this instance, or this instance restarted): the fleet passes
+   * it to the instance holding the stream's client, which claims the stream (`claimStream`).
    */
-  orphanFrame(environmentId: string, header: RelayFrameHeader, data: Buffer): boolean;
+  orphanFrame(environmentId: string, data: Buffer): void;
 }
 
 /** The relay's side of one executor WebSocket. */
@@ -53,15 +72,25 @@ export class ExecutorLink {
   ) {}
 }
 
-/** The relay's side of one client WebSocket. */
+/** The relay's side of one client socket. */
 export class ClientLink {
+  /**
+   * The streams this socket carries: routed here, or (in a fleet) through the instance holding
+   * the executor. Kept by the router alone.
+   */
   readonly streams = new Set<string>();
+  /** A client socket held by another fleet instance (reached through NATS). */
+  readonly remote: boolean;
+  /** In a fleet: this (local) client socket's way to its executor while another instance holds it. */
+  readonly elsewhere: ExecutorElsewhere | null;
   constructor(
     readonly socket: FrameSocket,
     readonly environmentId: string,
-    /** A client socket held by another fleet instance (reached through NATS). */
-    readonly remote = false,
-  ) {}
+    options: { remote?: boolean; elsewhere?: ExecutorElsewhere } = {},
+  ) {
+    this.remote = options.remote ?? false;
+    this.elsewhere = options.elsewhere ?? null;
+  }
 }
 
 /** One routed stream: which client socket and which environment it joins. */
@@ -86,12 +115,16 @@ export class Environment {
 
 /**
  * Routes relay frames by stream id between client sockets and executor sockets, reading nothing
- * but each frame's header. Enforces the per-executor, per-client and pending-open limits, the
- * handshake and idle timeouts, and the reconnect grace periods; every refusal is a `reset` frame
- * with a reason from the fixed set.
+ * but each frame's header. The one place every relay limit is checked: executors and client
+ * sockets at once, streams per executor and per client socket, pending opens, failed handshakes,
+ * socket queues, the handshake and idle timeouts, and the reconnect grace periods. Each limit has
+ * one check below; every refusal of a stream is a `reset` frame with a reason from the fixed set.
  */
 export class StreamRouter {
   private readonly environments = new Map<string, Environment>();
+  /** Client sockets held here (not those of other fleet instances), by environment. */
+  private readonly localClients = new Map<string, Set<ClientLink>>();
+  private clients = 0;
   /** Every live route by stream id (stream ids are unique across environments). */
   private readonly routesById = new Map<string, Route>();
   private readonly retired: RetiredStreamIds;
@@ -124,17 +157,23 @@ export class StreamRouter {
     return this.routesById.size;
   }
 
+  /** Client sockets connected here now. */
+  get clientCount(): number {
+    return this.clients;
+  }
+
+  /** `maxClients`: whether one more client socket may connect. */
+  admitsClient(): boolean {
+    return this.clients < this.limits.maxClients;
+  }
+
+  /** `maxExecutors`: whether this environment's executor may register (one that replaces a live link always may). */
+  admitsExecutor(environmentId: string): boolean {
+    return this.executorCount < this.limits.maxExecutors || this.hasLiveExecutor(environmentId);
+  }
+
   hasLiveExecutor(environmentId: string): boolean {
     return Boolean(this.environments.get(environmentId)?.link);
-  }
-
-  /** The environment is held here: its executor is connected, or within its reconnect grace. */
-  holdsEnvironment(environmentId: string): boolean {
-    return this.environments.has(environmentId);
-  }
-
-  hasRoute(streamId: string): boolean {
-    return this.routesById.has(streamId);
   }
 
   /**
@@ -153,7 +192,7 @@ export class StreamRouter {
       return route.client === client;
     }
     if (this.retired.has(streamId) || this.routesById.has(streamId)) return false;
-    if ((client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(streamId)) || environment.routes.size >= this.limits.maxStreamsPerExecutor) return false;
+    if (!this.clientHasRoom(client, streamId) || !this.executorHasRoom(environment)) return false;
     this.addRoute(client, streamId, environment, true);
     return true;
   }
@@ -181,11 +220,6 @@ export class StreamRouter {
     }
     environment.routes.clear();
     this.forgetEnvironment(environment);
-  }
-
-  /** Refuses a stream towards a client socket (a `reset` with the reason). */
-  refuse(client: ClientLink, streamId: string, reason: ResetReasonValue): void {
-    this.resetTo(client.socket, streamId, reason);
   }
 
   /** A newly authenticated executor socket takes over its environment (replacing an older link). */
@@ -224,26 +258,52 @@ export class StreamRouter {
     this.watcher?.linkDown(environment.id);
   }
 
+  /** A client socket connected here. */
+  clientConnected(client: ClientLink): void {
+    if (client.remote) return;
+    this.clients += 1;
+    let group = this.localClients.get(client.environmentId);
+    if (!group) {
+      group = new Set();
+      this.localClients.set(client.environmentId, group);
+    }
+    group.add(client);
+  }
+
+  /** A client socket closed (or, in a fleet, one of another instance is gone). */
   clientClosed(client: ClientLink): void {
+    const group = this.localClients.get(client.environmentId);
+    if (group?.delete(client)) {
+      this.clients -= 1;
+      if (group.size === 0) this.localClients.delete(client.environmentId);
+    }
     const now = Date.now();
+    let throughFleet = false;
     for (const streamId of client.streams) {
       const route = this.environments.get(client.environmentId)?.routes.get(streamId);
       if (route && route.client === client) {
         route.client = null;
         route.clientGoneAt = now;
+      } else if (!this.routesById.has(streamId)) {
+        throughFleet = true;
       }
     }
     client.streams.clear();
+    client.elsewhere?.clientClosed(throughFleet);
   }
 
   /** A binary message from a client socket. */
   fromClient(client: ClientLink, data: Buffer): void {
     // A client that does not read what the relay answers it (refusals of its opens, resets) is
     // not read either until it catches up: a flood of opens costs the relay a bounded queue.
-    if (client.socket.bufferedAmount > this.limits.maxQueuedBytesPerSocket) this.pauseUntilDrained(client.socket, client.socket);
+    if (this.congested(client.socket)) this.pauseUntilDrained(client.socket, client.socket);
     const header = this.readHeader(data, client.socket);
     if (!header) return;
     const environment = this.environments.get(client.environmentId);
+    if (!environment && client.elsewhere) {
+      this.toExecutorElsewhere(client, client.elsewhere, header, data);
+      return;
+    }
     const route = environment?.routes.get(header.streamId);
     if (!route && header.type === 'reset') return; // nothing to tell anyone
     if (!route && (header.type === 'open' || header.type === 'resume')) {
@@ -271,7 +331,7 @@ export class StreamRouter {
         this.events.frameDropped('no_route');
         return;
       }
-      if (client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(route.streamId)) {
+      if (!this.clientHasRoom(client, route.streamId)) {
         this.resetTo(client.socket, header.streamId, ResetReason.TooManyStreams);
         return;
       }
@@ -281,6 +341,84 @@ export class StreamRouter {
     if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
     else this.events.frameDropped('endpoint_detached');
     if (header.type === 'reset' || header.type === 'close') this.endRoute(route, header.type === 'reset' ? 'reset' : 'closed');
+  }
+
+  /**
+   * A client frame for an environment another fleet instance holds: it goes to that instance,
+   * whose router routes it on (and applies the executor's limits). Here the client socket's own
+   * limit applies, and a new stream must start with `open` or `resume`.
+   */
+  private toExecutorElsewhere(client: ClientLink, executor: ExecutorElsewhere, header: RelayFrameHeader, data: Buffer): void {
+    const streamId = header.streamId;
+    if (!client.streams.has(streamId)) {
+      if (header.type !== 'open' && header.type !== 'resume') {
+        this.events.frameDropped('no_route');
+        return;
+      }
+      if (!this.clientHasRoom(client, streamId)) {
+        this.resetTo(client.socket, streamId, ResetReason.TooManyStreams);
+        return;
+      }
+      client.streams.add(streamId);
+      if (header.type === 'open') executor.streamOpened(client, streamId);
+    }
+    this.forward(executor, data, 'client_to_executor', client.socket);
+    if (header.type === 'reset' || header.type === 'close') client.streams.delete(streamId);
+  }
+
+  /**
+   * The fleet found no instance holding the environment of a stream opened through it: the stream
+   * is refused (`executor_unavailable`), unless it is routed here by now.
+   */
+  executorUnavailable(client: ClientLink, streamId: string): void {
+    if (!client.streams.has(streamId) || this.routesById.has(streamId)) return;
+    client.streams.delete(streamId);
+    this.resetTo(client.socket, streamId, ResetReason.ExecutorUnavailable);
+  }
+
+  /**
+   * A frame from the executor of a client socket here, passed on by the instance holding that
+   * executor. Returns false when it is not a relay frame (dropped as `invalid`).
+   */
+  fromExecutorElsewhere(client: ClientLink, data: Buffer): boolean {
+    const peeked = peekHeader(data);
+    if (!peeked.ok) {
+      this.events.frameDropped('invalid');
+      return false;
+    }
+    this.toClientFromElsewhere(client, peeked.header, data);
+    return true;
+  }
+
+  /**
+   * An executor frame that its environment's holder had no route for (the executor just moved
+   * there), passed to every instance with client sockets for the environment. The client socket
+   * here that carries the stream gets it, unless it is the executor repeating its acceptance
+   * (`open`), which is for the relay. Returns the frame's header and that client socket (which the
+   * fleet claims the stream for), or null when it is not a relay frame.
+   */
+  orphanFromElsewhere(environmentId: string, data: Buffer): { header: RelayFrameHeader; client: ClientLink | undefined } | null {
+    const peeked = peekHeader(data);
+    if (!peeked.ok) return null;
+    const header = peeked.header;
+    const client = this.localClientCarrying(environmentId, header.streamId);
+    if (client && header.type !== 'open') this.toClientFromElsewhere(client, header, data);
+    return { header, client };
+  }
+
+  private toClientFromElsewhere(client: ClientLink, header: RelayFrameHeader, data: Buffer): void {
+    if (!client.streams.has(header.streamId) && header.type !== 'reset') {
+      this.events.frameDropped('no_route');
+      return;
+    }
+    if (header.type === 'reset' || header.type === 'close') client.streams.delete(header.streamId);
+    this.forward(client.socket, data, 'executor_to_client', null);
+  }
+
+  /** The client socket here (if any) that carries the stream. */
+  private localClientCarrying(environmentId: string, streamId: string): ClientLink | undefined {
+    for (const client of this.localClients.get(environmentId) ?? []) if (client.streams.has(streamId)) return client;
+    return undefined;
   }
 
   /** A reconnected client (its new socket) takes a stream over from its previous socket. */
@@ -304,9 +442,7 @@ export class StreamRouter {
     const environment = link.environment;
     if (environment.link !== link) return; // a replaced link's last words
     let route = environment.routes.get(header.streamId);
-    if (!route && !this.retired.has(header.streamId) && this.watcher?.orphanFrame(environment.id, header, data)) {
-      route = environment.routes.get(header.streamId);
-    }
+    if (!route && !this.retired.has(header.streamId)) route = this.adoptOrphan(environment, header.streamId, data);
     if (!route) {
       this.events.frameDropped('no_route');
       // A stream this relay ended (reset or closed while the agent was away, e.g. its client's
@@ -332,7 +468,7 @@ export class StreamRouter {
     }
     if (header.type === 'reset' && !route.accepted && !isCapacityRefusal(data)) {
       link.failedHandshakes += 1;
-      if (link.failedHandshakes >= this.limits.maxFailedHandshakesPerLink && link.socket.readyState === WebSocket.OPEN) {
+      if (this.tooManyFailedHandshakes(link) && link.socket.readyState === WebSocket.OPEN) {
         this.logger.warn({ failedHandshakes: link.failedHandshakes }, 'closing executor link after repeated failed handshakes');
         link.socket.close(4002, 'too many failed handshakes');
       }
@@ -340,6 +476,18 @@ export class StreamRouter {
     if (route.client) this.forward(route.client.socket, data, 'executor_to_client', null);
     else this.events.frameDropped('endpoint_detached');
     if (header.type === 'reset' || header.type === 'close') this.endRoute(route, header.type === 'reset' ? 'reset' : 'closed');
+  }
+
+  /**
+   * An executor frame for a stream with no route here (in a fleet: the executor just moved to this
+   * instance). A client socket here that carries the stream gets the route at once; otherwise the
+   * fleet passes the frame to the instance holding the stream's client, which claims it.
+   */
+  private adoptOrphan(environment: Environment, streamId: string, data: Buffer): Route | undefined {
+    const client = this.localClientCarrying(environment.id, streamId);
+    if (client) return this.claimStream(client, streamId) ? environment.routes.get(streamId) : undefined;
+    this.watcher?.orphanFrame(environment.id, data);
+    return undefined;
   }
 
   /** Graceful shutdown: every stream is reset so endpoints know at once. */
@@ -364,9 +512,9 @@ export class StreamRouter {
     if (!environment || (!environment.link && (!resumed || environment.linkLostAt === 0))) return refuse(ResetReason.ExecutorUnavailable);
     if (this.retired.has(streamId)) return refuse(ResetReason.StreamIdRetired);
     if (this.streamInUseElsewhere(streamId)) return refuse(ResetReason.StreamIdInUse);
-    if (client.streams.size >= this.limits.maxStreamsPerClient && !client.streams.has(streamId)) return refuse(ResetReason.TooManyStreams);
-    if (environment.routes.size >= this.limits.maxStreamsPerExecutor) return refuse(ResetReason.TooManyStreams);
-    if (!resumed && environment.pendingOpens >= this.limits.maxPendingOpensPerExecutor) return refuse(ResetReason.TooManyPendingOpens);
+    if (!this.clientHasRoom(client, streamId)) return refuse(ResetReason.TooManyStreams);
+    if (!this.executorHasRoom(environment)) return refuse(ResetReason.TooManyStreams);
+    if (!resumed && !this.pendingOpensHaveRoom(environment)) return refuse(ResetReason.TooManyPendingOpens);
     this.addRoute(client, streamId, environment, resumed);
     if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
     else this.events.frameDropped('endpoint_detached');
@@ -384,6 +532,43 @@ export class StreamRouter {
 
   private streamInUseElsewhere(streamId: string): boolean {
     return this.routesById.has(streamId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The limits: each checked here and nowhere else.
+
+  /** `maxStreamsPerClient`: room on the client socket for the stream (one it already carries always fits). */
+  private clientHasRoom(client: ClientLink, streamId: string): boolean {
+    return client.streams.size < this.limits.maxStreamsPerClient || client.streams.has(streamId);
+  }
+
+  /** `maxStreamsPerExecutor`: room for one more stream to the environment. */
+  private executorHasRoom(environment: Environment): boolean {
+    return environment.routes.size < this.limits.maxStreamsPerExecutor;
+  }
+
+  /** `maxPendingOpensPerExecutor`: room for one more stream the executor has not accepted yet. */
+  private pendingOpensHaveRoom(environment: Environment): boolean {
+    return environment.pendingOpens < this.limits.maxPendingOpensPerExecutor;
+  }
+
+  /** `maxFailedHandshakesPerLink`: the executor link refused too many handshakes. */
+  private tooManyFailedHandshakes(link: ExecutorLink): boolean {
+    return link.failedHandshakes >= this.limits.maxFailedHandshakesPerLink;
+  }
+
+  /** `maxQueuedBytesPerSocket`: the socket's queue is long; whoever feeds it waits. */
+  private congested(socket: FrameSocket): boolean {
+    return socket.bufferedAmount > this.limits.maxQueuedBytesPerSocket;
+  }
+
+  /**
+   * The hard bound on a socket's queue (`HARD_QUEUE_FACTOR` × `maxQueuedBytesPerSocket`): a socket
+   * that does not drain (a slow or half-open endpoint) costs at most this much memory; frames past
+   * it are dropped, and the reliable stream retransmits them once the endpoint reads again.
+   */
+  private queueFull(socket: FrameSocket): boolean {
+    return socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket;
   }
 
   private readHeader(data: Buffer, from: FrameSocket): RelayFrameHeader | null {
@@ -409,10 +594,7 @@ export class StreamRouter {
       this.events.frameDropped('endpoint_detached');
       return;
     }
-    if (target.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
-      // The hard bound on a socket's queue: a socket that does not drain (a slow or half-open
-      // endpoint) costs at most this much memory. Frames past it are dropped; the reliable stream
-      // retransmits them once the endpoint reads again.
+    if (this.queueFull(target)) {
       this.events.frameDropped('backpressure');
       return;
     }
@@ -423,10 +605,10 @@ export class StreamRouter {
     this.events.frameRouted(direction, data.length);
     // Stop reading the client that feeds a congested socket until it drains: bounded memory,
     // and only that client waits.
-    if (target.bufferedAmount > this.limits.maxQueuedBytesPerSocket && source) this.pauseUntilDrained(source, target);
+    if (source && this.congested(target)) this.pauseUntilDrained(source, target);
   }
 
-  /** Stops reading `source` until `target` (whose queue is past maxQueuedBytesPerSocket) drains. */
+  /** Stops reading `source` until `target` (`congested`) drains. */
   private pauseUntilDrained(source: FrameSocket, target: FrameSocket): void {
     if (sourcePaused.has(source)) return;
     sourcePaused.add(source);
@@ -448,7 +630,7 @@ export class StreamRouter {
   private resetTo(socket: FrameSocket, streamId: string, reason: ResetReasonValue): void {
     this.events.reset(reason);
     if (socket.readyState !== WebSocket.OPEN) return;
-    if (socket.bufferedAmount > HARD_QUEUE_FACTOR * this.limits.maxQueuedBytesPerSocket) {
+    if (this.queueFull(socket)) {
       // The same hard bound as routed frames: refusals towards a socket that reads nothing are dropped.
       this.events.frameDropped('backpressure');
       return;
@@ -486,6 +668,7 @@ export class StreamRouter {
   private sweep(now: number): void {
     for (const environment of [...this.environments.values()]) {
       const executorGone = !environment.link && environment.linkLostAt !== 0 && now - environment.linkLostAt >= this.limits.executorGraceMs;
+      // The timeouts and grace periods, one check each.
       for (const route of [...environment.routes.values()]) {
         if (executorGone) this.resetRoute(route, ResetReason.ExecutorUnavailable);
         else if (!route.accepted && now - route.openedAt >= this.limits.handshakeTimeoutMs) this.resetRoute(route, ResetReason.HandshakeTimeout);
