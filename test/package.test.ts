@@ -62,11 +62,13 @@ describe('the npm package', () => {
     );
     writeFileSync(path.join(consumer, 'consumer.ts'), CONSUMER_SOURCE);
     // The client needs no native build (node-pty serves the agent's --tty only): no install scripts.
-    await run(
+    const install = await run(
       'npm',
       ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball, `typescript@${devDependencies.typescript}`, `@types/node@${devDependencies['@types/node']}`],
       { cwd: consumer, timeout: 180_000 },
     );
+    // Every dependency runs on this Node (the package's `engines` promise): npm warns EBADENGINE otherwise.
+    expect(install.stderr).not.toContain('EBADENGINE');
     await run(path.join(consumer, 'node_modules', '.bin', 'tsc'), ['-p', '.'], { cwd: consumer });
     const { stdout } = await run(process.execPath, [path.join(consumer, 'out', 'consumer.js'), agent.firstLine], { cwd: consumer });
     expect(JSON.parse(stdout)).toEqual({ exitCode: 5, stdout: 'hello-from-the-package\n', reads: 0, method: 'process/start' });
