@@ -2,7 +2,7 @@ import { streamIdToBytes, type RelayFrame } from '../src/relay-frame/relay-frame
 import { ReliableStream } from '../src/reliable-stream/reliable-stream.js';
 import { acceptAgentChannel } from '../src/noise/noise-channel.js';
 import type { Identity } from '../src/noise/identity.js';
-import { EXECUTOR_CONNECT_PATH, ResetReason, type RelayControlMessage } from '../src/relay-control/relay-endpoints.js';
+import { EXECUTOR_CONNECT_PATH, RelayCloseCode, ResetReason, type RelayControlMessage } from '../src/relay-control/relay-endpoints.js';
 import { EXECUTOR_BACKOFF, type BackoffSettings } from '../src/relay-link/backoff.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type LinkLoss, type RelayLinkTuning } from '../src/relay-link/relay-link.js';
 import { RelayRefusedError } from '../src/relay-link/relay-socket.js';
@@ -177,10 +177,10 @@ export class RelayRegistration {
   private onLinkLost(loss: LinkLoss): boolean {
     clearTimeout(this.registrationTimer);
     for (const { stream } of this.streams.values()) stream.detach();
-    const reason = loss.restarting ? 'relay_restarting' : loss.code === 4001 ? 'replaced' : 'link_lost';
+    const reason = loss.restarting ? 'relay_restarting' : loss.code === RelayCloseCode.Replaced ? 'replaced' : 'link_lost';
     this.options.onEvent?.({ type: 'disconnected', reason });
-    // 4001: the relay closed this link because a newer registration of the environment superseded it.
-    if (loss.code === 4001) {
+    // RelayCloseCode.Replaced: the relay closed this link because a newer registration of the environment superseded it.
+    if (loss.code === RelayCloseCode.Replaced) {
       this.options.logger.warn('another agent registered this environment; not reconnecting');
       return false;
     }

@@ -7,8 +7,11 @@ import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
 import {
   CLIENT_CONNECT_PATTERN,
   EXECUTOR_CONNECT_PATH,
+  REFUSAL_REASON_HEADER,
+  UpgradeRefusal,
   validateEnvironmentId,
   type RestartingMessage,
+  type UpgradeRefusalReason,
 } from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './relay-config.js';
@@ -149,24 +152,24 @@ export class RelayServer {
 
   private handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? '/', 'http://relay');
-    const refuse = (status: number, reason: string) => {
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\nX-Execrelay-Reason: ${reason}\r\n\r\n${reason}\n`);
+    const refuse = ({ status, reason }: UpgradeRefusalReason) => {
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\n${REFUSAL_REASON_HEADER}: ${reason}\r\n\r\n${reason}\n`);
     };
     if (url.pathname === EXECUTOR_CONNECT_PATH) {
       if (!this.options.tokens.verifyHeader(req.headers.authorization)) {
         this.events.authFailure('executor');
         this.events.registration('rejected');
-        return refuse(401, 'unauthorized');
+        return refuse(UpgradeRefusal.Unauthorized);
       }
       const environmentId = url.searchParams.get('environmentId') ?? '';
       const invalid = validateEnvironmentId(environmentId);
       if (invalid) {
         this.events.registration('rejected');
-        return refuse(400, 'invalid_environment_id');
+        return refuse(UpgradeRefusal.InvalidEnvironmentId);
       }
       if (!this.router.admitsExecutor(environmentId)) {
         this.events.registration('rejected');
-        return refuse(503, 'too_many_executors');
+        return refuse(UpgradeRefusal.TooManyExecutors);
       }
       this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptExecutor(ws, environmentId));
       return;
@@ -175,35 +178,35 @@ export class RelayServer {
     if (match) {
       if (!this.options.tokens.verifyHeader(req.headers.authorization)) {
         this.events.authFailure('client');
-        return refuse(401, 'unauthorized');
+        return refuse(UpgradeRefusal.Unauthorized);
       }
       let environmentId: string;
       try {
         environmentId = decodeURIComponent(match[1]!);
       } catch {
-        return refuse(400, 'invalid_environment_id');
+        return refuse(UpgradeRefusal.InvalidEnvironmentId);
       }
-      if (validateEnvironmentId(environmentId)) return refuse(400, 'invalid_environment_id');
-      if (!this.router.admitsClient()) return refuse(503, 'too_many_clients');
+      if (validateEnvironmentId(environmentId)) return refuse(UpgradeRefusal.InvalidEnvironmentId);
+      if (!this.router.admitsClient()) return refuse(UpgradeRefusal.TooManyClients);
       if (this.router.hasLiveExecutor(environmentId)) {
         this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
         return;
       }
-      if (!this.fleet) return refuse(404, 'executor_unavailable');
+      if (!this.fleet) return refuse(UpgradeRefusal.ExecutorUnavailable);
       // Held by another instance of the fleet? The registry answers at once.
       this.fleet.environmentAvailable(environmentId).then(
         (available) => {
           if (socket.destroyed) return;
-          if (!available) return refuse(404, 'executor_unavailable');
+          if (!available) return refuse(UpgradeRefusal.ExecutorUnavailable);
           this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
         },
         () => {
-          if (!socket.destroyed) refuse(503, 'fleet_unavailable');
+          if (!socket.destroyed) refuse(UpgradeRefusal.FleetUnavailable);
         },
       );
       return;
     }
-    refuse(404, 'not_found');
+    refuse(UpgradeRefusal.NotFound);
   }
 
   private acceptExecutor(socket: WebSocket, environmentId: string): void {

@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import { decodeRelayFrame, encodeRelayFrame, peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../src/relay-frame/limits.js';
-import { ResetReason, type RegisteredMessage, type ResetReasonValue } from '../src/relay-control/relay-endpoints.js';
+import { RelayCloseCode, ResetReason, type RegisteredMessage, type ResetReasonValue } from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayEvents } from './relay-events.js';
@@ -209,7 +209,7 @@ export class StreamRouter {
     environment.link = null;
     if (link) {
       this.events.registration('replaced');
-      link.socket.close(4001, 'replaced by a newer registration');
+      link.socket.close(RelayCloseCode.Replaced, 'replaced by a newer registration');
     }
     for (const route of environment.routes.values()) {
       this.routesById.delete(route.streamId);
@@ -235,7 +235,7 @@ export class StreamRouter {
     environment.linkLostAt = 0;
     if (previous) {
       this.events.registration('replaced');
-      previous.socket.close(4001, 'replaced by a newer registration');
+      previous.socket.close(RelayCloseCode.Replaced, 'replaced by a newer registration');
     } else {
       this.events.registration('registered');
     }

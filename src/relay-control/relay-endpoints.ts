@@ -18,6 +18,43 @@ export function validateEnvironmentId(id: string): string | null {
   return ENVIRONMENT_ID_PATTERN.test(id) ? null : 'environment id must be 1-128 characters of letters, digits, ".", "_" or "-"';
 }
 
+/** The HTTP header in which the relay names why it refused a WebSocket upgrade (one of UpgradeRefusal). */
+export const REFUSAL_REASON_HEADER = 'X-Execrelay-Reason';
+
+/** One reason the relay refuses a WebSocket upgrade: the HTTP status, the reason, and what it means to a person. */
+export interface UpgradeRefusalReason {
+  readonly status: number;
+  readonly reason: string;
+  readonly explanation?: string;
+}
+
+/** Every reason the relay refuses a WebSocket upgrade. */
+export const UpgradeRefusal = {
+  Unauthorized: { status: 401, reason: 'unauthorized', explanation: 'the bearer token was missing or not accepted' },
+  InvalidEnvironmentId: { status: 400, reason: 'invalid_environment_id', explanation: 'environment ids are 1-128 letters, digits, ".", "_" or "-"' },
+  TooManyExecutors: { status: 503, reason: 'too_many_executors' },
+  TooManyClients: { status: 503, reason: 'too_many_clients' },
+  ExecutorUnavailable: { status: 404, reason: 'executor_unavailable', explanation: 'no executor is registered for that environment' },
+  FleetUnavailable: {
+    status: 503,
+    reason: 'fleet_unavailable',
+    explanation: "this relay instance cannot reach its fleet's NATS to find the environment; retry, or use another instance",
+  },
+  NotFound: { status: 404, reason: 'not_found' },
+} as const satisfies Record<string, UpgradeRefusalReason>;
+
+/** What a refusal reason means, for an error message ('' for a reason without an explanation or an unknown one). */
+export function explainRefusal(reason: string): string {
+  const known: UpgradeRefusalReason | undefined = Object.values(UpgradeRefusal).find((r) => r.reason === reason);
+  return known?.explanation ?? '';
+}
+
+/** WebSocket close codes the relay uses (4000-4999 is the application range). */
+export const RelayCloseCode = {
+  /** The executor link was superseded by a newer registration of its environment. */
+  Replaced: 4001,
+} as const;
+
 /** Sent to an executor once its registration is live. */
 export interface RegisteredMessage {
   type: 'registered';

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import { MAX_RELAY_FRAME_BYTES } from '../relay-frame/limits.js';
+import { explainRefusal, REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
 
 /** Raised when the relay answers the upgrade with an HTTP error (bad token, unknown environment…). */
 export class RelayRefusedError extends Error {
@@ -7,7 +8,8 @@ export class RelayRefusedError extends Error {
     readonly status: number,
     readonly reason: string,
   ) {
-    super(`relay refused the connection: HTTP ${status} ${reason}${describe(reason)}`);
+    const explanation = explainRefusal(reason);
+    super(`relay refused the connection: HTTP ${status} ${reason}${explanation ? ` (${explanation})` : ''}`);
     this.name = 'RelayRefusedError';
   }
 
@@ -17,20 +19,6 @@ export class RelayRefusedError extends Error {
   }
 }
 
-function describe(reason: string): string {
-  switch (reason) {
-    case 'unauthorized':
-      return ' (the bearer token was missing or not accepted)';
-    case 'executor_unavailable':
-      return ' (no executor is registered for that environment)';
-    case 'invalid_environment_id':
-      return ' (environment ids are 1-128 letters, digits, ".", "_" or "-")';
-    case 'fleet_unavailable':
-      return ' (this relay instance cannot reach its fleet\'s NATS to find the environment; retry, or use another instance)';
-    default:
-      return '';
-  }
-}
 
 /**
  * Opens a WebSocket to the relay with a bearer token; rejects with RelayRefusedError on an HTTP
@@ -50,7 +38,7 @@ export function connectRelaySocket(url: string, token: string, timeoutMs: number
       reject(error);
     };
     socket.once('unexpected-response', (_req, res) => {
-      const reason = String(res.headers['x-execrelay-reason'] ?? res.statusMessage ?? 'refused');
+      const reason = String(res.headers[REFUSAL_REASON_HEADER.toLowerCase()] ?? res.statusMessage ?? 'refused');
       res.resume();
       socket.terminate();
       fail(new RelayRefusedError(res.statusCode ?? 0, reason));
