@@ -1,13 +1,24 @@
 import type { ResetReasonValue } from '../src/relay-control/relay-endpoints.js';
+import type {
+  AUTH_ENDPOINTS,
+  DIRECTIONS,
+  DropReason,
+  FLEET_DIRECTIONS,
+  FLEET_ERROR_KINDS,
+  RELAY_REGISTRATION_RESULTS,
+  STREAM_END_RESULTS,
+} from '../src/telemetry/labels.js';
+
+// The value sets are defined once, as label values, in src/telemetry/labels.ts.
 
 /** Direction of a routed frame. */
-export type FrameDirection = 'client_to_executor' | 'executor_to_client';
+export type FrameDirection = (typeof DIRECTIONS)[number];
 
 /** Frames crossing NATS between fleet instances: sent by this instance, or received by it. */
-export type FleetFrameDirection = 'published' | 'received';
+export type FleetFrameDirection = (typeof FLEET_DIRECTIONS)[number];
 
 /** What went wrong talking to NATS. */
-export type FleetErrorKind = 'connection' | 'publish' | 'registry' | 'control';
+export type FleetErrorKind = (typeof FLEET_ERROR_KINDS)[number];
 
 /**
  * What the relay reports about itself (metrics and logs hook onto this). Every value is from a
@@ -15,14 +26,14 @@ export type FleetErrorKind = 'connection' | 'publish' | 'registry' | 'control';
  */
 export interface RelayEvents {
   frameRouted(direction: FrameDirection, bytes: number): void;
-  frameDropped(reason: 'no_route' | 'endpoint_detached' | 'backpressure' | 'invalid' | 'fleet_unavailable'): void;
+  frameDropped(reason: DropReason): void;
   streamOpened(): void;
   streamAccepted(handshakeMs: number): void;
   /** How a routed stream left this instance: closed, reset, or moved to another fleet instance with its executor. */
-  streamEnded(result: 'closed' | 'reset' | 'moved'): void;
+  streamEnded(result: (typeof STREAM_END_RESULTS)[number]): void;
   reset(reason: ResetReasonValue): void;
-  registration(result: 'registered' | 'replaced' | 'rejected'): void;
-  authFailure(endpoint: 'executor' | 'client'): void;
+  registration(result: (typeof RELAY_REGISTRATION_RESULTS)[number]): void;
+  authFailure(endpoint: (typeof AUTH_ENDPOINTS)[number]): void;
   socketPaused(): void;
   heartbeatMissed(): void;
   /** A frame crossed NATS (relay fleet only). */
