@@ -1,6 +1,6 @@
 /**
  * The Noise transport message on the wire, `length:u16be ciphertext+tag`: exactly the bytes
- * libp2p-noise's own pipeline writes (test/noise-wire.test.ts talks to a stock libp2p-noise 16
+ * libp2p-noise's own pipeline writes (test/unit/src/noise/noise-channel.wire.test.ts talks to a stock libp2p-noise 16
  * connection both ways), sealed and opened with the cipher states its handshake derived.
  */
 import { Uint8ArrayList } from 'uint8arraylist';

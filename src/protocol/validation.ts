@@ -17,7 +17,7 @@ export function parseOrThrow<S extends z.ZodType>(
     result = schema.safeParse(value ?? {}) as z.ZodSafeParseResult<z.output<S>>;
   } catch {
     // zod 4's length checks can throw on hostile shapes (e.g. `{length: Object.create(null)}`,
-    // found by test/fuzz-protocol.test.ts): still a bad input, never a crash.
+    // found by test/unit/src/protocol/validation.fuzz.test.ts): still a bad input, never a crash.
     throw new RpcError(code, `${what}: (params): malformed value`);
   }
   if (result.success) return result.data;
