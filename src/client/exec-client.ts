@@ -23,7 +23,7 @@ import { parseOrThrow } from '../protocol/validation.js';
 import { ErrorCode } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
-import { openRelayChannel, type RelayTarget } from './relay-channel.js';
+import type { RelayTarget } from './relay-channel.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';
 import { FsClient } from './fs-client.js';
 import { ExecutorHttp, type ExecutorFetch } from './executor-fetch.js';
@@ -131,7 +131,11 @@ export class ExecClient {
    * through a relay to an environment, end-to-end encrypted with the agent's identity pinned.
    */
   static async connect(target: string | RelayTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
-    if (typeof target !== 'string') return ExecClient.overTransport(await openRelayChannel(target), options);
+    if (typeof target !== 'string') {
+      // The relay path (Noise, reliable stream) is loaded only by clients that use it.
+      const { openRelayChannel } = await import('./relay-channel.js');
+      return ExecClient.overTransport(await openRelayChannel(target), options);
+    }
     const url = target;
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
