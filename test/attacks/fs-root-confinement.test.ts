@@ -11,9 +11,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseRootSpec } from '../../executor-agent/root-confinement.js';
-import { ExecClient } from '../../src/client/exec-client.js';
-import { startAgent, type RunningAgent } from '../support/agent-harness.js';
-import { RawRpcClient, type RawMessage } from '../support/raw-rpc-client.js';
+import type { ExecClient } from '../../src/client/exec-client.js';
+import { startAgentWithClients, type AgentWithClients } from '../support/agent-harness.js';
+import type { RawMessage, RawRpcClient } from '../support/raw-rpc-client.js';
 
 const uri = (p: string) => pathToFileURL(p).href;
 
@@ -24,7 +24,7 @@ let rw: string;
 let nestedRo: string;
 /** Not a root. */
 let outside: string;
-let running: RunningAgent;
+let agent: AgentWithClients | undefined;
 let raw: RawRpcClient;
 let client: ExecClient;
 
@@ -83,16 +83,12 @@ beforeAll(async () => {
   outside = path.join(scratch, 'outside');
   await resetProtectedTrees();
   await writeFile(path.join(rw, 'proj', 'main.txt'), 'main');
-  running = await startAgent({ roots: [parseRootSpec(rw), parseRootSpec(`${nestedRo}:ro`)] });
-  raw = await RawRpcClient.connect(running.url);
-  await raw.initialize();
-  client = await ExecClient.connect(running.url);
+  agent = await startAgentWithClients({ roots: [parseRootSpec(rw), parseRootSpec(`${nestedRo}:ro`)] });
+  ({ raw, client } = agent);
 });
 
 afterAll(async () => {
-  raw?.close();
-  client?.close();
-  await running?.stop();
+  await agent?.stop();
   await rm(scratch, { recursive: true, force: true });
 });
 
