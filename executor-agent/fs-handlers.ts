@@ -9,7 +9,7 @@ import { openRegularFile } from './file-handles.js';
 import { errorCode, invalidInput, toFsRpcError } from './fs-errors.js';
 import { sortByName, walkTree } from './fs-walk.js';
 import type { HandlerContext, HandlerTable, MethodHandler } from './handler-table.js';
-import { confinementFor, isInside, refusal, resolveExisting } from './root-confinement.js';
+import { confinementFor, isInside, refusal, resolveExisting, type RootConfinement } from './root-confinement.js';
 
 /** Room left for the JSON-RPC envelope when a file's base64 must fit in one message. */
 const MESSAGE_ENVELOPE_BYTES = 1024;
@@ -86,16 +86,56 @@ async function copySymlink(source: string, destination: string): Promise<void> {
   await symlink(await readlink(source), destination);
 }
 
-/** `cp -R` as codex does it: directories merged (created if missing), files replaced, symlinks copied as links, special files skipped. */
-async function copyDirectoryRecursive(source: string, destination: string): Promise<void> {
-  await mkdir(destination, { recursive: true });
+interface TreeCopy {
+  confinement: RootConfinement;
+  /** Real path of the source tree: the copy never writes inside it. */
+  realSource: string;
+}
+
+/**
+ * `cp -R` as codex does it: directories merged (created if missing), files replaced, symlinks
+ * copied as links, special files skipped. `destination` is a checked real path (free of
+ * symlinks); `shown` is the same directory as the client named it, for refusals.
+ *
+ * With roots, every destination entry is checked before it is written (the most specific root
+ * containing it must be `rw`), so merging into a tree never writes into a nested read-only root.
+ * A symlink already in the destination where a directory is merged is followed only when its real
+ * target is a directory the copy may write (not outside the roots, not read-only, not inside the
+ * source); otherwise the copy stops there with the confinement refusal.
+ */
+async function copyDirectoryRecursive(source: string, destination: string, shown: string, copy: TreeCopy): Promise<void> {
   for (const dirent of await readdir(source, { withFileTypes: true })) {
     const from = path.join(source, dirent.name);
     const to = path.join(destination, dirent.name);
-    if (dirent.isDirectory()) await copyDirectoryRecursive(from, to);
+    const toShown = path.join(shown, dirent.name);
+    if (!dirent.isDirectory() && !dirent.isFile() && !dirent.isSymbolicLink()) continue;
+    copy.confinement.checkReal(to, 'write', toShown);
+    if (dirent.isDirectory()) await copyDirectoryRecursive(from, await directoryToMergeInto(to, toShown, copy), toShown, copy);
     else if (dirent.isFile()) await copyRegularFile(from, to);
-    else if (dirent.isSymbolicLink()) await copySymlink(from, to);
+    else await copySymlink(from, to);
   }
+}
+
+/** The real directory that `to` (an entry of a checked real directory) stands for, created if missing. */
+async function directoryToMergeInto(to: string, shown: string, copy: TreeCopy): Promise<string> {
+  let stats;
+  try {
+    stats = await lstat(to);
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw error;
+    await mkdir(to);
+    return to;
+  }
+  if (stats.isDirectory()) return to;
+  if (!stats.isSymbolicLink()) {
+    await mkdir(to); // EEXIST: a file where the source has a directory
+    return to;
+  }
+  const real = await realpath(to);
+  copy.confinement.checkReal(real, 'write', shown);
+  if (!(await stat(real)).isDirectory()) await mkdir(to); // EEXIST, as for a file
+  if (isInside(real, copy.realSource)) throw invalidInput('fs/copy cannot copy a directory to itself or one of its descendants');
+  return real;
 }
 
 async function readFileHandler(rawParams: unknown, context: HandlerContext): Promise<unknown> {
@@ -184,7 +224,8 @@ async function readDirectoryHandler(rawParams: unknown, context: HandlerContext)
 async function removeHandler(rawParams: unknown, context: HandlerContext): Promise<unknown> {
   const params = parseOrThrow(FsRemoveParams, rawParams);
   const resolved = await confine(context, params.path, 'write', false);
-  if (confinementFor(context.config).isRoot(resolved)) throw refusal(`${params.path} is a configured root and cannot be removed`, 'rootRemoval');
+  const confinement = confinementFor(context.config);
+  if (confinement.isRoot(resolved)) throw refusal(`${params.path} is a configured root and cannot be removed`, 'rootRemoval');
   let stats;
   try {
     stats = await lstat(resolved);
@@ -193,6 +234,8 @@ async function removeHandler(rawParams: unknown, context: HandlerContext): Promi
     throw error;
   }
   if (stats.isDirectory()) {
+    // `rm` does not follow symlinks, so the only other roots the tree can hold are nested ones.
+    confinement.checkRemoval(resolved, params.path);
     if (params.recursive ?? true) await rm(resolved, { recursive: true, force: false });
     else await rmdir(resolved);
   } else {
@@ -209,10 +252,13 @@ async function copyHandler(rawParams: unknown, context: HandlerContext): Promise
     if (!params.recursive) throw invalidInput('fs/copy requires recursive: true when sourcePath is a directory');
     const destination = await confine(context, params.destinationPath, 'write');
     const realSource = await realpath(source);
-    if (isInside(await resolveExisting(destination), realSource)) {
+    const realDestination = await resolveExisting(destination);
+    if (isInside(realDestination, realSource)) {
       throw invalidInput('fs/copy cannot copy a directory to itself or one of its descendants');
     }
-    await copyDirectoryRecursive(realSource, destination);
+    await mkdir(realDestination, { recursive: true });
+    const confinement = confinementFor(context.config);
+    await copyDirectoryRecursive(realSource, realDestination, params.destinationPath, { confinement, realSource });
     return {};
   }
   if (sourceStats.isSymbolicLink()) {

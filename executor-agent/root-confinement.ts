@@ -64,8 +64,10 @@ export function refusal(message: string, reason: ConfinementRefusal): RpcError {
  * A path is allowed when it lies (as written) under a root and, after resolving every symlink in
  * it, still lies under a root; writes need that root to be `rw` (the most specific root decides).
  * Callers must operate on the resolved path this returns, never on the path as given, so a
- * symlink is not followed again after the check. What is not covered: another local process
- * swapping a directory for a symlink between the check and the operation.
+ * symlink is not followed again after the check. Operations that walk a tree (recursive copy,
+ * recursive remove) check each entry they touch with `checkReal` / `checkRemoval`. What is not
+ * covered: another local process swapping a directory for a symlink between the check and the
+ * operation.
  */
 export class RootConfinement {
   readonly roots: readonly ResolvedRoot[];
@@ -122,12 +124,35 @@ export class RootConfinement {
     const lexical = this.roots.some((root) => isInside(nativePath, root.given) || isInside(nativePath, root.real));
     if (!lexical) throw refusal(`${nativePath} is outside the configured roots`, 'outsideRoots');
     const real = await this.realPathOf(nativePath, options.follow);
-    const root = this.rootOfReal(real);
-    if (!root) throw refusal(`${nativePath} resolves to a location outside the configured roots`, 'outsideRoots');
-    if (options.access === 'write' && root.access !== 'rw') {
-      throw refusal(`${nativePath} is in a read-only root (${root.given})`, 'readOnlyRoot');
-    }
+    this.checkReal(real, options.access, nativePath);
     return real;
+  }
+
+  /**
+   * Checks a path already free of symlinks (`realPath`) for `access`: it must lie under a root,
+   * and a write needs the most specific root containing it to be `rw`. `shown` is the path the
+   * refusal names (the one the client knows). Does nothing without roots.
+   */
+  checkReal(realPath: string, access: PathAccess, shown: string = realPath): void {
+    if (!this.enabled) return;
+    const root = this.rootOfReal(realPath);
+    if (!root) throw refusal(`${shown} resolves to a location outside the configured roots`, 'outsideRoots');
+    if (access === 'write' && root.access !== 'rw') {
+      throw refusal(`${shown} is in a read-only root (${root.given})`, 'readOnlyRoot');
+    }
+  }
+
+  /**
+   * Refuses removing the tree at `realPath` (free of symlinks) when a configured root lies inside
+   * it: removing the tree would remove that root, and a read-only root's files with it.
+   */
+  checkRemoval(realPath: string, shown: string): void {
+    for (const root of this.roots) {
+      if (root.real === realPath) throw refusal(`${shown} is a configured root and cannot be removed`, 'rootRemoval');
+      if (!isInside(root.real, realPath)) continue;
+      if (root.access !== 'rw') throw refusal(`${shown} contains the read-only root ${root.given}`, 'readOnlyRoot');
+      throw refusal(`${shown} contains the configured root ${root.given}, which cannot be removed`, 'rootRemoval');
+    }
   }
 
   private async realPathOf(nativePath: string, follow: boolean): Promise<string> {

@@ -9,10 +9,10 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isInside, parseRootSpec } from '../../executor-agent/root-confinement.js';
-import { ExecClient } from '../../src/client/exec-client.js';
-import { startAgent, type RunningAgent } from '../support/agent-harness.js';
+import type { ExecClient } from '../../src/client/exec-client.js';
+import { startAgentWithClients, type AgentWithClients } from '../support/agent-harness.js';
 import { runCli, startCli } from '../support/cli.js';
-import { RawRpcClient, type RawMessage } from '../support/raw-rpc-client.js';
+import type { RawMessage, RawRpcClient } from '../support/raw-rpc-client.js';
 
 const uri = (p: string) => pathToFileURL(p).href;
 
@@ -20,7 +20,7 @@ let scratch: string;
 let rw: string;
 let ro: string;
 let outside: string;
-let running: RunningAgent;
+let agent: AgentWithClients | undefined;
 let raw: RawRpcClient;
 let client: ExecClient;
 
@@ -66,16 +66,12 @@ beforeAll(async () => {
   await symlink('../outside/not-yet-dir', path.join(rw, 'dangling-out-dir'));
   await symlink('file.txt', path.join(rw, 'link-in'));
   await symlink('../ro', path.join(rw, 'link-to-ro'));
-  running = await startAgent({ roots: [parseRootSpec(rw), parseRootSpec(`${ro}:ro`)] });
-  raw = await RawRpcClient.connect(running.url);
-  await raw.initialize();
-  client = await ExecClient.connect(running.url);
+  agent = await startAgentWithClients({ roots: [parseRootSpec(rw), parseRootSpec(`${ro}:ro`)] });
+  ({ raw, client } = agent);
 });
 
 afterAll(async () => {
-  raw?.close();
-  client?.close();
-  await running?.stop();
+  await agent?.stop();
   await rm(scratch, { recursive: true, force: true });
 });
 

@@ -1,6 +1,8 @@
 import { ExecutorAgent, type WebSocketListener } from '../../executor-agent/executor-agent.js';
 import type { AgentConfig } from '../../executor-agent/agent-config.js';
+import { ExecClient } from '../../src/client/exec-client.js';
 import { createLogger } from '../../src/logging/logger.js';
+import { RawRpcClient } from './raw-rpc-client.js';
 
 export interface RunningAgent {
   agent: ExecutorAgent;
@@ -18,6 +20,32 @@ export async function startAgent(config: Partial<AgentConfig> = {}): Promise<Run
     async stop() {
       agent.shutdown();
       await listener.close();
+    },
+  };
+}
+
+/** A real agent with one initialized raw JSON-RPC peer and one `ExecClient` connected to it. */
+export interface AgentWithClients {
+  running: RunningAgent;
+  raw: RawRpcClient;
+  client: ExecClient;
+  /** Closes both clients and stops the agent. */
+  stop(): Promise<void>;
+}
+
+export async function startAgentWithClients(config: Partial<AgentConfig> = {}): Promise<AgentWithClients> {
+  const running = await startAgent(config);
+  const raw = await RawRpcClient.connect(running.url);
+  await raw.initialize();
+  const client = await ExecClient.connect(running.url);
+  return {
+    running,
+    raw,
+    client,
+    async stop() {
+      raw.close();
+      client.close();
+      await running.stop();
     },
   };
 }
