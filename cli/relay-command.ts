@@ -70,8 +70,7 @@ export function registerRelayCommand(program: Command): void {
       let tokens: string[];
       if (options.tokenFile) {
         tokens = await readTokenFile(options.tokenFile, { allowInsecurePermissions: options.allowInsecureTokenPermissions, warn: (message) => logger.warn(message) });
-      }
-      else if (options.token) tokens = parseTokens(options.token, 'EXECRELAY_TOKEN');
+      } else if (options.token) tokens = parseTokens(options.token, 'EXECRELAY_TOKEN');
       else throw new Error('execrelay relay: give --token-file FILE (accepted bearer tokens, one per line)');
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('execrelay relay: --tls-cert and --tls-key go together');
       if (options.instanceId !== undefined && options.nats === undefined) throw new Error('execrelay relay: --instance-id names a fleet member; give --nats too');

@@ -63,7 +63,7 @@ function normalizeOrigin(origin: string): string {
 }
 
 /** A loopback host as written in a URL or Host header: localhost, 127.0.0.0/8, ::1 (brackets optional). */
-export function isLoopbackHost(host: string): boolean {
+function isLoopbackHost(host: string): boolean {
   const bare = host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
   if (bare === 'localhost' || bare === '::1') return true;
   const v4 = bare.startsWith('::ffff:') ? bare.slice('::ffff:'.length) : bare;
