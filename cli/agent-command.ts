@@ -2,8 +2,8 @@ import { Command, Option } from 'commander';
 import { createLogger } from '../src/logging/logger.js';
 import { ExecutorAgent } from '../executor-agent/executor-agent.js';
 import { DEFAULT_AGENT_CONFIG } from '../executor-agent/agent-config.js';
-import { positiveInteger } from './option-parsers.js';
-import { resolveToken } from '../src/auth/bearer-tokens.js';
+import { insecureTokenPermissionsOption, positiveInteger } from './option-parsers.js';
+import { BearerTokenVerifier, readTokenFile, resolveToken } from '../src/auth/bearer-tokens.js';
 import { loadAuthorizedClients, loadIdentityFile } from '../src/noise/identity.js';
 import { validateEnvironmentId } from '../src/relay-control/relay-endpoints.js';
 import { RelayRegistration } from '../executor-agent/relay-registration.js';
@@ -24,6 +24,9 @@ interface AgentCommandOptions {
   token?: string;
   authorizedClients?: string;
   allowInsecureKeyPermissions: boolean;
+  listenTokenFile?: string;
+  allowOrigin: string[];
+  allowInsecureTokenPermissions: boolean;
   maxMessageBytes: number;
   retainedOutputBytes: number;
   sessionRetentionMs: number;
@@ -33,18 +36,22 @@ interface AgentCommandOptions {
   httpAllow: string[];
 }
 
-/** Commander collector for the repeatable `--root`. */
-function collectRoot(value: string, previous: string[] = []): string[] {
+/** Commander collector for a repeatable option (`--root`, `--allow-origin`). */
+function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
 /**
- * The configured roots. From the command line each `--root` is one PATH[:ro|:rw]; from
- * EXECRELAY_ROOTS the value is a comma-separated list of them.
+ * The values of a repeatable option: one per flag on the command line; from its environment
+ * variable (EXECRELAY_ROOTS, EXECRELAY_ALLOW_ORIGINS) a comma-separated list.
  */
+function listFrom(values: string[], source: string | undefined): string[] {
+  return source === 'env' ? values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '') : values;
+}
+
+/** The configured roots, each PATH[:ro|:rw]. */
 function rootsFrom(values: string[], source: string | undefined): RootSpec[] {
-  const specs = source === 'env' ? values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '') : values;
-  return specs.map(parseRootSpec);
+  return listFrom(values, source).map(parseRootSpec);
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -80,6 +87,16 @@ export function registerAgentCommand(program: Command): void {
         .argParser(positiveInteger(600_000))
         .default(DEFAULT_AGENT_CONFIG.terminateGraceMs),
     )
+    .addOption(
+      new Option('--listen-token-file <file>', 'bearer tokens (one per line) that clients of the WebSocket listener must present; required off loopback')
+        .env('EXECRELAY_LISTEN_TOKEN_FILE'),
+    )
+    .addOption(
+      new Option('--allow-origin <origin>', 'let WebSocket upgrades from this browser Origin in (repeatable); any other Origin is refused 403')
+        .env('EXECRELAY_ALLOW_ORIGINS')
+        .argParser(collect)
+        .default([]),
+    )
     .addOption(new Option('--relay <url>', 'dial out to this relay (ws:// or wss://) and register an environment instead of listening').env('EXECRELAY_RELAY'))
     .addOption(new Option('--environment-id <id>', 'environment to register with the relay').env('EXECRELAY_ENVIRONMENT_ID'))
     .addOption(new Option('--key <file>', 'this agent\'s identity key (from `execrelay keygen`); clients pin its public identity').env('EXECRELAY_KEY'))
@@ -87,13 +104,14 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
     .addOption(new Option('--authorized-clients <file>', 'only clients whose public identity is listed (one per line) may open channels').env('EXECRELAY_AUTHORIZED_CLIENTS'))
     .addOption(new Option('--allow-insecure-key-permissions', 'accept a key file readable by group or others').env('EXECRELAY_ALLOW_INSECURE_KEY_PERMISSIONS').default(false))
+    .addOption(insecureTokenPermissionsOption())
     .addOption(
       new Option(
         '--root <PATH[:ro|:rw]>',
         'confine fs methods and process cwd to this directory (repeatable; default rw). Without any --root the agent serves the whole filesystem its user can reach',
       )
         .env('EXECRELAY_ROOTS')
-        .argParser(collectRoot)
+        .argParser(collect)
         .default([]),
     )
     .addOption(
@@ -149,11 +167,19 @@ export function registerAgentCommand(program: Command): void {
         stop('stdin closed');
         return;
       }
-      const listener = await agent.listenWebSocket(options.listen);
+      const listenTokens = options.listenTokenFile
+        ? new BearerTokenVerifier(await readTokenFile(options.listenTokenFile, tokenFileOptions(options, logger)))
+        : undefined;
+      const allowedOrigins = listFrom(options.allowOrigin, command.getOptionValueSource('allowOrigin'));
+      const listener = await agent.listenWebSocket(options.listen, { ...(listenTokens ? { tokens: listenTokens } : {}), allowedOrigins });
       readiness.ready = true;
       process.stdout.write(`${listener.url}\n`);
       logger.info({ url: listener.url }, 'agent listening');
     });
+}
+
+function tokenFileOptions(options: AgentCommandOptions, logger: Logger): { allowInsecurePermissions: boolean; warn: (message: string) => void } {
+  return { allowInsecurePermissions: options.allowInsecureTokenPermissions, warn: (message) => logger.warn(message) };
 }
 
 /** `agent --relay`: dial out, register, serve every stream; prints the public identity on stdout. */
@@ -169,7 +195,7 @@ async function runRemoteAgent(
   if (invalid) throw new Error(`--environment-id: ${invalid}`);
   if (!options.key) throw new Error('execrelay agent --relay needs --key FILE (create one with: execrelay keygen --out FILE)');
   const identity = await loadIdentityFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
-  const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay');
+  const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
   const authorizedClients = options.authorizedClients ? await loadAuthorizedClients(options.authorizedClients) : undefined;
   const registration = new RelayRegistration(agent, {
     relayUrl: options.relay!,

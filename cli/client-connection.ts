@@ -10,16 +10,29 @@ export class ConnectionUsageError extends Error {
   override readonly name = 'ConnectionUsageError';
 }
 
+/** A direct agent's URL, with the bearer token to present when the agent listens with `--listen-token-file`. */
+export interface DirectTarget {
+  url: string;
+  token?: string;
+}
+
 /**
- * Where the flags point: the agent's URL, or the relay target (environment, pinned agent key given
- * or looked up in the known-environments file, bearer token, optional client identity). Throws
- * ConnectionUsageError for missing or conflicting flags; other errors (unreadable files) as they are.
+ * Where the flags point: the agent's URL (with a bearer token when `--token-file` is given), or the
+ * relay target (environment, pinned agent key given or looked up in the known-environments file,
+ * bearer token, optional client identity). Throws ConnectionUsageError for missing or conflicting
+ * flags; other errors (unreadable files, token files readable by others) as they are. `warn` is told
+ * when an insecure token file is accepted because of --allow-insecure-token-permissions.
  */
-export async function resolveConnectionTarget(options: ConnectionOptions): Promise<string | RelayTarget> {
+export async function resolveConnectionTarget(options: ConnectionOptions, warn: (message: string) => void = () => undefined): Promise<DirectTarget | RelayTarget> {
   if (!options.url && !options.relay) {
     throw new ConnectionUsageError('give --relay URL --env ID --agent-key KEY (or --url URL for a direct agent)');
   }
-  if (!options.relay) return options.url!;
+  const tokenOptions = { allowInsecurePermissions: options.allowInsecureTokenPermissions === true, warn };
+  if (!options.relay) {
+    const url = options.url!;
+    if (!options.token && !options.tokenFile) return { url };
+    return { url, token: await resolveToken(options.token, options.tokenFile, '--url', tokenOptions) };
+  }
   if (!options.env) throw new ConnectionUsageError('--relay needs --env ENVIRONMENT_ID');
   let agentKey = options.agentKey;
   if (!agentKey && options.knownEnvironments) {
@@ -32,7 +45,7 @@ export async function resolveConnectionTarget(options: ConnectionOptions): Promi
   } catch (error) {
     throw new ConnectionUsageError(`--agent-key: ${(error as Error).message}`);
   }
-  const token = await resolveToken(options.token, options.tokenFile, '--relay');
+  const token = await resolveToken(options.token, options.tokenFile, '--relay', tokenOptions);
   const identity = options.key ? await loadIdentityFile(options.key) : undefined;
   return { relay: options.relay, environmentId: options.env, agentKey, token, ...(identity ? { identity } : {}) };
 }
@@ -44,14 +57,15 @@ export async function resolveConnectionTarget(options: ConnectionOptions): Promi
  * agent cannot be reached.
  */
 export async function connectClient(command: string, options: ConnectionOptions, stderr: { write(text: string): unknown } = process.stderr): Promise<ExecClient | number> {
-  let target: string | RelayTarget;
+  let target: DirectTarget | RelayTarget;
   try {
-    target = await resolveConnectionTarget(options);
+    target = await resolveConnectionTarget(options, (message) => stderr.write(`execrelay ${command}: warning: ${message}\n`));
   } catch (error) {
     stderr.write(`execrelay ${command}: ${describeError(error)}\n`);
     return ExitStatus.Usage;
   }
   try {
+    if ('url' in target) return await ExecClient.connect(target.url, { clientName: 'execrelay-cli', ...(target.token ? { token: target.token } : {}) });
     return await ExecClient.connect(target, { clientName: 'execrelay-cli' });
   } catch (error) {
     stderr.write(`execrelay ${command}: ${describeError(error)}\n`);

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { insecureTokenPermissionsOption } from './option-parsers.js';
 
 /** How a client command reaches the agent: directly (`--url`) or through a relay (`--relay --env`). */
 export interface ConnectionOptions {
@@ -10,6 +11,7 @@ export interface ConnectionOptions {
   key?: string;
   tokenFile?: string;
   token?: string;
+  allowInsecureTokenPermissions?: boolean;
 }
 
 /** Adds the connection flags shared by every client command (`exec`, `fs`, `mcp`, ...). */
@@ -21,7 +23,10 @@ export function addConnectionOptions<C extends Command>(command: C): C {
     .addOption(new Option('--agent-key <identity>', 'the agent\'s public identity; the connection is refused if the agent presents another').env('EXECRELAY_AGENT_KEY'))
     .addOption(new Option('--known-environments <file>', 'file of "ENVIRONMENT_ID PUBLIC_IDENTITY" lines to look the agent key up in').env('EXECRELAY_KNOWN_ENVIRONMENTS'))
     .addOption(new Option('--key <file>', 'this client\'s identity key (for agents that restrict clients); a fresh one otherwise').env('EXECRELAY_CLIENT_KEY'))
-    .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
-    .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp());
+    .addOption(
+      new Option('--token-file <file>', 'bearer token (first token in the file) for the relay, or for a direct agent started with --listen-token-file').env('EXECRELAY_TOKEN_FILE'),
+    )
+    .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
+    .addOption(insecureTokenPermissionsOption());
   return command;
 }

@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG } from '../src/auth/bearer-tokens.js';
 
 /** Commander argument parser for a positive whole number within `max`. */
 export function positiveInteger(max: number = Number.MAX_SAFE_INTEGER): (value: string) => number {
@@ -15,4 +16,11 @@ export function keyValue(value: string, previous: Record<string, string> = {}): 
   const eq = value.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`expected KEY=VALUE, got "${value}"`);
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+/** `--allow-insecure-token-permissions`: shared by every command that reads a token file. */
+export function insecureTokenPermissionsOption(): Option {
+  return new Option(ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG, 'accept a token file readable by group or others (with a warning)')
+    .env('EXECRELAY_ALLOW_INSECURE_TOKEN_PERMISSIONS')
+    .default(false);
 }

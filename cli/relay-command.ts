@@ -5,7 +5,7 @@ import { createLogger } from '../src/logging/logger.js';
 import { RelayServer } from '../relay/relay-server.js';
 import { DEFAULT_RELAY_LIMITS } from '../relay/relay-config.js';
 import { DEFAULT_REGISTRY_TTL_MS } from '../relay/fleet-registry.js';
-import { positiveInteger } from './option-parsers.js';
+import { insecureTokenPermissionsOption, positiveInteger } from './option-parsers.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { createRelayMetrics } from '../relay/telemetry/relay-metrics.js';
 
@@ -13,6 +13,7 @@ interface RelayCommandOptions {
   listen: string;
   tokenFile?: string;
   token?: string;
+  allowInsecureTokenPermissions: boolean;
   tlsCert?: string;
   tlsKey?: string;
   maxStreamsPerExecutor: number;
@@ -44,6 +45,7 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--listen <host:port>', 'address to serve on (port 0 picks a free port; the URL is printed on stdout)').env('EXECRELAY_RELAY_LISTEN').default('127.0.0.1:7700'))
     .addOption(new Option('--token-file <file>', 'accepted bearer tokens, one per line (executors and clients present one)').env('EXECRELAY_TOKEN_FILE'))
     .addOption(new Option('--token <token>', 'an accepted bearer token (prefer --token-file: arguments are visible to other users)').env('EXECRELAY_TOKEN').hideHelp())
+    .addOption(insecureTokenPermissionsOption())
     .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve wss:// (or put a TLS proxy in front)').env('EXECRELAY_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('EXECRELAY_TLS_KEY'))
     .addOption(new Option('--max-streams-per-executor <n>').env('EXECRELAY_MAX_STREAMS_PER_EXECUTOR').argParser(positiveInteger(100_000)).default(DEFAULT_RELAY_LIMITS.maxStreamsPerExecutor))
@@ -66,8 +68,9 @@ export function registerRelayCommand(program: Command): void {
       }
       const { host, port } = parseHostPort(options.listen);
       let tokens: string[];
-      if (options.tokenFile) tokens = await readTokenFile(options.tokenFile);
-      else if (options.token) tokens = parseTokens(options.token, 'EXECRELAY_TOKEN');
+      if (options.tokenFile) {
+        tokens = await readTokenFile(options.tokenFile, { allowInsecurePermissions: options.allowInsecureTokenPermissions, warn: (message) => logger.warn(message) });
+      } else if (options.token) tokens = parseTokens(options.token, 'EXECRELAY_TOKEN');
       else throw new Error('execrelay relay: give --token-file FILE (accepted bearer tokens, one per line)');
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('execrelay relay: --tls-cert and --tls-key go together');
       if (options.instanceId !== undefined && options.nats === undefined) throw new Error('execrelay relay: --instance-id names a fleet member; give --nats too');

@@ -1,5 +1,9 @@
 import { WebSocketServer } from 'ws';
-import type { AddressInfo } from 'node:net';
+import http from 'node:http';
+import { isIP, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
+import { REFUSAL_REASON_HEADER } from '../src/relay-control/relay-endpoints.js';
 import { JsonRpcConnection } from '../src/jsonrpc/connection.js';
 import type { MessageTransport } from '../src/transport/message-transport.js';
 import { WebSocketTransport } from '../src/transport/websocket-transport.js';
@@ -38,6 +42,43 @@ export function parseListenUrl(listen: string): { host: string; port: number } {
   return { host, port: url.port === '' ? 0 : Number(url.port) };
 }
 
+/** Who may connect to the direct WebSocket listener (see {@link ExecutorAgent.listenWebSocket}). */
+export interface DirectListenerAccess {
+  /** Bearer tokens a client must present (`Authorization: Bearer …`). Required off loopback. */
+  tokens?: BearerTokenVerifier;
+  /** Browser origins (`Origin` header values, e.g. `http://localhost:3000`) let in; any other Origin is refused. */
+  allowedOrigins?: readonly string[];
+}
+
+/** Why the direct listener refused an upgrade: HTTP status and the reason in `X-Execrelay-Reason`. */
+const DirectRefusal = {
+  OriginNotAllowed: { status: 403, reason: 'origin_not_allowed' },
+  HostNotAllowed: { status: 403, reason: 'host_not_allowed' },
+  Unauthorized: { status: 401, reason: 'unauthorized' },
+} as const;
+
+/** `Origin` values compare without case and without a trailing slash. */
+function normalizeOrigin(origin: string): string {
+  return origin.trim().toLowerCase().replace(/\/$/, '');
+}
+
+/** A loopback host as written in a URL or Host header: localhost, 127.0.0.0/8, ::1 (brackets optional). */
+function isLoopbackHost(host: string): boolean {
+  const bare = host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+  if (bare === 'localhost' || bare === '::1') return true;
+  const v4 = bare.startsWith('::ffff:') ? bare.slice('::ffff:'.length) : bare;
+  return isIP(v4) === 4 && v4.startsWith('127.');
+}
+
+/** The host name of a Host header value (`name:port`, `[v6]:port`), lowercased; '' when unparsable. */
+function hostOfHeader(header: string | undefined): string {
+  try {
+    return header ? new URL(`http://${header}`).hostname.toLowerCase() : '';
+  } catch {
+    return '';
+  }
+}
+
 /**
  * The executor agent: a session registry and the exec protocol served on any number of transports
  * (local WebSocket listener, stdio, and — through the relay — Noise channels).
@@ -74,31 +115,78 @@ export class ExecutorAgent {
     return connection;
   }
 
-  async listenWebSocket(listen: string): Promise<WebSocketListener> {
+  /**
+   * Serves the exec protocol on a WebSocket listener. Who may connect:
+   * - an upgrade carrying an `Origin` header (every browser sends one) is refused 403 unless
+   *   `access.allowedOrigins` names it: a web page must not reach the agent;
+   * - on a loopback address, a `Host` header that names neither a loopback host nor the listen host
+   *   is refused 403 (DNS rebinding: a page whose own name resolves to 127.0.0.1);
+   * - with `access.tokens`, a missing or wrong `Authorization: Bearer` is refused 401 (constant-time
+   *   comparison). A non-loopback address without tokens is refused at start.
+   */
+  async listenWebSocket(listen: string, access: DirectListenerAccess = {}): Promise<WebSocketListener> {
     const { host, port } = parseListenUrl(listen);
-    const server = new WebSocketServer({
-      host,
-      port,
+    const loopback = isLoopbackHost(host);
+    if (!loopback && !access.tokens) {
+      throw new Error(
+        `--listen ${listen} is not a loopback address: anyone who reaches it could run commands as this user. ` +
+          'Give --listen-token-file FILE (clients then pass --token-file FILE); create one with: (umask 077; head -c 32 /dev/urandom | base64 > FILE). ' +
+          'Or listen on ws://127.0.0.1:PORT',
+      );
+    }
+    const allowedOrigins = new Set((access.allowedOrigins ?? []).map(normalizeOrigin));
+    const allowedHosts = new Set([host.toLowerCase(), `[${host.toLowerCase()}]`]);
+    const server = http.createServer((_req, res) => {
+      res.writeHead(426, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('websocket upgrade required\n');
+    });
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 10_000;
+    server.on('clientError', (_error, socket) => socket.destroy());
+    const wss = new WebSocketServer({
+      noServer: true,
       maxPayload: this.config.maxMessageBytes + WEBSOCKET_PAYLOAD_SLACK_BYTES,
       perMessageDeflate: false,
+    });
+    const refuse = (socket: Duplex, { status, reason }: { status: number; reason: string }, detail: Record<string, unknown>) => {
+      this.logger.warn({ reason, ...detail }, 'refused a direct connection');
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\n${REFUSAL_REASON_HEADER}: ${reason}\r\n\r\n${reason}\n`);
+    };
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const origin = req.headers.origin;
+      if (origin !== undefined && !allowedOrigins.has(normalizeOrigin(origin))) return refuse(socket, DirectRefusal.OriginNotAllowed, { origin });
+      const requestHost = hostOfHeader(req.headers.host);
+      if (loopback && !isLoopbackHost(requestHost) && !allowedHosts.has(requestHost)) {
+        return refuse(socket, DirectRefusal.HostNotAllowed, { host: req.headers.host ?? null });
+      }
+      if (access.tokens && !access.tokens.verifyHeader(req.headers.authorization)) return refuse(socket, DirectRefusal.Unauthorized, {});
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.on('error', (error) => this.logger.debug({ err: error.message }, 'websocket connection error'));
+        this.serve(new WebSocketTransport(ws));
+      });
     });
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', reject);
+      server.listen(port, host);
     });
     server.on('error', (error) => this.logger.error({ err: error }, 'websocket listener error'));
-    server.on('connection', (socket) => {
-      socket.on('error', (error) => this.logger.debug({ err: error.message }, 'websocket connection error'));
-      this.serve(new WebSocketTransport(socket));
-    });
     const address = server.address() as AddressInfo;
     const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    const url = `ws://${shownHost}:${address.port}`;
+    this.logger.info(
+      { url, auth: access.tokens ? 'bearer token' : 'none (loopback)', allowedOrigins: [...allowedOrigins], hostCheck: loopback },
+      `direct listener access: ${access.tokens ? 'clients must present the bearer token' : 'no token (loopback only)'}; ` +
+        `browser Origins ${allowedOrigins.size ? 'refused except those allowed' : 'refused'}${loopback ? '; Host must name a loopback address' : ''}`,
+    );
     return {
-      url: `ws://${shownHost}:${address.port}`,
+      url,
       close: () =>
         new Promise<void>((resolve) => {
-          for (const client of server.clients) client.terminate();
+          for (const client of wss.clients) client.terminate();
+          wss.close();
           server.close(() => resolve());
+          server.closeAllConnections();
         }),
     };
   }

@@ -1,22 +1,52 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 
 /** Tokens shorter than this are refused: a bearer token is the relay's only gate. */
 export const MIN_TOKEN_LENGTH = 16;
 const MAX_TOKEN_LENGTH = 4096;
 
+/** Options for {@link readTokenFile} and {@link resolveToken}. */
+export interface TokenFileOptions {
+  /** Accept a token file readable by group or others (default false: such a file is refused). */
+  allowInsecurePermissions?: boolean;
+  /** Told when an insecure file is accepted because of `allowInsecurePermissions`. */
+  warn?: (message: string) => void;
+}
+
+/** The flag (and its EXECRELAY_ALLOW_INSECURE_TOKEN_PERMISSIONS variable) that sets `allowInsecurePermissions`. */
+export const ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG = '--allow-insecure-token-permissions';
+
 /**
  * Reads a token file: one token per line, `#` comments and blank lines ignored. The relay accepts
  * any token in its file; an endpoint sends the first one in its own.
+ *
+ * Permissions policy (as for key files, `src/noise/identity.ts`): a file that grants any permission
+ * to group or others (mode & 0o077) is refused unless `options.allowInsecurePermissions` is set (for
+ * secret mounts that default to 0644), and then `options.warn` is told. Not checked on Windows.
  */
-export async function readTokenFile(path: string): Promise<string[]> {
-  let text: string;
+export async function readTokenFile(path: string, options: TokenFileOptions = {}): Promise<string[]> {
+  let handle;
   try {
-    text = await readFile(path, 'utf8');
+    handle = await open(path, 'r');
   } catch (error) {
     throw new Error(`cannot read token file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  return parseTokens(text, `token file ${path}`);
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw new Error(`token file ${path} is not a regular file`);
+    const mode = (stats.mode & 0o777).toString(8).padStart(4, '0');
+    if (process.platform !== 'win32' && (stats.mode & 0o077) !== 0) {
+      if (options.allowInsecurePermissions !== true) {
+        throw new Error(
+          `token file ${path} has mode ${mode}; it must not be accessible by group or others (run: chmod 600 ${path}; ${ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG} accepts it anyway)`,
+        );
+      }
+      options.warn?.(`token file ${path} has mode ${mode} (accessible by group or others); accepted because of ${ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG}`);
+    }
+    return parseTokens(await handle.readFile('utf8'), `token file ${path}`);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
 }
 
 export function parseTokens(text: string, source: string): string[] {
@@ -33,9 +63,9 @@ export function parseTokens(text: string, source: string): string[] {
 }
 
 /** Token from an option value, or from a file named by another option (env var or flag). */
-export async function resolveToken(direct: string | undefined, file: string | undefined, what: string): Promise<string> {
+export async function resolveToken(direct: string | undefined, file: string | undefined, what: string, options: TokenFileOptions = {}): Promise<string> {
   if (direct) return parseTokens(direct, what)[0]!;
-  if (file) return (await readTokenFile(file))[0]!;
+  if (file) return (await readTokenFile(file, options))[0]!;
   throw new Error(`${what}: give --token-file FILE (or set EXECRELAY_TOKEN)`);
 }
 

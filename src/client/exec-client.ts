@@ -24,6 +24,7 @@ import { ErrorCode } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import type { RelayTarget } from './relay-channel.js';
+import { REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';
 import { FsClient } from './fs-client.js';
 import { ExecutorHttp, type ExecutorFetch } from './executor-fetch.js';
@@ -38,6 +39,11 @@ export interface ExecClientOptions {
   maxMessageBytes?: number;
   /** Bound on connecting and on `initialize`. */
   connectTimeoutMs?: number;
+  /**
+   * For a WebSocket URL: bearer token sent as `Authorization: Bearer …` (an agent listening on a
+   * non-loopback address with `--listen-token-file` requires it). Relay targets carry their own.
+   */
+  token?: string;
 }
 
 export interface ExecOptions {
@@ -139,9 +145,20 @@ export class ExecClient {
     const url = target;
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    const socket = new WebSocket(url, { maxPayload: maxMessageBytes + 1024 * 1024, perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    const socket = new WebSocket(url, {
+      maxPayload: maxMessageBytes + 1024 * 1024,
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+      ...(options.token !== undefined ? { headers: { Authorization: `Bearer ${options.token}` } } : {}),
+    });
     await new Promise<void>((resolve, reject) => {
       socket.once('open', resolve);
+      socket.once('unexpected-response', (_request, response) => {
+        const reason = response.headers[REFUSAL_REASON_HEADER.toLowerCase()];
+        response.resume();
+        socket.terminate();
+        reject(new Error(`cannot connect to ${url}: refused with HTTP ${response.statusCode ?? 0}${reason ? ` ${String(reason)}` : ''}`));
+      });
       socket.once('error', (error) => reject(new Error(`cannot connect to ${url}: ${error.message}`)));
     });
     return ExecClient.overTransport(new WebSocketTransport(socket), options);
