@@ -17,7 +17,7 @@ export interface DirectTarget {
 }
 
 /**
- * Where the flags point: the agent's URL (with a bearer token when `--token-file` is given), or the
+ * Where the flags point: the agent's URL (with a bearer token when `--agent-token-file` is given), or the
  * relay target (environment, pinned agent key given or looked up in the known-environments file,
  * bearer token, optional client identity). Throws ConnectionUsageError for missing or conflicting
  * flags; other errors (unreadable files, token files readable by others) as they are. `warn` is told
@@ -30,8 +30,8 @@ export async function resolveConnectionTarget(options: ConnectionOptions, warn: 
   const tokenOptions = { allowInsecurePermissions: options.allowInsecureTokenPermissions === true, warn };
   if (!options.relay) {
     const url = options.url!;
-    if (!options.token && !options.tokenFile) return { url };
-    return { url, token: await resolveToken(options.token, options.tokenFile, '--url', tokenOptions) };
+    if (!options.agentTokenFile) return { url };
+    return { url, token: await resolveToken(undefined, options.agentTokenFile, '--url', tokenOptions) };
   }
   if (!options.env) throw new ConnectionUsageError('--relay needs --env ENVIRONMENT_ID');
   let agentKey = options.agentKey;

@@ -10,6 +10,7 @@ export interface ConnectionOptions {
   knownEnvironments?: string;
   key?: string;
   tokenFile?: string;
+  agentTokenFile?: string;
   token?: string;
   allowInsecureTokenPermissions?: boolean;
 }
@@ -23,10 +24,14 @@ export function addConnectionOptions<C extends Command>(command: C): C {
     .addOption(new Option('--agent-key <identity>', 'the agent\'s public identity; the connection is refused if the agent presents another').env('EXECRELAY_AGENT_KEY'))
     .addOption(new Option('--known-environments <file>', 'file of "ENVIRONMENT_ID PUBLIC_IDENTITY" lines to look the agent key up in').env('EXECRELAY_KNOWN_ENVIRONMENTS'))
     .addOption(new Option('--key <file>', 'this client\'s identity key (for agents that restrict clients); a fresh one otherwise').env('EXECRELAY_CLIENT_KEY'))
-    .addOption(
-      new Option('--token-file <file>', 'bearer token (first token in the file) for the relay, or for a direct agent started with --listen-token-file').env('EXECRELAY_TOKEN_FILE'),
-    )
+    .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
+    .addOption(
+      // Its own flag, so that a relay token (often set in the environment) never goes to a direct agent.
+      new Option('--agent-token-file <file>', 'bearer token for a direct agent (--url) started with --listen-token-file (first token in the file)').env(
+        'EXECRELAY_AGENT_TOKEN_FILE',
+      ),
+    )
     .addOption(insecureTokenPermissionsOption());
   return command;
 }

@@ -102,7 +102,7 @@ describe('direct listener on a non-loopback address', () => {
     expect(result.stderr).toMatch(/umask 077; head -c 32 \/dev\/urandom \| base64 > FILE/);
   });
 
-  it('with --listen-token-file: 401 without the token or with a wrong one, and exec --token-file runs a command', async () => {
+  it('with --listen-token-file: 401 without the token or with a wrong one, and exec --agent-token-file runs a command', async () => {
     agent = await startCli(['agent', '--listen', 'ws://0.0.0.0:0', '--listen-token-file', tokenFile], { EXECRELAY_LOG_LEVEL: 'info' });
     const url = `ws://127.0.0.1:${new URL(agent.firstLine).port}`;
     expect(JSON.parse(agent.stderr().split('\n').find((l) => l.includes('direct listener access'))!)).toMatchObject({ auth: 'bearer token' });
@@ -116,12 +116,16 @@ describe('direct listener on a non-loopback address', () => {
     const without = await runCli(['exec', '--url', url, '--', 'echo', 'nope']);
     expect(without.code).toBe(255);
     expect(without.stderr).toMatch(/401/);
-    const wrong = await runCli(['exec', '--url', url, '--token-file', wrongFile, '--', 'echo', 'nope']);
+    const wrong = await runCli(['exec', '--url', url, '--agent-token-file', wrongFile, '--', 'echo', 'nope']);
     expect(wrong.code).toBe(255);
     expect(wrong.stderr).toMatch(/401/);
-    const ok = await runCli(['exec', '--url', url, '--token-file', tokenFile, '--', 'echo', 'with-token']);
+    // A relay token in the environment is never sent to a direct agent (even one that would accept it).
+    const relayToken = await runCli(['exec', '--url', url, '--', 'echo', 'nope'], { env: { EXECRELAY_TOKEN_FILE: tokenFile } });
+    expect(relayToken.code).toBe(255);
+    expect(relayToken.stderr).toMatch(/401/);
+    const ok = await runCli(['exec', '--url', url, '--agent-token-file', tokenFile, '--', 'echo', 'with-token']);
     expect(ok).toMatchObject({ code: 0, stdout: 'with-token\n' });
-    const walk = await runCli(['cat', '--url', url, '--token-file', tokenFile, tokenFile]);
+    const walk = await runCli(['cat', '--url', url, '--agent-token-file', tokenFile, tokenFile]);
     expect(walk).toMatchObject({ code: 0, stdout: 'listen-token-0123456789abcdef\n' });
   });
 });

@@ -66,7 +66,7 @@ describe('token file permissions', () => {
     expect(viaRelay.code).not.toBe(0);
     expect(viaRelay.stdout).toBe('');
     expect(viaRelay.stderr).toMatch(refusal);
-    const direct = await runCli(['exec', '--url', 'ws://127.0.0.1:1', '--token-file', open, '--', 'echo', 'nope']);
+    const direct = await runCli(['exec', '--url', 'ws://127.0.0.1:1', '--agent-token-file', open, '--', 'echo', 'nope']);
     expect(direct.code).not.toBe(0);
     expect(direct.stderr).toMatch(refusal);
   });
