@@ -130,7 +130,7 @@ export class ExecutorAgent {
     if (!loopback && !access.tokens) {
       throw new Error(
         `--listen ${listen} is not a loopback address: anyone who reaches it could run commands as this user. ` +
-          'Give --listen-token-file FILE (clients then pass --token-file FILE); create one with: (umask 077; head -c 32 /dev/urandom | base64 > FILE). ' +
+          'Give --listen-token-file FILE (clients then pass --agent-token-file FILE); create one with: (umask 077; head -c 32 /dev/urandom | base64 > FILE). ' +
           'Or listen on ws://127.0.0.1:PORT',
       );
     }
