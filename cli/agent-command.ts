@@ -34,6 +34,7 @@ interface AgentCommandOptions {
   legacyExitEvents: boolean;
   root: string[];
   httpAllow: string[];
+  httpAllowPrivate: boolean;
 }
 
 /** Commander collector for a repeatable option (`--root`, `--allow-origin`). */
@@ -115,10 +116,21 @@ export function registerAgentCommand(program: Command): void {
         .default([]),
     )
     .addOption(
-      new Option('--http-allow <HOST[:PORT]>', 'restrict http/request to these destinations (repeatable; *.DOMAIN for subdomains). Without it any destination')
+      new Option(
+        '--http-allow <HOST[:PORT]>',
+        'restrict http/request to these destinations (repeatable; *.DOMAIN for subdomains; ADDRESS/LENGTH[:PORT] for a range). ' +
+          'Without it any destination. Either way loopback, link-local (169.254/16, fe80::/10), private (10/8, 172.16/12, 192.168/16), ' +
+          'unique-local (fc00::/7) and unspecified addresses are refused unless an entry names the address or a range holding it ' +
+          '(e.g. --http-allow 127.0.0.1:8080, --http-allow 10.0.0.0/8); an allowed name never reaches them on its own',
+      )
         .env('EXECRELAY_HTTP_ALLOW')
         .argParser((value: string, previous: string[] = []) => [...previous, value])
         .default([]),
+    )
+    .addOption(
+      new Option('--http-allow-private', 'let http/request reach loopback, link-local, private, unique-local and unspecified addresses (any name, any --http-allow entry)')
+        .env('EXECRELAY_HTTP_ALLOW_PRIVATE')
+        .default(false),
     )
     .addOption(metricsListenOption())
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
@@ -138,6 +150,7 @@ export function registerAgentCommand(program: Command): void {
           omitSandboxDenied: options.legacyExitEvents,
           roots,
           httpAllow: parseHttpAllow(options.httpAllow),
+          httpAllowPrivate: options.httpAllowPrivate,
         },
         logger,
         [],

@@ -28,8 +28,15 @@ export interface AgentConfig {
    * need an `rw` root. Empty: the whole filesystem the agent's user can reach.
    */
   roots: RootSpec[];
-  /** `--http-allow HOST[:PORT]`: destinations `http/request` may reach (every redirect hop is checked). Empty: any. */
+  /**
+   * `--http-allow HOST[:PORT]` / `ADDRESS/LENGTH[:PORT]`: destinations `http/request` may reach
+   * (every redirect hop is checked). Empty: any destination whose addresses are public. Loopback,
+   * link-local, private, unique-local and unspecified addresses are refused unless an entry names
+   * the address or a range holding it (a name entry alone never lets its name reach them).
+   */
   httpAllow: HttpAllowRule[];
+  /** `--http-allow-private`: lift the address-class refusal (names may resolve to any address). Default false. */
+  httpAllowPrivate: boolean;
 }
 
 export const DEFAULT_AGENT_CONFIG: AgentConfig = {
@@ -42,4 +49,5 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   omitSandboxDenied: false,
   roots: [],
   httpAllow: [],
+  httpAllowPrivate: false,
 };

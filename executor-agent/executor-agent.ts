@@ -13,6 +13,7 @@ import { DEFAULT_AGENT_CONFIG, type AgentConfig } from './agent-config.js';
 import { ExecConnection } from './exec-connection.js';
 import { fsHandlers } from './fs-handlers.js';
 import { httpHandlers } from './http-handlers.js';
+import { HttpDestinationPolicy } from './http-destination-policy.js';
 import type { HandlerTable } from './handler-table.js';
 import { processHandlers } from './process-handlers.js';
 import { confinementFor } from './root-confinement.js';
@@ -104,6 +105,8 @@ export class ExecutorAgent {
     // Resolves the roots now, so a missing root fails at startup, and says what is reachable.
     const confinement = confinementFor(this.config);
     this.logger.info({ roots: confinement.roots.map((r) => `${r.real}:${r.access}`) }, confinement.describe());
+    const httpPolicy = new HttpDestinationPolicy(this.config.httpAllow, this.config.httpAllowPrivate);
+    this.logger.info(httpPolicy.logFields(), httpPolicy.describe());
   }
 
   /** Serves the exec protocol on one transport until it closes. */

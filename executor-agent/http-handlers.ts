@@ -6,12 +6,19 @@ import { parseOrThrow } from '../src/protocol/validation.js';
 import type { AgentConfig } from './agent-config.js';
 import type { HandlerContext, HandlerTable } from './handler-table.js';
 import { HttpDestinationPolicy, type HttpAllowRule } from './http-destination-policy.js';
-import { redactUrl, sendUpstream, UpstreamError } from './http-upstream.js';
+import { redactUrl, sendUpstream, UpstreamError, type HostResolver } from './http-upstream.js';
 import type { Session } from './session.js';
 
 export interface HttpHandlerOptions {
-  /** Destination rules; default `config.httpAllow` (and, without it, any destination). */
+  /**
+   * Destination rules; default `config.httpAllow` (and, without it, any destination whose
+   * addresses are not in a denied class: see `HttpDestinationPolicy`).
+   */
   allow?: readonly HttpAllowRule[];
+  /** Allow addresses in the denied classes (loopback, private, ...); default `config.httpAllowPrivate`. */
+  allowPrivate?: boolean;
+  /** Resolves host names (default: the OS resolver). Tests inject one to make names resolve where they need. */
+  resolve?: HostResolver;
   /** Source address for outgoing connections (default: the OS picks). */
   localAddress?: string;
   /** Active requests per session (default `HTTP_LIMITS.maxConcurrentRequestsPerSession`). */
@@ -47,19 +54,6 @@ function activeRequests(session: Session): Map<string, ActiveRequest> {
     activeBySession.set(session, active);
   }
   return active;
-}
-
-const policies = new WeakMap<readonly HttpAllowRule[], HttpDestinationPolicy>();
-const UNRESTRICTED = new HttpDestinationPolicy([]);
-
-function policyFor(rules: readonly HttpAllowRule[] | undefined): HttpDestinationPolicy {
-  if (!rules || rules.length === 0) return UNRESTRICTED;
-  let policy = policies.get(rules);
-  if (!policy) {
-    policy = new HttpDestinationPolicy(rules);
-    policies.set(rules, policy);
-  }
-  return policy;
 }
 
 /** Largest body a buffered (non-streamed) answer may carry: base64 of it must fit one JSON-RPC message. */
@@ -170,7 +164,7 @@ export function createHttpHandlers(options: HttpHandlerOptions = {}): HandlerTab
       throw new RpcError(ErrorCode.InvalidParams, 'invalid params: method: CONNECT is not supported');
     }
     const config: AgentConfig = context.config;
-    const policy = policyFor(options.allow ?? config.httpAllow);
+    const policy = new HttpDestinationPolicy(options.allow ?? config.httpAllow, options.allowPrivate ?? config.httpAllowPrivate);
     const active = activeRequests(context.session);
     if (active.has(params.requestId)) {
       throw new RpcError(ErrorCode.InvalidParams, `invalid params: requestId: duplicate active requestId: ${params.requestId}`);
@@ -211,6 +205,7 @@ export function createHttpHandlers(options: HttpHandlerOptions = {}): HandlerTab
         redirectPolicy: params.redirectPolicy ?? 'follow',
         signal,
         policy,
+        resolve: options.resolve,
         localAddress: options.localAddress,
         onHop: options.onUpstreamRequest ? (method, hop) => options.onUpstreamRequest?.({ method, url: hop.href }) : undefined,
       });
@@ -259,5 +254,5 @@ export function createHttpHandlers(options: HttpHandlerOptions = {}): HandlerTab
   };
 }
 
-/** The `http/*` family with the agent's own configuration (`config.httpAllow`). */
+/** The `http/*` family with the agent's own configuration (`config.httpAllow`, `config.httpAllowPrivate`). */
 export const httpHandlers: HandlerTable = createHttpHandlers();

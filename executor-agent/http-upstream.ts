@@ -1,8 +1,11 @@
+import { lookup as dnsLookup } from 'node:dns/promises';
+import type { LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
+import { isIP, type LookupFunction } from 'node:net';
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import { HTTP_LIMITS, type HttpHeader, type RedirectPolicy } from '../src/protocol/http.js';
-import { describeDestination, type HttpDestinationPolicy } from './http-destination-policy.js';
+import { describeDestination, effectivePort, type AddressClass, type HttpDestinationPolicy } from './http-destination-policy.js';
 
 /**
  * Request headers the agent never forwards: it frames the body itself (content-length from the
@@ -25,6 +28,8 @@ export interface UpstreamRequest {
   redirectPolicy: RedirectPolicy;
   signal: AbortSignal;
   policy: HttpDestinationPolicy;
+  /** Resolves a host name to every address (default `dns.lookup` with `all: true`). */
+  resolve?: HostResolver | undefined;
   /** Source address for the outgoing connection. */
   localAddress?: string | undefined;
   /** Called once per request sent (each redirect hop too). */
@@ -39,6 +44,12 @@ export interface UpstreamResponse {
   url: URL;
   body: http.IncomingMessage;
 }
+
+/** Every address a host name resolves to; the agent connects only to addresses it got from here. */
+export type HostResolver = (hostname: string) => Promise<LookupAddress[]>;
+
+/** The OS resolver (`getaddrinfo`, so /etc/hosts and `localhost` count), every address. */
+export const systemResolver: HostResolver = (hostname) => dnsLookup(hostname, { all: true });
 
 /** A failure to exchange with the upstream server; the handler answers -32603 `http/request failed: ...`. */
 export class UpstreamError extends Error {
@@ -65,10 +76,77 @@ export function destinationRefused(url: URL, redirectedFrom?: URL): RpcError {
   );
 }
 
+/** Refusal of an address in a denied class (-32600), naming the class and how to allow it. */
+export function destinationDenied(url: URL, address: string, addressClass: AddressClass, redirectedFrom?: URL): RpcError {
+  const destination = describeDestination(url);
+  const literal = isIP(url.hostname.replace(/^\[(.*)\]$/, '$1')) !== 0;
+  const resolved = literal ? '' : `${url.hostname} resolves to ${address}; `;
+  const shown = address.includes(':') ? `[${address}]` : address;
+  const via = redirectedFrom ? ` (redirect from ${describeDestination(redirectedFrom)})` : '';
+  return new RpcError(
+    ErrorCode.InvalidRequest,
+    `http/request to ${destination} refused: ${resolved}${addressClass} addresses are denied by default (allow with --http-allow ${shown}, a range holding it, or --http-allow-private)${via}`,
+    { reason: 'destinationDenied', destination, address, addressClass },
+  );
+}
+
+/** `promise`, or the signal's reason as soon as it aborts (a DNS lookup cannot be cancelled). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * The addresses one hop may connect to: the URL's address literal, or every address its name
+ * resolves to (resolved once, here). Each is checked against the policy; one denied address
+ * refuses the hop (a name that resolves partly to a private address is not trusted with it).
+ */
+async function checkedAddresses(url: URL, request: UpstreamRequest, redirectedFrom: URL | undefined): Promise<LookupAddress[]> {
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const family = isIP(host);
+  const addresses =
+    family !== 0 ? [{ address: host, family }] : await untilAborted((request.resolve ?? systemResolver)(host), request.signal);
+  if (addresses.length === 0) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+  const port = effectivePort(url);
+  for (const { address } of addresses) {
+    const addressClass = request.policy.deniedClass(address, port);
+    if (addressClass !== null) throw destinationDenied(url, address, addressClass, redirectedFrom);
+  }
+  return addresses;
+}
+
+/**
+ * A `lookup` for `http.request` that answers with the addresses already checked, so the address
+ * connected to is one that was checked (no second resolution: no DNS rebinding). TLS SNI and the
+ * Host header stay the URL's name.
+ */
+function pinnedLookup(addresses: readonly LookupAddress[]): LookupFunction {
+  return (hostname, options, callback) => {
+    const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : options.family;
+    const usable = family === 4 || family === 6 ? addresses.filter((a) => a.family === family) : [...addresses];
+    // Answered asynchronously, as a real lookup is: http attaches its socket error listener only
+    // after the connection was created, and a connect that fails at once must not beat it.
+    setImmediate(() => {
+      if (usable.length === 0) {
+        callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), options.all ? [] : '');
+      } else if (options.all) {
+        callback(null, usable);
+      } else {
+        callback(null, usable[0]!.address, usable[0]!.family);
+      }
+    });
+  };
+}
+
 /**
  * Sends the request and follows redirects (`follow`: up to 20, with WHATWG fetch's method and
  * header rules; `stop`: the 3xx is returned with its `location` untouched). Every hop is checked
- * against the destination policy before anything is sent to it. Resolves once the final
+ * against the destination policy (allowlist, then each resolved address) before anything is sent
+ * to it, and connects only to the addresses checked. Resolves once the final
  * response's headers arrived; its body is left unread.
  */
 export async function sendUpstream(request: UpstreamRequest): Promise<UpstreamResponse> {
@@ -79,8 +157,9 @@ export async function sendUpstream(request: UpstreamRequest): Promise<UpstreamRe
   let previous: URL | undefined;
   for (let hop = 0; ; hop++) {
     if (!request.policy.allows(url)) throw destinationRefused(url, previous);
+    const addresses = await checkedAddresses(url, request, previous);
     request.onHop?.(method, url);
-    const response = await sendOnce(method, url, headers, body, request.signal, request.localAddress);
+    const response = await sendOnce(method, url, headers, body, request.signal, request.localAddress, pinnedLookup(addresses));
     const status = response.statusCode ?? 0;
     const location = response.headers.location;
     if (request.redirectPolicy === 'stop' || !REDIRECT_STATUSES.has(status) || location === undefined) {
@@ -123,6 +202,7 @@ function sendOnce(
   body: Buffer,
   signal: AbortSignal,
   localAddress: string | undefined,
+  lookup: LookupFunction,
 ): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const transport = url.protocol === 'https:' ? https : http;
@@ -130,7 +210,7 @@ function sendOnce(
     try {
       // `agent: false`: a fresh connection per request, closed after it, so aborting a request
       // always closes its socket and nothing idles in a pool.
-      req = transport.request(url, { method, signal, agent: false, ...(localAddress ? { localAddress } : {}) }, resolve);
+      req = transport.request(url, { method, signal, agent: false, lookup, ...(localAddress ? { localAddress } : {}) }, resolve);
       const grouped = new Map<string, string[]>();
       for (const { name, value } of headers) {
         const key = name.toLowerCase();

@@ -1,6 +1,7 @@
 /**
  * Fixtures for HTTP and MCP through the executor: an agent serving the `http/*` family whose
- * outgoing connections come from a dedicated loopback source address, and upstream servers that
+ * outgoing connections come from a dedicated loopback source address (with loopback allowed
+ * explicitly, as `--http-allow 127.0.0.0/8` would: agents refuse it by default), and upstream servers that
  * answer only connections from that address. The test process itself (the client side) has no way
  * to reach them: its direct requests are refused by the guard, and `forbidDirectFetch` makes any
  * use of the global fetch throw.
@@ -11,11 +12,18 @@ import { vi } from 'vitest';
 import { ExecutorAgent, type WebSocketListener } from '../../executor-agent/executor-agent.js';
 import type { AgentConfig } from '../../executor-agent/agent-config.js';
 import { createHttpHandlers, type HttpHandlerOptions } from '../../executor-agent/http-handlers.js';
+import { parseHttpAllow } from '../../executor-agent/http-destination-policy.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { startRemoteAgent, type RemoteAgentFixture } from './relay-harness.js';
 
 /** Outgoing connections of the test agent come from here; guarded servers answer nobody else. */
 export const AGENT_SOURCE_ADDRESS = '127.0.0.3';
+
+/**
+ * The test agents' default `allow`: the upstream servers listen on 127.0.0.1, which an agent
+ * refuses unless told otherwise. A test's own `allow` replaces it (`allow: []` is the agent's default).
+ */
+export const LOOPBACK_ALLOW = parseHttpAllow(['127.0.0.0/8']);
 
 export interface UpstreamLog {
   /** Every request the agent sent upstream (each redirect hop), in order. */
@@ -25,6 +33,7 @@ export interface UpstreamLog {
 function handlerOptions(log: UpstreamLog, extra: HttpHandlerOptions): HttpHandlerOptions {
   return {
     localAddress: AGENT_SOURCE_ADDRESS,
+    allow: LOOPBACK_ALLOW,
     onUpstreamRequest: (info) => log.requests.push(info),
     ...extra,
   };
