@@ -77,6 +77,7 @@ describe('finding 9: one identity cannot use up the sessions of another', () => 
     expect(attackerSessions.size + refusals.length).toBe(300);
     expect(remote.agent.registry.sessionsOf(`relay:${attacker.publicIdentity}`)).toBeLessThanOrEqual(32);
     expect(remote.agent.registry.size).toBeLessThanOrEqual(32 + 10);
+    console.log(`attacker: ${attackerSessions.size} sessions opened, ${refusals.length} refused; agent holds ${remote.agent.registry.size} sessions`);
 
     const client = await connectThroughRelay(relay.url, remote, { identity: victim });
     cleanup.push(() => client.close());
@@ -84,12 +85,13 @@ describe('finding 9: one identity cannot use up the sessions of another', () => 
   }, 180_000);
 
   it('an identity with every session attached gets the quota error; it never takes another identity\'s room', async () => {
+    const holder = await generateIdentity(); // its own identity: test 1's drops may still be in flight
     const held: ExecClient[] = [];
     cleanup.push(() => held.forEach((c) => c.close()));
     for (let batch = 0; batch < 32; batch += 8) {
-      held.push(...(await Promise.all(Array.from({ length: 8 }, () => connectThroughRelay(relay.url, remote, { identity: attacker })))));
+      held.push(...(await Promise.all(Array.from({ length: 8 }, () => connectThroughRelay(relay.url, remote, { identity: holder })))));
     }
-    await expect(connectThroughRelay(relay.url, remote, { identity: attacker })).rejects.toThrow(
+    await expect(connectThroughRelay(relay.url, remote, { identity: holder })).rejects.toThrow(
       'too many sessions for this client identity (limit 32); close or resume one of its sessions',
     );
     const client = await connectThroughRelay(relay.url, remote, { identity: victim });
