@@ -30,6 +30,12 @@ interface AgentCommandOptions {
   maxMessageBytes: number;
   retainedOutputBytes: number;
   sessionRetentionMs: number;
+  maxSessions: number;
+  maxSessionsPerClient: number;
+  maxConcurrentRequests: number;
+  maxQueuedRequests: number;
+  maxInflightResponseBytesPerConnection: number;
+  maxInflightResponseBytes: number;
   terminateGraceMs: number;
   legacyExitEvents: boolean;
   root: string[];
@@ -81,6 +87,45 @@ export function registerAgentCommand(program: Command): void {
         .env('EXECRELAY_SESSION_RETENTION_MS')
         .argParser(positiveInteger(7 * 24 * 3600 * 1000))
         .default(DEFAULT_AGENT_CONFIG.sessionRetentionMs),
+    )
+    .addOption(
+      new Option('--max-sessions <n>', 'sessions (attached or waiting to be resumed) held by all clients together')
+        .env('EXECRELAY_MAX_SESSIONS')
+        .argParser(positiveInteger(1_000_000))
+        .default(DEFAULT_AGENT_CONFIG.maxSessions),
+    )
+    .addOption(
+      new Option(
+        '--max-sessions-per-client <n>',
+        'sessions one client identity holds (a relay client\'s Noise identity; all direct clients are one, "local"); past it its longest-detached session is ended, else initialize is refused',
+      )
+        .env('EXECRELAY_MAX_SESSIONS_PER_CLIENT')
+        .argParser(positiveInteger(1_000_000))
+        .default(DEFAULT_AGENT_CONFIG.maxSessionsPerClient),
+    )
+    .addOption(
+      new Option('--max-concurrent-requests <n>', 'requests of one connection handled at once (long-polls included); the rest wait in order')
+        .env('EXECRELAY_MAX_CONCURRENT_REQUESTS')
+        .argParser(positiveInteger(100_000))
+        .default(DEFAULT_AGENT_CONFIG.maxConcurrentRequests),
+    )
+    .addOption(
+      new Option('--max-queued-requests <n>', 'requests of one connection waiting to be handled; past it they are refused (-32600)')
+        .env('EXECRELAY_MAX_QUEUED_REQUESTS')
+        .argParser(positiveInteger(1_000_000))
+        .default(DEFAULT_AGENT_CONFIG.maxQueuedRequests),
+    )
+    .addOption(
+      new Option('--max-inflight-response-bytes-per-connection <n>', 'estimated bytes of large responses (fs/readFile, fs/readBlock, process/read) built or sent at once on one connection; more wait')
+        .env('EXECRELAY_MAX_INFLIGHT_RESPONSE_BYTES_PER_CONNECTION')
+        .argParser(positiveInteger(64 * 1024 * 1024 * 1024))
+        .default(DEFAULT_AGENT_CONFIG.maxInflightResponseBytesPerConnection),
+    )
+    .addOption(
+      new Option('--max-inflight-response-bytes <n>', 'the same budget for the whole agent, across connections')
+        .env('EXECRELAY_MAX_INFLIGHT_RESPONSE_BYTES')
+        .argParser(positiveInteger(64 * 1024 * 1024 * 1024))
+        .default(DEFAULT_AGENT_CONFIG.maxInflightResponseBytes),
     )
     .addOption(
       new Option('--terminate-grace-ms <n>', 'grace between SIGTERM and SIGKILL on process/terminate')
@@ -146,6 +191,12 @@ export function registerAgentCommand(program: Command): void {
           maxMessageBytes: options.maxMessageBytes,
           retainedOutputBytes: options.retainedOutputBytes,
           sessionRetentionMs: options.sessionRetentionMs,
+          maxSessions: options.maxSessions,
+          maxSessionsPerClient: options.maxSessionsPerClient,
+          maxConcurrentRequests: options.maxConcurrentRequests,
+          maxQueuedRequests: options.maxQueuedRequests,
+          maxInflightResponseBytesPerConnection: options.maxInflightResponseBytesPerConnection,
+          maxInflightResponseBytes: options.maxInflightResponseBytes,
           terminateGraceMs: options.terminateGraceMs,
           omitSandboxDenied: options.legacyExitEvents,
           roots,

@@ -2,7 +2,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from '../src/transport/message-transport.js
 import { DEFAULT_RETAINED_OUTPUT_BYTES } from './output-log.js';
 import type { RootSpec } from './root-confinement.js';
 import type { HttpAllowRule } from './http-destination-policy.js';
-import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_RETENTION_MS } from './session-registry.js';
+import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CLIENT, DEFAULT_SESSION_RETENTION_MS } from './session-registry.js';
 
 /** Everything that tunes the agent; each bound is named here with its default. */
 export interface AgentConfig {
@@ -12,7 +12,25 @@ export interface AgentConfig {
   retainedOutputBytes: number;
   /** Detached sessions are kept this long for `resumeSessionId`, then their processes are killed. */
   sessionRetentionMs: number;
+  /** Sessions held at once by all clients together (the backstop behind `maxSessionsPerClient`). */
   maxSessions: number;
+  /**
+   * Sessions one client identity holds at once: a relay client's Noise identity, or `local` for
+   * every client of the WebSocket listener and stdio. At it, a new session ends that identity's
+   * longest-detached session; with none detached, `initialize` is refused (-32600).
+   */
+  maxSessionsPerClient: number;
+  /** Requests of one connection in their handlers at once (long-polls included); the rest wait in order. */
+  maxConcurrentRequests: number;
+  /** Requests of one connection waiting for a handler slot; past it: -32600 `too many pending requests`. */
+  maxQueuedRequests: number;
+  /**
+   * Estimated bytes of large responses (`fs/readFile`, `fs/readBlock`, `process/read`) being built
+   * or sent on one connection; a response that does not fit waits for earlier ones to be sent.
+   */
+  maxInflightResponseBytesPerConnection: number;
+  /** The same budget for the whole agent, across connections. */
+  maxInflightResponseBytes: number;
   /** Grace between SIGTERM and SIGKILL on `process/terminate`. */
   terminateGraceMs: number;
   /**
@@ -44,6 +62,11 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   retainedOutputBytes: DEFAULT_RETAINED_OUTPUT_BYTES,
   sessionRetentionMs: DEFAULT_SESSION_RETENTION_MS,
   maxSessions: DEFAULT_MAX_SESSIONS,
+  maxSessionsPerClient: DEFAULT_MAX_SESSIONS_PER_CLIENT,
+  maxConcurrentRequests: 32,
+  maxQueuedRequests: 1024,
+  maxInflightResponseBytesPerConnection: 64 * 1024 * 1024,
+  maxInflightResponseBytes: 256 * 1024 * 1024,
   terminateGraceMs: 2000,
   maxQueuedPushBytes: 2 * 1024 * 1024,
   omitSandboxDenied: false,

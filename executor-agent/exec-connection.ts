@@ -11,7 +11,16 @@ import type { AgentConfig } from './agent-config.js';
 import type { HandlerContext, HandlerTable, MethodHandler } from './handler-table.js';
 import type { ProcessEvent } from './managed-process.js';
 import type { Session, SessionAttachment } from './session.js';
-import type { SessionRegistry } from './session-registry.js';
+import { LOCAL_CLIENT, type SessionRegistry } from './session-registry.js';
+import { ByteBudget } from './response-budget.js';
+
+/** Where this connection stands among the agent's clients. */
+export interface ConnectionScope {
+  /** The client identity its sessions count against (`SessionRegistry`). */
+  owner: string;
+  /** The agent-wide in-flight response budget, shared by every connection. */
+  agentBudget?: ByteBudget;
+}
 
 /**
  * The exec protocol on one JSON-RPC connection: `initialize` gating, dispatch to the method
@@ -25,6 +34,11 @@ export class ExecConnection implements SessionAttachment {
   /** Requests in flight with their metrics/span, finished when the response is queued. */
   private readonly observations = new WeakMap<RequestContext, RequestObservation>();
   private readonly connectionClosed: (() => void) | undefined;
+  /** Response budget reservations of requests in flight, released when their response is queued. */
+  private readonly reservations = new WeakMap<RequestContext, Array<() => void>>();
+  private readonly responseBudget: ByteBudget;
+  private readonly owner: string;
+  private readonly agentBudget: ByteBudget | undefined;
 
   constructor(
     private readonly rpc: JsonRpcConnection,
@@ -33,16 +47,18 @@ export class ExecConnection implements SessionAttachment {
     handlerTables: readonly HandlerTable[],
     private readonly logger: Logger,
     private readonly telemetry?: ExecServerTelemetry,
+    scope: ConnectionScope = { owner: LOCAL_CLIENT },
   ) {
+    this.owner = scope.owner;
+    this.agentBudget = scope.agentBudget;
+    this.responseBudget = new ByteBudget(config.maxInflightResponseBytesPerConnection);
     this.handlers = new Map(handlerTables.flatMap((table) => Object.entries(table)));
     rpc.setRequestHandler((method, params, context) =>
-      telemetry ? this.handleObservedRequest(telemetry, method, params, context) : this.handleRequest(method, params),
+      telemetry ? this.handleObservedRequest(telemetry, method, params, context) : this.handleRequest(method, params, context),
     );
     rpc.setNotificationHandler((notification) => this.handleNotification(notification));
-    if (telemetry) {
-      this.connectionClosed = telemetry.connectionOpened(rpc.transport.kind);
-      rpc.onResponse((context, outcome) => this.responseQueued(context, outcome));
-    }
+    if (telemetry) this.connectionClosed = telemetry.connectionOpened(rpc.transport.kind);
+    rpc.onResponse((context, outcome) => this.responseQueued(context, outcome));
     rpc.onClose(() => this.handleClose());
   }
 
@@ -100,17 +116,34 @@ export class ExecConnection implements SessionAttachment {
     const routed = method === Method.Initialize || this.handlers.has(method);
     const observation = telemetry.requestStarted(method, routed, context.trace);
     this.observations.set(context, observation);
-    return observation.run(() => this.handleRequest(method, params));
+    return observation.run(() => this.handleRequest(method, params, context));
   }
 
   private responseQueued(context: RequestContext, outcome: ResponseOutcome): void {
+    const reserved = this.reservations.get(context);
+    if (reserved) {
+      this.reservations.delete(context);
+      for (const release of reserved) release();
+    }
     const observation = this.observations.get(context);
     if (!observation) return;
     this.observations.delete(context);
     observation.finish(outcome);
   }
 
-  private async handleRequest(method: string, params: unknown): Promise<unknown> {
+  /**
+   * Reserves `bytes` in this connection's budget, then the agent's (always in that order, so no two
+   * requests wait on each other crosswise); both are released when the response is queued.
+   */
+  private async admitResponseBytes(context: RequestContext, bytes: number): Promise<void> {
+    let reserved = this.reservations.get(context);
+    if (!reserved) this.reservations.set(context, (reserved = []));
+    const closed = this.detachController.signal;
+    reserved.push(await this.responseBudget.acquire(bytes, closed));
+    if (this.agentBudget) reserved.push(await this.agentBudget.acquire(bytes, closed));
+  }
+
+  private async handleRequest(method: string, params: unknown, context: RequestContext): Promise<unknown> {
     if (method === Method.Initialize) return this.initialize(params);
     const session = this.session;
     if (!session) {
@@ -127,6 +160,7 @@ export class ExecConnection implements SessionAttachment {
       detachSignal: this.detachController.signal,
       config: this.config,
       notify: (notifyMethod, notifyParams) => this.rpc.notify(notifyMethod, notifyParams),
+      admitResponseBytes: (bytes) => this.admitResponseBytes(context, bytes),
       ...(this.telemetry ? { telemetry: this.telemetry.process } : {}),
     };
     return handler(params, handlerContext);
@@ -137,7 +171,7 @@ export class ExecConnection implements SessionAttachment {
       throw new RpcError(ErrorCode.InvalidRequest, 'initialize may be called once per connection');
     }
     const params = parseOrThrow(InitializeParams, rawParams);
-    this.session = this.registry.open(this, params.resumeSessionId);
+    this.session = this.registry.open(this, params.resumeSessionId, this.owner);
     this.logger.debug({ resumed: Boolean(params.resumeSessionId) }, 'session attached');
     return { sessionId: this.session.id };
   }

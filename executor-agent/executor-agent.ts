@@ -6,6 +6,7 @@ import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
 import { REFUSAL_REASON_HEADER } from '../src/relay-control/relay-endpoints.js';
 import { JsonRpcConnection } from '../src/jsonrpc/connection.js';
 import type { MessageTransport } from '../src/transport/message-transport.js';
+import type { SecureChannel } from '../src/noise/noise-message-channel.js';
 import { WebSocketTransport } from '../src/transport/websocket-transport.js';
 import { StdioTransport } from '../src/transport/stdio-transport.js';
 import type { Logger } from '../src/logging/logger.js';
@@ -17,7 +18,8 @@ import { HttpDestinationPolicy } from './http-destination-policy.js';
 import type { HandlerTable } from './handler-table.js';
 import { processHandlers } from './process-handlers.js';
 import { confinementFor } from './root-confinement.js';
-import { SessionRegistry } from './session-registry.js';
+import { LOCAL_CLIENT, SessionRegistry } from './session-registry.js';
+import { ByteBudget } from './response-budget.js';
 import type { ExecServerTelemetry } from './agent-events.js';
 
 /** Slack above the JSON-RPC cap at the WebSocket layer, so a slightly oversized message still gets a -32600 answer. */
@@ -89,6 +91,8 @@ export class ExecutorAgent {
   readonly registry: SessionRegistry;
   private readonly handlerTables: HandlerTable[];
   private readonly connections = new Set<ExecConnection>();
+  /** In-flight large responses across every connection (`maxInflightResponseBytes`). */
+  private readonly responseBudget: ByteBudget;
 
   constructor(
     config: Partial<AgentConfig>,
@@ -100,7 +104,9 @@ export class ExecutorAgent {
     this.registry = new SessionRegistry({
       retentionMs: this.config.sessionRetentionMs,
       maxSessions: this.config.maxSessions,
+      maxSessionsPerClient: this.config.maxSessionsPerClient,
     });
+    this.responseBudget = new ByteBudget(this.config.maxInflightResponseBytes);
     this.handlerTables = [processHandlers, fsHandlers, httpHandlers, ...extraHandlerTables];
     // Resolves the roots now, so a missing root fails at startup, and says what is reachable.
     const confinement = confinementFor(this.config);
@@ -109,10 +115,25 @@ export class ExecutorAgent {
     this.logger.info(httpPolicy.logFields(), httpPolicy.describe());
   }
 
-  /** Serves the exec protocol on one transport until it closes. */
+  /**
+   * Serves the exec protocol on one transport until it closes. Its sessions count against the
+   * quota of the client's identity: the Noise identity a relay client proved in the handshake, or
+   * `local` for every client of the WebSocket listener and stdio. Those have no identity, and one
+   * per connection would bound nothing (the attack opens a connection per session); they reach the
+   * agent without the relay, so they are one party, as trusted as the host's loopback.
+   */
   serve(transport: MessageTransport): ExecConnection {
-    const rpc = new JsonRpcConnection(transport, { maxMessageBytes: this.config.maxMessageBytes });
-    const connection = new ExecConnection(rpc, this.registry, this.config, this.handlerTables, this.logger, this.telemetry);
+    const rpc = new JsonRpcConnection(transport, {
+      maxMessageBytes: this.config.maxMessageBytes,
+      maxConcurrentRequests: this.config.maxConcurrentRequests,
+      maxQueuedRequests: this.config.maxQueuedRequests,
+    });
+    const remoteIdentity = (transport as Partial<SecureChannel>).remoteIdentity;
+    const owner = transport.kind === 'relay' && remoteIdentity ? `relay:${remoteIdentity}` : LOCAL_CLIENT;
+    const connection = new ExecConnection(rpc, this.registry, this.config, this.handlerTables, this.logger, this.telemetry, {
+      owner,
+      agentBudget: this.responseBudget,
+    });
     this.connections.add(connection);
     rpc.onClose(() => this.connections.delete(connection));
     return connection;

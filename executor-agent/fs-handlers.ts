@@ -10,6 +10,7 @@ import { errorCode, invalidInput, toFsRpcError } from './fs-errors.js';
 import { sortByName, walkTree } from './fs-walk.js';
 import type { HandlerContext, HandlerTable, MethodHandler } from './handler-table.js';
 import { confinementFor, isInside, refusal, resolveExisting, type RootConfinement } from './root-confinement.js';
+import { base64ResponseBytes } from './response-budget.js';
 
 /** Room left for the JSON-RPC envelope when a file's base64 must fit in one message. */
 const MESSAGE_ENVELOPE_BYTES = 1024;
@@ -148,6 +149,8 @@ async function readFileHandler(rawParams: unknown, context: HandlerContext): Pro
     if (size > limit) {
       throw invalidInput(`file is too large to read in one message: ${size} bytes, limit is ${limit} bytes; use fs/open and fs/readBlock`);
     }
+    // Admitted by its size before the file is read (a file that grows meanwhile is capped above).
+    await context.admitResponseBytes?.(base64ResponseBytes(size));
     const data = await handle.readFile();
     if (data.length > limit) {
       throw invalidInput(`file is too large to read in one message: limit is ${limit} bytes; use fs/open and fs/readBlock`);
@@ -292,6 +295,7 @@ async function openHandler(rawParams: unknown, context: HandlerContext): Promise
 
 async function readBlockHandler(rawParams: unknown, context: HandlerContext): Promise<unknown> {
   const params = parseOrThrow(FsReadBlockParams, rawParams);
+  await context.admitResponseBytes?.(base64ResponseBytes(params.len));
   const { bytes, eof } = await context.session.fileHandles.read(params.handleId, params.offset, params.len);
   return { chunk: bytes.toString('base64'), eof };
 }

@@ -16,6 +16,12 @@ export interface HandlerContext {
    * rejects once that connection is closed.
    */
   readonly notify: (method: string, params: unknown) => Promise<void>;
+  /**
+   * Waits until a response of about `bytes` (its estimated wire size) fits in the connection's and
+   * the agent's in-flight response budgets; the room is given back once the response is queued on
+   * the transport. Call before building a large result. Absent outside a connection (unit tests).
+   */
+  readonly admitResponseBytes?: (bytes: number) => Promise<void>;
 }
 
 /** Validates its own params (through src/protocol) and returns the wire result. */

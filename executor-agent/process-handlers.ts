@@ -15,6 +15,7 @@ import type { HandlerContext, HandlerTable } from './handler-table.js';
 import { toFsRpcError } from './fs-errors.js';
 import { ManagedProcess } from './managed-process.js';
 import { confinementFor } from './root-confinement.js';
+import { base64ResponseBytes } from './response-budget.js';
 
 function lookup(context: HandlerContext, processId: string): ManagedProcess {
   const proc = context.session.processes.get(processId);
@@ -67,6 +68,8 @@ async function read(rawParams: unknown, context: HandlerContext): Promise<unknow
     throw new RpcError(ErrorCode.InvalidRequest, `read aborted: ${String(context.detachSignal.reason ?? 'session detached')}`);
   }
   const snapshot = proc.read(afterSeq, maxBytes);
+  // The chunks are already retained; what grows the heap is their base64 text and the message.
+  await context.admitResponseBytes?.(snapshot.chunks.reduce((sum, c) => sum + base64ResponseBytes(c.chunk.length, 64), 256));
   const result: ProcessReadResultWire = {
     chunks: snapshot.chunks.map((c) => ({ seq: c.seq, stream: c.stream, chunk: c.chunk.toString('base64') })),
     nextSeq: snapshot.nextSeq,

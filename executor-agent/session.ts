@@ -34,8 +34,18 @@ export class Session {
   private attachment: SessionAttachment | null = null;
   private outputPaused = false;
   private expiryTimer: NodeJS.Timeout | undefined;
+  private detachedSince: number | null = null;
 
-  constructor(readonly limits: SessionLimits = DEFAULT_SESSION_LIMITS) {}
+  /** `owner`: the client identity whose quota this session counts against (`SessionRegistry`). */
+  constructor(
+    readonly limits: SessionLimits = DEFAULT_SESSION_LIMITS,
+    readonly owner = 'local',
+  ) {}
+
+  /** When the session lost its connection (`performance.now()`), or null while attached. */
+  get detachedAt(): number | null {
+    return this.detachedSince;
+  }
 
   get attached(): SessionAttachment | null {
     return this.attachment;
@@ -44,6 +54,7 @@ export class Session {
   attach(attachment: SessionAttachment): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
+    this.detachedSince = null;
     const previous = this.attachment;
     this.attachment = attachment;
     if (previous && previous !== attachment) previous.abortAttachment('session resumed by another connection');
@@ -53,6 +64,7 @@ export class Session {
   detach(attachment: SessionAttachment, retentionMs: number, onExpire: () => void): void {
     if (this.attachment !== attachment) return;
     this.attachment = null;
+    this.detachedSince = performance.now();
     // Nobody to push to: keep reading output into the retained window instead of blocking.
     this.setOutputPaused(false);
     this.expiryTimer = setTimeout(onExpire, retentionMs);

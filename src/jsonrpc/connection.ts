@@ -54,6 +54,13 @@ export type RequestTraceProvider = (method: string) => RequestTrace | undefined;
 export interface JsonRpcConnectionOptions {
   maxMessageBytes?: number;
   maxPendingRequests?: number;
+  /**
+   * Inbound requests in the request handler at once (from dispatch until the response is queued on
+   * the transport). Further requests wait in arrival order. Default: unlimited.
+   */
+  maxConcurrentRequests?: number;
+  /** Inbound requests waiting for a handler slot; past it: -32600 `too many pending requests`. Default: unlimited. */
+  maxQueuedRequests?: number;
   traceProvider?: RequestTraceProvider;
 }
 
@@ -70,7 +77,8 @@ export interface CallOptions {
 
 /**
  * One JSON-RPC peer over a MessageTransport: correlates responses with requests, dispatches
- * inbound requests concurrently (pipelined) and notifications in order, bounds message size, and
+ * inbound requests concurrently (pipelined; at most `maxConcurrentRequests` at once, the rest in a
+ * bounded FIFO queue) and notifications in order, bounds message size, and
  * fails every pending call with a TransportClosedError when the transport closes.
  */
 export class JsonRpcConnection {
@@ -86,6 +94,10 @@ export class JsonRpcConnection {
   private readonly closeListeners: Array<(error?: Error) => void> = [];
   private closedWith: Error | undefined;
   private isClosed = false;
+  private readonly maxConcurrentRequests: number;
+  private readonly maxQueuedRequests: number;
+  private activeRequests = 0;
+  private readonly queuedRequests: RequestMessage[] = [];
 
   constructor(
     readonly transport: MessageTransport,
@@ -94,6 +106,8 @@ export class JsonRpcConnection {
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.maxPendingRequests = options.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS;
     this.traceProvider = options.traceProvider;
+    this.maxConcurrentRequests = options.maxConcurrentRequests ?? Number.POSITIVE_INFINITY;
+    this.maxQueuedRequests = options.maxQueuedRequests ?? Number.POSITIVE_INFINITY;
     transport.onMessage((raw) => this.receive(raw));
     transport.onClose((error) => this.handleClose(error));
   }
@@ -214,7 +228,7 @@ export class JsonRpcConnection {
         });
         return;
       case 'request':
-        void this.dispatchRequest(parsed.message);
+        this.admitRequest(parsed.message);
         return;
       case 'notification':
         this.dispatchNotification(parsed.message);
@@ -246,10 +260,35 @@ export class JsonRpcConnection {
     }
   }
 
+  /** Dispatches now when a handler slot is free, else queues (FIFO) or refuses past the queue bound. */
+  private admitRequest(request: RequestMessage): void {
+    if (this.activeRequests < this.maxConcurrentRequests) {
+      this.activeRequests += 1;
+      void this.dispatchRequest(request);
+      return;
+    }
+    if (this.queuedRequests.length >= this.maxQueuedRequests) {
+      this.sendError(request.id, {
+        code: ErrorCode.InvalidRequest,
+        message: `too many pending requests (limit ${this.maxConcurrentRequests} in progress and ${this.maxQueuedRequests} queued per connection)`,
+      });
+      return;
+    }
+    this.queuedRequests.push(request);
+  }
+
+  /** A dispatched request is done (its response queued, or it could not be): the next queued one runs. */
+  private releaseRequestSlot(): void {
+    const next = this.isClosed ? undefined : this.queuedRequests.shift();
+    if (next) void this.dispatchRequest(next);
+    else this.activeRequests -= 1;
+  }
+
   private async dispatchRequest(request: RequestMessage): Promise<void> {
     const handler = this.requestHandler;
     if (!handler) {
       this.sendError(request.id, { code: ErrorCode.MethodNotFound, message: `method not found: ${request.method}` });
+      this.releaseRequestSlot();
       return;
     }
     const context: RequestContext = request.trace
@@ -267,21 +306,25 @@ export class JsonRpcConnection {
 
   /** Sends a handled request's answer and tells the response listener once it is queued (or not). */
   private respond(context: RequestContext, error: RpcErrorObject | undefined, result?: unknown): void {
-    const listener = this.responseListener;
+    const responseListener = this.responseListener;
+    const listener = (answered: RequestContext, answer: ResponseOutcome) => {
+      this.releaseRequestSlot();
+      responseListener?.(answered, answer);
+    };
     const outcome = (queued: boolean): ResponseOutcome => (error ? { queued, errorCode: error.code } : { queued });
     if (this.isClosed) {
-      listener?.(context, outcome(false));
+      listener(context, outcome(false));
       return;
     }
     this.sendRaw(error ? { id: context.id, error } : { id: context.id, result }).then(
-      () => listener?.(context, outcome(true)),
+      () => listener(context, outcome(true)),
       (sendError: unknown) => {
         if (!error && sendError instanceof RpcError) {
           this.respond(context, { code: ErrorCode.Internal, message: `response too large: ${sendError.message}` });
           return;
         }
         // The transport is gone; its close handler fails what is pending.
-        listener?.(context, outcome(false));
+        listener(context, outcome(false));
       },
     );
   }
@@ -300,6 +343,7 @@ export class JsonRpcConnection {
     const failure = new TransportClosedError(error?.message);
     for (const call of this.pending.values()) call.reject(failure);
     this.pending.clear();
+    this.queuedRequests.length = 0;
     for (const listener of this.closeListeners.splice(0)) listener(error);
   }
 }
