@@ -97,7 +97,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(
       new Option(
         '--max-sessions-per-client <n>',
-        'sessions one client identity holds (a relay client\'s Noise identity; all direct clients are one, "local"); past it its longest-detached session is ended, else initialize is refused',
+        'sessions one relay client identity (its Noise identity) holds; past it its longest-detached session is ended, else initialize is refused (direct and stdio clients share only --max-sessions)',
       )
         .env('EXECRELAY_MAX_SESSIONS_PER_CLIENT')
         .argParser(positiveInteger(1_000_000))
