@@ -42,6 +42,9 @@ const SIGNALS: Record<ProcessSignalName, NodeJS.Signals> = {
   quit: 'SIGQUIT',
 };
 
+
+/** After a pty process exits, its stream ends once no output came for this long. */
+const PTY_QUIET_MS = 100;
 /** How many recent writeIds each process remembers for retry dedupe. */
 const REMEMBERED_WRITE_IDS = 1024;
 
@@ -62,6 +65,8 @@ export class ManagedProcess {
   private stdinEnded = false;
   private killTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
+  private ptyQuietTimer: NodeJS.Timeout | undefined;
+  private outputPaused = false;
   private readonly startedAt = Date.now();
   private terminateRequested = false;
 
@@ -189,12 +194,14 @@ export class ManagedProcess {
    * way backpressure from a slow client reaches the process instead of output being dropped.
    */
   pauseOutput(): void {
+    this.outputPaused = true;
     this.child?.stdout?.pause();
     this.child?.stderr?.pause();
     this.terminal?.pause();
   }
 
   resumeOutput(): void {
+    this.outputPaused = false;
     this.child?.stdout?.resume();
     this.child?.stderr?.resume();
     this.terminal?.resume();
@@ -255,14 +262,20 @@ export class ManagedProcess {
 
   private attachTerminal(terminal: pty.IPty): void {
     this.openStreams.add('pty');
-    terminal.onData((data) => this.emitOutput('pty', Buffer.from(data, 'utf8')));
+    terminal.onData((data) => {
+      this.emitOutput('pty', Buffer.from(data, 'utf8'));
+      this.ptyQuietTimer?.refresh();
+    });
     terminal.onExit(({ exitCode, signal }) => {
-      const code = signal ? 128 + signal : exitCode;
-      // node-pty reports exit once the terminal is drained; let queued data events run first.
-      setImmediate(() => {
-        this.processExited(code);
-        this.streamEnded('pty');
-      });
+      this.processExited(signal ? 128 + signal : exitCode);
+      // The terminal's last output can reach us after its exit (on a loaded machine): the pty stream
+      // ends once it has been quiet for PTY_QUIET_MS, so that output still precedes `closed`.
+      // While output is paused (a slow client) the terminal is not read: wait for it to resume.
+      this.ptyQuietTimer = setTimeout(() => {
+        if (this.outputPaused) this.ptyQuietTimer?.refresh();
+        else this.streamEnded('pty');
+      }, PTY_QUIET_MS);
+      this.ptyQuietTimer.unref();
     });
   }
 

@@ -4,6 +4,12 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { runCli, startCli } from '../support/cli.js';
+import { eventually } from '../support/resilience-helpers.js';
+
+/** The agent's `direct listener access` log line (pino writes it asynchronously to stderr). */
+function accessLogLine(stderr: () => string): Promise<string> {
+  return eventually(async () => stderr().split('\n').find((l) => l.includes('direct listener access')), 5_000, 'the direct listener access log line');
+}
 
 /**
  * Attacks on the agent's direct WebSocket listener (`execrelay agent --listen ws://…`): a web page in
@@ -71,10 +77,9 @@ describe('direct listener on loopback, without a token', () => {
     expect(result).toMatchObject({ code: 0, stdout: 'loopback-ok\n' });
   });
 
-  it('logs its access decision at start', () => {
-    const line = agent.stderr().split('\n').find((l) => l.includes('direct listener access'));
-    expect(line).toBeDefined();
-    expect(JSON.parse(line!)).toMatchObject({ auth: 'none (loopback)', allowedOrigins: ['http://trusted.example'], hostCheck: true });
+  it('logs its access decision at start', async () => {
+    const line = await accessLogLine(agent.stderr);
+    expect(JSON.parse(line)).toMatchObject({ auth: 'none (loopback)', allowedOrigins: ['http://trusted.example'], hostCheck: true });
   });
 });
 
@@ -105,7 +110,7 @@ describe('direct listener on a non-loopback address', () => {
   it('with --listen-token-file: 401 without the token or with a wrong one, and exec --agent-token-file runs a command', async () => {
     agent = await startCli(['agent', '--listen', 'ws://0.0.0.0:0', '--listen-token-file', tokenFile], { EXECRELAY_LOG_LEVEL: 'info' });
     const url = `ws://127.0.0.1:${new URL(agent.firstLine).port}`;
-    expect(JSON.parse(agent.stderr().split('\n').find((l) => l.includes('direct listener access'))!)).toMatchObject({ auth: 'bearer token' });
+    expect(JSON.parse(await accessLogLine(agent.stderr))).toMatchObject({ auth: 'bearer token' });
 
     expect((await upgrade(url)).status).toBe(401);
     expect((await upgrade(url, { Authorization: 'Bearer wrong-token-0123456789abcdef' })).status).toBe(401);
