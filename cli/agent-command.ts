@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { createLogger } from '../src/logging/logger.js';
 import { ExecutorAgent } from '../executor-agent/executor-agent.js';
-import { DEFAULT_AGENT_CONFIG } from '../executor-agent/agent-config.js';
+import { DEFAULT_AGENT_CONFIG, type AgentConfig } from '../executor-agent/agent-config.js';
 import { insecureTokenPermissionsOption, positiveInteger } from './option-parsers.js';
 import { BearerTokenVerifier, readTokenFile, resolveToken } from '../src/auth/bearer-tokens.js';
 import { loadAuthorizedClients, loadIdentityFile } from '../src/noise/identity.js';
@@ -14,7 +14,26 @@ import { startTracing } from '../src/telemetry/tracing.js';
 import { createAgentTelemetry, type AgentTelemetry } from '../executor-agent/telemetry/agent-telemetry.js';
 import { metricsListenOption } from './metrics-listen-option.js';
 
-interface AgentCommandOptions {
+/**
+ * The agent's numeric bounds that have a flag of their own: each flag, its variable, its highest
+ * value and its help, with its default from DEFAULT_AGENT_CONFIG (where every bound is defined).
+ */
+const BOUND_FLAGS = [
+  { key: 'maxMessageBytes', flag: '--max-message-bytes', env: 'EXECRELAY_MAX_MESSAGE_BYTES', max: 1024 * 1024 * 1024, help: 'largest JSON-RPC message accepted or sent' },
+  { key: 'retainedOutputBytes', flag: '--retained-output-bytes', env: 'EXECRELAY_RETAINED_OUTPUT_BYTES', max: 256 * 1024 * 1024, help: 'newest output bytes kept per process for process/read' },
+  { key: 'sessionRetentionMs', flag: '--session-retention-ms', env: 'EXECRELAY_SESSION_RETENTION_MS', max: 7 * 24 * 3600 * 1000, help: 'how long a disconnected session and its processes wait to be resumed' },
+  { key: 'maxSessions', flag: '--max-sessions', env: 'EXECRELAY_MAX_SESSIONS', max: 1_000_000, help: 'sessions (attached or waiting to be resumed) held by all clients together' },
+  { key: 'maxSessionsPerClient', flag: '--max-sessions-per-client', env: 'EXECRELAY_MAX_SESSIONS_PER_CLIENT', max: 1_000_000, help: 'sessions one relay client identity (its Noise identity) holds; past it its longest-detached session is ended, else initialize is refused (direct and stdio clients share only --max-sessions)' },
+  { key: 'maxConcurrentRequests', flag: '--max-concurrent-requests', env: 'EXECRELAY_MAX_CONCURRENT_REQUESTS', max: 100_000, help: 'requests of one connection handled at once (long-polls included); the rest wait in order' },
+  { key: 'maxQueuedRequests', flag: '--max-queued-requests', env: 'EXECRELAY_MAX_QUEUED_REQUESTS', max: 1_000_000, help: 'requests of one connection waiting to be handled; past it they are refused (-32600)' },
+  { key: 'maxInflightResponseBytesPerConnection', flag: '--max-inflight-response-bytes-per-connection', env: 'EXECRELAY_MAX_INFLIGHT_RESPONSE_BYTES_PER_CONNECTION', max: 64 * 1024 * 1024 * 1024, help: 'estimated bytes of large responses (fs/readFile, fs/readBlock, process/read) built or sent at once on one connection; more wait' },
+  { key: 'maxInflightResponseBytes', flag: '--max-inflight-response-bytes', env: 'EXECRELAY_MAX_INFLIGHT_RESPONSE_BYTES', max: 64 * 1024 * 1024 * 1024, help: 'the same budget for the whole agent, across connections' },
+  { key: 'terminateGraceMs', flag: '--terminate-grace-ms', env: 'EXECRELAY_TERMINATE_GRACE_MS', max: 600_000, help: 'grace between SIGTERM and SIGKILL on process/terminate' },
+] as const satisfies ReadonlyArray<{ key: keyof AgentConfig; flag: string; env: string; max: number; help: string }>;
+
+type BoundKey = (typeof BOUND_FLAGS)[number]['key'];
+
+interface AgentCommandOptions extends Pick<AgentConfig, BoundKey> {
   listen: string;
   metricsListen?: string;
   relay?: string;
@@ -27,16 +46,6 @@ interface AgentCommandOptions {
   listenTokenFile?: string;
   allowOrigin: string[];
   allowInsecureTokenPermissions: boolean;
-  maxMessageBytes: number;
-  retainedOutputBytes: number;
-  sessionRetentionMs: number;
-  maxSessions: number;
-  maxSessionsPerClient: number;
-  maxConcurrentRequests: number;
-  maxQueuedRequests: number;
-  maxInflightResponseBytesPerConnection: number;
-  maxInflightResponseBytes: number;
-  terminateGraceMs: number;
   legacyExitEvents: boolean;
   root: string[];
   httpAllow: string[];
@@ -62,77 +71,18 @@ function rootsFrom(values: string[], source: string | undefined): RootSpec[] {
 }
 
 export function registerAgentCommand(program: Command): void {
-  program
+  const command = program
     .command('agent')
     .description('run the executor agent: serve the exec protocol to clients')
     .addOption(
       new Option('--listen <url>', 'where to serve: ws://HOST:PORT (port 0 picks a free port; the bound URL is printed on stdout) or "stdio" (one JSON object per line)')
         .env('EXECRELAY_LISTEN')
         .default('ws://127.0.0.1:0'),
-    )
-    .addOption(
-      new Option('--max-message-bytes <n>', 'largest JSON-RPC message accepted or sent')
-        .env('EXECRELAY_MAX_MESSAGE_BYTES')
-        .argParser(positiveInteger(1024 * 1024 * 1024))
-        .default(DEFAULT_AGENT_CONFIG.maxMessageBytes),
-    )
-    .addOption(
-      new Option('--retained-output-bytes <n>', 'newest output bytes kept per process for process/read')
-        .env('EXECRELAY_RETAINED_OUTPUT_BYTES')
-        .argParser(positiveInteger(256 * 1024 * 1024))
-        .default(DEFAULT_AGENT_CONFIG.retainedOutputBytes),
-    )
-    .addOption(
-      new Option('--session-retention-ms <n>', 'how long a disconnected session and its processes wait to be resumed')
-        .env('EXECRELAY_SESSION_RETENTION_MS')
-        .argParser(positiveInteger(7 * 24 * 3600 * 1000))
-        .default(DEFAULT_AGENT_CONFIG.sessionRetentionMs),
-    )
-    .addOption(
-      new Option('--max-sessions <n>', 'sessions (attached or waiting to be resumed) held by all clients together')
-        .env('EXECRELAY_MAX_SESSIONS')
-        .argParser(positiveInteger(1_000_000))
-        .default(DEFAULT_AGENT_CONFIG.maxSessions),
-    )
-    .addOption(
-      new Option(
-        '--max-sessions-per-client <n>',
-        'sessions one relay client identity (its Noise identity) holds; past it its longest-detached session is ended, else initialize is refused (direct and stdio clients share only --max-sessions)',
-      )
-        .env('EXECRELAY_MAX_SESSIONS_PER_CLIENT')
-        .argParser(positiveInteger(1_000_000))
-        .default(DEFAULT_AGENT_CONFIG.maxSessionsPerClient),
-    )
-    .addOption(
-      new Option('--max-concurrent-requests <n>', 'requests of one connection handled at once (long-polls included); the rest wait in order')
-        .env('EXECRELAY_MAX_CONCURRENT_REQUESTS')
-        .argParser(positiveInteger(100_000))
-        .default(DEFAULT_AGENT_CONFIG.maxConcurrentRequests),
-    )
-    .addOption(
-      new Option('--max-queued-requests <n>', 'requests of one connection waiting to be handled; past it they are refused (-32600)')
-        .env('EXECRELAY_MAX_QUEUED_REQUESTS')
-        .argParser(positiveInteger(1_000_000))
-        .default(DEFAULT_AGENT_CONFIG.maxQueuedRequests),
-    )
-    .addOption(
-      new Option('--max-inflight-response-bytes-per-connection <n>', 'estimated bytes of large responses (fs/readFile, fs/readBlock, process/read) built or sent at once on one connection; more wait')
-        .env('EXECRELAY_MAX_INFLIGHT_RESPONSE_BYTES_PER_CONNECTION')
-        .argParser(positiveInteger(64 * 1024 * 1024 * 1024))
-        .default(DEFAULT_AGENT_CONFIG.maxInflightResponseBytesPerConnection),
-    )
-    .addOption(
-      new Option('--max-inflight-response-bytes <n>', 'the same budget for the whole agent, across connections')
-        .env('EXECRELAY_MAX_INFLIGHT_RESPONSE_BYTES')
-        .argParser(positiveInteger(64 * 1024 * 1024 * 1024))
-        .default(DEFAULT_AGENT_CONFIG.maxInflightResponseBytes),
-    )
-    .addOption(
-      new Option('--terminate-grace-ms <n>', 'grace between SIGTERM and SIGKILL on process/terminate')
-        .env('EXECRELAY_TERMINATE_GRACE_MS')
-        .argParser(positiveInteger(600_000))
-        .default(DEFAULT_AGENT_CONFIG.terminateGraceMs),
-    )
+    );
+  for (const bound of BOUND_FLAGS) {
+    command.addOption(new Option(`${bound.flag} <n>`, bound.help).env(bound.env).argParser(positiveInteger(bound.max)).default(DEFAULT_AGENT_CONFIG[bound.key]));
+  }
+  command
     .addOption(
       new Option('--listen-token-file <file>', 'bearer tokens (one per line) that clients of the WebSocket listener must present; required off loopback')
         .env('EXECRELAY_LISTEN_TOKEN_FILE'),
@@ -169,7 +119,7 @@ export function registerAgentCommand(program: Command): void {
           '(e.g. --http-allow 127.0.0.1:8080, --http-allow 10.0.0.0/8); an allowed name never reaches them on its own',
       )
         .env('EXECRELAY_HTTP_ALLOW')
-        .argParser((value: string, previous: string[] = []) => [...previous, value])
+        .argParser(collect)
         .default([]),
     )
     .addOption(
@@ -188,16 +138,7 @@ export function registerAgentCommand(program: Command): void {
       const readiness = { ready: false };
       const agent = new ExecutorAgent(
         {
-          maxMessageBytes: options.maxMessageBytes,
-          retainedOutputBytes: options.retainedOutputBytes,
-          sessionRetentionMs: options.sessionRetentionMs,
-          maxSessions: options.maxSessions,
-          maxSessionsPerClient: options.maxSessionsPerClient,
-          maxConcurrentRequests: options.maxConcurrentRequests,
-          maxQueuedRequests: options.maxQueuedRequests,
-          maxInflightResponseBytesPerConnection: options.maxInflightResponseBytesPerConnection,
-          maxInflightResponseBytes: options.maxInflightResponseBytes,
-          terminateGraceMs: options.terminateGraceMs,
+          ...(Object.fromEntries(BOUND_FLAGS.map(({ key }) => [key, options[key]])) as Pick<AgentConfig, BoundKey>),
           omitSandboxDenied: options.legacyExitEvents,
           roots,
           httpAllow: parseHttpAllow(options.httpAllow),
