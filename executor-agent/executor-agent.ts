@@ -3,7 +3,7 @@ import http from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
-import { REFUSAL_REASON_HEADER } from '../src/relay-control/relay-endpoints.js';
+import { UpgradeRefusal, upgradeRefusalResponse, type UpgradeRefusalReason } from '../src/relay-control/relay-endpoints.js';
 import { JsonRpcConnection } from '../src/jsonrpc/connection.js';
 import type { MessageTransport } from '../src/transport/message-transport.js';
 import type { SecureChannel } from '../src/noise/noise-message-channel.js';
@@ -53,12 +53,11 @@ export interface DirectListenerAccess {
   allowedOrigins?: readonly string[];
 }
 
-/** Why the direct listener refused an upgrade: HTTP status and the reason in `X-Execrelay-Reason`. */
+/** Why the direct listener refuses an upgrade, beyond the relay's own reasons (a bad token is `UpgradeRefusal.Unauthorized`). */
 const DirectRefusal = {
   OriginNotAllowed: { status: 403, reason: 'origin_not_allowed' },
   HostNotAllowed: { status: 403, reason: 'host_not_allowed' },
-  Unauthorized: { status: 401, reason: 'unauthorized' },
-} as const;
+} as const satisfies Record<string, UpgradeRefusalReason>;
 
 /** `Origin` values compare without case and without a trailing slash. */
 function normalizeOrigin(origin: string): string {
@@ -172,9 +171,9 @@ export class ExecutorAgent {
       maxPayload: this.config.maxMessageBytes + WEBSOCKET_PAYLOAD_SLACK_BYTES,
       perMessageDeflate: false,
     });
-    const refuse = (socket: Duplex, { status, reason }: { status: number; reason: string }, detail: Record<string, unknown>) => {
-      this.logger.warn({ reason, ...detail }, 'refused a direct connection');
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\n${REFUSAL_REASON_HEADER}: ${reason}\r\n\r\n${reason}\n`);
+    const refuse = (socket: Duplex, refusal: UpgradeRefusalReason, detail: Record<string, unknown>) => {
+      this.logger.warn({ reason: refusal.reason, ...detail }, 'refused a direct connection');
+      socket.end(upgradeRefusalResponse(refusal));
     };
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       const origin = req.headers.origin;
@@ -183,7 +182,7 @@ export class ExecutorAgent {
       if (loopback && !isLoopbackHost(requestHost) && !allowedHosts.has(requestHost)) {
         return refuse(socket, DirectRefusal.HostNotAllowed, { host: req.headers.host ?? null });
       }
-      if (access.tokens && !access.tokens.verifyHeader(req.headers.authorization)) return refuse(socket, DirectRefusal.Unauthorized, {});
+      if (access.tokens && !access.tokens.verifyHeader(req.headers.authorization)) return refuse(socket, UpgradeRefusal.Unauthorized, {});
       wss.handleUpgrade(req, socket, head, (ws) => {
         ws.on('error', (error) => this.logger.debug({ err: error.message }, 'websocket connection error'));
         this.serve(new WebSocketTransport(ws));

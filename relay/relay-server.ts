@@ -7,7 +7,7 @@ import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
 import {
   CLIENT_CONNECT_PATTERN,
   EXECUTOR_CONNECT_PATH,
-  REFUSAL_REASON_HEADER,
+  upgradeRefusalResponse,
   UpgradeRefusal,
   validateEnvironmentId,
   type RestartingMessage,
@@ -152,8 +152,8 @@ export class RelayServer {
 
   private handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? '/', 'http://relay');
-    const refuse = ({ status, reason }: UpgradeRefusalReason) => {
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\n${REFUSAL_REASON_HEADER}: ${reason}\r\n\r\n${reason}\n`);
+    const refuse = (refusal: UpgradeRefusalReason) => {
+      socket.end(upgradeRefusalResponse(refusal));
     };
     if (url.pathname === EXECUTOR_CONNECT_PATH) {
       if (!this.options.tokens.verifyHeader(req.headers.authorization)) {

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+
 /**
  * The relay's HTTP surface and the JSON control messages it sends as WebSocket text messages
  * (relay frames travel as binary messages on the same sockets). Defined here and nowhere else.
@@ -42,6 +44,14 @@ export const UpgradeRefusal = {
   },
   NotFound: { status: 404, reason: 'not_found' },
 } as const satisfies Record<string, UpgradeRefusalReason>;
+
+/**
+ * The raw HTTP response that refuses a WebSocket upgrade (written to the upgrade's socket, which
+ * is then closed): the status, the reason in REFUSAL_REASON_HEADER and as the body.
+ */
+export function upgradeRefusalResponse({ status, reason }: UpgradeRefusalReason): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\n${REFUSAL_REASON_HEADER}: ${reason}\r\n\r\n${reason}\n`;
+}
 
 /** What a refusal reason means, for an error message ('' for a reason without an explanation or an unknown one). */
 export function explainRefusal(reason: string): string {
