@@ -1,9 +1,9 @@
-import { once } from 'node:events';
 import type { ExecClient } from '../src/client/exec-client.js';
 import type { ClientProcessEvent } from '../src/client/process-events.js';
 import { connectClient } from './client-connection.js';
 import type { ConnectionOptions } from './connection-options.js';
 import { describeError, ExitStatus } from './exit-status.js';
+import { tolerateClosedOutput, writeLocal } from './local-output.js';
 
 /** `execrelay exec`'s parsed flags. */
 export interface ExecCommandOptions extends ConnectionOptions {
@@ -21,9 +21,7 @@ class LocalOutputClosedError extends Error {}
 export async function runExec(argv: string[], options: ExecCommandOptions): Promise<number> {
   const client = await connectClient('exec', options);
   if (typeof client === 'number') return client;
-  // A write error (EPIPE once the reader left) is seen by writeEvent through `errored`, not thrown here.
-  process.stdout.on('error', () => undefined);
-  process.stderr.on('error', () => undefined);
+  tolerateClosedOutput();
   const forwardStdin = options.stdin || (options.tty && process.stdin.isTTY === true);
   try {
     const handle = await client.exec(argv, {
@@ -67,14 +65,7 @@ export async function runExec(argv: string[], options: ExecCommandOptions): Prom
 async function writeEvent(event: ClientProcessEvent): Promise<void> {
   if (event.type !== 'output') return;
   const target = event.stream === 'stderr' ? process.stderr : process.stdout;
-  if (target.errored) throw new LocalOutputClosedError(`${event.stream} closed`);
-  try {
-    if (target.write(event.chunk)) return;
-    await Promise.race([once(target, 'drain'), once(target, 'error').then(([error]) => Promise.reject(error as Error))]);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EPIPE' || target.errored) throw new LocalOutputClosedError(`${event.stream} closed`);
-    throw error;
-  }
+  if (!(await writeLocal(target, event.chunk))) throw new LocalOutputClosedError(`${event.stream} closed`);
 }
 
 /** Forwards local stdin to the process; returns a function that restores the terminal. */

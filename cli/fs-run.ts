@@ -1,10 +1,10 @@
-import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FsClient } from '../src/client/fs-client.js';
 import { connectClient } from './client-connection.js';
 import type { ConnectionOptions } from './connection-options.js';
 import { describeError } from './exit-status.js';
+import { tolerateClosedOutput, writeLocal } from './local-output.js';
 
 /** `execrelay walk`'s parsed flags. */
 export interface WalkCommandOptions extends ConnectionOptions {
@@ -22,7 +22,7 @@ export const CAT_INLINE_MAX_BYTES = 1024 * 1024;
 async function withFs(name: string, connection: ConnectionOptions, body: (fs: FsClient) => Promise<number>): Promise<number> {
   const client = await connectClient(name, connection);
   if (typeof client === 'number') return client;
-  process.stdout.on('error', () => undefined); // EPIPE (e.g. `| head`): writeOut sees stdout gone and stops
+  tolerateClosedOutput();
   try {
     return await body(client.fs);
   } catch (error) {
@@ -31,15 +31,6 @@ async function withFs(name: string, connection: ConnectionOptions, body: (fs: Fs
   } finally {
     client.close();
   }
-}
-
-/** Writes to stdout honouring backpressure; resolves false once stdout is gone (EPIPE). */
-async function writeOut(chunk: Buffer | string): Promise<boolean> {
-  if (process.stdout.destroyed) return false;
-  if (!process.stdout.write(chunk)) {
-    await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close')]);
-  }
-  return !process.stdout.destroyed;
 }
 
 /** Native path for display; a URI that is not a local file URI is shown as is. */
@@ -74,17 +65,17 @@ export function runWalk(root: string, options: WalkCommandOptions): Promise<numb
       followDirectorySymlinks: options.followSymlinks,
     });
     if (options.json) {
-      await writeOut(`${JSON.stringify(result)}\n`);
+      await writeLocal(process.stdout, `${JSON.stringify(result)}\n`);
     } else {
       let batch = '';
       for (const entry of result.entries) {
         batch += `${shown(entry.path)}${entry.kind === 'directory' ? '/' : ''}\n`;
         if (batch.length > 64 * 1024) {
-          if (!(await writeOut(batch))) return 1;
+          if (!(await writeLocal(process.stdout, batch))) return 1;
           batch = '';
         }
       }
-      if (batch !== '' && !(await writeOut(batch))) return 1;
+      if (batch !== '' && !(await writeLocal(process.stdout, batch))) return 1;
     }
     for (const error of result.errors) process.stderr.write(`execrelay walk: ${shown(error.path)}: ${error.message}\n`);
     if (result.truncated) process.stderr.write('execrelay walk: truncated: a limit (directories, entries or response size) stopped the walk\n');
@@ -98,10 +89,10 @@ export function runCat(file: string, options: ConnectionOptions): Promise<number
     const metadata = await fs.getMetadata(file);
     if (metadata.isDirectory) throw new Error(`${file}: is a directory`);
     if (metadata.size <= CAT_INLINE_MAX_BYTES) {
-      return (await writeOut(await fs.readFile(file))) ? 0 : 1;
+      return (await writeLocal(process.stdout, await fs.readFile(file))) ? 0 : 1;
     }
     for await (const chunk of fs.readStream(file)) {
-      if (!(await writeOut(chunk))) return 1;
+      if (!(await writeLocal(process.stdout, chunk))) return 1;
     }
     return 0;
   });
