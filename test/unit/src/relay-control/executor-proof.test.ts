@@ -47,7 +47,7 @@ describe('the executor proof of identity', () => {
     expect(await verifyExecutorProof(tampered(AGENT_IDENTITY_HEADER, other.publicIdentity), 'env-a', HOST)).toEqual({ ok: false, problem: 'bad_signature' });
     // One flipped bit of the signature.
     const signature = Buffer.from(headers[AGENT_PROOF_HEADER.toLowerCase()] as string, 'base64url');
-    signature[10] ^= 1;
+    signature[10] = signature[10]! ^ 1;
     expect(await verifyExecutorProof(tampered(AGENT_PROOF_HEADER, signature.toString('base64url')), 'env-a', HOST)).toEqual({ ok: false, problem: 'bad_signature' });
     // The other key signing the same message is no proof of the first identity either.
     const theirs = received(await executorProofHeaders(other, 'env-a', RELAY));
