@@ -184,7 +184,7 @@ export class RelayRegistration {
     this.options.onEvent?.({ type: 'disconnected', reason });
     // RelayCloseCode.Replaced: the relay closed this link because a newer registration of the environment superseded it.
     if (loss.code === RelayCloseCode.Replaced) {
-      this.options.logger.warn('another agent registered this environment; not reconnecting');
+      this.options.logger.warn('another agent process with this key registered this environment; not reconnecting');
       return false;
     }
     return true;
