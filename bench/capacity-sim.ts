@@ -9,6 +9,8 @@
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { EXECUTOR_CONNECT_PATH } from '../src/relay-control/relay-endpoints.js';
+import { executorProofHeaders } from '../src/relay-control/executor-proof.js';
+import { generateIdentity } from '../src/noise/identity.js';
 import { encodeRelayFrame, peekHeader } from '../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../src/relay-frame/limits.js';
 
@@ -20,10 +22,12 @@ let echoServer: WebSocketServer | undefined;
 /** Zero mask: the frames are relay frames of a benchmark, and masking costs the simulator CPU. */
 const zeroMask = (mask: Uint8Array): void => void mask.fill(0);
 
-function register(relayUrl: string, token: string, environmentId: string): Promise<void> {
+async function register(relayUrl: string, token: string, environmentId: string): Promise<void> {
+  // Each simulated executor proves an identity of its own, as an agent does (the relay binds the environment to it).
+  const proof = await executorProofHeaders(await generateIdentity(), environmentId, relayUrl);
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(`${relayUrl}${EXECUTOR_CONNECT_PATH}?environmentId=${environmentId}`, {
-      headers: { Authorization: `Bearer ${token}` },
+      headers: { ...proof, Authorization: `Bearer ${token}` },
       perMessageDeflate: false,
       generateMask: zeroMask,
     });

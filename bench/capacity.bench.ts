@@ -146,7 +146,7 @@ export async function run(): Promise<BenchFigure[]> {
   const token = `capacity-token-${Date.now()}-0123456789`;
   const tokenFile = path.join(dir, 'token');
   await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
-  const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile]);
+  const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--bindings-file', path.join(dir, 'bindings')]);
   const simulator = fork(fileURLToPath(new URL('./capacity-sim.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const sockets: WebSocket[] = [];
   try {

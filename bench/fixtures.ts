@@ -33,7 +33,7 @@ export async function startExecrelay(): Promise<ExecrelayFixture> {
   const agentKey = await keygen(keyFile);
   const started: RunningProcess[] = [];
   try {
-    const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile]);
+    const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--bindings-file', path.join(dir, 'bindings')]);
     started.push(relay);
     const remoteAgent = await startCli(['agent', '--relay', relay.firstLine, '--environment-id', ENVIRONMENT_ID, '--key', keyFile, '--token-file', tokenFile]);
     started.push(remoteAgent);

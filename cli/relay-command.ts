@@ -8,6 +8,9 @@ import { DEFAULT_REGISTRY_TTL_MS } from '../relay/fleet-registry.js';
 import { insecureTokenPermissionsOption, positiveInteger } from './option-parsers.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { createRelayMetrics } from '../relay/telemetry/relay-metrics.js';
+import { BindingsFile, defaultBindingsFile } from '../relay/bindings-file.js';
+import { loadKnownEnvironments } from '../src/noise/identity.js';
+import { bindingsFileOption, registerRelayBindingsCommands } from './relay-bindings-command.js';
 
 interface RelayCommandOptions {
   listen: string;
@@ -28,6 +31,8 @@ interface RelayCommandOptions {
   instanceId?: string;
   registryTtlMs: number;
   registryReplicas: number;
+  bindingsFile?: string;
+  environmentKeys?: string;
 }
 
 /** Parses `HOST:PORT` (`[::1]:PORT` for IPv6). */
@@ -39,8 +44,10 @@ export function parseHostPort(value: string): { host: string; port: number } {
 }
 
 export function registerRelayCommand(program: Command): void {
-  program
+  const relayCommand = program
     .command('relay')
+    // Options after `relay unbind` / `relay bindings` are the subcommand's.
+    .enablePositionalOptions()
     .description('run the rendezvous relay: executors register environments, clients reach them; content stays end-to-end encrypted')
     .addOption(new Option('--listen <host:port>', 'address to serve on (port 0 picks a free port; the URL is printed on stdout)').env('EXECRELAY_RELAY_LISTEN').default('127.0.0.1:7700'))
     .addOption(new Option('--token-file <file>', 'accepted bearer tokens, one per line (executors and clients present one)').env('EXECRELAY_TOKEN_FILE'))
@@ -60,6 +67,8 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--instance-id <id>', 'this instance\'s name in the fleet (letters, digits, _ and -; default: host name and a random suffix)').env('EXECRELAY_INSTANCE_ID'))
     .addOption(new Option('--registry-ttl-ms <n>', 'fleet registry entries of an instance that stopped refreshing them expire after this').env('EXECRELAY_REGISTRY_TTL_MS').argParser(positiveInteger(600_000)).default(DEFAULT_REGISTRY_TTL_MS))
     .addOption(new Option('--registry-replicas <n>', 'copies of the fleet registry in a NATS cluster (3 survives losing one NATS server)').env('EXECRELAY_REGISTRY_REPLICAS').argParser(positiveInteger(5)).default(1))
+    .addOption(bindingsFileOption())
+    .addOption(new Option('--environment-keys <file>', 'pinned agent keys, ENVIRONMENT_ID PUBLIC_IDENTITY per line: those environments accept only that key').env('EXECRELAY_ENVIRONMENT_KEYS'))
     .addHelpText('after', '\nEvery flag can also be set through the environment variable shown. Health: GET /livez, GET /readyz.\nFleet deployment (several instances, NATS, a load balancer): docs/fleet.md.')
     .action(async (options: RelayCommandOptions, command: Command) => {
       const logger = createLogger('execrelay-relay');
@@ -74,6 +83,11 @@ export function registerRelayCommand(program: Command): void {
       else throw new Error('execrelay relay: give --token-file FILE (accepted bearer tokens, one per line)');
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('execrelay relay: --tls-cert and --tls-key go together');
       if (options.instanceId !== undefined && options.nats === undefined) throw new Error('execrelay relay: --instance-id names a fleet member; give --nats too');
+      if (options.bindingsFile !== undefined && options.nats !== undefined) throw new Error("execrelay relay: --bindings-file is a single relay's; a fleet (--nats) keeps its bindings in NATS");
+      const environmentKeys = options.environmentKeys ? await loadKnownEnvironments(options.environmentKeys) : undefined;
+      const bindingsFile = options.nats ? undefined : (options.bindingsFile ?? defaultBindingsFile());
+      const bindings = bindingsFile ? new BindingsFile(bindingsFile, DEFAULT_RELAY_LIMITS.maxBindings) : undefined;
+      await bindings?.list(); // a file that cannot be read or parsed stops the relay now, with the line at fault
       const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
       const tracing = await startTracing({ serviceName: 'execrelay-relay' });
       let server: RelayServer | undefined;
@@ -84,6 +98,8 @@ export function registerRelayCommand(program: Command): void {
         events: metrics.events,
         httpRoutes: metrics.httpRoutes,
         ...(tls ? { tls } : {}),
+        ...(bindings ? { bindings } : {}),
+        ...(environmentKeys ? { environmentKeys } : {}),
         ...(options.nats
           ?  { fleet: { natsUrl: options.nats, registryTtlMs: options.registryTtlMs, registryReplicas: options.registryReplicas, ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}) } }
           : {}),
@@ -101,7 +117,7 @@ export function registerRelayCommand(program: Command): void {
       server = relay;
       const url = await relay.listen(host, port);
       process.stdout.write(`${url}\n`);
-      logger.info({ url }, 'relay listening');
+      logger.info({ url, ...(bindingsFile ? { bindingsFile } : {}), pinnedEnvironments: environmentKeys?.size ?? 0 }, 'relay listening');
       const stop = (signal: string) => {
         logger.info({ signal }, 'relay stopping; telling endpoints to reconnect');
         void relay
@@ -113,4 +129,5 @@ export function registerRelayCommand(program: Command): void {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
+  registerRelayBindingsCommands(relayCommand);
 }

@@ -3,6 +3,7 @@ import { ReliableStream } from '../src/reliable-stream/reliable-stream.js';
 import { acceptAgentChannel } from '../src/noise/noise-channel.js';
 import type { Identity } from '../src/noise/identity.js';
 import { EXECUTOR_CONNECT_PATH, RelayCloseCode, ResetReason, type RelayControlMessage } from '../src/relay-control/relay-endpoints.js';
+import { executorProofHeaders } from '../src/relay-control/executor-proof.js';
 import { EXECUTOR_BACKOFF, type BackoffSettings } from '../src/relay-link/backoff.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type LinkLoss, type RelayLinkTuning } from '../src/relay-link/relay-link.js';
 import { RelayRefusedError } from '../src/relay-link/relay-socket.js';
@@ -87,6 +88,8 @@ export class RelayRegistration {
         relayUrl: options.relayUrl,
         path: `${EXECUTOR_CONNECT_PATH}?environmentId=${encodeURIComponent(options.environmentId)}`,
         token: options.token,
+        // A fresh proof of this agent's identity on every dial: the relay binds the environment to it.
+        dialHeaders: () => executorProofHeaders(options.identity, options.environmentId, options.relayUrl),
         defaultBackoff: EXECUTOR_BACKOFF,
         tuning: options,
       },
@@ -181,7 +184,7 @@ export class RelayRegistration {
     this.options.onEvent?.({ type: 'disconnected', reason });
     // RelayCloseCode.Replaced: the relay closed this link because a newer registration of the environment superseded it.
     if (loss.code === RelayCloseCode.Replaced) {
-      this.options.logger.warn('another agent registered this environment; not reconnecting');
+      this.options.logger.warn('another agent process with this key registered this environment; not reconnecting');
       return false;
     }
     return true;

@@ -98,6 +98,11 @@ export class NatsFleet implements EnvironmentWatcher {
     router.watcher = this;
   }
 
+  /** The NATS connection (null until joined), for the fleet's other buckets (`FleetBindings`). */
+  get connection(): FleetConnection | null {
+    return this.link;
+  }
+
   get state(): FleetState {
     let registered = 0;
     for (const environment of this.held.values()) if (environment.revision > 0) registered++;

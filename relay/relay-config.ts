@@ -36,6 +36,18 @@ export interface RelayLimits {
   maxExecutors: number;
   /** Client sockets at once. */
   maxClients: number;
+  /**
+   * Environments bound to an agent key (`EnvironmentBindings`): a registration of a new
+   * environment past this is refused (`too_many_environments`) until the operator unbinds some.
+   * Checked by the bindings store, not the router (it is state, not routing).
+   */
+  maxBindings: number;
+  /**
+   * Registration proofs remembered to refuse a replay (each for at most 10 minutes, the proof's
+   * validity): past this, registrations are refused (`too_many_registrations`) until some expire.
+   * Checked by `RecentProofs`.
+   */
+  maxRecentProofs: number;
 }
 
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
@@ -54,4 +66,6 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   pongTimeoutMs: 60_000,
   maxExecutors: 10_000,
   maxClients: 10_000,
+  maxBindings: 100_000,
+  maxRecentProofs: 100_000,
 };

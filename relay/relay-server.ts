@@ -17,6 +17,10 @@ import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './relay-config.js';
 import { NO_RELAY_EVENTS, type RelayEvents } from './relay-events.js';
 import { NatsFleet, type FleetOptions, type FleetState } from './nats-fleet.js';
+import { MemoryBindings, type EnvironmentBindings } from './environment-bindings.js';
+import { ExecutorAdmission } from './executor-admission.js';
+import { FleetBindings, openBindingsBucket } from './fleet-bindings.js';
+import { PinnedEnvironmentKeys } from './pinned-environment-keys.js';
 import { ClientLink, StreamRouter, type ExecutorLink } from './stream-router.js';
 
 export interface RelayServerOptions {
@@ -30,6 +34,13 @@ export interface RelayServerOptions {
   httpRoutes?: Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>>;
   /** Join a fleet of relay instances sharing routing through NATS (default: route in memory, alone). */
   fleet?: FleetOptions;
+  /**
+   * Environment id → the agent identity it is bound to. Default: in memory for a single relay
+   * (lost on restart; the CLI passes its state file), the fleet's NATS KV bucket with `fleet`.
+   */
+  bindings?: EnvironmentBindings;
+  /** Operator-pinned keys (environment id → public identity): those environments accept only that key. */
+  environmentKeys?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -47,6 +58,7 @@ export class RelayServer {
   private readonly wss: WebSocketServer;
   private readonly events: RelayEvents;
   private readonly logger: Logger;
+  private readonly admission: ExecutorAdmission;
   private readonly pingTimer: NodeJS.Timeout;
   private readonly lastPong = new WeakMap<WebSocket, number>();
   private ready = false;
@@ -57,6 +69,11 @@ export class RelayServer {
     this.logger = options.logger;
     this.router = new StreamRouter(this.limits, this.events, this.logger);
     this.fleet = options.fleet ? new NatsFleet(options.fleet, this.router, this.limits, this.events, this.logger) : null;
+    const fleet = this.fleet;
+    const bindings =
+      options.bindings ??
+      (fleet ? new FleetBindings(() => fleet.connection, (nc) => openBindingsBucket(nc, options.fleet?.registryReplicas ?? 1), this.limits.maxBindings) : new MemoryBindings(this.limits.maxBindings));
+    this.admission = new ExecutorAdmission(options.environmentKeys ? new PinnedEnvironmentKeys(options.environmentKeys, bindings) : bindings, this.limits.maxRecentProofs, this.logger);
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handleHttp(req, res);
     this.server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
     this.server.headersTimeout = 10_000;
@@ -171,7 +188,15 @@ export class RelayServer {
         this.events.registration('rejected');
         return refuse(UpgradeRefusal.TooManyExecutors);
       }
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptExecutor(ws, environmentId));
+      // The agent proves its identity, and the environment is bound to it (refused: nothing changes).
+      void this.admission.admit(req, environmentId).then((refusal) => {
+        if (socket.destroyed) return;
+        if (refusal) {
+          this.events.registration('rejected');
+          return refuse(refusal);
+        }
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptExecutor(ws, environmentId));
+      });
       return;
     }
     const match = CLIENT_CONNECT_PATTERN.exec(url.pathname);

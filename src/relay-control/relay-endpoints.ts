@@ -43,6 +43,29 @@ export const UpgradeRefusal = {
     explanation: "this relay instance cannot reach its fleet's NATS to find the environment; retry, or use another instance",
   },
   NotFound: { status: 404, reason: 'not_found' },
+  AgentProofRequired: {
+    status: 401,
+    reason: 'agent_proof_required',
+    explanation: 'an executor registration must prove its agent identity (X-Execrelay-Agent-* headers); upgrade the agent',
+  },
+  InvalidAgentProof: {
+    status: 403,
+    reason: 'invalid_agent_proof',
+    explanation: "the agent's proof of identity was not accepted (bad signature, another environment or relay, already used, or the clock is more than 5 minutes off)",
+  },
+  EnvironmentKeyMismatch: {
+    status: 403,
+    reason: 'environment_key_mismatch',
+    explanation:
+      'this environment is bound at the relay to another agent key; if the key changed on purpose, the relay operator releases it with: execrelay relay unbind ENVIRONMENT_ID',
+  },
+  TooManyEnvironments: {
+    status: 503,
+    reason: 'too_many_environments',
+    explanation: 'the relay holds as many environment bindings as it may; the relay operator can remove unused ones with: execrelay relay unbind ENVIRONMENT_ID',
+  },
+  TooManyRegistrations: { status: 503, reason: 'too_many_registrations', explanation: 'too many executor registrations in the last minutes; retry later' },
+  BindingsUnavailable: { status: 503, reason: 'bindings_unavailable', explanation: "the relay cannot read or write its environment bindings now; retry" },
 } as const satisfies Record<string, UpgradeRefusalReason>;
 
 /**

@@ -39,6 +39,8 @@ export interface RelayLinkOptions {
   /** Path (and query) of the endpoint's route on the relay. */
   path: string;
   token: string;
+  /** Extra headers for each dial, made afresh every time (the agent's proof of identity must be fresh). */
+  dialHeaders?: () => Promise<Record<string, string>>;
   /** The endpoint's backoff when `tuning.backoff` is absent. */
   defaultBackoff: BackoffSettings;
   /** Re-dials stop (the failure is final) once the link has been down this long. Re-dials go on forever when absent. */
@@ -190,9 +192,10 @@ export class RelayLink {
     else setTimeout(() => socket.close(1000, close.reason), close.flushMs).unref();
   }
 
-  private dial(): Promise<WebSocket> {
+  private async dial(): Promise<WebSocket> {
     const url = `${this.options.relayUrl.replace(/\/+$/, '')}${this.options.path}`;
-    return connectRelaySocket(url, this.options.token, this.options.tuning.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+    const headers = (await this.options.dialHeaders?.()) ?? {};
+    return connectRelaySocket(url, this.options.token, this.options.tuning.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers);
   }
 
   private adopt(socket: WebSocket, dialStartedAt: number): void {

@@ -21,13 +21,14 @@ export class RelayRefusedError extends Error {
 
 
 /**
- * Opens a WebSocket to the relay with a bearer token; rejects with RelayRefusedError on an HTTP
- * refusal. The socket comes back paused: attach listeners, then call `socket.resume()`.
+ * Opens a WebSocket to the relay with a bearer token (and `headers`, e.g. an executor's proof of
+ * identity); rejects with RelayRefusedError on an HTTP refusal. The socket comes back paused:
+ * attach listeners, then call `socket.resume()`.
  */
-export function connectRelaySocket(url: string, token: string, timeoutMs: number): Promise<WebSocket> {
+export function connectRelaySocket(url: string, token: string, timeoutMs: number, headers: Readonly<Record<string, string>> = {}): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, {
-      headers: { Authorization: `Bearer ${token}` },
+      headers: { ...headers, Authorization: `Bearer ${token}` },
       maxPayload: MAX_RELAY_FRAME_BYTES * 2,
       perMessageDeflate: false,
       handshakeTimeout: timeoutMs,

@@ -11,6 +11,8 @@ import { decodeRelayFrame, encodeRelayFrame } from '../../src/relay-frame/relay-
 import { NO_ACK } from '../../src/relay-frame/limits.js';
 import { clientConnectPath, EXECUTOR_CONNECT_PATH } from '../../src/relay-control/relay-endpoints.js';
 import { connectRelaySocket, RelayRefusedError } from '../../src/relay-link/relay-socket.js';
+import { executorProofHeaders } from '../../src/relay-control/executor-proof.js';
+import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import { ExecClient } from '../../src/client/exec-client.js';
 import { MAX_PENDING_EVENTS, ProcessTracker, type PushedProcessEvent } from '../../src/client/process-tracker.js';
 import { JsonRpcConnection, DEFAULT_MAX_PENDING_REQUESTS } from '../../src/jsonrpc/connection.js';
@@ -60,9 +62,17 @@ async function relayWith(limits: Partial<RelayLimits>, events: RelayEvents = NO_
   return { relay, url };
 }
 
+/** One agent key per environment id (a second registration of an environment is the same agent's). */
+const executorKeys = new Map<string, Promise<Identity>>();
+async function executorUpgrade(url: string, environmentId: string): Promise<WebSocket> {
+  if (!executorKeys.has(environmentId)) executorKeys.set(environmentId, generateIdentity());
+  const proof = await executorProofHeaders(await executorKeys.get(environmentId)!, environmentId, url);
+  return connectRelaySocket(`${url}${EXECUTOR_CONNECT_PATH}?environmentId=${environmentId}`, TEST_TOKEN, 5000, proof);
+}
+
 /** A bare executor socket: registered, and it answers nothing unless told to. */
 async function rawExecutor(url: string, environmentId: string): Promise<WebSocket> {
-  const socket = await connectRelaySocket(`${url}${EXECUTOR_CONNECT_PATH}?environmentId=${environmentId}`, TEST_TOKEN, 5000);
+  const socket = await executorUpgrade(url, environmentId);
   const registered = new Promise<void>((resolve) => socket.once('message', () => resolve()));
   socket.resume();
   await registered;
@@ -248,7 +258,7 @@ describe('relay limits', () => {
   it('maxExecutors and maxClients: registrations and client sockets past them are refused with 503', async () => {
     const { url } = await relayWith({ maxExecutors: 1, maxClients: 1 });
     await rawExecutor(url, 'env-one');
-    await expect(connectRelaySocket(`${url}${EXECUTOR_CONNECT_PATH}?environmentId=env-two`, TEST_TOKEN, 5000)).rejects.toThrow(/HTTP 503 too_many_executors/);
+    await expect(executorUpgrade(url, 'env-two')).rejects.toThrow(/HTTP 503 too_many_executors/);
     await rawClient(url, 'env-one');
     const refusal = await connectRelaySocket(`${url}${clientConnectPath('env-one')}`, TEST_TOKEN, 5000).catch((error: unknown) => error);
     expect(refusal).toBeInstanceOf(RelayRefusedError);

@@ -11,6 +11,10 @@ import { ExecClient } from '../../src/client/exec-client.js';
 import { encodeRelayFrame } from '../../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../../src/relay-frame/limits.js';
 import { runCli } from '../support/cli.js';
+import { generateIdentity, type Identity } from '../../src/noise/identity.js';
+import { executorProofHeaders } from '../../src/relay-control/executor-proof.js';
+import { EXECUTOR_CONNECT_PATH } from '../../src/relay-control/relay-endpoints.js';
+import { connectRelaySocket, RelayRefusedError } from '../../src/relay-link/relay-socket.js';
 import {
   fleetToolsInstalled,
   freePort,
@@ -121,6 +125,15 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     return agent;
   }
 
+  /** A raw executor registration with a valid proof of `identity`: `registered`, or the refusal's status and reason. */
+  async function rawExecutorRefusal(relayUrl: string, environmentId: string, identity: Identity): Promise<string> {
+    const proof = await executorProofHeaders(identity, environmentId, relayUrl);
+    return connectRelaySocket(`${relayUrl}${EXECUTOR_CONNECT_PATH}?environmentId=${environmentId}`, TEST_TOKEN, 5000, proof).then(
+      (socket) => (socket.terminate(), 'registered'),
+      (error: unknown) => (error instanceof RelayRefusedError ? `${error.status} ${error.reason}` : String(error)),
+    );
+  }
+
   /** `ExecClient.connect` through a relay, giving up at once on a refusal. */
   const connectThrough = (relayUrl: string, agent: { environmentId: string; identity: { publicIdentity: string } }) =>
     ExecClient.connect({ relay: relayUrl, environmentId: agent.environmentId, agentKey: agent.identity.publicIdentity, token: TEST_TOKEN, reconnectGiveUpMs: 0 });
@@ -225,6 +238,23 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     await metricEventually(b, 'execrelay_relay_streams_open', (v) => v === 0, { timeoutMs: 15_000 });
     expect(await relayMetric(b, 'execrelay_relay_fleet_remote_clients')).toBe(0);
     expect(await relayMetric(b, 'execrelay_relay_resets_total', { reason: 'client_gone' })).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
+  it('NATS down: an agent whose key this instance saw bound re-registers; an unknown key or environment is refused 503 bindings_unavailable, never bound blindly', async () => {
+    const { server, relays: [a] } = await fleet(['relay-a']);
+    const agent = await agentOn(a!.url, 'fleet-bound-down');
+    await server.kill();
+    await metricEventually(a!, 'execrelay_relay_fleet_connected', (v) => v === 0);
+    agent.registration.dropLink();
+    await waitFor(() => agent.registrations() >= 2, 10_000, 'the agent to re-register while NATS is down');
+    const stranger = await generateIdentity();
+    // Another key: a retryable 503 (the agent retries), not admitted.
+    expect(await rawExecutorRefusal(a!.url, 'fleet-bound-down', stranger)).toBe('503 bindings_unavailable');
+    expect(await rawExecutorRefusal(a!.url, 'fleet-new-down', stranger)).toBe('503 bindings_unavailable');
+    await server.restart();
+    await metricEventually(a!, 'execrelay_relay_fleet_connected', (v) => v === 1, { timeoutMs: 15_000 });
+    // Back: the binding was kept in NATS (file storage) through the restart.
+    expect(await rawExecutorRefusal(a!.url, 'fleet-bound-down', stranger)).toBe('403 environment_key_mismatch');
   }, 60_000);
 
   it('the registry bucket deleted under running relays: they recreate it and rewrite their entries within a tick or two', async () => {

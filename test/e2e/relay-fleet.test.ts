@@ -8,6 +8,8 @@ import { connect } from '@nats-io/transport-node';
 import { REGISTRY_BUCKET } from '../../relay/fleet-wire.js';
 import { parseNatsUrl } from '../../relay/fleet-connection.js';
 import { ExecClient } from '../../src/client/exec-client.js';
+import { generateIdentity } from '../../src/noise/identity.js';
+import { runCli } from '../support/cli.js';
 import {
   fleetToolsInstalled,
   metricEventually,
@@ -156,6 +158,33 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
     expect(await relayMetric(a, 'execrelay_relay_fleet_frames_total', { direction: 'published' })).toBeGreaterThan(count / 10);
     expect(await relayMetric(b, 'execrelay_relay_fleet_frames_total', { direction: 'received' })).toBeGreaterThan(count / 10);
     expect(await relayMetric(b, 'execrelay_relay_fleet_remote_clients')).toBe(1);
+  }, 60_000);
+
+  it('an environment bound through instance A refuses another key at instance B (the binding is shared through NATS); `relay unbind --nats` releases it', async () => {
+    const server = await nats();
+    const [a, b] = [await relay(server, 'relay-a'), await relay(server, 'relay-b')];
+    const owner = await startObservedAgent(a.url, 'fleet-bound', fastLink);
+    cleanup.push(() => owner.stop());
+    const newKey = await generateIdentity();
+    await expect(startObservedAgent(b.url, 'fleet-bound', { ...fastLink, identity: newKey })).rejects.toThrow(/HTTP 403 environment_key_mismatch/);
+    expect(await relayMetric(b, 'execrelay_relay_registrations_total', { result: 'rejected' })).toBe(1);
+    // Nothing changed: the owner is still held by A and reachable through B.
+    expect(owner.registrations()).toBe(1);
+    const { client: exec } = await client(b.url, owner);
+    expect((await (await exec.exec(['echo', 'still mine'], { cwd, env })).completion).stdout.toString()).toBe('still mine\n');
+    // The same key at B is the same agent moving: accepted.
+    const moved = await startObservedAgent(b.url, 'fleet-bound', { ...fastLink, identity: owner.identity });
+    cleanup.push(() => moved.stop());
+
+    const natsEnv = { EXECRELAY_NATS_URL: server.url };
+    expect((await runCli(['relay', 'bindings'], { env: natsEnv })).stdout).toBe(`fleet-bound ${owner.identity.publicIdentity}\n`);
+    const unbound = await runCli(['relay', 'unbind', 'fleet-bound'], { env: natsEnv });
+    expect(unbound.code).toBe(0);
+    expect(unbound.stdout).toContain(`unbound fleet-bound from ${owner.identity.publicIdentity}`);
+    const rekeyed = await startObservedAgent(a.url, 'fleet-bound', { ...fastLink, identity: newKey });
+    cleanup.push(() => rekeyed.stop());
+    expect((await runCli(['relay', 'bindings'], { env: natsEnv })).stdout).toBe(`fleet-bound ${newKey.publicIdentity}\n`);
+    await expect(startObservedAgent(b.url, 'fleet-bound', { ...fastLink, identity: owner.identity })).rejects.toThrow(/environment_key_mismatch/);
   }, 60_000);
 
   it('an offline environment is refused at once on any instance: unknown, and just stopped', async () => {

@@ -35,12 +35,13 @@ describe("the agent's relay link: when it stops and when it re-dials", () => {
     return { registration, events };
   }
 
-  it('an agent replaced by a newer registration of its environment (4001) does not re-dial', async () => {
+  it('an agent replaced by a newer registration of its environment with its key (4001) does not re-dial', async () => {
     const relay = await startRelay();
     cleanup.push(() => relay.stop());
     const first = await startObservedAgent(relay.url, 'env-replaced');
     cleanup.push(() => first.stop());
-    const second = await startObservedAgent(relay.url, 'env-replaced');
+    // The same key (another process of the same agent): another key would be refused.
+    const second = await startObservedAgent(relay.url, 'env-replaced', { identity: first.identity });
     cleanup.push(() => second.stop());
     await waitFor(() => first.events.some((e) => e.type === 'disconnected' && e.reason === 'replaced'), 5000, 'the first agent to be replaced');
     await sleep(600); // several backoff delays (100 ms initial)

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI entry point (`npm test` builds before running vitest). */
@@ -7,6 +9,16 @@ export const CLI_PATH = fileURLToPath(new URL('../../dist/cli/main.js', import.m
 
 function assertBuilt(): void {
   if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run "npm run build" first (npm test does)`);
+}
+
+/**
+ * `XDG_STATE_HOME` for one spawned process: a fresh temporary directory unless the caller sets one,
+ * so that processes never share state under $HOME (a relay's environment bindings, keyed by
+ * environment ids that tests reuse with fresh keys).
+ */
+export function isolatedStateEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  if (env.XDG_STATE_HOME !== undefined) return {};
+  return { XDG_STATE_HOME: mkdtempSync(path.join(os.tmpdir(), 'execrelay-state-')) };
 }
 
 export interface CliResult {
@@ -21,7 +33,7 @@ export function runCli(args: string[], options: { input?: string; env?: NodeJS.P
   assertBuilt();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI_PATH, ...args], {
-      env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn', ...options.env },
+      env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn', ...isolatedStateEnv(options.env), ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -44,7 +56,7 @@ export function runCli(args: string[], options: { input?: string; env?: NodeJS.P
 /** Starts a long-running `execrelay ARGS...` and resolves with its first stdout line. */
 export async function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcessWithoutNullStreams; firstLine: string; stderr: () => string; stop(): Promise<void> }> {
   assertBuilt();
-  const child = spawn(process.execPath, [CLI_PATH, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { env: { ...process.env, ...isolatedStateEnv(env), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const firstLine = await new Promise<string>((resolve, reject) => {

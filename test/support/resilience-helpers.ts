@@ -8,7 +8,8 @@ import type { RelayRegistrationEvent } from '../../executor-agent/relay-registra
 import { ExecClient, type ProcessHandle } from '../../src/client/exec-client.js';
 import type { RelayLinkEvent, RelayTarget } from '../../src/client/relay-channel.js';
 import type { ClientProcessEvent } from '../../src/client/process-events.js';
-import { CLI_PATH } from './cli.js';
+import { CLI_PATH, isolatedStateEnv } from './cli.js';
+import type { Identity } from '../../src/noise/identity.js';
 import { TEST_TOKEN, startRemoteAgent, type RemoteAgentFixture, type TestRegistrationOptions } from './relay-harness.js';
 
 export const cwd = os.tmpdir();
@@ -55,10 +56,13 @@ function relayTokenFile(): string {
   return tokenFile;
 }
 
-/** `execrelay relay --listen 127.0.0.1:PORT --token-file F` (port 0: any), resolved once it listens. */
-export async function spawnRelay(port = 0, extraArgs: string[] = []): Promise<RelayProcess> {
+/**
+ * `execrelay relay --listen 127.0.0.1:PORT --token-file F` (port 0: any), resolved once it listens.
+ * Its state (the bindings file) is in a fresh `XDG_STATE_HOME` unless `env` sets one.
+ */
+export async function spawnRelay(port = 0, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<RelayProcess> {
   const child = spawn(process.execPath, [CLI_PATH, 'relay', '--listen', `127.0.0.1:${port}`, '--token-file', relayTokenFile(), ...extraArgs], {
-    env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn' },
+    env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn', ...isolatedStateEnv(env), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -116,12 +120,13 @@ export interface ObservedAgent extends RemoteAgentFixture {
 export async function startObservedAgent(
   relayUrl: string,
   environmentId: string,
-  options: TestRegistrationOptions & { config?: Partial<AgentConfig> } = {},
+  options: TestRegistrationOptions & { config?: Partial<AgentConfig>; identity?: Identity } = {},
 ): Promise<ObservedAgent> {
-  const { config, ...registrationOptions } = options;
+  const { config, identity, ...registrationOptions } = options;
   const events: Array<RelayRegistrationEvent & { at: number }> = [];
   const remote = await startRemoteAgent(relayUrl, environmentId, {
     ...(config ? { config } : {}),
+    ...(identity ? { identity } : {}),
     registration: {
       backoff: { initialMs: 100, maxMs: 1000 },
       ...registrationOptions,
