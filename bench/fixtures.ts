@@ -35,7 +35,7 @@ export async function startExecrelay(): Promise<ExecrelayFixture> {
   try {
     const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--bindings-file', path.join(dir, 'bindings')]);
     started.push(relay);
-    const remoteAgent = await startCli(['agent', '--relay', relay.firstLine, '--environment-id', ENVIRONMENT_ID, '--key', keyFile, '--token-file', tokenFile]);
+    const remoteAgent = await startCli(['agent', '--relay', relay.firstLine, '--environment-id', ENVIRONMENT_ID, '--key', keyFile, '--token-file', tokenFile, '--allow-any-client']);
     started.push(remoteAgent);
     const directAgent = await startCli(['agent', '--listen', 'ws://127.0.0.1:0']);
     started.push(directAgent);

@@ -125,7 +125,7 @@ export interface BenchAgent {
 
 /** `execrelay agent --relay URL --environment-id ID` (resolves once it registered). */
 export async function startAgent(relay: BenchRelay, environmentId: string, keyFile: string, tokenFile: string): Promise<BenchAgent> {
-  const agent = await startTracked(['agent', '--relay', relay.url, '--environment-id', environmentId, '--key', keyFile, '--token-file', tokenFile]);
+  const agent = await startTracked(['agent', '--relay', relay.url, '--environment-id', environmentId, '--key', keyFile, '--token-file', tokenFile, '--allow-any-client']);
   return { environmentId, pid: agent.pid, stop: agent.stop };
 }
 

@@ -41,7 +41,7 @@ if (mode === 'relay') {
   });
   const relay = await profiled('relay', ['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile]);
   processes.push({ role: 'relay', process: relay });
-  const agent = await profiled('agent', ['agent', '--relay', relay.firstLine, '--environment-id', 'profile', '--key', keyFile, '--token-file', tokenFile]);
+  const agent = await profiled('agent', ['agent', '--relay', relay.firstLine, '--environment-id', 'profile', '--key', keyFile, '--token-file', tokenFile, '--allow-any-client']);
   processes.push({ role: 'agent', process: agent });
   client = await ExecClient.connect({ relay: relay.firstLine, environmentId: 'profile', agentKey, token: 'profile-token-0123456789abcdef' });
 } else {

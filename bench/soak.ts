@@ -185,6 +185,8 @@ async function agentsHostMain(relayUrl: string, count: number): Promise<void> {
       environmentId: `soak-${i}`,
       token: TOKEN,
       identity,
+      // The soak's clients use fresh identities.
+      authorizedClients: 'any',
       logger: createLogger('soak-registration', 'silent'),
       backoff: AGENT_BACKOFF,
       ...AGENT_LIVENESS,

@@ -4,9 +4,10 @@ import { ExecutorAgent } from '../executor-agent/executor-agent.js';
 import { DEFAULT_AGENT_CONFIG, type AgentConfig } from '../executor-agent/agent-config.js';
 import { insecureTokenPermissionsOption, positiveInteger } from './option-parsers.js';
 import { BearerTokenVerifier, readTokenFile, resolveToken } from '../src/auth/bearer-tokens.js';
-import { loadAuthorizedClients, loadIdentityFile } from '../src/noise/identity.js';
+import { loadIdentityFile } from '../src/noise/identity.js';
 import { validateEnvironmentId } from '../src/relay-control/relay-endpoints.js';
 import { RelayRegistration } from '../executor-agent/relay-registration.js';
+import { AuthorizedClients } from '../executor-agent/authorized-clients.js';
 import type { Logger } from '../src/logging/logger.js';
 import { parseRootSpec, type RootSpec } from '../executor-agent/root-confinement.js';
 import { parseHttpAllow } from '../executor-agent/http-destination-policy.js';
@@ -42,6 +43,7 @@ interface AgentCommandOptions extends Pick<AgentConfig, BoundKey> {
   tokenFile?: string;
   token?: string;
   authorizedClients?: string;
+  allowAnyClient: boolean;
   allowInsecureKeyPermissions: boolean;
   listenTokenFile?: string;
   allowOrigin: string[];
@@ -98,7 +100,18 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--key <file>', 'this agent\'s identity key (from `execrelay keygen`); clients pin its public identity').env('EXECRELAY_KEY'))
     .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
-    .addOption(new Option('--authorized-clients <file>', 'only clients whose public identity is listed (one per line) may open channels').env('EXECRELAY_AUTHORIZED_CLIENTS'))
+    .addOption(
+      new Option(
+        '--authorized-clients <file>',
+        'with --relay: serve only the clients whose public identity is listed (one per line; add one with `execrelay authorize`); ' +
+          're-read when it changes. Without it (and without --allow-any-client) every client is refused',
+      ).env('EXECRELAY_AUTHORIZED_CLIENTS'),
+    )
+    .addOption(
+      new Option('--allow-any-client', 'with --relay: serve every client that holds a relay token for the environment (warned at every start)')
+        .env('EXECRELAY_ALLOW_ANY_CLIENT')
+        .default(false),
+    )
     .addOption(new Option('--allow-insecure-key-permissions', 'accept a key file readable by group or others').env('EXECRELAY_ALLOW_INSECURE_KEY_PERMISSIONS').default(false))
     .addOption(insecureTokenPermissionsOption())
     .addOption(
@@ -152,17 +165,19 @@ export function registerAgentCommand(program: Command): void {
         const metricsServer = await telemetry.startMetricsServer(options.metricsListen, { ready: () => readiness.ready });
         logger.info({ url: `${metricsServer.url}/metrics` }, 'metrics listening');
       }
-      const stop = (signal: string) => {
+      const stop = (signal: string, exitCode = 0) => {
         logger.info({ signal }, 'agent stopping; ending sessions');
         agent.shutdown();
         logger.flush();
         // Spans are flushed before exit (bounded by the exporter's timeout).
-        void Promise.all([tracing.shutdown(), new Promise((resolve) => setTimeout(resolve, 50))]).then(() => process.exit(0));
+        void Promise.all([tracing.shutdown(), new Promise((resolve) => setTimeout(resolve, 50))]).then(() => process.exit(exitCode));
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       if (options.relay) {
-        await runRemoteAgent(agent, options, logger, telemetry, readiness);
+        const allowAnyClient = allowAnyClientFrom(options.allowAnyClient, command.getOptionValueSource('allowAnyClient'));
+        // A registration that ends for good (replaced, refused) ends the process: its supervisor restarts or alerts.
+        await runRemoteAgent(agent, { ...options, allowAnyClient }, logger, telemetry, readiness, () => stop('registration ended', 1));
         return;
       }
       if (options.listen === 'stdio') {
@@ -183,6 +198,54 @@ export function registerAgentCommand(program: Command): void {
     });
 }
 
+/**
+ * `--allow-any-client`, strictly: from EXECRELAY_ALLOW_ANY_CLIENT only 1/true/yes turn it on and
+ * 0/false/no/empty leave it off (commander would take any value, even "0", as on); anything else
+ * is an error.
+ */
+function allowAnyClientFrom(value: boolean, source: string | undefined): boolean {
+  if (source !== 'env') return value;
+  const text = (process.env.EXECRELAY_ALLOW_ANY_CLIENT ?? '').trim().toLowerCase();
+  if (['1', 'true', 'yes'].includes(text)) return true;
+  if (['', '0', 'false', 'no'].includes(text)) return false;
+  throw new Error(`EXECRELAY_ALLOW_ANY_CLIENT must be 1, true, yes, 0, false or no, not ${JSON.stringify(process.env.EXECRELAY_ALLOW_ANY_CLIENT)}`);
+}
+
+/**
+ * The clients a relay-mode agent serves: the --authorized-clients file (re-read when it changes),
+ * `'any'` with --allow-any-client (warned), or nobody (warned). An empty setting, both at once, or a
+ * missing, unreadable or invalid file is an error: the agent does not start.
+ */
+async function authorizedClientsFrom(options: AgentCommandOptions, logger: Logger): Promise<AuthorizedClients | ReadonlySet<string> | 'any'> {
+  if (options.authorizedClients !== undefined && options.allowAnyClient) {
+    throw new Error('give either --authorized-clients FILE or --allow-any-client, not both');
+  }
+  if (options.authorizedClients !== undefined) {
+    if (options.authorizedClients.trim() === '') {
+      throw new Error(
+        '--authorized-clients (EXECRELAY_AUTHORIZED_CLIENTS) is empty: give the file of authorized client identities (or unset it and give --allow-any-client)',
+      );
+    }
+    try {
+      return await AuthorizedClients.open(options.authorizedClients, { logger });
+    } catch (error) {
+      const missing = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+      const hint = missing
+        ? `; create it with: execrelay authorize --authorized-clients ${options.authorizedClients} CLIENT_IDENTITY`
+        : '';
+      throw new Error(`--authorized-clients: ${(error as Error).message}${hint}`);
+    }
+  }
+  if (options.allowAnyClient) {
+    logger.warn('--allow-any-client: every holder of a relay token for this environment (and the relay operator, who issues them) can run commands here');
+    return 'any';
+  }
+  logger.warn(
+    'no --authorized-clients file: every client is refused. Restart with --authorized-clients FILE (add a client with: execrelay authorize --authorized-clients FILE CLIENT_IDENTITY), or --allow-any-client',
+  );
+  return new Set<string>();
+}
+
 function tokenFileOptions(options: AgentCommandOptions, logger: Logger): { allowInsecurePermissions: boolean; warn: (message: string) => void } {
   return { allowInsecurePermissions: options.allowInsecureTokenPermissions, warn: (message) => logger.warn(message) };
 }
@@ -194,6 +257,7 @@ async function runRemoteAgent(
   logger: Logger,
   telemetry: AgentTelemetry,
   readiness: { ready: boolean },
+  onRegistrationEnded: () => void,
 ): Promise<void> {
   if (!options.environmentId) throw new Error('execrelay agent --relay needs --environment-id ID');
   const invalid = validateEnvironmentId(options.environmentId);
@@ -201,14 +265,15 @@ async function runRemoteAgent(
   if (!options.key) throw new Error('execrelay agent --relay needs --key FILE (create one with: execrelay keygen --out FILE)');
   const identity = await loadIdentityFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
   const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
-  const authorizedClients = options.authorizedClients ? await loadAuthorizedClients(options.authorizedClients) : undefined;
+  const authorizedClients = await authorizedClientsFrom(options, logger);
   const registration = new RelayRegistration(agent, {
     relayUrl: options.relay!,
     environmentId: options.environmentId,
     token,
     identity,
-    ...(authorizedClients ? { authorizedClients } : {}),
+    authorizedClients,
     logger,
+    onFatal: onRegistrationEnded,
     onEvent: (event) => {
       telemetry.onRegistrationEvent(event);
       if (event.type === 'registered') readiness.ready = true;
@@ -219,5 +284,8 @@ async function runRemoteAgent(
   process.once('SIGINT', () => registration.stop());
   await registration.start();
   process.stdout.write(`${identity.publicIdentity}\n`);
-  logger.info({ environmentId: options.environmentId, publicIdentity: identity.publicIdentity, authorizedClients: authorizedClients?.size ?? 'any' }, 'agent registered with relay');
+  logger.info(
+    { environmentId: options.environmentId, publicIdentity: identity.publicIdentity, authorizedClients: authorizedClients === 'any' ? 'any' : authorizedClients.size },
+    'agent registered with relay',
+  );
 }

@@ -1,8 +1,10 @@
+import { existsSync } from 'node:fs';
 import { ExecClient } from '../src/client/exec-client.js';
 import type { RelayTarget } from '../src/client/relay-channel.js';
 import { resolveToken } from '../src/auth/bearer-tokens.js';
 import { loadIdentityFile, loadKnownEnvironments, parsePublicIdentity } from '../src/noise/identity.js';
 import type { ConnectionOptions } from './connection-options.js';
+import { defaultClientKeyPath } from './client-key-path.js';
 import { describeError, ExitStatus } from './exit-status.js';
 
 /** The flags are incomplete or inconsistent (a usage error), as opposed to a failure to connect. */
@@ -19,7 +21,7 @@ export interface DirectTarget {
 /**
  * Where the flags point: the agent's URL (with a bearer token when `--agent-token-file` is given), or the
  * relay target (environment, pinned agent key given or looked up in the known-environments file,
- * bearer token, optional client identity). Throws ConnectionUsageError for missing or conflicting
+ * bearer token, the client identity from `--key` or the default client key). Throws ConnectionUsageError for missing or conflicting
  * flags; other errors (unreadable files, token files readable by others) as they are. `warn` is told
  * when an insecure token file is accepted because of --allow-insecure-token-permissions.
  */
@@ -46,8 +48,28 @@ export async function resolveConnectionTarget(options: ConnectionOptions, warn: 
     throw new ConnectionUsageError(`--agent-key: ${(error as Error).message}`);
   }
   const token = await resolveToken(options.token, options.tokenFile, '--relay', tokenOptions);
-  const identity = options.key ? await loadIdentityFile(options.key) : undefined;
-  return { relay: options.relay, environmentId: options.env, agentKey, token, ...(identity ? { identity } : {}) };
+  const identity = await loadIdentityFile(await clientKeyPath(options.key));
+  return { relay: options.relay, environmentId: options.env, agentKey, token, identity };
+}
+
+/**
+ * The client key file for a relay connection: `--key` (EXECRELAY_CLIENT_KEY), else the default
+ * client key, which must exist (a client has one identity, which agents authorize: a fresh key per
+ * run would never be authorized).
+ */
+async function clientKeyPath(key: string | undefined): Promise<string> {
+  if (key !== undefined) {
+    if (key.trim() === '') throw new ConnectionUsageError('--key (EXECRELAY_CLIENT_KEY) is empty: give this client\'s key file');
+    return key;
+  }
+  const defaultPath = defaultClientKeyPath();
+  if (!existsSync(defaultPath)) {
+    throw new ConnectionUsageError(
+      `--relay needs this client's identity key and ${defaultPath} does not exist: create it with \`execrelay keygen\` ` +
+        '(it prints the identity to give the agent\'s operator), or give --key FILE',
+    );
+  }
+  return defaultPath;
 }
 
 /**

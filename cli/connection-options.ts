@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { insecureTokenPermissionsOption } from './option-parsers.js';
+import { DEFAULT_CLIENT_KEY_DISPLAY } from './client-key-path.js';
 
 /** How a client command reaches the agent: directly (`--url`) or through a relay (`--relay --env`). */
 export interface ConnectionOptions {
@@ -23,7 +24,13 @@ export function addConnectionOptions<C extends Command>(command: C): C {
     .addOption(new Option('--env <id>', 'environment to reach through the relay').env('EXECRELAY_ENVIRONMENT_ID'))
     .addOption(new Option('--agent-key <identity>', 'the agent\'s public identity; the connection is refused if the agent presents another').env('EXECRELAY_AGENT_KEY'))
     .addOption(new Option('--known-environments <file>', 'file of "ENVIRONMENT_ID PUBLIC_IDENTITY" lines to look the agent key up in').env('EXECRELAY_KNOWN_ENVIRONMENTS'))
-    .addOption(new Option('--key <file>', 'this client\'s identity key (for agents that restrict clients); a fresh one otherwise').env('EXECRELAY_CLIENT_KEY'))
+    .addOption(
+      new Option(
+        '--key <file>',
+        `this client's identity key for --relay (default ${DEFAULT_CLIENT_KEY_DISPLAY}, under $XDG_CONFIG_HOME if set; create it with \`execrelay keygen\`); ` +
+          'the agent serves only the client identities it authorizes',
+      ).env('EXECRELAY_CLIENT_KEY'),
+    )
     .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
     .addOption(

@@ -1,5 +1,8 @@
 import { Option, type Command } from 'commander';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { createIdentityFile, loadIdentityFile } from '../src/noise/identity.js';
+import { DEFAULT_CLIENT_KEY_DISPLAY, defaultClientKeyPath } from './client-key-path.js';
 
 /** What `execrelay keygen` was asked to do. */
 export interface KeygenRequest {
@@ -7,6 +10,8 @@ export interface KeygenRequest {
   out?: string;
   /** Print the public identity of this existing key file. */
   show?: string;
+  /** With neither: where this user's client key goes (default: {@link defaultClientKeyPath}). */
+  clientKeyPath?: string;
 }
 
 /** Where `runKeygen` writes: stdout gets only the public identity, stderr gets errors. */
@@ -17,25 +22,30 @@ export interface KeygenOutput {
 
 /**
  * Runs `execrelay keygen`: with `out`, creates a new Ed25519 key file (mode 0600, never overwrites,
- * the parent directory must exist); with `show`, loads an existing one. Either way prints only the
- * public identity and a newline. Returns the exit code (0, or 1 after writing the error to stderr).
+ * the parent directory must exist); with `show`, loads an existing one; with neither, creates this
+ * user's client key (the default of client commands' `--key`), making its directory with mode 0700
+ * if needed. Prints only the public identity and a newline on stdout (what was created on stderr).
+ * Returns the exit code (0, or 1 after writing the error to stderr).
  */
 export async function runKeygen(request: KeygenRequest, output: KeygenOutput): Promise<number> {
+  const clientKey = request.show === undefined && request.out === undefined ? (request.clientKeyPath ?? defaultClientKeyPath()) : undefined;
   try {
-    const identity =
-      request.show !== undefined
-        ? await loadIdentityFile(request.show)
-        : request.out !== undefined
-          ? await createIdentityFile(request.out)
-          : undefined;
-    if (identity === undefined) {
-      output.writeErr('execrelay keygen: --out FILE is required (or set EXECRELAY_KEY_OUT), or --show FILE\n');
-      return 1;
+    let identity;
+    if (request.show !== undefined) identity = await loadIdentityFile(request.show);
+    else if (request.out !== undefined) identity = await createIdentityFile(request.out);
+    else {
+      await mkdir(path.dirname(clientKey!), { recursive: true, mode: 0o700 });
+      identity = await createIdentityFile(clientKey!);
+      output.writeErr(
+        `execrelay keygen: created this client's key ${clientKey}; an agent serves it once its operator runs: ` +
+          `execrelay authorize --authorized-clients FILE ${identity.publicIdentity}\n`,
+      );
     }
     output.writeOut(`${identity.publicIdentity}\n`);
     return 0;
   } catch (error) {
-    output.writeErr(`execrelay keygen: ${(error as Error).message}\n`);
+    const hint = clientKey === undefined ? '' : ` (its public identity: execrelay keygen --show ${clientKey})`;
+    output.writeErr(`execrelay keygen: ${(error as Error).message}${hint}\n`);
     return 1;
   }
 }
@@ -50,9 +60,10 @@ export function registerKeygenCommand(program: Command): Command {
     .command('keygen')
     .description('create an Ed25519 identity key file and print its public identity')
     .addOption(
-      new Option('--out <file>', 'create a new key file here (mode 0600; an existing file is never overwritten; the directory must exist)').env(
-        'EXECRELAY_KEY_OUT',
-      ),
+      new Option(
+        '--out <file>',
+        `create a new key file here (mode 0600; an existing file is never overwritten; the directory must exist). Without --out or --show: this client's key, ${DEFAULT_CLIENT_KEY_DISPLAY} (under $XDG_CONFIG_HOME if set; its directory is created with mode 0700)`,
+      ).env('EXECRELAY_KEY_OUT'),
     )
     .addOption(new Option('--show <file>', 'print the public identity of an existing key file instead of creating one'))
     .addHelpText(
@@ -60,7 +71,12 @@ export function registerKeygenCommand(program: Command): Command {
       `
 Prints only the public identity (a libp2p peer id, 12D3KooW...) on stdout. Give the agent's identity to
 clients (their known environments file: "ENVIRONMENT_ID PUBLIC_IDENTITY" per line) and a client's
-identity to the agent (its authorized clients file: one identity per line). Errors go to stderr, exit 1.
+identity to the agent's operator, who adds it to the agent's authorized clients file (one identity per
+line) with: execrelay authorize --authorized-clients FILE IDENTITY. Errors go to stderr, exit 1.
+
+  execrelay keygen                      create this client's key (${DEFAULT_CLIENT_KEY_DISPLAY})
+  execrelay keygen --out agent.key      create an agent's key
+  execrelay keygen --show FILE          print the public identity of an existing key
 
 The key file is JSON: {"type":"execrelay-identity","version":1,"keyType":"Ed25519",
 "publicIdentity":"12D3KooW...","privateKey":"<base64 libp2p private key protobuf>"}. Keep it private:

@@ -26,6 +26,7 @@ const COMMAND_MODULES: Record<string, () => Promise<Registrar>> = {
   cat: async () => (await import('./fs-commands.js')).registerFsCommands,
   put: async () => (await import('./fs-commands.js')).registerFsCommands,
   keygen: async () => (await import('./keygen-command.js')).registerKeygenCommand,
+  authorize: async () => (await import('./authorize-command.js')).registerAuthorizeCommand,
   relay: async () => (await import('./relay-command.js')).registerRelayCommand,
   quickstart: async () => (await import('./quickstart-command.js')).registerQuickstartCommand,
   mcp: async () => (await import('./mcp-commands.js')).registerMcpCommands,
@@ -47,7 +48,7 @@ for (const register of await registrarsFor(process.argv.slice(2))) register(prog
 // agent and relay set up their own tracing and flush it on their own shutdown.
 let clientTracing: Tracing | undefined;
 program.hook('preAction', async (_root, actionCommand) => {
-  if (['agent', 'relay', 'keygen', 'quickstart'].includes(actionCommand.name())) return;
+  if (['agent', 'relay', 'keygen', 'authorize', 'quickstart'].includes(actionCommand.name())) return;
   const { startTracing } = await import('../src/telemetry/tracing.js');
   clientTracing = await startTracing({ serviceName: 'execrelay-client' });
 });

@@ -9,16 +9,20 @@ import { createLogger } from '../src/logging/logger.js';
 import { RelayServer } from '../relay/relay-server.js';
 import { ExecutorAgent } from '../executor-agent/executor-agent.js';
 import { RelayRegistration } from '../executor-agent/relay-registration.js';
+import { AuthorizedClients } from '../executor-agent/authorized-clients.js';
 import { parseHostPort } from './relay-command.js';
+import { authorizeClient } from './authorize-command.js';
 
 /**
  * `execrelay quickstart` (what `npm start` runs): a relay and an agent on loopback with a fresh
- * token and agent key, and the one `execrelay exec` command that reaches the agent through the relay.
+ * token, agent key and client key (the only client the agent authorizes, through an authorized
+ * clients file in the same temporary directory), and the one `execrelay exec` command, with that
+ * client key, that reaches the agent through the relay.
  */
 export function registerQuickstartCommand(program: Command): void {
   program
     .command('quickstart')
-    .description('start a relay and an agent on loopback with generated keys, and print the exec command that reaches them')
+    .description('start a relay and an agent on loopback with generated keys (agent, client, token), and print the exec command that reaches them')
     .addOption(new Option('--listen <host:port>', 'relay address').env('EXECRELAY_RELAY_LISTEN').default('127.0.0.1:0'))
     .addOption(new Option('--environment-id <id>', 'environment the agent registers').env('EXECRELAY_ENVIRONMENT_ID').default('quickstart'))
     .action(async (options: { listen: string; environmentId: string }) => {
@@ -28,23 +32,39 @@ export function registerQuickstartCommand(program: Command): void {
       const token = randomBytes(24).toString('base64url');
       await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
       const identity = await createIdentityFile(path.join(dir, 'agent.key'));
+      const clientKeyFile = path.join(dir, 'client.key');
+      const authorizedClientsFile = path.join(dir, 'authorized-clients');
+      await authorizeClient(authorizedClientsFile, (await createIdentityFile(clientKeyFile)).publicIdentity);
+      const authorizedClients = await AuthorizedClients.open(authorizedClientsFile, { logger });
       const relay = new RelayServer({ tokens: new BearerTokenVerifier([token]), logger });
       const { host, port } = parseHostPort(options.listen);
       const relayUrl = await relay.listen(host, port);
       const agent = new ExecutorAgent({}, logger);
-      const registration = new RelayRegistration(agent, { relayUrl, environmentId: options.environmentId, token, identity, logger });
+      const stop = (exitCode = 0) => {
+        registration.stop();
+        authorizedClients.close();
+        agent.shutdown();
+        void relay.close().then(() => process.exit(exitCode));
+      };
+      const registration = new RelayRegistration(agent, {
+        relayUrl,
+        environmentId: options.environmentId,
+        token,
+        identity,
+        authorizedClients,
+        logger,
+        onFatal: () => stop(1),
+      });
       await registration.start();
       const cli = path.relative(process.cwd(), process.argv[1] ?? 'dist/cli/main.js') || 'dist/cli/main.js';
       process.stdout.write(
-        `node ${cli} exec --relay ${relayUrl} --env ${options.environmentId} --agent-key ${identity.publicIdentity} --token-file ${tokenFile} -- uname -a\n`,
+        `node ${cli} exec --relay ${relayUrl} --env ${options.environmentId} --agent-key ${identity.publicIdentity} --token-file ${tokenFile} --key ${clientKeyFile} -- uname -a\n`,
       );
-      logger.info({ relayUrl, stateDirectory: dir }, 'quickstart relay and agent running; press Ctrl-C to stop');
-      const stop = () => {
-        registration.stop();
-        agent.shutdown();
-        void relay.close().then(() => process.exit(0));
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      logger.info(
+        { relayUrl, stateDirectory: dir, authorizedClientsFile },
+        'quickstart relay and agent running (the agent serves the client key in the state directory; add others with execrelay authorize); press Ctrl-C to stop',
+      );
+      process.once('SIGINT', () => stop());
+      process.once('SIGTERM', () => stop());
     });
 }

@@ -1,8 +1,14 @@
 import { streamIdToBytes, type RelayFrame } from '../src/relay-frame/relay-frame.js';
 import { ReliableStream } from '../src/reliable-stream/reliable-stream.js';
-import { acceptAgentChannel } from '../src/noise/noise-channel.js';
+import { acceptAgentChannel, NoiseChannelError, type AuthorizedClientSet } from '../src/noise/noise-channel.js';
 import type { Identity } from '../src/noise/identity.js';
-import { EXECUTOR_CONNECT_PATH, RelayCloseCode, ResetReason, type RelayControlMessage } from '../src/relay-control/relay-endpoints.js';
+import {
+  CLIENT_NOT_AUTHORIZED_RESET_REASON,
+  EXECUTOR_CONNECT_PATH,
+  RelayCloseCode,
+  ResetReason,
+  type RelayControlMessage,
+} from '../src/relay-control/relay-endpoints.js';
 import { executorProofHeaders } from '../src/relay-control/executor-proof.js';
 import { EXECUTOR_BACKOFF, type BackoffSettings } from '../src/relay-link/backoff.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type LinkLoss, type RelayLinkTuning } from '../src/relay-link/relay-link.js';
@@ -17,8 +23,12 @@ export interface RelayRegistrationOptions extends RelayLinkTuning {
   environmentId: string;
   token: string;
   identity: Identity;
-  /** Client public identities allowed to open channels; all clients when absent. */
-  authorizedClients?: ReadonlySet<string>;
+  /**
+   * The client identities this agent serves, asked at each handshake (an `AuthorizedClients` file
+   * that reloads itself, or a fixed set; an empty one refuses everyone), or `'any'`: every client
+   * that holds a relay token for the environment (an explicit opt-out; there is no default).
+   */
+  authorizedClients: AuthorizedClientSet | 'any';
   handshakeTimeoutMs?: number;
   /** Streams this agent serves at once through the relay. */
   maxStreams?: number;
@@ -36,6 +46,26 @@ export interface RelayRegistrationOptions extends RelayLinkTuning {
   logger: Logger;
   /** Called for each registration outcome and reconnect (metrics hook on it). */
   onEvent?: (event: RelayRegistrationEvent) => void;
+  /**
+   * Called once when the registration ends for good after it was first registered: the relay
+   * closed the link because another registration of the environment replaced it
+   * (RelayCloseCode.Replaced), or a re-dial was refused permanently. The registration has stopped
+   * by then; an agent process should exit (non-zero) so that its supervisor sees it. (Before the
+   * first registration the same failures reject {@link RelayRegistration.start} instead.)
+   */
+  onFatal?: (error: RegistrationEndedError) => void;
+}
+
+/** Why a registration that was live ended for good (see `RelayRegistrationOptions.onFatal`). */
+export class RegistrationEndedError extends Error {
+  override readonly name = 'RegistrationEndedError';
+  constructor(
+    readonly reason: 'replaced' | 'refused',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
 }
 
 export type RelayRegistrationEvent =
@@ -184,18 +214,38 @@ export class RelayRegistration {
     this.options.onEvent?.({ type: 'disconnected', reason });
     // RelayCloseCode.Replaced: the relay closed this link because a newer registration of the environment superseded it.
     if (loss.code === RelayCloseCode.Replaced) {
-      this.options.logger.warn('another agent process with this key registered this environment; not reconnecting');
+      this.end(
+        new RegistrationEndedError(
+          'replaced',
+          `another agent process with this key registered environment ${this.options.environmentId} with the relay and replaced this one; not reconnecting`,
+        ),
+      );
       return false;
     }
     return true;
+  }
+
+  /** The registration is over for good: stop, then say so (see `onFatal`). */
+  private end(error: RegistrationEndedError): void {
+    this.options.logger.error({ reason: error.reason }, error.message);
+    this.stop();
+    this.options.onFatal?.(error);
   }
 
   private onDialFailed(error: Error, final: boolean): void {
     const refused = error instanceof RelayRefusedError;
     this.options.onEvent?.({ type: 'connect-failed', reason: refused ? 'refused' : 'unreachable' });
     if (!final) return;
+    if (this.firstRegistration === undefined) {
+      this.end(
+        new RegistrationEndedError('refused', `the relay refused to register environment ${this.options.environmentId} again: ${error.message}`, {
+          cause: error,
+        }),
+      );
+      return;
+    }
     this.options.logger.error({ status: refused ? error.status : undefined }, error.message);
-    this.firstRegistration?.reject(error);
+    this.firstRegistration.reject(error);
     this.firstRegistration = undefined;
   }
 
@@ -241,7 +291,7 @@ export class RelayRegistration {
       identity: this.options.identity,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 10_000,
       prologue: streamIdToBytes(open.streamId),
-      ...(this.options.authorizedClients ? { authorizedClients: this.options.authorizedClients } : {}),
+      ...(this.options.authorizedClients === 'any' ? {} : { authorizedClients: this.options.authorizedClients }),
     };
     acceptAgentChannel(stream.toDuplex(), options).then(
       (channel) => {
@@ -253,8 +303,10 @@ export class RelayRegistration {
       (error: Error) => {
         this.options.onEvent?.({ type: 'handshake', result: 'failure', durationMs: Date.now() - started });
         this.options.logger.warn({ err: error.message }, 'secure channel refused');
-        // The reason reaches the client: it names what failed (never anything the client does not know).
-        stream.reset(`${ResetReason.HandshakeFailed}: ${error.message}`);
+        // The reason reaches the client: it names what failed (never anything the client does not
+        // know); a refused identity with the one reason the client recognises.
+        const notAuthorized = error instanceof NoiseChannelError && error.code === 'client-not-authorized';
+        stream.reset(notAuthorized ? CLIENT_NOT_AUTHORIZED_RESET_REASON : `${ResetReason.HandshakeFailed}: ${error.message}`);
       },
     );
   }

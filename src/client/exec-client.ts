@@ -24,6 +24,7 @@ import { ErrorCode } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import type { RelayTarget } from './relay-channel.js';
+import { clientRefusalIn, type ClientNotAuthorizedError } from './client-not-authorized-error.js';
 import { REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';
 import { FsClient } from './fs-client.js';
@@ -134,13 +135,22 @@ export class ExecClient {
 
   /**
    * Connects and initializes a session: to an agent's (or a codex exec-server's) WebSocket URL, or
-   * through a relay to an environment, end-to-end encrypted with the agent's identity pinned.
+   * through a relay to an environment, end-to-end encrypted with the agent's identity pinned. An
+   * agent that does not authorize this client's identity makes it reject with
+   * {@link ClientNotAuthorizedError}.
    */
   static async connect(target: string | RelayTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
     if (typeof target !== 'string') {
       // The relay path (Noise, reliable stream) is loaded only by clients that use it.
       const { openRelayChannel } = await import('./relay-channel.js');
-      return ExecClient.overTransport(await openRelayChannel(target), options);
+      const channel = await openRelayChannel(target);
+      try {
+        return await ExecClient.overTransport(channel, options);
+      } catch (error) {
+        // An agent checks the client's identity once the handshake is over (the client finishes
+        // first), so its refusal arrives here, as the channel's failure.
+        throw clientRefusalIn(error, channel.localIdentity) ?? error;
+      }
     }
     const url = target;
     const timeoutMs = options.connectTimeoutMs ?? 10_000;

@@ -14,8 +14,9 @@ export const DEFAULT_MAX_PENDING_REQUESTS = 4096;
 
 /** Rejects every call pending on a connection that closed before the answer came. */
 export class TransportClosedError extends Error {
-  constructor(detail?: string) {
-    super(detail ? `transport closed: ${detail}` : 'transport closed');
+  /** `cause`: the transport's close error (what ended it), when there was one. */
+  constructor(detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `transport closed: ${detail}` : 'transport closed', options);
     this.name = 'TransportClosedError';
   }
 }
@@ -140,7 +141,7 @@ export class JsonRpcConnection {
 
   /** Sends a request and resolves with its `result`, or rejects with an RpcError. */
   request(method: string, params: unknown, options: CallOptions = {}): Promise<unknown> {
-    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message));
+    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message, { cause: this.closedWith }));
     if (this.pending.size >= this.maxPendingRequests) {
       return Promise.reject(new Error(`too many pending requests (limit ${this.maxPendingRequests})`));
     }
@@ -178,7 +179,7 @@ export class JsonRpcConnection {
 
   /** Sends a notification (no answer expected). */
   notify(method: string, params?: unknown): Promise<void> {
-    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message));
+    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message, { cause: this.closedWith }));
     return this.sendRaw(params === undefined ? { method } : { method, params });
   }
 
@@ -193,7 +194,7 @@ export class JsonRpcConnection {
    * concatenation. `paramsJson` must be exactly what JSON.stringify(params) would give.
    */
   notifySerialized(method: string, paramsJson: string): Promise<void> {
-    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message));
+    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message, { cause: this.closedWith }));
     return this.sendText(`{"method":${JSON.stringify(method)},"params":${paramsJson}}`);
   }
 
@@ -340,7 +341,7 @@ export class JsonRpcConnection {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closedWith = error;
-    const failure = new TransportClosedError(error?.message);
+    const failure = new TransportClosedError(error?.message, { cause: error });
     for (const call of this.pending.values()) call.reject(failure);
     this.pending.clear();
     this.queuedRequests.length = 0;

@@ -29,10 +29,19 @@ export interface ClientChannelOptions extends NoiseChannelOptions {
   expectedAgent: PeerId | string;
 }
 
+/**
+ * Which client identities an agent lets in, asked once per handshake (after the client proved its
+ * identity), so a list that is reloaded while the agent runs takes effect on the next handshake. A
+ * `ReadonlySet<string>` of canonical public identities is one.
+ */
+export interface AuthorizedClientSet {
+  has(identity: string): boolean;
+}
+
 /** Options of `acceptAgentChannel`. */
 export interface AgentChannelOptions extends NoiseChannelOptions {
-  /** Canonical public identities of the clients allowed in; absent = any client. */
-  authorizedClients?: ReadonlySet<string>;
+  /** The clients allowed in (canonical public identities); absent = any client. */
+  authorizedClients?: AuthorizedClientSet;
 }
 
 /** Throws an `invalid-options` {@link NoiseChannelError} for a bound that is not a usable number. */

@@ -305,7 +305,7 @@ async function readListFile(kind: string, path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (error) {
-    throw new IdentityError(describeReadError(kind, path, error));
+    throw new IdentityError(describeReadError(kind, path, error), { cause: error });
   }
 }
 

@@ -26,10 +26,12 @@ import { presentedKeyOf } from './error-classification.js';
 import { runHandshake } from './handshake.js';
 import { NoiseChannelError } from './noise-channel-error.js';
 import { NoiseMessageChannel, type SecureChannel } from './noise-message-channel.js';
+import { CLIENT_NOT_AUTHORIZED_ABORT_REASON } from './plaintext-framing.js';
 
 export {
   DEFAULT_SEND_BUFFER_BYTES,
   type AgentChannelOptions,
+  type AuthorizedClientSet,
   type ClientChannelOptions,
   type NoiseChannelOptions,
 } from './channel-options.js';
@@ -77,8 +79,9 @@ export async function openClientChannel(duplex: ByteDuplex, options: ClientChann
 
 /**
  * Runs the Noise handshake as responder (agent) over `duplex`. When `authorizedClients` is given and
- * the client's proven identity is not in it, the client is told so in an abort frame, the channel is
- * closed and the promise rejects with `client-not-authorized`. On any failure the duplex is released.
+ * does not have the client's proven identity (asked now, so a reloaded list counts), the client is
+ * told so in an abort frame (CLIENT_NOT_AUTHORIZED_ABORT_REASON, which its channel turns into
+ * `client-not-authorized`), the channel is closed and the promise rejects with `client-not-authorized`. On any failure the duplex is released.
  * It always settles within `handshakeTimeoutMs`.
  */
 export async function acceptAgentChannel(duplex: ByteDuplex, options: AgentChannelOptions): Promise<SecureChannel> {
@@ -97,7 +100,7 @@ export async function acceptAgentChannel(duplex: ByteDuplex, options: AgentChann
       'client-not-authorized',
       `client ${remoteIdentity} is not in this agent's authorized clients; secure channel refused`,
     );
-    channel.abort(error, `client identity ${remoteIdentity} is not authorized by this agent`);
+    channel.abort(error, CLIENT_NOT_AUTHORIZED_ABORT_REASON);
     throw error;
   }
   return channel;

@@ -17,6 +17,11 @@ export const MAX_RECORD_PLAINTEXT_BYTES = 60 * 1024;
 /** The length field value that marks an abort frame; every message length is below it. */
 export const ABORT_MARKER = 0xffffffff;
 const MAX_ABORT_REASON_BYTES = 1024;
+/**
+ * The abort reason an agent sends to a client whose proven identity it does not authorize; the
+ * client's channel then fails with `client-not-authorized` (not a generic `peer-aborted`).
+ */
+export const CLIENT_NOT_AUTHORIZED_ABORT_REASON = 'client identity not authorized by this agent';
 const HEADER_BYTES = 4;
 
 /** `length:u32be utf8` of `message`, whose UTF-8 length is `byteLength`: encoded straight from the string, one copy. */
@@ -149,7 +154,12 @@ export class PlaintextFrameParser {
   }
 
   private receiveAbort(reason: Uint8Array): false {
-    this.sink.fail(new NoiseChannelError('peer-aborted', `secure channel closed by the peer: ${new TextDecoder().decode(reason)}`));
+    const text = new TextDecoder().decode(reason);
+    this.sink.fail(
+      text === CLIENT_NOT_AUTHORIZED_ABORT_REASON
+        ? new NoiseChannelError('client-not-authorized', `the agent refused this client: ${text}`)
+        : new NoiseChannelError('peer-aborted', `secure channel closed by the peer: ${text}`),
+    );
     return false;
   }
 }

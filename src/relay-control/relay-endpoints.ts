@@ -136,3 +136,11 @@ export const ResetReason = {
   FrameTooLarge: 'frame_too_large',
 } as const;
 export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];
+
+/**
+ * The reset an agent sends for a client whose proven identity it does not authorize: a failed
+ * handshake (`handshake_failed: ` like every other) with a fixed detail the client recognises (the
+ * channel's own abort notice may lose the race with the reset). Not authenticated (the relay could
+ * forge it, as it can refuse anything); the client names only its own identity on seeing it.
+ */
+export const CLIENT_NOT_AUTHORIZED_RESET_REASON = `${ResetReason.HandshakeFailed}: client_not_authorized`;

@@ -14,6 +14,7 @@ describe('token file permissions', () => {
   const secure = path.join(dir, 'secure.token');
   const open = path.join(dir, 'open.token');
   const agentKey = path.join(dir, 'agent.key');
+  const clientKey = path.join(dir, 'client.key');
   const token = 'perm-test-token-0123456789abcdef';
   let relay: Awaited<ReturnType<typeof startCli>> | undefined;
   let agent: Awaited<ReturnType<typeof startCli>> | undefined;
@@ -25,6 +26,7 @@ describe('token file permissions', () => {
     writeFileSync(open, `${token}\n`);
     chmodSync(open, 0o644);
     agentIdentity = (await runCli(['keygen', '--out', agentKey])).stdout.trim();
+    await runCli(['keygen', '--out', clientKey]);
   });
   afterAll(async () => {
     for (const child of started) await child.stop();
@@ -55,14 +57,14 @@ describe('token file permissions', () => {
 
   it('0600 works end to end: relay, agent and client', async () => {
     relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', secure], { EXECRELAY_LOG_LEVEL: 'warn' });
-    agent = await startCli(['agent', '--relay', relay.firstLine, '--environment-id', 'perm', '--key', agentKey, '--token-file', secure], { EXECRELAY_LOG_LEVEL: 'warn' });
+    agent = await startCli(['agent', '--relay', relay.firstLine, '--environment-id', 'perm', '--key', agentKey, '--token-file', secure, '--allow-any-client'], { EXECRELAY_LOG_LEVEL: 'warn' });
     expect(agent.firstLine).toBe(agentIdentity);
-    const result = await runCli(['exec', '--relay', relay.firstLine, '--env', 'perm', '--agent-key', agentIdentity, '--token-file', secure, '--', 'echo', 'secure-ok']);
+    const result = await runCli(['exec', '--relay', relay.firstLine, '--env', 'perm', '--agent-key', agentIdentity, '--key', clientKey, '--token-file', secure, '--', 'echo', 'secure-ok']);
     expect(result).toMatchObject({ code: 0, stdout: 'secure-ok\n' });
   });
 
   it('the client refuses a 0644 --token-file, through a relay and directly', async () => {
-    const viaRelay = await runCli(['exec', '--relay', relay!.firstLine, '--env', 'perm', '--agent-key', agentIdentity, '--token-file', open, '--', 'echo', 'nope']);
+    const viaRelay = await runCli(['exec', '--relay', relay!.firstLine, '--env', 'perm', '--agent-key', agentIdentity, '--key', clientKey, '--token-file', open, '--', 'echo', 'nope']);
     expect(viaRelay.code).not.toBe(0);
     expect(viaRelay.stdout).toBe('');
     expect(viaRelay.stderr).toMatch(refusal);
@@ -75,12 +77,12 @@ describe('token file permissions', () => {
     const insecureRelay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', open, '--allow-insecure-token-permissions'], { EXECRELAY_LOG_LEVEL: 'warn' });
     started.push(insecureRelay);
     const insecureAgent = await startCli(
-      ['agent', '--relay', insecureRelay.firstLine, '--environment-id', 'perm-insecure', '--key', agentKey, '--token-file', open, '--allow-insecure-token-permissions'],
+      ['agent', '--relay', insecureRelay.firstLine, '--environment-id', 'perm-insecure', '--key', agentKey, '--token-file', open, '--allow-insecure-token-permissions', '--allow-any-client'],
       { EXECRELAY_LOG_LEVEL: 'warn' },
     );
     started.push(insecureAgent);
     const result = await runCli(
-      ['exec', '--relay', insecureRelay.firstLine, '--env', 'perm-insecure', '--agent-key', agentIdentity, '--token-file', open, '--allow-insecure-token-permissions', '--', 'echo', 'insecure-ok'],
+      ['exec', '--relay', insecureRelay.firstLine, '--env', 'perm-insecure', '--agent-key', agentIdentity, '--key', clientKey, '--token-file', open, '--allow-insecure-token-permissions', '--', 'echo', 'insecure-ok'],
     );
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('insecure-ok\n');
@@ -89,7 +91,7 @@ describe('token file permissions', () => {
     expect(insecureRelay.stderr()).toMatch(warning);
     expect(insecureAgent.stderr()).toMatch(warning);
     // The environment variable works as the flag does.
-    const viaEnv = await runCli(['exec', '--relay', insecureRelay.firstLine, '--env', 'perm-insecure', '--agent-key', agentIdentity, '--token-file', open, '--', 'true'], {
+    const viaEnv = await runCli(['exec', '--relay', insecureRelay.firstLine, '--env', 'perm-insecure', '--agent-key', agentIdentity, '--key', clientKey, '--token-file', open, '--', 'true'], {
       env: { EXECRELAY_ALLOW_INSECURE_TOKEN_PERMISSIONS: '1' },
     });
     expect(viaEnv.code).toBe(0);

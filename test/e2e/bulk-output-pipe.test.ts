@@ -138,6 +138,7 @@ describe('bulk output piped from execrelay exec (1 GiB, backpressure end to end)
   const readerPath = path.join(dir, 'reader.mjs');
   const tokenFile = path.join(dir, 'token');
   const keyFile = path.join(dir, 'agent.key');
+  const clientKeyFile = path.join(dir, 'client.key');
   const agentEnv = { EXECRELAY_LOG_LEVEL: 'info' };
   let relay: Awaited<ReturnType<typeof startCli>>;
   let relayAgent: Awaited<ReturnType<typeof startCli>>;
@@ -151,15 +152,16 @@ describe('bulk output piped from execrelay exec (1 GiB, backpressure end to end)
     writeFileSync(readerPath, READER_SOURCE);
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     const identity = (agentIdentity = (await runCli(['keygen', '--out', keyFile])).stdout.trim());
+    await runCli(['keygen', '--out', clientKeyFile]);
     relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile], { EXECRELAY_LOG_LEVEL: 'warn' });
     relayAgent = await startCli(
-      ['agent', '--relay', relay.firstLine, '--environment-id', 'bulk', '--key', keyFile, '--token-file', tokenFile, '--metrics-listen', '127.0.0.1:0'],
+      ['agent', '--relay', relay.firstLine, '--environment-id', 'bulk', '--key', keyFile, '--token-file', tokenFile, '--allow-any-client', '--metrics-listen', '127.0.0.1:0'],
       agentEnv,
     );
     directAgent = await startCli(['agent', '--listen', 'ws://127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'], agentEnv);
     relayAgentMetrics = await loggedMetricsUrl(relayAgent.stderr);
     directAgentMetrics = await loggedMetricsUrl(directAgent.stderr);
-    relayArgs = ['--relay', relay.firstLine, '--env', 'bulk', '--agent-key', identity, '--token-file', tokenFile];
+    relayArgs = ['--relay', relay.firstLine, '--env', 'bulk', '--agent-key', identity, '--key', clientKeyFile, '--token-file', tokenFile];
   });
   afterAll(async () => {
     await Promise.all([relayAgent?.stop(), directAgent?.stop()]);

@@ -20,6 +20,7 @@ import {
   UnauthorizedError,
 } from '../../src/client/mcp-through-executor.js';
 import { registerMcpCommands, type McpCommandIo } from '../../cli/mcp-commands.js';
+import { createIdentityFile } from '../../src/noise/identity.js';
 import { relayTarget, startRelay, TEST_TOKEN, type RelayFixture } from '../support/relay-harness.js';
 import { forbidDirectFetch, startRelayedHttpAgent, type RelayedHttpAgent } from '../support/mcp-executor-harness.js';
 import { startOAuthMcpServers, type OAuthMcpServers } from '../support/oauth-mcp-servers.js';
@@ -49,6 +50,8 @@ function allServed(): number {
 beforeAll(async () => {
   forbidDirectFetch();
   dir = await mkdtemp(path.join(os.tmpdir(), 'execrelay-mcp-'));
+  // The CLI's relay connections need a client key (the harness's agent serves any client).
+  await createIdentityFile(path.join(dir, 'client.key'));
   servers = await startOAuthMcpServers();
   relay = await startRelay();
   remote = await startRelayedHttpAgent(relay.url, 'mcp-env');
@@ -154,7 +157,7 @@ describe('execrelay mcp login / tools', () => {
     const tokenFile = path.join(dir, 'token');
     await writeFile(tokenFile, `${TEST_TOKEN}\n`, { mode: 0o600 });
     const oauthFile = path.join(dir, 'cli-oauth.json');
-    const connection = ['--relay', relay.url, '--env', remote.environmentId, '--agent-key', remote.identity.publicIdentity, '--token-file', tokenFile, '--oauth-file', oauthFile];
+    const connection = ['--relay', relay.url, '--env', remote.environmentId, '--agent-key', remote.identity.publicIdentity, '--key', path.join(dir, 'client.key'), '--token-file', tokenFile, '--oauth-file', oauthFile];
 
     const notLoggedIn = cli();
     await notLoggedIn.program.parseAsync(['mcp', 'tools', ...connection, servers.mcpUrl], { from: 'user' });
@@ -196,7 +199,7 @@ describe('execrelay mcp login / tools', () => {
     const provider = new FileOAuthProvider({ file: oauthFile, serverUrl: servers.mcpUrl, redirectUrl: REDIRECT_URI, onAuthorizationUrl: (url) => void (authorizationUrl = url) });
     expect(await startMcpAuthorization(client, servers.mcpUrl, provider)).toBe('REDIRECT');
     const redirect = await approveInBrowser(authorizationUrl!);
-    const target = ['--relay', relay.url, '--env', remote.environmentId, '--agent-key', remote.identity.publicIdentity, '--token', TEST_TOKEN];
+    const target = ['--relay', relay.url, '--env', remote.environmentId, '--agent-key', remote.identity.publicIdentity, '--key', path.join(dir, 'client.key'), '--token', TEST_TOKEN];
 
     const forged = cli();
     const wrongState = new URL(redirect);

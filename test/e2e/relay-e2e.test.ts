@@ -4,6 +4,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { ExecClient } from '../../src/client/exec-client.js';
 import type { ClientProcessEvent } from '../../src/client/process-events.js';
+import { ClientNotAuthorizedError } from '../../src/client/client-not-authorized-error.js';
 import { generateIdentity } from '../../src/noise/identity.js';
 import { decodeRelayFrame, encodeRelayFrame } from '../../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../../src/relay-frame/limits.js';
@@ -153,8 +154,15 @@ describe('the relay cannot read or forge', () => {
     const ok = await connectThroughRelay(relay.url, remote, { identity: allowed });
     expect((await (await ok.exec(['true'], { cwd, env })).completion).exitCode).toBe(0);
     ok.close();
-    await expect(connectThroughRelay(relay.url, remote, { identity: stranger, connectTimeoutMs: 5000 })).rejects.toThrow(
-      `client ${stranger.publicIdentity} is not in this agent's authorized clients`,
+    const refusal = await connectThroughRelay(relay.url, remote, { identity: stranger, connectTimeoutMs: 5000 }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refusal).toBeInstanceOf(ClientNotAuthorizedError);
+    expect((refusal as ClientNotAuthorizedError).clientIdentity).toBe(stranger.publicIdentity);
+    expect((refusal as Error).message).toBe(
+      `the agent refused this client (${stranger.publicIdentity}): not in its authorized clients; ` +
+        `on the agent's host run: execrelay authorize --authorized-clients FILE ${stranger.publicIdentity}`,
     );
     remote.stop();
     await relay.stop();

@@ -23,6 +23,7 @@ describe("the agent's relay link: when it stops and when it re-dials", () => {
       environmentId: 'env-bare',
       token,
       identity: await generateIdentity(),
+      authorizedClients: 'any',
       logger: createLogger('test-registration', 'silent'),
       backoff: { initialMs: 50, maxMs: 100 },
       ...extra,

@@ -8,8 +8,16 @@ import { runCli, startCli } from '../support/cli.js';
 /** The relay serving wss:// itself (--tls-cert/--tls-key), with every part a real process. */
 describe('relay over TLS', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-tls-'));
-  const files = { cert: path.join(dir, 'tls.crt'), key: path.join(dir, 'tls.key'), token: path.join(dir, 'token'), agentKey: path.join(dir, 'agent.key') };
-  const env = { NODE_EXTRA_CA_CERTS: files.cert, EXECRELAY_LOG_LEVEL: 'warn' };
+  const files = {
+    cert: path.join(dir, 'tls.crt'),
+    key: path.join(dir, 'tls.key'),
+    token: path.join(dir, 'token'),
+    agentKey: path.join(dir, 'agent.key'),
+    clientKey: path.join(dir, 'client.key'),
+    authorizedClients: path.join(dir, 'authorized-clients'),
+  };
+  // The client's key comes from its environment variable; the agent authorizes it in its file.
+  const env = { NODE_EXTRA_CA_CERTS: files.cert, EXECRELAY_LOG_LEVEL: 'warn', EXECRELAY_CLIENT_KEY: files.clientKey };
   let relay: Awaited<ReturnType<typeof startCli>>;
   let agent: Awaited<ReturnType<typeof startCli>>;
   let agentIdentity = '';
@@ -21,8 +29,10 @@ describe('relay over TLS', () => {
     ], { stdio: 'ignore' });
     writeFileSync(files.token, 'tls-test-token-0123456789\n', { mode: 0o600 });
     agentIdentity = (await runCli(['keygen', '--out', files.agentKey])).stdout.trim();
+    const clientIdentity = (await runCli(['keygen', '--out', files.clientKey])).stdout.trim();
+    expect(await runCli(['authorize', '--authorized-clients', files.authorizedClients, clientIdentity])).toMatchObject({ code: 0 });
     relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', files.token, '--tls-cert', files.cert, '--tls-key', files.key], env);
-    agent = await startCli(['agent', '--relay', relay.firstLine, '--environment-id', 'tls-env', '--key', files.agentKey, '--token-file', files.token], env);
+    agent = await startCli(['agent', '--relay', relay.firstLine, '--environment-id', 'tls-env', '--key', files.agentKey, '--token-file', files.token, '--authorized-clients', files.authorizedClients], env);
   });
   afterAll(async () => {
     await agent?.stop();

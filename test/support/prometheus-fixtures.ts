@@ -70,6 +70,7 @@ export async function startInstrumentedAgent(
     environmentId,
     token: TELEMETRY_TEST_TOKEN,
     identity,
+    authorizedClients: 'any',
     logger,
     backoff: { initialMs: 50, maxMs: 500 },
     onEvent: (event) => {

@@ -2,6 +2,7 @@ import { RelayServer } from '../../relay/relay-server.js';
 import type { RelayLimits } from '../../relay/relay-config.js';
 import { BearerTokenVerifier } from '../../src/auth/bearer-tokens.js';
 import { generateIdentity, type Identity } from '../../src/noise/identity.js';
+import type { AuthorizedClientSet } from '../../src/noise/noise-channel.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
 import type { AgentConfig } from '../../executor-agent/agent-config.js';
@@ -43,7 +44,8 @@ export async function startRemoteAgent(
   options: {
     config?: Partial<AgentConfig>;
     identity?: Identity;
-    authorizedClients?: Set<string>;
+    /** The clients the agent serves. Tests that are not about client authorization say `'any'` (the default here, explicitly; the library has none). */
+    authorizedClients?: AuthorizedClientSet | 'any';
     /** Handler tables added to (and overriding) the agent's own. */
     handlerTables?: HandlerTable[];
     registration?: TestRegistrationOptions;
@@ -58,8 +60,8 @@ export async function startRemoteAgent(
     identity,
     logger: createLogger('test-registration', 'silent'),
     backoff: { initialMs: 50, maxMs: 500 },
-    ...(options.authorizedClients ? { authorizedClients: options.authorizedClients } : {}),
     ...options.registration,
+    authorizedClients: options.authorizedClients ?? options.registration?.authorizedClients ?? 'any',
   });
   await registration.start();
   return {

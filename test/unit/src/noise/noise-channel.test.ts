@@ -8,6 +8,7 @@ import {
   type SecureChannel,
 } from '../../../../src/noise/noise-channel.js';
 import { createMemoryDuplexPair, type MemoryDuplexOptions } from '../../../support/memory-duplex.js';
+import type { NoiseMessageChannel } from '../../../../src/noise/noise-message-channel.js';
 
 let agentIdentity: Identity;
 let clientIdentity: Identity;
@@ -273,12 +274,41 @@ describe('noise channel: identities', () => {
     const client = (clientResult as PromiseFulfilledResult<SecureChannel>).value;
     const atClient = collect(client);
     const closeError = (await atClient.closed) as NoiseChannelError;
-    expect(closeError.code).toBe('peer-aborted');
-    expect(closeError.message).toBe(
-      `secure channel closed by the peer: client identity ${strangerIdentity.publicIdentity} is not authorized by this agent`,
-    );
+    expect(closeError.code).toBe('client-not-authorized');
+    expect(closeError.message).toBe('the agent refused this client: client identity not authorized by this agent');
     await expect(client.send('{}')).rejects.toThrow(/transport closed/);
     expect(atClient.messages).toEqual([]);
+  });
+
+  it('asks the authorized set at each handshake (a list reloaded meanwhile counts)', async () => {
+    const allowed = new Set<string>();
+    const handshake = async () => {
+      const [clientEnd, agentEnd] = createMemoryDuplexPair();
+      const [, agentResult] = await Promise.allSettled([
+        openClientChannel(clientEnd, { identity: clientIdentity, expectedAgent: agentIdentity.peerId, handshakeTimeoutMs: 5_000 }),
+        acceptAgentChannel(agentEnd, { identity: agentIdentity, handshakeTimeoutMs: 5_000, authorizedClients: { has: (id) => allowed.has(id) } }),
+      ]);
+      if (agentResult.status === 'fulfilled') agentResult.value.close();
+      return agentResult.status === 'fulfilled' ? 'accepted' : ((agentResult.reason as NoiseChannelError).code);
+    };
+    expect(await handshake()).toBe('client-not-authorized');
+    allowed.add(clientIdentity.publicIdentity);
+    expect(await handshake()).toBe('accepted');
+    allowed.delete(clientIdentity.publicIdentity);
+    expect(await handshake()).toBe('client-not-authorized');
+  });
+
+  it('leaves any other abort notice a peer-aborted failure', async () => {
+    const [clientEnd, agentEnd] = createMemoryDuplexPair();
+    const [client, agent] = await Promise.all([
+      openClientChannel(clientEnd, { identity: clientIdentity, expectedAgent: agentIdentity.peerId, handshakeTimeoutMs: 5_000 }),
+      acceptAgentChannel(agentEnd, { identity: agentIdentity, handshakeTimeoutMs: 5_000 }),
+    ]);
+    const atClient = collect(client);
+    (agent as NoiseMessageChannel).abort(new Error('going away'), 'client identity not authorized by this agent, or so');
+    const closeError = (await atClient.closed) as NoiseChannelError;
+    expect(closeError.code).toBe('peer-aborted');
+    expect(closeError.message).toBe('secure channel closed by the peer: client identity not authorized by this agent, or so');
   });
 });
 
