@@ -162,6 +162,6 @@ describe('client authorization (relay mode)', () => {
     await agent('authz-replaced', ['--allow-any-client']);
     const code = await Promise.race([exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
     expect(code).toBe(1);
-    expect(first.stderr()).toMatch(/"level":50.*another agent registered environment authz-replaced with the relay and replaced this one; not reconnecting/);
+    expect(first.stderr()).toMatch(/"level":50.*another agent process with this key registered environment authz-replaced with the relay and replaced this one; not reconnecting/);
   });
 });
