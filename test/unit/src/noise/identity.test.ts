@@ -237,12 +237,25 @@ describe('execrelay keygen', () => {
     expect((await stat(path)).mode & 0o777).toBe(0o600);
   });
 
-  it('requires --out or --show, and not both', async () => {
+  it('without --out creates the default client key (once), and refuses --out with --show', async () => {
     delete process.env.EXECRELAY_KEY_OUT;
-    const none = program();
-    await none.program.parseAsync(['keygen'], { from: 'user' });
-    expect(none.err.join('')).toBe('execrelay keygen: --out FILE is required (or set EXECRELAY_KEY_OUT), or --show FILE\n');
-    expect(process.exitCode).toBe(1);
+    const savedConfigHome = process.env.XDG_CONFIG_HOME;
+    process.env.XDG_CONFIG_HOME = join(dir, 'config');
+    try {
+      const none = program();
+      await none.program.parseAsync(['keygen'], { from: 'user' });
+      const created = join(dir, 'config', 'execrelay', 'client.key');
+      expect(none.out).toEqual([`${(await loadIdentityFile(created)).publicIdentity}\n`]);
+      expect((await stat(join(dir, 'config', 'execrelay'))).mode & 0o777).toBe(0o700);
+      expect(process.exitCode ?? 0).toBe(0);
+      const again = program();
+      await again.program.parseAsync(['keygen'], { from: 'user' });
+      expect(again.out).toEqual([]);
+      expect(again.err.join('')).toMatch(/refusing to overwrite existing file/);
+      expect(process.exitCode).toBe(1);
+    } finally {
+      process.env.XDG_CONFIG_HOME = savedConfigHome;
+    }
 
     const both = program();
     await expect(both.program.parseAsync(['keygen', '--out', 'a', '--show', 'b'], { from: 'user' })).rejects.toBeInstanceOf(CommanderError);
