@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
+import { RelayCredentials } from '../relay/relay-credentials.js';
 import { createIdentityFile } from '../src/noise/identity.js';
 import { createLogger } from '../src/logging/logger.js';
 import { RelayServer } from '../relay/relay-server.js';
@@ -28,7 +28,7 @@ export function registerQuickstartCommand(program: Command): void {
       const token = randomBytes(24).toString('base64url');
       await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
       const identity = await createIdentityFile(path.join(dir, 'agent.key'));
-      const relay = new RelayServer({ tokens: new BearerTokenVerifier([token]), logger });
+      const relay = new RelayServer({ credentials: RelayCredentials.fromBareTokens([token]), logger });
       const { host, port } = parseHostPort(options.listen);
       const relayUrl = await relay.listen(host, port);
       const agent = new ExecutorAgent({}, logger);

@@ -1,6 +1,6 @@
 import { RelayServer } from '../../relay/relay-server.js';
 import type { RelayLimits } from '../../relay/relay-config.js';
-import { BearerTokenVerifier } from '../../src/auth/bearer-tokens.js';
+import { RelayCredentials } from '../../relay/relay-credentials.js';
 import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { ExecutorAgent } from '../../executor-agent/executor-agent.js';
@@ -20,7 +20,7 @@ export interface RelayFixture {
 
 /** A real relay on a loopback port, in this process. */
 export async function startRelay(limits: Partial<RelayLimits> = {}, port = 0): Promise<RelayFixture> {
-  const relay = new RelayServer({ tokens: new BearerTokenVerifier([TEST_TOKEN]), logger: createLogger('test-relay', 'silent'), limits });
+  const relay = new RelayServer({ credentials: RelayCredentials.fromBareTokens([TEST_TOKEN]), logger: createLogger('test-relay', 'silent'), limits });
   const url = await relay.listen('127.0.0.1', port);
   return { relay, url, stop: () => relay.close() };
 }
