@@ -43,6 +43,8 @@ export async function startRemoteAgent(
   options: {
     config?: Partial<AgentConfig>;
     identity?: Identity;
+    /** The relay token it registers with (default TEST_TOKEN). */
+    token?: string;
     authorizedClients?: Set<string>;
     /** Handler tables added to (and overriding) the agent's own. */
     handlerTables?: HandlerTable[];
@@ -54,7 +56,7 @@ export async function startRemoteAgent(
   const registration = new RelayRegistration(agent, {
     relayUrl,
     environmentId,
-    token: TEST_TOKEN,
+    token: options.token ?? TEST_TOKEN,
     identity,
     logger: createLogger('test-registration', 'silent'),
     backoff: { initialMs: 50, maxMs: 500 },
