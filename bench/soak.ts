@@ -23,7 +23,7 @@ import { RelayRegistration } from '../executor-agent/relay-registration.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import { generateIdentity, type Identity } from '../src/noise/identity.js';
 import { createLogger } from '../src/logging/logger.js';
-import { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
+import { RelayCredentials } from '../relay/relay-credentials.js';
 import { RelayServer } from '../relay/relay-server.js';
 import { NO_RELAY_EVENTS } from '../relay/relay-events.js';
 import { startFaultProxy, type FaultProxy } from '../test/support/fault-proxy.js';
@@ -269,7 +269,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     options.relayMode === 'in-process'
       ? await (async () => {
           const server = new RelayServer({
-            tokens: new BearerTokenVerifier([TOKEN]),
+            credentials: RelayCredentials.fromBareTokens([TOKEN]),
             logger: createLogger('soak-relay', 'silent'),
             events: { ...NO_RELAY_EVENTS, reset: (reason) => note(`reset:${reason}`), frameDropped: (reason) => note(`dropped:${reason}`), heartbeatMissed: () => note('heartbeat-missed') },
           });

@@ -2,7 +2,7 @@ import { Option } from 'commander';
 import { parseMetricsListen } from '../src/telemetry/metrics-server.js';
 
 /**
- * `--metrics-listen HOST:PORT` (env `EXECRELAY_METRICS_LISTEN`; off unless given) for the agent.
+ * `--metrics-listen HOST:PORT` (env `EXECRELAY_METRICS_LISTEN`; off unless given) for the agent and the relay.
  * Tracing needs no flag: it follows the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
  * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables.
  */

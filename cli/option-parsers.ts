@@ -24,3 +24,10 @@ export function insecureTokenPermissionsOption(): Option {
     .env('EXECRELAY_ALLOW_INSECURE_TOKEN_PERMISSIONS')
     .default(false);
 }
+
+/** Commander argument parser for a fraction greater than 0 and at most 1 (`0.25`). */
+export function fraction(value: string): number {
+  const parsed = Number(value.trim());
+  if (!/^\d*\.?\d+$/.test(value.trim()) || !(parsed > 0 && parsed <= 1)) throw new InvalidArgumentError('expected a fraction greater than 0 and at most 1, e.g. 0.25');
+  return parsed;
+}

@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
+import { RelayCredentials } from '../relay/relay-credentials.js';
 import { createIdentityFile } from '../src/noise/identity.js';
 import { createLogger } from '../src/logging/logger.js';
 import { RelayServer } from '../relay/relay-server.js';
@@ -36,7 +36,7 @@ export function registerQuickstartCommand(program: Command): void {
       const authorizedClientsFile = path.join(dir, 'authorized-clients');
       await authorizeClient(authorizedClientsFile, (await createIdentityFile(clientKeyFile)).publicIdentity);
       const authorizedClients = await AuthorizedClients.open(authorizedClientsFile, { logger });
-      const relay = new RelayServer({ tokens: new BearerTokenVerifier([token]), logger });
+      const relay = new RelayServer({ credentials: RelayCredentials.fromBareTokens([token]), logger });
       const { host, port } = parseHostPort(options.listen);
       const relayUrl = await relay.listen(host, port);
       const agent = new ExecutorAgent({}, logger);

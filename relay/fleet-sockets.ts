@@ -109,7 +109,7 @@ export class FleetSockets {
 
   /** Joined the fleet: frames for this instance's client sockets, and their environments' orphans. */
   subscribe(): void {
-    this.connection()!.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*`, (msg) => this.toLocalClient(msg));
+    this.connection()!.subscribe(`${FleetSubject.clientsOf(this.instanceId, this.boot)}.*.*`, (msg) => this.toLocalClient(msg));
     for (const environmentId of this.orphans.keys()) this.subscribeOrphans(environmentId);
   }
 
@@ -120,9 +120,9 @@ export class FleetSockets {
    * The router's link for a client socket connected here: while another instance holds its
    * environment, the router reaches the executor through a `RemoteExecutorSocket`.
    */
-  clientLink(socket: FrameSocket, environmentId: string): ClientLink {
+  clientLink(socket: FrameSocket, environmentId: string, credentialId: string): ClientLink {
     const connection = `c${(this.nextConnection++).toString(36)}`;
-    const subject = `${FleetSubject.clientsOf(this.instanceId, this.boot)}.${connection}`;
+    const subject = FleetSubject.client(this.instanceId, this.boot, credentialId, connection);
     const executor = new RemoteExecutorSocket(FleetSubject.toExecutor(environmentToken(environmentId)), subject, {
       publish: (target, data, reply) => this.publish(target, data, reply),
       streamOpened: (client, streamId) => void this.confirmOpen(client, streamId),
@@ -132,7 +132,7 @@ export class FleetSockets {
         this.unsubscribeOrphans(environmentId);
       },
     });
-    const client = new ClientLink(socket, environmentId, { elsewhere: executor });
+    const client = new ClientLink(socket, environmentId, credentialId, { elsewhere: executor });
     this.clients.set(connection, client);
     const orphans = this.orphans.get(environmentId);
     if (orphans) {
@@ -237,9 +237,10 @@ export class FleetSockets {
   private remoteClient(subject: string, environmentId: string): ClientLink | null {
     const existing = this.remoteClients.get(subject);
     if (existing && existing.socket.readyState === WebSocket.OPEN && existing.environmentId === environmentId) return existing;
-    if (!parseClientSubject(subject)) return null;
+    const parsed = parseClientSubject(subject);
+    if (!parsed) return null;
     const socket = new RemoteClientSocket(subject, (target, data) => this.publish(target, data));
-    const link = new ClientLink(socket, environmentId, { remote: true });
+    const link = new ClientLink(socket, environmentId, parsed.credentialId, { remote: true });
     this.remoteClients.set(subject, link);
     return link;
   }

@@ -7,12 +7,14 @@
  *                            the instance holding that executor's socket (while it holds it or
  *                            waits for it within its reconnect grace). Each message is one relay
  *                            frame, unchanged; its NATS reply subject names the client socket
- *                            (`execrelay.client.INSTANCE.BOOT.CONN`) frames go back to.
+ *                            (`execrelay.client.INSTANCE.BOOT.CRED.CONN`) frames go back to, and
+ *                            the credential it connected with (CRED, `RelayCredential.id`: the
+ *                            holder counts the token's share and checks stream ownership with it).
  * - `execrelay.env.T.ctl`    control messages for the holder (JSON, `FleetControlMessage`).
  * - `execrelay.env.T.orphan` executor frames the holder has no route for (its executor just moved
  *                            here): every instance with a client socket for the environment listens,
  *                            and the one holding the stream's client answers with a `claim`.
- * - `execrelay.client.INSTANCE.BOOT.CONN` executor frames towards one client socket.
+ * - `execrelay.client.INSTANCE.BOOT.CRED.CONN` executor frames towards one client socket.
  *
  * Frames cross NATS as the endpoints sent them: the relay still reads only the header, and loss or
  * reordering between instances is repaired by the endpoints' reliable stream.
@@ -41,17 +43,20 @@ export const FleetSubject = {
   toExecutor: (token: string) => `${FLEET_SUBJECT_ROOT}.env.${token}.up`,
   control: (token: string) => `${FLEET_SUBJECT_ROOT}.env.${token}.ctl`,
   orphans: (token: string) => `${FLEET_SUBJECT_ROOT}.env.${token}.orphan`,
-  /** The prefix of one relay process's client sockets (`.CONN` follows). */
+  /** The prefix of one relay process's client sockets (`.CRED.CONN` follows). */
   clientsOf: (instanceId: string, boot: string) => `${FLEET_SUBJECT_ROOT}.client.${instanceId}.${boot}`,
+  /** One client socket: its instance's prefix, its credential id and its connection token. */
+  client: (instanceId: string, boot: string, credentialId: string, connection: string) =>
+    `${FLEET_SUBJECT_ROOT}.client.${instanceId}.${boot}.${credentialId}.${connection}`,
 } as const;
 
-/** `execrelay.client.INSTANCE.BOOT.CONN` → its parts, or null for anything else. */
-export function parseClientSubject(subject: string): { instanceId: string; boot: string; connection: string } | null {
+/** `execrelay.client.INSTANCE.BOOT.CRED.CONN` → its parts, or null for anything else. */
+export function parseClientSubject(subject: string): { instanceId: string; boot: string; credentialId: string; connection: string } | null {
   const parts = subject.split('.');
-  if (parts.length !== 5 || parts[0] !== FLEET_SUBJECT_ROOT || parts[1] !== 'client') return null;
-  const [, , instanceId, boot, connection] = parts as [string, string, string, string, string];
-  if (!INSTANCE_ID_PATTERN.test(instanceId) || !INSTANCE_ID_PATTERN.test(boot) || !INSTANCE_ID_PATTERN.test(connection)) return null;
-  return { instanceId, boot, connection };
+  if (parts.length !== 6 || parts[0] !== FLEET_SUBJECT_ROOT || parts[1] !== 'client') return null;
+  const [, , instanceId, boot, credentialId, connection] = parts as [string, string, string, string, string, string];
+  if (![instanceId, boot, credentialId, connection].every((part) => INSTANCE_ID_PATTERN.test(part))) return null;
+  return { instanceId, boot, credentialId, connection };
 }
 
 const clientSubject = z.string().max(256).refine((s) => parseClientSubject(s) !== null, 'not a client subject');

@@ -160,8 +160,8 @@ export class NatsFleet implements EnvironmentWatcher {
   }
 
   /** The router's link for a client socket connected here (see `FleetSockets.clientLink`). */
-  clientLink(socket: FrameSocket, environmentId: string): ClientLink {
-    return this.sockets.clientLink(socket, environmentId);
+  clientLink(socket: FrameSocket, environmentId: string, credentialId: string): ClientLink {
+    return this.sockets.clientLink(socket, environmentId, credentialId);
   }
 
   // -------------------------------------------------------------------------------------------

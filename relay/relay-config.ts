@@ -8,8 +8,36 @@ export interface RelayLimits {
   maxStreamsPerClient: number;
   /** Streams opened but not yet accepted by the executor, per environment. */
   maxPendingOpensPerExecutor: number;
-  /** An executor link whose agent refused this many handshakes is closed. */
-  maxFailedHandshakesPerLink: number;
+  /**
+   * Streams one client socket may have opened (or resumed) that the executor has not accepted
+   * (confirmed) yet; the open past it is reset `too_many_pending_opens`.
+   */
+  maxPendingOpensPerClient: number;
+  /**
+   * A client socket whose streams failed their handshake this many times since its last accepted
+   * one is closed (`RelayCloseCode.TooManyFailedHandshakes`). The executor's link is never closed
+   * for failed handshakes: they are the client's doing.
+   */
+  maxFailedHandshakesPerClient: number;
+  /**
+   * One token's share of an environment (when more than one token may connect clients): it may
+   * hold at most this fraction of `maxStreamsPerExecutor` streams and of
+   * `maxPendingOpensPerExecutor` pending opens there, so another tenant always has room.
+   */
+  tokenShareOfEnvironment: number;
+  /**
+   * Failed handshakes of one token towards one environment within `failedHandshakeWindowMs`
+   * (when more than one token may connect clients): past it, the token's new streams there are
+   * refused (`too_many_failed_handshakes`) for `failedHandshakeCooldownMs`.
+   */
+  maxFailedHandshakesPerToken: number;
+  failedHandshakeWindowMs: number;
+  failedHandshakeCooldownMs: number;
+  /**
+   * One token's share of the relay (when more than one token may act in that role): at most this
+   * fraction of `maxClients` client sockets and of `maxExecutors` executors.
+   */
+  tokenShareOfRelay: number;
   /** Stream ids remembered after they end, and refused if opened again. */
   retiredStreamIds: number;
   /** A stream the executor has not accepted within this is reset (`handshake_timeout`). */
@@ -55,7 +83,13 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   maxStreamsPerExecutor: 128,
   maxStreamsPerClient: 64,
   maxPendingOpensPerExecutor: 32,
-  maxFailedHandshakesPerLink: 8,
+  maxPendingOpensPerClient: 8,
+  maxFailedHandshakesPerClient: 8,
+  tokenShareOfEnvironment: 0.5,
+  maxFailedHandshakesPerToken: 32,
+  failedHandshakeWindowMs: 60_000,
+  failedHandshakeCooldownMs: 30_000,
+  tokenShareOfRelay: 0.25,
   retiredStreamIds: 1024,
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: 10 * 60_000,
@@ -69,3 +103,4 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   maxBindings: 100_000,
   maxRecentProofs: 100_000,
 };
+

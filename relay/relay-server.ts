@@ -3,10 +3,10 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
-import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
 import {
   CLIENT_CONNECT_PATTERN,
   EXECUTOR_CONNECT_PATH,
+  RelayCloseCode,
   upgradeRefusalResponse,
   UpgradeRefusal,
   validateEnvironmentId,
@@ -22,15 +22,17 @@ import { ExecutorAdmission } from './executor-admission.js';
 import { FleetBindings, openBindingsBucket } from './fleet-bindings.js';
 import { PinnedEnvironmentKeys } from './pinned-environment-keys.js';
 import { ClientLink, StreamRouter, type ExecutorLink } from './stream-router.js';
+import type { RelayCredentials, RelayRole } from './relay-credentials.js';
 
 export interface RelayServerOptions {
-  tokens: BearerTokenVerifier;
+  /** The accepted tokens, each with its role and scope (`replaceCredentials` swaps them while running). */
+  credentials: RelayCredentials;
   logger: Logger;
   limits?: Partial<RelayLimits>;
   events?: RelayEvents;
   /** PEM certificate and key: serve wss:// instead of ws://. */
   tls?: { cert: string | Buffer; key: string | Buffer };
-  /** Extra HTTP routes (e.g. `/metrics`), answered before the built-in ones. */
+  /** Extra HTTP routes (e.g. `/metrics` without `--metrics-listen`), answered before the built-in ones. */
   httpRoutes?: Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>>;
   /** Join a fleet of relay instances sharing routing through NATS (default: route in memory, alone). */
   fleet?: FleetOptions;
@@ -61,6 +63,9 @@ export class RelayServer {
   private readonly admission: ExecutorAdmission;
   private readonly pingTimer: NodeJS.Timeout;
   private readonly lastPong = new WeakMap<WebSocket, number>();
+  /** Every live socket's credential, role and environment (re-checked when the credentials change). */
+  private readonly grants = new Map<WebSocket, Grant>();
+  private credentials: RelayCredentials;
   private ready = false;
 
   constructor(private readonly options: RelayServerOptions) {
@@ -68,6 +73,8 @@ export class RelayServer {
     this.events = options.events ?? NO_RELAY_EVENTS;
     this.logger = options.logger;
     this.router = new StreamRouter(this.limits, this.events, this.logger);
+    this.credentials = options.credentials;
+    this.router.setTokenCounts({ client: this.credentials.countFor('client'), executor: this.credentials.countFor('executor') });
     this.fleet = options.fleet ? new NatsFleet(options.fleet, this.router, this.limits, this.events, this.logger) : null;
     const fleet = this.fleet;
     const bindings =
@@ -83,6 +90,11 @@ export class RelayServer {
     this.server.on('clientError', (_error, socket) => socket.destroy());
     this.pingTimer = setInterval(() => this.pingAll(), this.limits.pingIntervalMs);
     this.pingTimer.unref();
+  }
+
+  /** Listening, and (in a fleet) joined: what `/readyz` answers. */
+  get isReady(): boolean {
+    return this.ready;
   }
 
   /** Client WebSockets connected now (a metrics gauge reads it at scrape time). */
@@ -152,6 +164,27 @@ export class RelayServer {
     await closed;
   }
 
+  /**
+   * New accepted tokens (the token file changed): new upgrades are checked against them at once,
+   * and every live socket whose token is gone, or no longer covers its role or environment, is
+   * closed (`RelayCloseCode.CredentialRevoked`) after its streams are reset (`credential_revoked`).
+   * Returns how many sockets were closed.
+   */
+  replaceCredentials(credentials: RelayCredentials): number {
+    this.credentials = credentials;
+    this.router.setTokenCounts({ client: credentials.countFor('client'), executor: credentials.countFor('executor') });
+    let closed = 0;
+    for (const [socket, grant] of [...this.grants]) {
+      if (credentials.permits(grant.credentialId, grant.role, grant.environmentId)) continue;
+      this.grants.delete(socket);
+      if (grant.executor) this.router.revokeExecutor(grant.executor);
+      if (grant.client) this.router.revokeClient(grant.client);
+      socket.close(RelayCloseCode.CredentialRevoked, 'token revoked');
+      closed++;
+    }
+    return closed;
+  }
+
   private async handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://relay').pathname;
     const extra = this.options.httpRoutes?.[path];
@@ -173,48 +206,67 @@ export class RelayServer {
       socket.end(upgradeRefusalResponse(refusal));
     };
     if (url.pathname === EXECUTOR_CONNECT_PATH) {
-      if (!this.options.tokens.verifyHeader(req.headers.authorization)) {
+      const environmentId = url.searchParams.get('environmentId') ?? '';
+      const check = this.credentials.check(req.headers.authorization, 'executor', environmentId);
+      if (!check.ok && check.refusal === UpgradeRefusal.Unauthorized) {
         this.events.authFailure('executor');
         this.events.registration('rejected');
         return refuse(UpgradeRefusal.Unauthorized);
       }
-      const environmentId = url.searchParams.get('environmentId') ?? '';
       const invalid = validateEnvironmentId(environmentId);
       if (invalid) {
         this.events.registration('rejected');
         return refuse(UpgradeRefusal.InvalidEnvironmentId);
       }
-      if (!this.router.admitsExecutor(environmentId)) {
+      if (!check.ok) {
+        // A known token, for the other role or another environment.
+        this.events.authFailure('executor');
         this.events.registration('rejected');
-        return refuse(UpgradeRefusal.TooManyExecutors);
+        return refuse(check.refusal);
+      }
+      const credentialId = check.credential.id;
+      const full = this.router.executorRefusal(environmentId, credentialId);
+      if (full) {
+        this.events.registration('rejected');
+        return refuse(full);
       }
       // The agent proves its identity, and the environment is bound to it (refused: nothing changes).
       void this.admission.admit(req, environmentId).then((refusal) => {
         if (socket.destroyed) return;
+        // Capacity is checked again: it may have changed while the proof and the binding were checked.
+        refusal ??= this.router.executorRefusal(environmentId, credentialId);
         if (refusal) {
           this.events.registration('rejected');
           return refuse(refusal);
         }
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptExecutor(ws, environmentId));
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptExecutor(ws, environmentId, credentialId));
       });
       return;
     }
     const match = CLIENT_CONNECT_PATTERN.exec(url.pathname);
     if (match) {
-      if (!this.options.tokens.verifyHeader(req.headers.authorization)) {
-        this.events.authFailure('client');
-        return refuse(UpgradeRefusal.Unauthorized);
-      }
-      let environmentId: string;
+      let environmentId: string | null;
       try {
         environmentId = decodeURIComponent(match[1]!);
       } catch {
-        return refuse(UpgradeRefusal.InvalidEnvironmentId);
+        environmentId = null;
       }
-      if (validateEnvironmentId(environmentId)) return refuse(UpgradeRefusal.InvalidEnvironmentId);
-      if (!this.router.admitsClient()) return refuse(UpgradeRefusal.TooManyClients);
+      const check = this.credentials.check(req.headers.authorization, 'client', environmentId ?? '');
+      if (!check.ok && check.refusal === UpgradeRefusal.Unauthorized) {
+        this.events.authFailure('client');
+        return refuse(UpgradeRefusal.Unauthorized);
+      }
+      if (environmentId === null || validateEnvironmentId(environmentId)) return refuse(UpgradeRefusal.InvalidEnvironmentId);
+      if (!check.ok) {
+        this.events.authFailure('client');
+        return refuse(check.refusal);
+      }
+      const credentialId = check.credential.id;
+      const full = this.router.clientRefusal(credentialId);
+      if (full) return refuse(full);
+      const validId = environmentId;
       if (this.router.hasLiveExecutor(environmentId)) {
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, validId, credentialId));
         return;
       }
       if (!this.fleet) return refuse(UpgradeRefusal.ExecutorUnavailable);
@@ -223,7 +275,7 @@ export class RelayServer {
         (available) => {
           if (socket.destroyed) return;
           if (!available) return refuse(UpgradeRefusal.ExecutorUnavailable);
-          this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, environmentId));
+          this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptClient(ws, validId, credentialId));
         },
         () => {
           if (!socket.destroyed) refuse(UpgradeRefusal.FleetUnavailable);
@@ -234,29 +286,35 @@ export class RelayServer {
     refuse(UpgradeRefusal.NotFound);
   }
 
-  private acceptExecutor(socket: WebSocket, environmentId: string): void {
+  private acceptExecutor(socket: WebSocket, environmentId: string, credentialId: string): void {
     this.watchLiveness(socket);
-    const link: ExecutorLink = this.router.registerExecutor(socket, environmentId);
+    const link: ExecutorLink = this.router.registerExecutor(socket, environmentId, credentialId);
+    this.grants.set(socket, { role: 'executor', environmentId, credentialId, executor: link });
     this.logger.info('executor registered');
     socket.on('message', (data, isBinary) => {
       if (isBinary) this.router.fromExecutor(link, data as Buffer);
     });
     socket.on('close', () => {
+      this.grants.delete(socket);
       this.router.executorClosed(link);
       this.logger.info('executor disconnected');
     });
     socket.on('error', () => undefined);
   }
 
-  private acceptClient(socket: WebSocket, environmentId: string): void {
+  private acceptClient(socket: WebSocket, environmentId: string, credentialId: string): void {
     this.watchLiveness(socket);
     // In a fleet the link also reaches an executor held by another instance.
-    const client = this.fleet?.clientLink(socket, environmentId) ?? new ClientLink(socket, environmentId);
+    const client = this.fleet?.clientLink(socket, environmentId, credentialId) ?? new ClientLink(socket, environmentId, credentialId);
     this.router.clientConnected(client);
+    this.grants.set(socket, { role: 'client', environmentId, credentialId, client });
     socket.on('message', (data, isBinary) => {
       if (isBinary) this.router.fromClient(client, data as Buffer);
     });
-    socket.on('close', () => this.router.clientClosed(client));
+    socket.on('close', () => {
+      this.grants.delete(socket);
+      this.router.clientClosed(client);
+    });
     socket.on('error', () => undefined);
   }
 
@@ -280,6 +338,15 @@ export class RelayServer {
       if (socket.readyState === WebSocket.OPEN) socket.ping();
     }
   }
+}
+
+/** What a live socket was let in as. */
+interface Grant {
+  readonly role: RelayRole;
+  readonly environmentId: string;
+  readonly credentialId: string;
+  readonly executor?: ExecutorLink;
+  readonly client?: ClientLink;
 }
 
 function text(res: http.ServerResponse, status: number, body: string): void {

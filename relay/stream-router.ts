@@ -1,7 +1,14 @@
 import WebSocket from 'ws';
 import { decodeRelayFrame, encodeRelayFrame, peekHeader, type RelayFrameHeader } from '../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../src/relay-frame/limits.js';
-import { RelayCloseCode, ResetReason, type RegisteredMessage, type ResetReasonValue } from '../src/relay-control/relay-endpoints.js';
+import {
+  RelayCloseCode,
+  ResetReason,
+  UpgradeRefusal,
+  type RegisteredMessage,
+  type ResetReasonValue,
+  type UpgradeRefusalReason,
+} from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayEvents } from './relay-events.js';
@@ -65,10 +72,11 @@ export interface EnvironmentWatcher {
 
 /** The relay's side of one executor WebSocket. */
 export class ExecutorLink {
-  failedHandshakes = 0;
   constructor(
     readonly socket: WebSocket,
     readonly environment: Environment,
+    /** The credential (token) it registered with (`RelayCredential.id`). */
+    readonly credentialId: string,
   ) {}
 }
 
@@ -83,9 +91,13 @@ export class ClientLink {
   readonly remote: boolean;
   /** In a fleet: this (local) client socket's way to its executor while another instance holds it. */
   readonly elsewhere: ExecutorElsewhere | null;
+  /** Its streams that failed their handshake since the last one accepted (`maxFailedHandshakesPerClient`). */
+  failedHandshakes = 0;
   constructor(
     readonly socket: FrameSocket,
     readonly environmentId: string,
+    /** The credential (token) the client connected with (`RelayCredential.id`); in a fleet, named in its subject. */
+    readonly credentialId: string,
     options: { remote?: boolean; elsewhere?: ExecutorElsewhere } = {},
   ) {
     this.remote = options.remote ?? false;
@@ -97,19 +109,41 @@ export class ClientLink {
 interface Route {
   readonly streamId: string;
   readonly environment: Environment;
+  /** The credential of the client that opened it: only a socket with the same one may take it over. */
+  readonly credentialId: string;
+  /**
+   * Made by a `resume` for a stream this relay did not know (it restarted, or it is a guess): it
+   * counts as pending for its client and token until the executor sends a frame for it.
+   */
+  readonly resumed: boolean;
   client: ClientLink | null;
+  /** The executor accepted the stream (`open` back) or, for a resumed one, confirmed it with any frame. */
   accepted: boolean;
   openedAt: number;
   lastFrameAt: number;
   clientGoneAt: number;
 }
 
+/** One token's use of one environment: what `tokenShareOfEnvironment` and the failed-handshake window bound. */
+interface TokenShare {
+  streams: number;
+  pendingOpens: number;
+  /** When its recent handshakes failed (within `failedHandshakeWindowMs`), oldest first. */
+  failures: number[];
+  coolDownUntil: number;
+}
+
 /** An environment id, the executor link serving it (null while it reconnects) and its streams. */
 export class Environment {
   link: ExecutorLink | null = null;
   readonly routes = new Map<string, Route>();
+  /** Opens (not resumes) the executor has not accepted yet. */
   pendingOpens = 0;
   linkLostAt = 0;
+  /** When the current executor link registered: a stream's handshake time counts from then at the earliest. */
+  linkUpAt = 0;
+  /** Per credential id. */
+  readonly shares = new Map<string, TokenShare>();
   constructor(readonly id: string) {}
 }
 
@@ -125,6 +159,15 @@ export class StreamRouter {
   /** Client sockets held here (not those of other fleet instances), by environment. */
   private readonly localClients = new Map<string, Set<ClientLink>>();
   private clients = 0;
+  /** Local client sockets and live executor links, per credential id. */
+  private readonly clientsByCredential = new Map<string, number>();
+  private readonly executorsByCredential = new Map<string, number>();
+  /**
+   * Whether more than one token may connect clients / register executors: only then are the
+   * per-token shares applied (a token alone in its role may use everything).
+   */
+  private sharedClientTokens = false;
+  private sharedExecutorTokens = false;
   /** Every live route by stream id (stream ids are unique across environments). */
   private readonly routesById = new Map<string, Route>();
   private readonly retired: RetiredStreamIds;
@@ -162,14 +205,40 @@ export class StreamRouter {
     return this.clients;
   }
 
-  /** `maxClients`: whether one more client socket may connect. */
-  admitsClient(): boolean {
-    return this.clients < this.limits.maxClients;
+  /** How many accepted tokens may act in each role (the relay tells, at start and on every re-read of its token file). */
+  setTokenCounts(counts: { client: number; executor: number }): void {
+    this.sharedClientTokens = counts.client > 1;
+    this.sharedExecutorTokens = counts.executor > 1;
   }
 
-  /** `maxExecutors`: whether this environment's executor may register (one that replaces a live link always may). */
-  admitsExecutor(environmentId: string): boolean {
-    return this.executorCount < this.limits.maxExecutors || this.hasLiveExecutor(environmentId);
+  /**
+   * `maxClients` and the token's share of it (`tokenShareOfRelay`): why one more client socket of
+   * this credential may not connect, or null.
+   */
+  clientRefusal(credentialId: string): UpgradeRefusalReason | null {
+    if (this.clients >= this.limits.maxClients) return UpgradeRefusal.TooManyClients;
+    if (this.sharedClientTokens && (this.clientsByCredential.get(credentialId) ?? 0) >= portion(this.limits.maxClients, this.limits.tokenShareOfRelay)) {
+      return UpgradeRefusal.TooManyClientsForToken;
+    }
+    return null;
+  }
+
+  /**
+   * `maxExecutors` and the token's share of it: why this environment's executor may not register
+   * with this credential, or null. One that replaces a live link always may, and within its
+   * token's share if the link it replaces has the same token.
+   */
+  executorRefusal(environmentId: string, credentialId: string): UpgradeRefusalReason | null {
+    const live = this.environments.get(environmentId)?.link;
+    if (!live && this.executorCount >= this.limits.maxExecutors) return UpgradeRefusal.TooManyExecutors;
+    if (
+      this.sharedExecutorTokens &&
+      live?.credentialId !== credentialId &&
+      (this.executorsByCredential.get(credentialId) ?? 0) >= portion(this.limits.maxExecutors, this.limits.tokenShareOfRelay)
+    ) {
+      return UpgradeRefusal.TooManyExecutorsForToken;
+    }
+    return null;
   }
 
   hasLiveExecutor(environmentId: string): boolean {
@@ -188,12 +257,14 @@ export class StreamRouter {
     if (!environment?.link) return false;
     const route = environment.routes.get(streamId);
     if (route) {
-      if (route.client === null || route.client.socket.readyState !== WebSocket.OPEN) this.takeOver(route, client);
+      const unheld = route.client === null || route.client.socket.readyState !== WebSocket.OPEN;
+      if (unheld && route.credentialId === client.credentialId) this.takeOver(route, client);
       return route.client === client;
     }
     if (this.retired.has(streamId) || this.routesById.has(streamId)) return false;
-    if (!this.clientHasRoom(client, streamId) || !this.executorHasRoom(environment)) return false;
-    this.addRoute(client, streamId, environment, true);
+    if (!this.clientHasRoom(client, streamId) || !this.executorHasRoom(environment) || !this.tokenHasRoom(environment, client.credentialId)) return false;
+    // The executor's own frame for the stream is what asked for the claim: it is confirmed.
+    this.addRoute(client, streamId, environment, { resumed: true, accepted: true });
     return true;
   }
 
@@ -206,7 +277,7 @@ export class StreamRouter {
     const environment = this.environments.get(environmentId);
     if (!environment) return;
     const link = environment.link;
-    environment.link = null;
+    this.setLink(environment, null);
     if (link) {
       this.events.registration('replaced');
       link.socket.close(RelayCloseCode.Replaced, 'replaced by a newer registration');
@@ -219,20 +290,23 @@ export class StreamRouter {
       this.events.streamEnded('moved');
     }
     environment.routes.clear();
+    environment.shares.clear();
+    environment.pendingOpens = 0;
     this.forgetEnvironment(environment);
   }
 
   /** A newly authenticated executor socket takes over its environment (replacing an older link). */
-  registerExecutor(socket: WebSocket, environmentId: string): ExecutorLink {
+  registerExecutor(socket: WebSocket, environmentId: string, credentialId: string): ExecutorLink {
     let environment = this.environments.get(environmentId);
     if (!environment) {
       environment = new Environment(environmentId);
       this.environments.set(environmentId, environment);
     }
     const previous = environment.link;
-    const link = new ExecutorLink(socket, environment);
-    environment.link = link;
+    const link = new ExecutorLink(socket, environment, credentialId);
+    this.setLink(environment, link);
     environment.linkLostAt = 0;
+    environment.linkUpAt = Date.now();
     if (previous) {
       this.events.registration('replaced');
       previous.socket.close(RelayCloseCode.Replaced, 'replaced by a newer registration');
@@ -253,15 +327,49 @@ export class StreamRouter {
   executorClosed(link: ExecutorLink): void {
     const environment = link.environment;
     if (environment.link !== link) return; // already replaced
-    environment.link = null;
+    this.setLink(environment, null);
     environment.linkLostAt = Date.now();
     this.watcher?.linkDown(environment.id);
+  }
+
+  /**
+   * The executor's token was revoked: its streams are reset (`credential_revoked`) and its
+   * environment forgotten; the caller closes the socket.
+   */
+  revokeExecutor(link: ExecutorLink): void {
+    const environment = link.environment;
+    if (environment.link !== link) return;
+    this.executorClosed(link);
+    for (const route of [...environment.routes.values()]) this.resetRoute(route, ResetReason.CredentialRevoked, false);
+    this.forgetEnvironment(environment);
+  }
+
+  /**
+   * A client socket's token was revoked: its streams are reset (`credential_revoked`) towards
+   * their executor, here or through the fleet; the caller closes the socket.
+   */
+  revokeClient(client: ClientLink): void {
+    for (const streamId of [...client.streams]) {
+      const route = this.routesById.get(streamId);
+      if (route && route.client === client) this.resetRoute(route, ResetReason.CredentialRevoked);
+      else if (!route && client.elsewhere) client.elsewhere.send(resetFrame(streamId, ResetReason.CredentialRevoked), { binary: true });
+      client.streams.delete(streamId);
+    }
+  }
+
+  /** Sets the environment's executor link, keeping the per-credential executor counts. */
+  private setLink(environment: Environment, link: ExecutorLink | null): void {
+    const previous = environment.link;
+    if (previous) bump(this.executorsByCredential, previous.credentialId, -1);
+    environment.link = link;
+    if (link) bump(this.executorsByCredential, link.credentialId, 1);
   }
 
   /** A client socket connected here. */
   clientConnected(client: ClientLink): void {
     if (client.remote) return;
     this.clients += 1;
+    bump(this.clientsByCredential, client.credentialId, 1);
     let group = this.localClients.get(client.environmentId);
     if (!group) {
       group = new Set();
@@ -275,6 +383,7 @@ export class StreamRouter {
     const group = this.localClients.get(client.environmentId);
     if (group?.delete(client)) {
       this.clients -= 1;
+      bump(this.clientsByCredential, client.credentialId, -1);
       if (group.size === 0) this.localClients.delete(client.environmentId);
     }
     const now = Date.now();
@@ -325,7 +434,9 @@ export class StreamRouter {
       // socket takes the stream over. Anything else from another socket is refused.
       // Across a fleet any frame of the client's counts: a route may have been bound by a claim
       // from an instance still holding the client's abandoned socket.
-      const claim = header.type === 'resume' || header.type === 'open' || client.remote || route.client?.remote === true;
+      // Only a socket of the credential that opened the stream may take it over.
+      const claim =
+        route.credentialId === client.credentialId && (header.type === 'resume' || header.type === 'open' || client.remote || route.client?.remote === true);
       if (!claim) {
         if (header.type !== 'reset') this.resetTo(client.socket, header.streamId, ResetReason.StreamIdInUse);
         this.events.frameDropped('no_route');
@@ -455,24 +566,22 @@ export class StreamRouter {
     }
     route.lastFrameAt = Date.now();
     if (header.type === 'open') {
-      if (route.accepted) {
+      if (route.accepted || route.resumed) {
         // The agent repeats its acceptance after re-registering (for a relay that restarted and
-        // lost the route): nothing the client needs.
+        // lost the route): nothing the client needs, but it confirms a resumed stream.
+        if (!route.accepted) this.accept(route);
         return;
       }
       // The agent accepts a stream (its Noise handshake completed) by answering `open`.
-      route.accepted = true;
-      environment.pendingOpens -= 1;
-      link.failedHandshakes = 0;
+      this.accept(route);
       this.events.streamAccepted(Date.now() - route.openedAt);
+    } else if (!route.accepted && route.resumed && header.type !== 'reset') {
+      // The executor knows the resumed stream: it is a real one.
+      this.accept(route);
     }
-    if (header.type === 'reset' && !route.accepted && !isCapacityRefusal(data)) {
-      link.failedHandshakes += 1;
-      if (this.tooManyFailedHandshakes(link) && link.socket.readyState === WebSocket.OPEN) {
-        this.logger.warn({ failedHandshakes: link.failedHandshakes }, 'closing executor link after repeated failed handshakes');
-        link.socket.close(4002, 'too many failed handshakes');
-      }
-    }
+    // A failed handshake: the executor refused a stream it had not accepted, for a reason other
+    // than its own capacity. It counts against the client and its token, never the executor.
+    if (header.type === 'reset' && !route.accepted && !isCapacityRefusal(data)) this.handshakeFailed(route);
     if (route.client) this.forward(route.client.socket, data, 'executor_to_client', null);
     else this.events.frameDropped('endpoint_detached');
     if (header.type === 'reset' || header.type === 'close') this.endRoute(route, header.type === 'reset' ? 'reset' : 'closed');
@@ -514,20 +623,101 @@ export class StreamRouter {
     if (this.streamInUseElsewhere(streamId)) return refuse(ResetReason.StreamIdInUse);
     if (!this.clientHasRoom(client, streamId)) return refuse(ResetReason.TooManyStreams);
     if (!this.executorHasRoom(environment)) return refuse(ResetReason.TooManyStreams);
+    if (!this.tokenHasRoom(environment, client.credentialId)) return refuse(ResetReason.TooManyStreams);
+    if (this.tokenCoolingDown(environment, client.credentialId, Date.now())) return refuse(ResetReason.TooManyFailedHandshakes);
+    if (!this.clientPendingHasRoom(client)) return refuse(ResetReason.TooManyPendingOpens);
+    if (!this.tokenPendingHasRoom(environment, client.credentialId)) return refuse(ResetReason.TooManyPendingOpens);
+    // Resumes do not count towards the executor's total: after a relay restart every stream
+    // resumes at once. They do count towards their client's and token's pending opens.
     if (!resumed && !this.pendingOpensHaveRoom(environment)) return refuse(ResetReason.TooManyPendingOpens);
-    this.addRoute(client, streamId, environment, resumed);
+    this.addRoute(client, streamId, environment, { resumed, accepted: false });
     if (environment.link) this.forward(environment.link.socket, data, 'client_to_executor', client.socket);
     else this.events.frameDropped('endpoint_detached');
   }
 
-  private addRoute(client: ClientLink, streamId: string, environment: Environment, resumed: boolean): void {
+  private addRoute(client: ClientLink, streamId: string, environment: Environment, kind: { resumed: boolean; accepted: boolean }): void {
     const now = Date.now();
-    const route: Route = { streamId, environment, client, accepted: resumed, openedAt: now, lastFrameAt: now, clientGoneAt: 0 };
+    const route: Route = {
+      streamId,
+      environment,
+      credentialId: client.credentialId,
+      resumed: kind.resumed,
+      client,
+      accepted: kind.accepted,
+      openedAt: now,
+      lastFrameAt: now,
+      clientGoneAt: 0,
+    };
     environment.routes.set(streamId, route);
     this.routesById.set(streamId, route);
-    if (!resumed) environment.pendingOpens += 1;
+    const share = this.tokenShare(environment, route.credentialId);
+    share.streams += 1;
+    if (!route.accepted) {
+      share.pendingOpens += 1;
+      if (!route.resumed) environment.pendingOpens += 1;
+    }
     client.streams.add(streamId);
     this.events.streamOpened();
+  }
+
+  /** The executor accepted (or, for a resumed stream, confirmed) the stream. */
+  private accept(route: Route): void {
+    if (route.accepted) return;
+    route.accepted = true;
+    this.tokenShare(route.environment, route.credentialId).pendingOpens -= 1;
+    if (!route.resumed) route.environment.pendingOpens -= 1;
+    if (route.client) route.client.failedHandshakes = 0;
+  }
+
+  /**
+   * A stream failed its handshake (the executor refused it, or it timed out): counted against its
+   * client socket (`maxFailedHandshakesPerClient`: the socket is closed) and its token (the
+   * failed-handshake window: its new streams wait out a cool-down).
+   */
+  private handshakeFailed(route: Route): void {
+    const now = Date.now();
+    const client = route.client;
+    if (client && !client.remote) {
+      client.failedHandshakes += 1;
+      if (this.tooManyFailedHandshakes(client) && client.socket.readyState === WebSocket.OPEN) {
+        this.logger.warn('closing a client socket after repeated failed handshakes');
+        client.socket.close(RelayCloseCode.TooManyFailedHandshakes, 'too many failed handshakes');
+      }
+    }
+    const share = this.tokenShare(route.environment, route.credentialId);
+    share.failures.push(now);
+    this.trimFailures(share, now);
+    if (this.tokenFailedTooOften(share) && share.coolDownUntil <= now) {
+      this.logger.warn('a token failed too many handshakes towards an environment; its new streams there wait out a cool-down');
+      share.coolDownUntil = now + this.limits.failedHandshakeCooldownMs;
+      share.failures.length = 0;
+    }
+  }
+
+  private tokenShare(environment: Environment, credentialId: string): TokenShare {
+    let share = environment.shares.get(credentialId);
+    if (!share) {
+      share = { streams: 0, pendingOpens: 0, failures: [], coolDownUntil: 0 };
+      environment.shares.set(credentialId, share);
+    }
+    return share;
+  }
+
+  private trimFailures(share: TokenShare, now: number): void {
+    const since = now - this.limits.failedHandshakeWindowMs;
+    let stale = 0;
+    while (stale < share.failures.length && share.failures[stale]! <= since) stale++;
+    if (stale > 0) share.failures.splice(0, stale);
+  }
+
+  /** Streams of the client socket that the executor has not accepted (or confirmed) yet. */
+  private pendingOf(client: ClientLink): number {
+    let pending = 0;
+    for (const streamId of client.streams) {
+      const route = this.routesById.get(streamId);
+      if (route && !route.accepted) pending++;
+    }
+    return pending;
   }
 
   private streamInUseElsewhere(streamId: string): boolean {
@@ -552,9 +742,37 @@ export class StreamRouter {
     return environment.pendingOpens < this.limits.maxPendingOpensPerExecutor;
   }
 
-  /** `maxFailedHandshakesPerLink`: the executor link refused too many handshakes. */
-  private tooManyFailedHandshakes(link: ExecutorLink): boolean {
-    return link.failedHandshakes >= this.limits.maxFailedHandshakesPerLink;
+  /** `maxPendingOpensPerClient`: room on the client socket for one more stream not accepted yet. */
+  private clientPendingHasRoom(client: ClientLink): boolean {
+    return this.pendingOf(client) < this.limits.maxPendingOpensPerClient;
+  }
+
+  /** `tokenShareOfEnvironment` × `maxStreamsPerExecutor`: room for one more stream of this token to the environment. */
+  private tokenHasRoom(environment: Environment, credentialId: string): boolean {
+    if (!this.sharedClientTokens) return true;
+    return (environment.shares.get(credentialId)?.streams ?? 0) < portion(this.limits.maxStreamsPerExecutor, this.limits.tokenShareOfEnvironment);
+  }
+
+  /** `tokenShareOfEnvironment` × `maxPendingOpensPerExecutor`: room for one more pending stream of this token. */
+  private tokenPendingHasRoom(environment: Environment, credentialId: string): boolean {
+    if (!this.sharedClientTokens) return true;
+    return (environment.shares.get(credentialId)?.pendingOpens ?? 0) < portion(this.limits.maxPendingOpensPerExecutor, this.limits.tokenShareOfEnvironment);
+  }
+
+  /** `failedHandshakeCooldownMs`: the token failed too many handshakes here lately. */
+  private tokenCoolingDown(environment: Environment, credentialId: string, now: number): boolean {
+    if (!this.sharedClientTokens) return false;
+    return (environment.shares.get(credentialId)?.coolDownUntil ?? 0) > now;
+  }
+
+  /** `maxFailedHandshakesPerToken` within `failedHandshakeWindowMs`. */
+  private tokenFailedTooOften(share: TokenShare): boolean {
+    return this.sharedClientTokens && share.failures.length >= this.limits.maxFailedHandshakesPerToken;
+  }
+
+  /** `maxFailedHandshakesPerClient`: the client socket's streams failed their handshake too often. */
+  private tooManyFailedHandshakes(client: ClientLink): boolean {
+    return client.failedHandshakes >= this.limits.maxFailedHandshakesPerClient;
   }
 
   /** `maxQueuedBytesPerSocket`: the socket's queue is long; whoever feeds it waits. */
@@ -652,7 +870,12 @@ export class StreamRouter {
     if (environment.routes.get(route.streamId) !== route) return;
     environment.routes.delete(route.streamId);
     this.routesById.delete(route.streamId);
-    if (!route.accepted) environment.pendingOpens -= 1;
+    const share = this.tokenShare(environment, route.credentialId);
+    share.streams -= 1;
+    if (!route.accepted) {
+      share.pendingOpens -= 1;
+      if (!route.resumed) environment.pendingOpens -= 1;
+    }
     route.client?.streams.delete(route.streamId);
     this.retired.add(route.streamId);
     this.events.streamEnded(result);
@@ -669,13 +892,22 @@ export class StreamRouter {
     for (const environment of [...this.environments.values()]) {
       const executorGone = !environment.link && environment.linkLostAt !== 0 && now - environment.linkLostAt >= this.limits.executorGraceMs;
       // The timeouts and grace periods, one check each.
+      // A stream's handshake time counts while its executor is connected: a resumed stream waits
+      // for an executor still reconnecting, then has the handshake timeout to be confirmed.
+      const handshakeSince = environment.link ? environment.linkUpAt : Infinity;
       for (const route of [...environment.routes.values()]) {
         if (executorGone) this.resetRoute(route, ResetReason.ExecutorUnavailable);
-        else if (!route.accepted && now - route.openedAt >= this.limits.handshakeTimeoutMs) this.resetRoute(route, ResetReason.HandshakeTimeout);
-        else if (route.client === null && now - route.clientGoneAt >= this.limits.clientGraceMs) this.resetRoute(route, ResetReason.ClientGone);
+        else if (!route.accepted && now - Math.max(route.openedAt, handshakeSince) >= this.limits.handshakeTimeoutMs) {
+          this.resetRoute(route, ResetReason.HandshakeTimeout);
+          this.handshakeFailed(route);
+        } else if (route.client === null && now - route.clientGoneAt >= this.limits.clientGraceMs) this.resetRoute(route, ResetReason.ClientGone);
         else if (now - route.lastFrameAt >= this.limits.idleTimeoutMs) this.resetRoute(route, ResetReason.IdleTimeout);
       }
       if (executorGone) this.forgetEnvironment(environment);
+      for (const [credentialId, share] of environment.shares) {
+        this.trimFailures(share, now);
+        if (share.streams === 0 && share.pendingOpens === 0 && share.failures.length === 0 && share.coolDownUntil <= now) environment.shares.delete(credentialId);
+      }
     }
   }
 }
@@ -695,6 +927,17 @@ export const HARD_QUEUE_FACTOR = 2;
 function isCapacityRefusal(data: Buffer): boolean {
   const decoded = decodeRelayFrame(data);
   return decoded.ok && decoded.frame.body.type === 'reset' && decoded.frame.body.reason === ResetReason.TooManyStreams;
+}
+
+/** A token's share of a limit (at least 1). */
+function portion(limit: number, share: number): number {
+  return Math.max(1, Math.floor(limit * share));
+}
+
+function bump(counts: Map<string, number>, key: string, by: number): void {
+  const next = (counts.get(key) ?? 0) + by;
+  if (next > 0) counts.set(key, next);
+  else counts.delete(key);
 }
 
 function resetFrame(streamId: string, reason: ResetReasonValue): Uint8Array {

@@ -25,25 +25,33 @@ export const ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG = '--allow-insecure-token-per
  * secret mounts that default to 0644), and then `options.warn` is told. Not checked on Windows.
  */
 export async function readTokenFile(path: string, options: TokenFileOptions = {}): Promise<string[]> {
+  return parseTokens(await readSecretFile(path, 'token file', options), `token file ${path}`);
+}
+
+/**
+ * Reads a secret file (a token file, the relay's scoped token file) under the permissions policy
+ * of {@link readTokenFile}. `what` names the file in errors ("token file").
+ */
+export async function readSecretFile(path: string, what: string, options: TokenFileOptions = {}): Promise<string> {
   let handle;
   try {
     handle = await open(path, 'r');
   } catch (error) {
-    throw new Error(`cannot read token file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new Error(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
   try {
     const stats = await handle.stat();
-    if (!stats.isFile()) throw new Error(`token file ${path} is not a regular file`);
+    if (!stats.isFile()) throw new Error(`${what} ${path} is not a regular file`);
     const mode = (stats.mode & 0o777).toString(8).padStart(4, '0');
     if (process.platform !== 'win32' && (stats.mode & 0o077) !== 0) {
       if (options.allowInsecurePermissions !== true) {
         throw new Error(
-          `token file ${path} has mode ${mode}; it must not be accessible by group or others (run: chmod 600 ${path}; ${ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG} accepts it anyway)`,
+          `${what} ${path} has mode ${mode}; it must not be accessible by group or others (run: chmod 600 ${path}; ${ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG} accepts it anyway)`,
         );
       }
-      options.warn?.(`token file ${path} has mode ${mode} (accessible by group or others); accepted because of ${ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG}`);
+      options.warn?.(`${what} ${path} has mode ${mode} (accessible by group or others); accepted because of ${ALLOW_INSECURE_TOKEN_PERMISSIONS_FLAG}`);
     }
-    return parseTokens(await handle.readFile('utf8'), `token file ${path}`);
+    return await handle.readFile('utf8');
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -54,12 +62,17 @@ export function parseTokens(text: string, source: string): string[] {
   text.split('\n').forEach((raw, index) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
-    if (line.length < MIN_TOKEN_LENGTH) throw new Error(`${source} line ${index + 1}: token shorter than ${MIN_TOKEN_LENGTH} characters`);
-    if (line.length > MAX_TOKEN_LENGTH || /\s/.test(line)) throw new Error(`${source} line ${index + 1}: not a valid token`);
+    checkToken(line, `${source} line ${index + 1}`);
     tokens.push(line);
   });
   if (tokens.length === 0) throw new Error(`${source} holds no token`);
   return tokens;
+}
+
+/** Throws (naming `where`, never the token) unless `token` is a well-formed bearer token. */
+export function checkToken(token: string, where: string): void {
+  if (token.length < MIN_TOKEN_LENGTH) throw new Error(`${where}: token shorter than ${MIN_TOKEN_LENGTH} characters`);
+  if (token.length > MAX_TOKEN_LENGTH || /\s/.test(token)) throw new Error(`${where}: not a valid token`);
 }
 
 /** Token from an option value, or from a file named by another option (env var or flag). */

@@ -33,9 +33,17 @@ export interface UpgradeRefusalReason {
 /** Every reason the relay refuses a WebSocket upgrade. */
 export const UpgradeRefusal = {
   Unauthorized: { status: 401, reason: 'unauthorized', explanation: 'the bearer token was missing or not accepted' },
+  ForbiddenRole: {
+    status: 403,
+    reason: 'forbidden_role',
+    explanation: "the relay accepts this token only for the other role (an executor token cannot connect clients, a client token cannot register executors)",
+  },
+  EnvironmentNotInScope: { status: 403, reason: 'environment_not_in_scope', explanation: "this environment id is outside the token's scope in the relay's token file" },
   InvalidEnvironmentId: { status: 400, reason: 'invalid_environment_id', explanation: 'environment ids are 1-128 letters, digits, ".", "_" or "-"' },
   TooManyExecutors: { status: 503, reason: 'too_many_executors' },
   TooManyClients: { status: 503, reason: 'too_many_clients' },
+  TooManyExecutorsForToken: { status: 503, reason: 'too_many_executors_for_token', explanation: "this token registers as many executors as one token's share of the relay allows" },
+  TooManyClientsForToken: { status: 503, reason: 'too_many_clients_for_token', explanation: "this token holds as many client sockets as one token's share of the relay allows" },
   ExecutorUnavailable: { status: 404, reason: 'executor_unavailable', explanation: 'no executor is registered for that environment' },
   FleetUnavailable: {
     status: 503,
@@ -86,6 +94,10 @@ export function explainRefusal(reason: string): string {
 export const RelayCloseCode = {
   /** The executor link was superseded by a newer registration of its environment. */
   Replaced: 4001,
+  /** A client socket whose opens failed their handshake too often (`maxFailedHandshakesPerClient`). */
+  TooManyFailedHandshakes: 4002,
+  /** The socket's token was removed from the relay's token file (or no longer covers its role or environment). */
+  CredentialRevoked: 4003,
 } as const;
 
 /** Sent to an executor once its registration is live. */
@@ -134,6 +146,10 @@ export const ResetReason = {
   ClientGone: 'client_gone',
   RelayShutdown: 'relay_shutdown',
   FrameTooLarge: 'frame_too_large',
+  /** The client's token failed too many handshakes towards this environment lately: its new streams wait out a cool-down. */
+  TooManyFailedHandshakes: 'too_many_failed_handshakes',
+  /** The token of the stream's client or executor was revoked (the relay's token file changed). */
+  CredentialRevoked: 'credential_revoked',
 } as const;
 export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];
 

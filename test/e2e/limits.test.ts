@@ -5,7 +5,7 @@ import { RelayServer } from '../../relay/relay-server.js';
 import { HARD_QUEUE_FACTOR } from '../../relay/stream-router.js';
 import type { RelayLimits } from '../../relay/relay-config.js';
 import { NO_RELAY_EVENTS, type RelayEvents } from '../../relay/relay-events.js';
-import { BearerTokenVerifier } from '../../src/auth/bearer-tokens.js';
+import { RelayCredentials } from '../../relay/relay-credentials.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { decodeRelayFrame, encodeRelayFrame } from '../../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../../src/relay-frame/limits.js';
@@ -56,7 +56,7 @@ function countingEvents(): Counting {
 }
 
 async function relayWith(limits: Partial<RelayLimits>, events: RelayEvents = NO_RELAY_EVENTS) {
-  const relay = new RelayServer({ tokens: new BearerTokenVerifier([TEST_TOKEN]), logger: createLogger('limits-relay', 'silent'), limits, events });
+  const relay = new RelayServer({ credentials: RelayCredentials.fromBareTokens([TEST_TOKEN]), logger: createLogger('limits-relay', 'silent'), limits, events });
   const url = await relay.listen('127.0.0.1', 0);
   cleanup.push(() => relay.close());
   return { relay, url };
@@ -133,17 +133,29 @@ describe('relay limits', () => {
     expect(resetOf(seen, ids[2]!)).toBe('too_many_pending_opens');
   });
 
-  it('maxFailedHandshakesPerLink: an executor refusing that many handshakes is disconnected', async () => {
-    const { url } = await relayWith({ maxFailedHandshakesPerLink: 3, maxPendingOpensPerExecutor: 10 });
+  it('maxFailedHandshakesPerClient: a client socket whose opens failed that many handshakes is closed (4002); the executor link stays', async () => {
+    const { url } = await relayWith({ maxFailedHandshakesPerClient: 3, maxPendingOpensPerExecutor: 10 });
     const executor = await rawExecutor(url, 'env-failing');
-    const closed = new Promise<number>((resolve) => executor.once('close', (code) => resolve(code)));
+    let executorClosed = false;
+    executor.once('close', () => (executorClosed = true));
     executor.on('message', (data: Buffer, isBinary: boolean) => {
       const decoded = isBinary ? decodeRelayFrame(data) : null;
       if (decoded?.ok && decoded.frame.body.type === 'open') executor.send(resetFrame(decoded.frame.streamId));
     });
     const client = await rawClient(url, 'env-failing');
-    for (let i = 0; i < 3; i++) client.send(openFrame(randomUUID()));
+    const closed = new Promise<number>((resolve) => client.once('close', (code) => resolve(code)));
+    for (let i = 0; i < 2; i++) client.send(openFrame(randomUUID()));
+    await sleep(200);
+    expect(client.readyState).toBe(WebSocket.OPEN); // two failures: still under the bound
+    client.send(openFrame(randomUUID()));
     expect(await closed).toBe(4002);
+    // Another client of the environment still gets through: the executor's link was not touched.
+    const other = await rawClient(url, 'env-failing');
+    const seen = frames(executor);
+    const id = randomUUID();
+    other.send(openFrame(id));
+    await waitFor(() => seen.some((f) => f.streamId === id && f.type === 'open'), 5000, 'the open at the executor');
+    expect(executorClosed).toBe(false);
   });
 
   it('retiredStreamIds: an ended id is refused, and only the newest N are remembered', async () => {

@@ -43,8 +43,8 @@ describe('fleet wire and options', () => {
   });
 
   it('client subjects parse only in their exact shape', () => {
-    expect(parseClientSubject('execrelay.client.relay-1.AbC_9.c1')).toEqual({ instanceId: 'relay-1', boot: 'AbC_9', connection: 'c1' });
-    for (const bad of ['execrelay.client.relay-1.boot', 'execrelay.client.a.b.c.d', 'other.client.a.b.c', 'execrelay.env.a.b.c', 'execrelay.client.a*.b.c', '']) {
+    expect(parseClientSubject('execrelay.client.relay-1.AbC_9.Cr3d_-x.c1')).toEqual({ instanceId: 'relay-1', boot: 'AbC_9', credentialId: 'Cr3d_-x', connection: 'c1' });
+    for (const bad of ['execrelay.client.relay-1.boot.c1', 'execrelay.client.a.b.c.d.e', 'other.client.a.b.c.d', 'execrelay.env.a.b.c.d', 'execrelay.client.a*.b.c.d', '']) {
       expect(parseClientSubject(bad), bad).toBeNull();
     }
   });
@@ -52,12 +52,12 @@ describe('fleet wire and options', () => {
   it('control messages are validated, anything else is null', () => {
     const encode = (value: unknown) => Buffer.from(JSON.stringify(value));
     expect(parseFleetControlMessage(encode({ type: 'takeover', instance: 'relay-1', registeredAt: 3 }))).toEqual({ type: 'takeover', instance: 'relay-1', registeredAt: 3 });
-    expect(parseFleetControlMessage(encode({ type: 'claim', client: 'execrelay.client.r.b.c1', streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' }))).not.toBeNull();
+    expect(parseFleetControlMessage(encode({ type: 'claim', client: 'execrelay.client.r.b.k.c1', streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' }))).not.toBeNull();
     for (const bad of [
       { type: 'takeover', instance: 'relay 1', registeredAt: 3 },
       { type: 'takeover', instance: 'r', registeredAt: 0 },
       { type: 'takeover', instance: 'r', revision: 3 },
-      { type: 'claim', client: 'execrelay.client.r.b.c1', streamId: 'not-a-uuid' },
+      { type: 'claim', client: 'execrelay.client.r.b.k.c1', streamId: 'not-a-uuid' },
       { type: 'claim', client: 'somewhere.else', streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' },
       { type: 'detach' },
       { type: 'explode' },
@@ -291,12 +291,12 @@ describe.skipIf(toolsMissing && !process.env.CI)('a relay fleet when NATS misbeh
     const frame = encodeRelayFrame({ streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', ack: NO_ACK, ackBits: 0, body: { type: 'heartbeat' } });
     stranger.publish(FleetSubject.control(token), Buffer.from('{"type":"explode"}'));
     stranger.publish(FleetSubject.control(token), Buffer.from('not json at all'));
-    stranger.publish(FleetSubject.control(token), Buffer.from(JSON.stringify({ type: 'detach', client: 'execrelay.client.nobody.x.c1' })));
-    stranger.publish(FleetSubject.control(token), Buffer.from(JSON.stringify({ type: 'claim', client: 'execrelay.client.nobody.x.c1', streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' })));
+    stranger.publish(FleetSubject.control(token), Buffer.from(JSON.stringify({ type: 'detach', client: 'execrelay.client.nobody.x.k.c1' })));
+    stranger.publish(FleetSubject.control(token), Buffer.from(JSON.stringify({ type: 'claim', client: 'execrelay.client.nobody.x.k.c1', streamId: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' })));
     stranger.publish(FleetSubject.toExecutor(token), frame); // no reply subject
     stranger.publish(FleetSubject.toExecutor(token), frame, { reply: 'somewhere.else' });
-    stranger.publish(FleetSubject.toExecutor(token), Buffer.from('not a relay frame'), { reply: 'execrelay.client.nobody.x.c1' });
-    stranger.publish(`${FleetSubject.clientsOf('relay-a', 'x')}.c1`, frame);
+    stranger.publish(FleetSubject.toExecutor(token), Buffer.from('not a relay frame'), { reply: 'execrelay.client.nobody.x.k.c1' });
+    stranger.publish(FleetSubject.client('relay-a', 'x', 'k', 'c1'), frame);
     await stranger.flush();
 
     await metricEventually(b, 'execrelay_relay_fleet_errors_total', (v) => v >= 2, { labels: { kind: 'control' } });

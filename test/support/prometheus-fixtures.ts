@@ -4,7 +4,7 @@
  */
 import type { Tracer } from '@opentelemetry/api';
 import { RelayServer } from '../../relay/relay-server.js';
-import { BearerTokenVerifier } from '../../src/auth/bearer-tokens.js';
+import { RelayCredentials } from '../../relay/relay-credentials.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import { ExecutorAgent, type WebSocketListener } from '../../executor-agent/executor-agent.js';
@@ -30,7 +30,7 @@ export async function startInstrumentedRelay(options: { tracer?: Tracer } = {}):
   let relay: RelayServer | undefined;
   const metrics = createRelayMetrics(() => relay, options.tracer ? { tracer: options.tracer } : {});
   relay = new RelayServer({
-    tokens: new BearerTokenVerifier([TELEMETRY_TEST_TOKEN]),
+    credentials: RelayCredentials.fromBareTokens([TELEMETRY_TEST_TOKEN]),
     logger: createLogger('telemetry-test-relay', 'silent'),
     events: metrics.events,
     httpRoutes: metrics.httpRoutes,

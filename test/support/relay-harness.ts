@@ -1,6 +1,6 @@
 import { RelayServer } from '../../relay/relay-server.js';
 import type { RelayLimits } from '../../relay/relay-config.js';
-import { BearerTokenVerifier } from '../../src/auth/bearer-tokens.js';
+import { RelayCredentials } from '../../relay/relay-credentials.js';
 import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import type { AuthorizedClientSet } from '../../src/noise/noise-channel.js';
 import { createLogger } from '../../src/logging/logger.js';
@@ -21,7 +21,7 @@ export interface RelayFixture {
 
 /** A real relay on a loopback port, in this process. */
 export async function startRelay(limits: Partial<RelayLimits> = {}, port = 0): Promise<RelayFixture> {
-  const relay = new RelayServer({ tokens: new BearerTokenVerifier([TEST_TOKEN]), logger: createLogger('test-relay', 'silent'), limits });
+  const relay = new RelayServer({ credentials: RelayCredentials.fromBareTokens([TEST_TOKEN]), logger: createLogger('test-relay', 'silent'), limits });
   const url = await relay.listen('127.0.0.1', port);
   return { relay, url, stop: () => relay.close() };
 }
@@ -44,6 +44,8 @@ export async function startRemoteAgent(
   options: {
     config?: Partial<AgentConfig>;
     identity?: Identity;
+    /** The relay token it registers with (default TEST_TOKEN). */
+    token?: string;
     /** The clients the agent serves. Tests that are not about client authorization say `'any'` (the default here, explicitly; the library has none). */
     authorizedClients?: AuthorizedClientSet | 'any';
     /** Handler tables added to (and overriding) the agent's own. */
@@ -56,7 +58,7 @@ export async function startRemoteAgent(
   const registration = new RelayRegistration(agent, {
     relayUrl,
     environmentId,
-    token: TEST_TOKEN,
+    token: options.token ?? TEST_TOKEN,
     identity,
     logger: createLogger('test-registration', 'silent'),
     backoff: { initialMs: 50, maxMs: 500 },

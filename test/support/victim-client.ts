@@ -17,6 +17,8 @@ export interface VictimRun {
   readonly stderr: string;
   /** Longest wait between two consecutive lines (ms), the wait for the first line included. */
   readonly worstGapMs: number;
+  /** Longest wait between two consecutive lines (ms) once the first arrived: the stall an attack causes, without the process start. */
+  readonly worstLineGapMs: number;
 }
 
 export interface Victim {
@@ -44,19 +46,21 @@ export function startVictim(connectionArgs: string[], options: { lines: number; 
   let stderr = '';
   let last = Date.now();
   let worstGapMs = 0;
+  let worstLineGapMs = 0;
   child.stdout.on('data', (data: Buffer) => {
     const parts = (partial + data.toString()).split('\n');
     partial = parts.pop()!;
     for (const line of parts) {
       const now = Date.now();
       worstGapMs = Math.max(worstGapMs, now - last);
+      if (lines.length > 0) worstLineGapMs = Math.max(worstLineGapMs, now - last);
       last = now;
       lines.push(line);
     }
   });
   child.stderr.on('data', (data: Buffer) => (stderr = (stderr + data.toString()).slice(-20_000)));
   const finished = new Promise<VictimRun>((resolve) => {
-    child.once('close', (code) => resolve({ lines, exitCode: code, stderr, worstGapMs }));
+    child.once('close', (code) => resolve({ lines, exitCode: code, stderr, worstGapMs, worstLineGapMs }));
   });
   return { lines, finished, kill: () => child.kill('SIGKILL') };
 }
