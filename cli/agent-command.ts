@@ -175,9 +175,8 @@ export function registerAgentCommand(program: Command): void {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       if (options.relay) {
-        const allowAnyClient = allowAnyClientFrom(options.allowAnyClient, command.getOptionValueSource('allowAnyClient'));
         // A registration that ends for good (replaced, refused) ends the process: its supervisor restarts or alerts.
-        await runRemoteAgent(agent, { ...options, allowAnyClient }, logger, telemetry, readiness, () => stop('registration ended', 1));
+        await runRemoteAgent(agent, options, logger, telemetry, readiness, () => stop('registration ended', 1));
         return;
       }
       if (options.listen === 'stdio') {
@@ -196,19 +195,6 @@ export function registerAgentCommand(program: Command): void {
       process.stdout.write(`${listener.url}\n`);
       logger.info({ url: listener.url }, 'agent listening');
     });
-}
-
-/**
- * `--allow-any-client`, strictly: from EXECRELAY_ALLOW_ANY_CLIENT only 1/true/yes turn it on and
- * 0/false/no/empty leave it off (commander would take any value, even "0", as on); anything else
- * is an error.
- */
-function allowAnyClientFrom(value: boolean, source: string | undefined): boolean {
-  if (source !== 'env') return value;
-  const text = (process.env.EXECRELAY_ALLOW_ANY_CLIENT ?? '').trim().toLowerCase();
-  if (['1', 'true', 'yes'].includes(text)) return true;
-  if (['', '0', 'false', 'no'].includes(text)) return false;
-  throw new Error(`EXECRELAY_ALLOW_ANY_CLIENT must be 1, true, yes, 0, false or no, not ${JSON.stringify(process.env.EXECRELAY_ALLOW_ANY_CLIENT)}`);
 }
 
 /**

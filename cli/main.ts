@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { Tracing } from '../src/telemetry/tracing.js';
+import { applyStrictBooleanEnv } from './boolean-env-flags.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -48,6 +49,7 @@ for (const register of await registrarsFor(process.argv.slice(2))) register(prog
 // agent and relay set up their own tracing and flush it on their own shutdown.
 let clientTracing: Tracing | undefined;
 program.hook('preAction', async (_root, actionCommand) => {
+  applyStrictBooleanEnv(actionCommand);
   if (['agent', 'relay', 'keygen', 'authorize', 'quickstart'].includes(actionCommand.name())) return;
   const { startTracing } = await import('../src/telemetry/tracing.js');
   clientTracing = await startTracing({ serviceName: 'execrelay-client' });
