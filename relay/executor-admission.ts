@@ -29,15 +29,9 @@ export class ExecutorAdmission {
       this.logger.warn({ environmentId, problem: proof.problem }, 'executor registration refused: no valid proof of the agent identity');
       return proof.problem === 'missing' ? UpgradeRefusal.AgentProofRequired : UpgradeRefusal.InvalidAgentProof;
     }
-    switch (this.recentProofs.remember(proof.replayKey, proof.expiresAt)) {
-      case 'replayed':
-        this.logger.warn({ environmentId, problem: 'replayed' }, 'executor registration refused: its proof was used before');
-        return UpgradeRefusal.InvalidAgentProof;
-      case 'full':
-        this.logger.warn('executor registration refused: too many recent registration proofs to remember');
-        return UpgradeRefusal.TooManyRegistrations;
-      case 'fresh':
-        break;
+    if (this.recentProofs.remember(proof.replayKey, proof.expiresAt) === 'replayed') {
+      this.logger.warn({ environmentId, problem: 'replayed' }, 'executor registration refused: its proof was used before');
+      return UpgradeRefusal.InvalidAgentProof;
     }
     let result;
     try {

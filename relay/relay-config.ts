@@ -72,8 +72,8 @@ export interface RelayLimits {
   maxBindings: number;
   /**
    * Registration proofs remembered to refuse a replay (each for at most 10 minutes, the proof's
-   * validity): past this, registrations are refused (`too_many_registrations`) until some expire.
-   * Checked by `RecentProofs`.
+   * validity): past this, the oldest is forgotten (refusing instead would let one executor token
+   * stop every registration). Checked by `RecentProofs`.
    */
   maxRecentProofs: number;
 }

@@ -72,7 +72,6 @@ export const UpgradeRefusal = {
     reason: 'too_many_environments',
     explanation: 'the relay holds as many environment bindings as it may; the relay operator can remove unused ones with: execrelay relay unbind ENVIRONMENT_ID',
   },
-  TooManyRegistrations: { status: 503, reason: 'too_many_registrations', explanation: 'too many executor registrations in the last minutes; retry later' },
   BindingsUnavailable: { status: 503, reason: 'bindings_unavailable', explanation: "the relay cannot read or write its environment bindings now; retry" },
 } as const satisfies Record<string, UpgradeRefusalReason>;
 
