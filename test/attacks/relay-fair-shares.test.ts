@@ -5,9 +5,11 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { ExecClient } from '../../src/client/exec-client.js';
+import { createIdentityFile } from '../../src/noise/identity.js';
 import { encodeRelayFrame, decodeRelayFrame } from '../../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../../src/relay-frame/limits.js';
-import { clientConnectPath, EXECUTOR_CONNECT_PATH } from '../../src/relay-control/relay-endpoints.js';
+import { clientConnectPath } from '../../src/relay-control/relay-endpoints.js';
+import { connectProvenExecutor } from '../support/proven-executor.js';
 import { connectRelaySocket, RelayRefusedError } from '../../src/relay-link/relay-socket.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { startRemoteAgent, type RemoteAgentFixture } from '../support/relay-harness.js';
@@ -38,6 +40,7 @@ const HANDSHAKE_TIMEOUT_MS = 1000;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-fair-'));
 const tokenFile = path.join(dir, 'relay.tokens');
 const victimTokenFile = path.join(dir, 'victim.token');
+const victimKeyFile = path.join(dir, 'victim.key');
 let relay: RelayProcess;
 let metricsUrl: string;
 let proxy: FaultProxy;
@@ -57,6 +60,7 @@ beforeAll(async () => {
     { mode: 0o600 },
   );
   writeFileSync(victimTokenFile, `${VICTIM_TOKEN}\n`, { mode: 0o600 });
+  await createIdentityFile(victimKeyFile);
   const metricsPort = await freePort();
   metricsUrl = `http://127.0.0.1:${metricsPort}`;
   relay = await spawnRelay(0, [
@@ -125,7 +129,7 @@ const LINES = 25;
 const LINE_INTERVAL_S = 0.2;
 
 function victimRun() {
-  return startVictim(['--relay', relay.url, '--env', ENVIRONMENT, '--agent-key', agent.identity.publicIdentity, '--token-file', victimTokenFile], {
+  return startVictim(['--relay', relay.url, '--env', ENVIRONMENT, '--agent-key', agent.identity.publicIdentity, '--token-file', victimTokenFile, '--key', victimKeyFile], {
     lines: LINES,
     intervalSeconds: LINE_INTERVAL_S,
   });
@@ -266,7 +270,7 @@ describe('fair shares at the relay (findings 3, 4, 5)', () => {
     const executorRefusals: string[] = [];
     for (let i = 0; i < MAX_EXECUTORS; i++) {
       try {
-        const socket = await connectRelaySocket(`${relay.url}${EXECUTOR_CONNECT_PATH}?environmentId=attacker-${i}`, ATTACKER_EXECUTOR_TOKEN, 5000);
+        const socket = await connectProvenExecutor(relay.url, `attacker-${i}`, ATTACKER_EXECUTOR_TOKEN);
         attackerSockets.push(socket);
         socket.on('error', () => undefined);
         socket.resume();

@@ -3,7 +3,8 @@ import { chmodSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { clientConnectPath, EXECUTOR_CONNECT_PATH } from '../../src/relay-control/relay-endpoints.js';
+import { clientConnectPath } from '../../src/relay-control/relay-endpoints.js';
+import { connectProvenExecutor } from '../support/proven-executor.js';
 import { connectRelaySocket, RelayRefusedError } from '../../src/relay-link/relay-socket.js';
 import { freePort } from '../support/loopback-port.js';
 import { eventually, sleep, spawnRelay, type RelayProcess } from '../support/resilience-helpers.js';
@@ -41,7 +42,7 @@ async function refusal(connect: Promise<WebSocket>): Promise<string> {
     return error instanceof RelayRefusedError ? `${error.status} ${error.reason}` : `error: ${(error as Error).message}`;
   }
 }
-const executor = (token: string, environmentId: string) => refusal(connectRelaySocket(`${relay.url}${EXECUTOR_CONNECT_PATH}?environmentId=${environmentId}`, token, 5000));
+const executor = (token: string, environmentId: string) => refusal(connectProvenExecutor(relay.url, environmentId, token));
 const client = (token: string, environmentId: string) => refusal(connectRelaySocket(`${relay.url}${clientConnectPath(environmentId)}`, token, 5000));
 
 beforeAll(async () => {
@@ -120,13 +121,12 @@ describe('token file re-read', () => {
     symlinkSync(real, path.join(linkDir, 'tokens'));
     const hup = await spawnRelay(0, ['--token-file', path.join(linkDir, 'tokens')]);
     try {
-      const url = `${hup.url}${EXECUTOR_CONNECT_PATH}?environmentId=laptop-5`;
-      expect(await refusal(connectRelaySocket(url, EXECUTOR, 5000))).toBe('401 unauthorized');
+      expect(await refusal(connectProvenExecutor(hup.url, 'laptop-5', EXECUTOR))).toBe('401 unauthorized');
       writeFileSync(real, `${CLIENT} client laptop-*\n${EXECUTOR} executor laptop-*\n`, { mode: 0o600 });
       await sleep(500);
-      expect(await refusal(connectRelaySocket(url, EXECUTOR, 5000))).toBe('401 unauthorized'); // not seen yet
+      expect(await refusal(connectProvenExecutor(hup.url, 'laptop-5', EXECUTOR))).toBe('401 unauthorized'); // not seen yet
       hup.child.kill('SIGHUP');
-      await eventually(async () => ((await refusal(connectRelaySocket(url, EXECUTOR, 5000))) === 'accepted' ? true : null), 5000, 'the new token accepted');
+      await eventually(async () => ((await refusal(connectProvenExecutor(hup.url, 'laptop-5', EXECUTOR))) === 'accepted' ? true : null), 5000, 'the new token accepted');
       expect(hup.child.exitCode).toBeNull(); // SIGHUP does not stop the relay
     } finally {
       await hup.kill('SIGTERM');

@@ -9,10 +9,9 @@ import { RelayCredentials } from '../../relay/relay-credentials.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { decodeRelayFrame, encodeRelayFrame } from '../../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../../src/relay-frame/limits.js';
-import { clientConnectPath, EXECUTOR_CONNECT_PATH } from '../../src/relay-control/relay-endpoints.js';
+import { clientConnectPath } from '../../src/relay-control/relay-endpoints.js';
+import { connectProvenExecutor } from '../support/proven-executor.js';
 import { connectRelaySocket, RelayRefusedError } from '../../src/relay-link/relay-socket.js';
-import { executorProofHeaders } from '../../src/relay-control/executor-proof.js';
-import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import { ExecClient } from '../../src/client/exec-client.js';
 import { MAX_PENDING_EVENTS, ProcessTracker, type PushedProcessEvent } from '../../src/client/process-tracker.js';
 import { JsonRpcConnection, DEFAULT_MAX_PENDING_REQUESTS } from '../../src/jsonrpc/connection.js';
@@ -62,13 +61,8 @@ async function relayWith(limits: Partial<RelayLimits>, events: RelayEvents = NO_
   return { relay, url };
 }
 
-/** One agent key per environment id (a second registration of an environment is the same agent's). */
-const executorKeys = new Map<string, Promise<Identity>>();
-async function executorUpgrade(url: string, environmentId: string): Promise<WebSocket> {
-  if (!executorKeys.has(environmentId)) executorKeys.set(environmentId, generateIdentity());
-  const proof = await executorProofHeaders(await executorKeys.get(environmentId)!, environmentId, url);
-  return connectRelaySocket(`${url}${EXECUTOR_CONNECT_PATH}?environmentId=${environmentId}`, TEST_TOKEN, 5000, proof);
-}
+/** An executor upgrade proving the environment's agent key (the same key for every registration of it). */
+const executorUpgrade = (url: string, environmentId: string): Promise<WebSocket> => connectProvenExecutor(url, environmentId, TEST_TOKEN);
 
 /** A bare executor socket: registered, and it answers nothing unless told to. */
 async function rawExecutor(url: string, environmentId: string): Promise<WebSocket> {

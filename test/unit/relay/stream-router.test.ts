@@ -7,7 +7,8 @@ import { RelayCredentials } from '../../../relay/relay-credentials.js';
 import { createLogger } from '../../../src/logging/logger.js';
 import { decodeRelayFrame, encodeRelayFrame } from '../../../src/relay-frame/relay-frame.js';
 import { NO_ACK } from '../../../src/relay-frame/limits.js';
-import { clientConnectPath, EXECUTOR_CONNECT_PATH } from '../../../src/relay-control/relay-endpoints.js';
+import { clientConnectPath } from '../../../src/relay-control/relay-endpoints.js';
+import { connectProvenExecutor } from '../../support/proven-executor.js';
 import { connectRelaySocket } from '../../../src/relay-link/relay-socket.js';
 import { sleep, waitFor } from '../../support/resilience-helpers.js';
 
@@ -32,7 +33,7 @@ async function relayWith(limits: Partial<RelayLimits> = {}) {
 
 type Seen = Array<{ streamId: string; type: string; reason?: string }>;
 async function socketTo(url: string, token: string, executor = false): Promise<{ socket: WebSocket; seen: Seen }> {
-  const socket = await connectRelaySocket(executor ? `${url}${EXECUTOR_CONNECT_PATH}?environmentId=env` : `${url}${clientConnectPath('env')}`, token, 5000);
+  const socket = executor ? await connectProvenExecutor(url, 'env', token) : await connectRelaySocket(`${url}${clientConnectPath('env')}`, token, 5000);
   const seen: Seen = [];
   socket.on('message', (data: Buffer, isBinary: boolean) => {
     const decoded = isBinary ? decodeRelayFrame(data) : null;
