@@ -6,8 +6,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // No test touches the user's own client key (~/.config/execrelay/client.key).
-    setupFiles: ['test/support/isolated-config-home.ts'],
+    // No test touches the user's own client key or relay state (XDG_CONFIG_HOME, XDG_STATE_HOME).
+    setupFiles: ['test/support/isolated-user-dirs.ts'],
     // Two cores on CI: keep the number of parallel suites small so timing-sensitive
     // process tests do not starve each other.
     maxWorkers: 2,

@@ -134,7 +134,8 @@ async function spawnRelay(): Promise<{ url: string; pid: number; stop(): Promise
   const dir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-soak-'));
   const tokenFile = path.join(dir, 'tokens');
   writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
-  const child = spawn(process.execPath, [findCli(), 'relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile], {
+  // Its own bindings file: agents hosts of earlier runs bound the same environment ids to other keys.
+  const child = spawn(process.execPath, [findCli(), 'relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--bindings-file', path.join(dir, 'bindings')], {
     env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
