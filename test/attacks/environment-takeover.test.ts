@@ -3,8 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type WebSocket from 'ws';
-import { ExecClient, type ProcessHandle } from '../../src/client/exec-client.js';
-import type { ClientProcessEvent } from '../../src/client/process-events.js';
+import { ExecClient } from '../../src/client/exec-client.js';
 import { generateIdentity, parseKnownEnvironments, type Identity } from '../../src/noise/identity.js';
 import { AGENT_PROOF_TIME_HEADER, executorProofHeaders, PROOF_MAX_SKEW_MS } from '../../src/relay-control/executor-proof.js';
 import { EXECUTOR_CONNECT_PATH, parseRelayControlMessage } from '../../src/relay-control/relay-endpoints.js';
@@ -22,7 +21,7 @@ import {
   spawnRelay,
   startObservedAgent,
   waitFor,
-  type LineWatcher,
+  watchLines,
   type ObservedAgent,
   type RelayProcess,
 } from '../support/resilience-helpers.js';
@@ -89,7 +88,7 @@ describe('environment takeover by another key', () => {
     cleanup.push(() => victim.client.close());
     const count = 600;
     const handle = await victim.client.exec(numberedLinesCommand(count), { cwd, env, streamEvents: true });
-    const watcher = timedLines(handle);
+    const watcher = watchLines(handle);
     await waitFor(() => watcher.lines.length >= 50, 20_000, 'the first lines');
     const attackStartedAt = Date.now();
 
@@ -207,35 +206,3 @@ describe('environment takeover by another key', () => {
     await expect(relayProcess(['--environment-keys', keysFile])).rejects.toThrow(/known environments file .* line 1/);
   }, 30_000);
 });
-
-/** {@link LineWatcher} that also records when each line arrived. */
-function timedLines(handle: ProcessHandle): LineWatcher & { worstGapMs(since: number): number } {
-  const lines: string[] = [];
-  const arrivals: number[] = [];
-  const events: ClientProcessEvent[] = [];
-  let partial = '';
-  const done = (async () => {
-    for await (const event of handle.events) {
-      events.push(event);
-      if (event.type !== 'output') continue;
-      partial += event.chunk.toString();
-      const parts = partial.split('\n');
-      partial = parts.pop()!;
-      for (const line of parts) {
-        lines.push(line);
-        arrivals.push(Date.now());
-      }
-    }
-  })();
-  done.catch(() => undefined);
-  return {
-    lines,
-    events,
-    done,
-    worstGapMs(since) {
-      let worst = 0;
-      for (let i = 1; i < arrivals.length; i++) if (arrivals[i]! >= since) worst = Math.max(worst, arrivals[i]! - arrivals[i - 1]!);
-      return worst;
-    },
-  };
-}

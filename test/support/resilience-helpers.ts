@@ -176,11 +176,14 @@ export interface LineWatcher {
   readonly events: ClientProcessEvent[];
   /** Resolves once the event stream ended (the process completed or failed). */
   readonly done: Promise<void>;
+  /** The longest wait between two consecutive lines of which the later arrived at or after `since` (ms since the epoch). */
+  worstGapMs(since?: number): number;
 }
 
 /** Consumes a handle's events (it must be started with `streamEvents: true`), splitting stdout into lines. */
 export function watchLines(handle: ProcessHandle): LineWatcher {
   const lines: string[] = [];
+  const arrivals: number[] = [];
   const events: ClientProcessEvent[] = [];
   let partial = '';
   const done = (async () => {
@@ -190,11 +193,23 @@ export function watchLines(handle: ProcessHandle): LineWatcher {
       partial += event.chunk.toString();
       const parts = partial.split('\n');
       partial = parts.pop()!;
-      lines.push(...parts);
+      for (const line of parts) {
+        lines.push(line);
+        arrivals.push(Date.now());
+      }
     }
   })();
   done.catch(() => undefined);
-  return { lines, events, done };
+  return {
+    lines,
+    events,
+    done,
+    worstGapMs(since = 0) {
+      let worst = 0;
+      for (let i = 1; i < arrivals.length; i++) if (arrivals[i]! >= since) worst = Math.max(worst, arrivals[i]! - arrivals[i - 1]!);
+      return worst;
+    },
+  };
 }
 
 /** Every line exactly once and in order, one exit (code 0) and one close, seqs strictly increasing. */
