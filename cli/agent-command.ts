@@ -14,6 +14,7 @@ import { parseHttpAllow } from '../executor-agent/http-destination-policy.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { createAgentTelemetry, type AgentTelemetry } from '../executor-agent/telemetry/agent-telemetry.js';
 import { metricsListenOption } from './metrics-listen-option.js';
+import { addAuditLogOptions, openAuditLog, type AuditLogCommandOptions } from './audit-log-options.js';
 
 /**
  * The agent's numeric bounds that have a flag of their own: each flag, its variable, its highest
@@ -34,7 +35,7 @@ const BOUND_FLAGS = [
 
 type BoundKey = (typeof BOUND_FLAGS)[number]['key'];
 
-interface AgentCommandOptions extends Pick<AgentConfig, BoundKey> {
+interface AgentCommandOptions extends Pick<AgentConfig, BoundKey>, AuditLogCommandOptions {
   listen: string;
   metricsListen?: string;
   relay?: string;
@@ -140,13 +141,15 @@ export function registerAgentCommand(program: Command): void {
         .env('EXECRELAY_HTTP_ALLOW_PRIVATE')
         .default(false),
     )
-    .addOption(metricsListenOption())
+    .addOption(metricsListenOption());
+  addAuditLogOptions(command, 'sessions, process starts and exits, and file writes, removes and copies')
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
     .action(async (options: AgentCommandOptions, command: Command) => {
       const logger = createLogger('execrelay-agent');
       const roots = rootsFrom(options.root, command.getOptionValueSource('root'));
       const tracing = await startTracing({ serviceName: 'execrelay-agent' });
       const telemetry = createAgentTelemetry(tracing.enabled ? { tracer: tracing.tracer } : {});
+      const auditLog = await openAuditLog(options, logger);
       // /readyz: registered with the relay, or listening locally.
       const readiness = { ready: false };
       const agent = new ExecutorAgent(
@@ -160,6 +163,7 @@ export function registerAgentCommand(program: Command): void {
         logger,
         [],
         telemetry,
+        auditLog,
       );
       if (options.metricsListen) {
         const metricsServer = await telemetry.startMetricsServer(options.metricsListen, { ready: () => readiness.ready });
@@ -170,7 +174,7 @@ export function registerAgentCommand(program: Command): void {
         agent.shutdown();
         logger.flush();
         // Spans are flushed before exit (bounded by the exporter's timeout).
-        void Promise.all([tracing.shutdown(), new Promise((resolve) => setTimeout(resolve, 50))]).then(() => process.exit(exitCode));
+        void Promise.all([tracing.shutdown(), auditLog?.close(), new Promise((resolve) => setTimeout(resolve, 50))]).then(() => process.exit(exitCode));
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
