@@ -197,3 +197,62 @@ describe('audit log: a relay client is recorded by its Noise identity', () => {
     }
   });
 });
+
+describe('audit log: a real relay process records registrations and refusals (auth failures included)', () => {
+  it('writes executor.registered, executor.refused and client.refused lines with reason, token line, environment and address', async () => {
+    const scratch = await mkdtemp(path.join(os.tmpdir(), 'execrelay-audit-relay-proc-'));
+    const fs = await import('node:fs/promises');
+    const tokens = path.join(scratch, 'tokens');
+    const executorToken = path.join(scratch, 'executor-token');
+    const clientToken = path.join(scratch, 'client-token');
+    const wrongToken = path.join(scratch, 'wrong-token');
+    await fs.writeFile(tokens, '# relay tokens\naudit-executor-token-0123456789abcdef executor audit-env\naudit-client-token-0123456789abcdef client audit-*\n', { mode: 0o600 });
+    await fs.writeFile(executorToken, 'audit-executor-token-0123456789abcdef\n', { mode: 0o600 });
+    await fs.writeFile(clientToken, 'audit-client-token-0123456789abcdef\n', { mode: 0o600 });
+    await fs.writeFile(wrongToken, 'not-a-token-of-this-relay-0123456789\n', { mode: 0o600 });
+    const agentKey = path.join(scratch, 'agent.key');
+    const agentIdentity = (await runCli(['keygen', '--out', agentKey])).stdout.trim();
+    const clientKey = path.join(scratch, 'client.key');
+    await runCli(['keygen', '--out', clientKey]);
+    const auditFile = path.join(scratch, 'relay-audit.jsonl');
+    const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', tokens, '--audit-log', auditFile], { EXECRELAY_LOG_LEVEL: 'warn' });
+    const agent = await startCli(
+      ['agent', '--relay', relay.firstLine, '--environment-id', 'audit-env', '--key', agentKey, '--token-file', executorToken, '--allow-any-client'],
+      { EXECRELAY_LOG_LEVEL: 'warn' },
+    );
+    try {
+      const exec = (env: string, token: string) =>
+        runCli(['exec', '--relay', relay.firstLine, '--env', env, '--agent-key', agentIdentity, '--token-file', token, '--key', clientKey, '--', 'echo', 'hi']);
+      expect(await exec('audit-env', clientToken)).toMatchObject({ code: 0, stdout: 'hi\n' });
+      expect((await exec('audit-env', wrongToken)).code).toBe(255);
+      expect((await exec('audit-env', executorToken)).code).toBe(255); // an executor token, as a client
+      expect((await exec('audit-nobody', clientToken)).code).toBe(255); // no executor there
+      // An executor token out of its scope.
+      const outOfScope = await runCli(['agent', '--relay', relay.firstLine, '--environment-id', 'elsewhere', '--key', agentKey, '--token-file', executorToken, '--allow-any-client'], {
+        env: { EXECRELAY_LOG_LEVEL: 'warn' },
+        timeoutMs: 20_000,
+      });
+      expect(outOfScope.code).not.toBe(0);
+
+      const lines = await waitForLine(auditFile, (l) => l.event === 'executor.refused', 'the executor refusal');
+      const shape = lines.map(({ event, environmentId, tokenLine, reason, authFailure, agentIdentity: agent }) => ({ event, environmentId, tokenLine, reason, authFailure, agent }));
+      expect(shape).toEqual([
+        { event: 'executor.registered', environmentId: 'audit-env', tokenLine: 2, reason: undefined, authFailure: undefined, agent: agentIdentity },
+        { event: 'client.refused', environmentId: 'audit-env', tokenLine: null, reason: 'unauthorized', authFailure: true, agent: undefined },
+        { event: 'client.refused', environmentId: 'audit-env', tokenLine: null, reason: 'forbidden_role', authFailure: true, agent: undefined },
+        { event: 'client.refused', environmentId: 'audit-nobody', tokenLine: 3, reason: 'executor_unavailable', authFailure: false, agent: undefined },
+        { event: 'executor.refused', environmentId: 'elsewhere', tokenLine: null, reason: 'environment_not_in_scope', authFailure: true, agent: agentIdentity },
+      ]);
+      for (const line of lines) expect(line.remoteAddress).toBe('127.0.0.1');
+      const text = await readFile(auditFile, 'utf8');
+      expect(text).not.toContain('token-0123456789abcdef');
+      expect(text).not.toContain('not-a-token');
+      expect((await stat(auditFile)).mode & 0o777).toBe(0o600);
+      expect(relay.firstLine).toMatch(/^ws:\/\//);
+    } finally {
+      await agent.stop();
+      await relay.stop();
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+});
