@@ -159,6 +159,16 @@ describe('audit log: rotation by size', () => {
     expect(small.stderr).toContain('--audit-log');
     expect(small.stderr).toContain('1024');
     expect(small.stdout).toBe('');
+    // The same through the environment variables.
+    const fromEnv = await runCli(['agent', '--listen', 'ws://127.0.0.1:0'], {
+      env: { EXECRELAY_AUDIT_LOG: path.join(scratch, 'b.jsonl'), EXECRELAY_AUDIT_LOG_MAX_BYTES: '10' },
+    });
+    expect(fromEnv.code).not.toBe(0);
+    expect(fromEnv.stderr).toContain('--audit-log');
+    expect(fromEnv.stderr).toContain('1024');
+    const emptyEnv = await runCli(['agent', '--listen', 'ws://127.0.0.1:0'], { env: { EXECRELAY_AUDIT_LOG: ' ' } });
+    expect(emptyEnv.code).not.toBe(0);
+    expect(emptyEnv.stderr).toContain('--audit-log (EXECRELAY_AUDIT_LOG) is empty');
     const blocked = path.join(scratch, 'not-a-dir');
     await import('node:fs/promises').then((fs) => fs.writeFile(blocked, 'file'));
     const unwritable = await runCli(['agent', '--listen', 'ws://127.0.0.1:0', '--audit-log', path.join(blocked, 'audit.jsonl')]);
