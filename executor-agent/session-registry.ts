@@ -46,7 +46,8 @@ export class SessionRegistry {
   open(attachment: SessionAttachment, resumeSessionId?: string | null, owner: string = LOCAL_CLIENT): Session {
     if (resumeSessionId) {
       const session = this.sessions.get(resumeSessionId);
-      if (!session) throw new RpcError(ErrorCode.NotFound, `unknown or expired session: ${resumeSessionId}`);
+      // Only the identity that opened a session resumes it; to any other it does not exist.
+      if (!session || session.owner !== owner) throw new RpcError(ErrorCode.NotFound, `unknown or expired session: ${resumeSessionId}`);
       session.attach(attachment);
       return session;
     }
