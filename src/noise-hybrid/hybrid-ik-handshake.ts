@@ -35,7 +35,7 @@
  * |  2  | [3408, 3424)    | empty payload's tag                   |
  *
  * Each side is a one-shot state machine: any failure (wrong size, failed authentication, bad key,
- * unexpected payload) throws a {@link HybridNoiseError} and leaves the object refusing every further
+ * a payload in message 2, which its fixed size refuses) throws a {@link HybridNoiseError} and leaves the object refusing every further
  * call. Ephemeral keys and KEM randomness can be fixed for replaying test vectors (`fixed`); nothing
  * else may set them.
  */
@@ -183,7 +183,7 @@ export class HybridIkInitiator extends HybridIkHandshake {
     });
   }
 
-  /** Reads message 2 (exactly 3424 bytes, empty payload) and returns the transport. */
+  /** Reads message 2 (exactly 3424 bytes: a non-empty payload is refused as `bad-length`) and returns the transport. */
   readMessage2(message: Uint8Array): HybridTransport {
     return this.step('awaiting-message2', 'read message 2', () => {
       if (message.length !== MESSAGE2_BYTES) {
@@ -206,8 +206,7 @@ export class HybridIkInitiator extends HybridIkHandshake {
       // ee, se
       s.mixKey(x25519(e.x25519PrivateKey, reX25519));
       s.mixKey(x25519(this.#static.x25519PrivateKey, reX25519));
-      const payload = s.decryptAndHash(reader.rest());
-      if (payload.length !== 0) throw new HybridNoiseError('unexpected-payload', 'message 2 carried a payload; it must be empty');
+      s.decryptAndHash(reader.rest()); // exactly a tag: the size check above refuses any payload
       const [initiatorToResponder, responderToInitiator] = s.split();
       this.phase = 'done';
       return new HybridTransport(initiatorToResponder, responderToInitiator, s.handshakeHash);

@@ -3,14 +3,12 @@
  * label telemetry and choose a reset without parsing the message.
  */
 export const HYBRID_NOISE_FAILURES = [
-  /** A handshake message or record of the wrong size (truncated, oversized, not the fixed size). */
+  /** A handshake message or record of the wrong size (truncated, oversized, message 2 with a payload). */
   'bad-length',
   /** Authentication failed: a tampered message, a wrong key, a wrong prologue, a replayed record. */
   'decrypt-failed',
   /** A public key the primitives refuse (X25519 low-order point, ML-KEM key failing the FIPS 203 check). */
   'bad-key',
-  /** Message 2 carried a payload; the binary always sends an empty one. */
-  'unexpected-payload',
   /** A payload over its limit (authorization > 4096 bytes, record plaintext > 65,519 bytes). */
   'payload-too-large',
   /** A call out of order: a second message 1, a read before a write, use after a failure. */
