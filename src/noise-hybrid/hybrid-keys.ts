@@ -51,11 +51,7 @@ export interface HybridKeyPair {
 export function hybridKeyPairFromSecrets(secrets: HybridKeySecrets): HybridKeyPair {
   requireLength(secrets.x25519Private, X25519_KEY_BYTES, 'X25519 private key');
   requireLength(secrets.mlkem768Seed, MLKEM768_SEED_BYTES, 'ML-KEM-768 seed');
-  const x25519PrivateKey = createPrivateKey({
-    key: Buffer.concat([X25519_PKCS8_PREFIX, secrets.x25519Private]),
-    format: 'der',
-    type: 'pkcs8',
-  });
+  const x25519PrivateKey = x25519PrivateKeyObject(secrets.x25519Private);
   const x25519Public = Buffer.from(createPublicKey(x25519PrivateKey).export({ format: 'jwk' }).x ?? '', 'base64url');
   const { publicKey: mlkem768, secretKey } = ml_kem768.keygen(Uint8Array.from(secrets.mlkem768Seed));
   return {
@@ -64,6 +60,12 @@ export function hybridKeyPairFromSecrets(secrets: HybridKeySecrets): HybridKeyPa
     x25519PrivateKey,
     mlkem768SecretKey: secretKey,
   };
+}
+
+/** A raw 32-byte X25519 private key as a node:crypto KeyObject. */
+export function x25519PrivateKeyObject(raw: Uint8Array): KeyObject {
+  requireLength(raw, X25519_KEY_BYTES, 'X25519 private key');
+  return createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
 }
 
 /** Generates a fresh hybrid key pair (node:crypto X25519 key generation, 64 random seed bytes). */
@@ -102,6 +104,9 @@ export function mlkem768Encapsulate(
 ): { readonly ciphertext: Uint8Array; readonly sharedSecret: Uint8Array } {
   requireLength(publicKey, MLKEM768_PUBLIC_KEY_BYTES, 'ML-KEM-768 public key');
   if (randomness !== undefined) requireLength(randomness, MLKEM768_ENCAPSULATION_RANDOMNESS_BYTES, 'ML-KEM encapsulation randomness');
+  if (!passesModulusCheck(publicKey)) {
+    throw new HybridNoiseError('bad-key', 'ML-KEM-768 public key fails the FIPS 203 encapsulation key check');
+  }
   try {
     const { cipherText, sharedSecret } = ml_kem768.encapsulate(Uint8Array.from(publicKey), randomness === undefined ? undefined : Uint8Array.from(randomness));
     return { ciphertext: cipherText, sharedSecret };
@@ -117,6 +122,25 @@ export function mlkem768Encapsulate(
 export function mlkem768Decapsulate(ciphertext: Uint8Array, secretKey: Uint8Array): Uint8Array {
   requireLength(ciphertext, MLKEM768_CIPHERTEXT_BYTES, 'ML-KEM-768 ciphertext');
   return ml_kem768.decapsulate(Uint8Array.from(ciphertext), secretKey);
+}
+
+/** Coefficients of the encoded vector t̂ of an ML-KEM-768 public key (k = 3 polynomials of 256). */
+const MLKEM768_ENCODED_VECTOR_BYTES = 3 * 384;
+const MLKEM_Q = 3329;
+
+/**
+ * FIPS 203 §7.2 input check of an encapsulation key: ByteEncode12(ByteDecode12(ek)) = ek, i.e. every
+ * 12-bit coefficient of t̂ is below q. Done here because `@noble/post-quantum` 0.4.1's own check is
+ * ineffective (its 12-bit decode does not reduce mod q, so the round trip always matches).
+ */
+function passesModulusCheck(publicKey: Uint8Array): boolean {
+  for (let i = 0; i < MLKEM768_ENCODED_VECTOR_BYTES; i += 3) {
+    const b0 = publicKey[i]!;
+    const b1 = publicKey[i + 1]!;
+    const b2 = publicKey[i + 2]!;
+    if ((b0 | ((b1 & 0x0f) << 8)) >= MLKEM_Q || ((b1 >> 4) | (b2 << 4)) >= MLKEM_Q) return false;
+  }
+  return true;
 }
 
 function requireLength(bytes: Uint8Array, expected: number, what: string): void {
