@@ -14,6 +14,8 @@ import { parseHttpAllow } from '../executor-agent/http-destination-policy.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { createAgentTelemetry, type AgentTelemetry } from '../executor-agent/telemetry/agent-telemetry.js';
 import { metricsListenOption } from './metrics-listen-option.js';
+import { proxyOption } from './proxy-option.js';
+import { redactProxyUrl, relayProxyFor } from '../src/relay-link/relay-proxy.js';
 
 /**
  * The agent's numeric bounds that have a flag of their own: each flag, its variable, its highest
@@ -52,6 +54,7 @@ interface AgentCommandOptions extends Pick<AgentConfig, BoundKey> {
   root: string[];
   httpAllow: string[];
   httpAllowPrivate: boolean;
+  proxy?: string;
 }
 
 /** Commander collector for a repeatable option (`--root`, `--allow-origin`). */
@@ -100,6 +103,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--key <file>', 'this agent\'s identity key (from `execrelay keygen`); clients pin its public identity').env('EXECRELAY_KEY'))
     .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
+    .addOption(proxyOption())
     .addOption(
       new Option(
         '--authorized-clients <file>',
@@ -252,7 +256,10 @@ async function runRemoteAgent(
   const identity = await loadIdentityFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
   const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
   const authorizedClients = await authorizedClientsFrom(options, logger);
+  const proxy = relayProxyFor(options.relay!, options.proxy);
+  logger.info({ proxy: proxy ? redactProxyUrl(proxy.url) : 'none' }, proxy ? 'reaching the relay through an HTTP CONNECT proxy' : 'reaching the relay directly');
   const registration = new RelayRegistration(agent, {
+    ...(proxy ? { proxy } : {}),
     relayUrl: options.relay!,
     environmentId: options.environmentId,
     token,
