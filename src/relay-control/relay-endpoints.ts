@@ -149,6 +149,8 @@ export const ResetReason = {
   TooManyFailedHandshakes: 'too_many_failed_handshakes',
   /** The token of the stream's client or executor was revoked (the relay's token file changed). */
   CredentialRevoked: 'credential_revoked',
+  /** The agent is draining (shutting down): it takes no new stream; streams it serves go on until their processes finish. */
+  ExecutorDraining: 'executor_draining',
 } as const;
 export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];
 
