@@ -3,7 +3,7 @@ import http from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
-import { UpgradeRefusal, upgradeRefusalResponse, type UpgradeRefusalReason } from '../src/relay-control/relay-endpoints.js';
+import { DirectListenerRefusal, UpgradeRefusal, upgradeRefusalResponse, type UpgradeRefusalReason } from '../src/relay-control/relay-endpoints.js';
 import { JsonRpcConnection } from '../src/jsonrpc/connection.js';
 import type { MessageTransport } from '../src/transport/message-transport.js';
 import type { SecureChannel } from '../src/noise/noise-message-channel.js';
@@ -57,8 +57,7 @@ export interface DirectListenerAccess {
 const DirectRefusal = {
   OriginNotAllowed: { status: 403, reason: 'origin_not_allowed' },
   HostNotAllowed: { status: 403, reason: 'host_not_allowed' },
-  /** The agent drains (shutting down) and takes no new connection. */
-  Draining: { status: 503, reason: 'agent_draining', explanation: 'the agent is draining (shutting down); retry once it has restarted' },
+  Draining: DirectListenerRefusal.Draining,
 } as const satisfies Record<string, UpgradeRefusalReason>;
 
 /** How long a drain waits, once its processes are done, for their clients to read the last output and disconnect. */
