@@ -80,10 +80,19 @@ export function relayProxyFor(relayUrl: string, explicit: string | undefined): R
   }
   // proxy-from-env looks up `<scheme>_proxy`: a WebSocket goes through the proxy of its HTTP scheme.
   const httpScheme = target.protocol === 'wss:' ? 'https:' : target.protocol === 'ws:' ? 'http:' : target.protocol;
-  const fromEnv = getProxyForUrl(`${httpScheme}//${target.host}${target.pathname}`);
+  let fromEnv = getProxyForUrl(`${httpScheme}//${target.host}${target.pathname}`);
   if (!fromEnv) return undefined;
+  // proxy-from-env gives a bare HOST:PORT the target's scheme; curl (and we) speak plain HTTP to it.
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(proxyVariable(httpScheme))) fromEnv = fromEnv.replace(/^https:\/\//, 'http://');
   parseProxyUrl(fromEnv, httpScheme === 'https:' ? 'HTTPS_PROXY' : 'HTTP_PROXY');
   return { url: fromEnv };
+}
+
+/** The raw value proxy-from-env reads for `scheme` (same order: lower-case name first, then ALL_PROXY). */
+function proxyVariable(scheme: string): string {
+  const name = `${scheme.replace(/:$/, '')}_proxy`;
+  const read = (key: string) => process.env[key.toLowerCase()] || process.env[key.toUpperCase()] || '';
+  return read(name) || read('all_proxy');
 }
 
 /**
