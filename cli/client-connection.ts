@@ -3,6 +3,7 @@ import { ExecClient } from '../src/client/exec-client.js';
 import type { RelayTarget } from '../src/client/relay-channel.js';
 import { resolveToken } from '../src/auth/bearer-tokens.js';
 import { loadIdentityFile, loadKnownEnvironments, parsePublicIdentity } from '../src/noise/identity.js';
+import { relayProxyFor } from '../src/relay-link/relay-proxy.js';
 import type { ConnectionOptions } from './connection-options.js';
 import { defaultClientKeyPath } from './client-key-path.js';
 import { describeError, ExitStatus } from './exit-status.js';
@@ -48,8 +49,9 @@ export async function resolveConnectionTarget(options: ConnectionOptions, warn: 
     throw new ConnectionUsageError(`--agent-key: ${(error as Error).message}`);
   }
   const token = await resolveToken(options.token, options.tokenFile, '--relay', tokenOptions);
+  const proxy = relayProxyFor(options.relay, options.proxy);
   const identity = await loadIdentityFile(await clientKeyPath(options.key));
-  return { relay: options.relay, environmentId: options.env, agentKey, token, identity };
+  return { relay: options.relay, environmentId: options.env, agentKey, token, identity, ...(proxy ? { proxy } : {}) };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { insecureTokenPermissionsOption } from './option-parsers.js';
 import { DEFAULT_CLIENT_KEY_DISPLAY } from './client-key-path.js';
+import { proxyOption } from './proxy-option.js';
 
 /** How a client command reaches the agent: directly (`--url`) or through a relay (`--relay --env`). */
 export interface ConnectionOptions {
@@ -14,6 +15,7 @@ export interface ConnectionOptions {
   agentTokenFile?: string;
   token?: string;
   allowInsecureTokenPermissions?: boolean;
+  proxy?: string;
 }
 
 /** Adds the connection flags shared by every client command (`exec`, `fs`, `mcp`, ...). */
@@ -39,6 +41,7 @@ export function addConnectionOptions<C extends Command>(command: C): C {
         'EXECRELAY_AGENT_TOKEN_FILE',
       ),
     )
-    .addOption(insecureTokenPermissionsOption());
+    .addOption(insecureTokenPermissionsOption())
+    .addOption(proxyOption());
   return command;
 }

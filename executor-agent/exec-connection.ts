@@ -23,6 +23,16 @@ export interface ConnectionScope {
   agentBudget?: ByteBudget;
   /** With `--audit-log`: this connection's audit lines. */
   audit?: ConnectionAudit;
+  /** True once the agent drains: new sessions (resumes are fine) and process starts are refused. */
+  draining?: () => boolean;
+}
+
+/** The answer to new work while the agent drains. */
+export function drainingError(what: string): RpcError {
+  return new RpcError(
+    ErrorCode.Draining,
+    `the agent is draining (shutting down): it starts no new ${what}; running processes finish. Retry once the agent has restarted`,
+  );
 }
 
 /**
@@ -43,6 +53,7 @@ export class ExecConnection implements SessionAttachment {
   private readonly owner: string;
   private readonly agentBudget: ByteBudget | undefined;
   private readonly audit: ConnectionAudit | undefined;
+  private readonly draining: () => boolean;
 
   constructor(
     private readonly rpc: JsonRpcConnection,
@@ -56,6 +67,7 @@ export class ExecConnection implements SessionAttachment {
     this.owner = scope.owner;
     this.agentBudget = scope.agentBudget;
     this.audit = scope.audit;
+    this.draining = scope.draining ?? (() => false);
     this.responseBudget = new ByteBudget(config.maxInflightResponseBytesPerConnection);
     this.handlers = new Map(handlerTables.flatMap((table) => Object.entries(table)));
     rpc.setRequestHandler((method, params, context) =>
@@ -159,6 +171,7 @@ export class ExecConnection implements SessionAttachment {
     }
     const handler = this.handlers.get(method);
     if (!handler) throw new RpcError(ErrorCode.MethodNotFound, `method not found: ${method}`);
+    if (method === Method.ProcessStart && this.draining()) throw drainingError('processes');
     // `telemetry` (when on) reaches process/start for ManagedProcess's onFinished hook.
     const handlerContext: HandlerContext & { readonly telemetry?: ProcessTelemetry } = {
       session,
@@ -188,6 +201,7 @@ export class ExecConnection implements SessionAttachment {
       throw new RpcError(ErrorCode.InvalidRequest, 'initialize may be called once per connection');
     }
     const params = parseOrThrow(InitializeParams, rawParams);
+    if (!params.resumeSessionId && this.draining()) throw drainingError('sessions');
     this.session = this.registry.open(this, params.resumeSessionId, this.owner);
     this.audit?.sessionOpened(this.session.id, Boolean(params.resumeSessionId));
     this.logger.debug({ resumed: Boolean(params.resumeSessionId) }, 'session attached');
