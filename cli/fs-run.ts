@@ -1,9 +1,9 @@
 import { createReadStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { FsClient } from '../src/client/fs-client.js';
+import { toRemoteUri, type FsClient } from '../src/client/fs-client.js';
 import { connectClient } from './client-connection.js';
 import type { ConnectionOptions } from './connection-options.js';
-import { describeError } from './exit-status.js';
+import { describeError, ExitStatus } from './exit-status.js';
 import { parseRemoteOperand } from './remote-operands.js';
 import { tolerateClosedOutput, writeLocal } from './local-output.js';
 
@@ -22,10 +22,17 @@ export const CAT_INLINE_MAX_BYTES = 1024 * 1024;
 /**
  * Connects (to the environment `ENV:PATH` names, if it does), runs `body` with the session's fs
  * client and the remote path, reports failures naming the path; returns the exit code: 1 when the
- * file operation fails, 255 (from connectClient) when execrelay cannot connect.
+ * file operation fails, 255 for a relative path and when execrelay cannot connect.
  */
 async function withFs(name: string, operand: string, connection: ConnectionOptions, body: (fs: FsClient, remotePath: string) => Promise<number>): Promise<number> {
   const { environment, path } = parseRemoteOperand(operand);
+  try {
+    toRemoteUri(path);
+  } catch (error) {
+    // A relative path is a usage error, told before connecting.
+    process.stderr.write(`execrelay ${name}: ${(error as Error).message}\n`);
+    return ExitStatus.ExecrelayFailure;
+  }
   const connected = await connectClient(name, environment === undefined ? connection : { ...connection, environment });
   if (typeof connected === 'number') return connected;
   const { client } = connected;

@@ -71,13 +71,13 @@ describe('execrelay authorize', () => {
     fresh();
     for (const missing of [undefined, '', '  ']) {
       expect(await run(missing, alice)).toEqual({
-        code: 1,
+        code: 255,
         stderr: "execrelay authorize: give the agent's authorized clients file: --authorized-clients FILE (or EXECRELAY_AUTHORIZED_CLIENTS)\n",
       });
     }
     const nested = path.join(dir, 'no-such-dir', 'authorized-clients');
     expect(await run(nested, alice)).toEqual({
-      code: 1,
+      code: 255,
       stderr: `execrelay authorize: cannot create authorized clients file ${nested}: directory ${path.dirname(nested)} does not exist (create it first)\n`,
     });
     mkdirSync(path.join(dir, 'a-directory'));
