@@ -102,8 +102,11 @@ export function parseClientConfig(text: string, file: string): ClientConfig {
   try {
     raw = parseToml(text);
   } catch (error) {
-    // smol-toml's message carries the line and column, and a multi-line excerpt: keep the first line.
-    throw new ClientConfigError(`config file ${file}: not valid TOML: ${((error as Error).message.split('\n')[0] ?? '').trim()}`);
+    // smol-toml's TomlError has the line and column, and a multi-line message: keep its first line.
+    const { line, column } = error as { line?: number; column?: number };
+    const where = typeof line === 'number' ? ` (line ${line}${typeof column === 'number' ? `, column ${column}` : ''})` : '';
+    const reason = ((error as Error).message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '').trim();
+    throw new ClientConfigError(`config file ${file}: not valid TOML${where}: ${reason}`);
   }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
