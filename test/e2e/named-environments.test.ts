@@ -125,6 +125,17 @@ key = "${clientKey}"
     }
   });
 
+  it('oversized config and known environments files are refused', async () => {
+    const { env, configDir } = configHome(`${'# padding\n'.repeat(30_000)}`);
+    const big = await runCli(['exec', 'laptop', '--', 'true'], { env });
+    expect(big).toMatchObject({ code: 255, stderr: `execrelay exec: config file ${path.join(configDir, 'config.toml')}: larger than 262144 bytes\n` });
+    const small = configHome(entries());
+    const known = path.join(small.configDir, 'known_environments');
+    writeFileSync(known, '# padding\n'.repeat(500_000));
+    const bigKnown = await runCli(['exec', 'tofu', '--', 'true'], { env: small.env });
+    expect(bigKnown).toMatchObject({ code: 255, stderr: `execrelay exec: known environments file ${known} is larger than 4194304 bytes\n` });
+  });
+
   it('without a known identity the client refuses and says how; --accept-new learns it (0600, fingerprint), later runs pin it', async () => {
     const { env, configDir } = configHome(entries());
     const known = path.join(configDir, 'known_environments');
