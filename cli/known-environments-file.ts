@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { IdentityError, parseKnownEnvironmentLines, parsePublicIdentity, type KnownEnvironment } from '../src/noise/identity.js';
 
@@ -17,16 +17,16 @@ export async function lookUpKnownEnvironment(file: string, environmentId: string
 }
 
 async function readKnownEnvironments(file: string, mayBeMissing: boolean): Promise<string> {
-  let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    // Its size is checked before it is read.
+    if ((await stat(file)).size > MAX_KNOWN_ENVIRONMENTS_BYTES) throw new IdentityError(`known environments file ${file} is larger than ${MAX_KNOWN_ENVIRONMENTS_BYTES} bytes`);
+    return await readFile(file, 'utf8');
   } catch (error) {
+    if (error instanceof IdentityError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && mayBeMissing) return '';
     throw new IdentityError(`cannot read known environments file ${file}: ${code === 'ENOENT' ? 'no such file' : (error as Error).message}`, { cause: error });
   }
-  if (Buffer.byteLength(text) > MAX_KNOWN_ENVIRONMENTS_BYTES) throw new IdentityError(`known environments file ${file} is larger than ${MAX_KNOWN_ENVIRONMENTS_BYTES} bytes`);
-  return text;
 }
 
 /**
