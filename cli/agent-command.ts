@@ -14,6 +14,8 @@ import { parseHttpAllow } from '../executor-agent/http-destination-policy.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { createAgentTelemetry, type AgentTelemetry } from '../executor-agent/telemetry/agent-telemetry.js';
 import { metricsListenOption } from './metrics-listen-option.js';
+import { proxyOption } from './proxy-option.js';
+import { redactProxyUrl, relayProxyFor } from '../src/relay-link/relay-proxy.js';
 
 /**
  * The agent's numeric bounds that have a flag of their own: each flag, its variable, its highest
@@ -29,7 +31,14 @@ const BOUND_FLAGS = [
   { key: 'maxQueuedRequests', flag: '--max-queued-requests', env: 'EXECRELAY_MAX_QUEUED_REQUESTS', max: 1_000_000, help: 'requests of one connection waiting to be handled; past it they are refused (-32600)' },
   { key: 'maxInflightResponseBytesPerConnection', flag: '--max-inflight-response-bytes-per-connection', env: 'EXECRELAY_MAX_INFLIGHT_RESPONSE_BYTES_PER_CONNECTION', max: 64 * 1024 * 1024 * 1024, help: 'estimated bytes of large responses (fs/readFile, fs/readBlock, process/read) built or sent at once on one connection; more wait' },
   { key: 'maxInflightResponseBytes', flag: '--max-inflight-response-bytes', env: 'EXECRELAY_MAX_INFLIGHT_RESPONSE_BYTES', max: 64 * 1024 * 1024 * 1024, help: 'the same budget for the whole agent, across connections' },
-  { key: 'terminateGraceMs', flag: '--terminate-grace-ms', env: 'EXECRELAY_TERMINATE_GRACE_MS', max: 600_000, help: 'grace between SIGTERM and SIGKILL on process/terminate' },
+  { key: 'terminateGraceMs', flag: '--terminate-grace-ms', env: 'EXECRELAY_TERMINATE_GRACE_MS', max: 600_000, help: 'grace between SIGTERM and SIGKILL on process/terminate and for the processes a drain terminates' },
+  {
+    key: 'drainTimeoutMs',
+    flag: '--drain-timeout-ms',
+    env: 'EXECRELAY_DRAIN_TIMEOUT_MS',
+    max: 24 * 3600 * 1000,
+    help: 'on SIGTERM the agent drains: no new sessions, processes or streams; running processes get this long to finish, then are terminated (SIGTERM, SIGKILL after --terminate-grace-ms); then it exits 0. A second SIGTERM, or SIGINT, stops at once',
+  },
 ] as const satisfies ReadonlyArray<{ key: keyof AgentConfig; flag: string; env: string; max: number; help: string }>;
 
 type BoundKey = (typeof BOUND_FLAGS)[number]['key'];
@@ -52,6 +61,7 @@ interface AgentCommandOptions extends Pick<AgentConfig, BoundKey> {
   root: string[];
   httpAllow: string[];
   httpAllowPrivate: boolean;
+  proxy?: string;
 }
 
 /** Commander collector for a repeatable option (`--root`, `--allow-origin`). */
@@ -100,6 +110,7 @@ export function registerAgentCommand(program: Command): void {
     .addOption(new Option('--key <file>', 'this agent\'s identity key (from `execrelay keygen`); clients pin its public identity').env('EXECRELAY_KEY'))
     .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
+    .addOption(proxyOption())
     .addOption(
       new Option(
         '--authorized-clients <file>',
@@ -165,18 +176,29 @@ export function registerAgentCommand(program: Command): void {
         const metricsServer = await telemetry.startMetricsServer(options.metricsListen, { ready: () => readiness.ready });
         logger.info({ url: `${metricsServer.url}/metrics` }, 'metrics listening');
       }
+      // The relay registration (remote mode), stopped with the agent.
+      const remote: { registration?: RelayRegistration } = {};
+      let stopped = false;
       const stop = (signal: string, exitCode = 0) => {
+        if (stopped) return;
+        stopped = true;
         logger.info({ signal }, 'agent stopping; ending sessions');
+        remote.registration?.stop();
         agent.shutdown();
         logger.flush();
         // Spans are flushed before exit (bounded by the exporter's timeout).
         void Promise.all([tracing.shutdown(), new Promise((resolve) => setTimeout(resolve, 50))]).then(() => process.exit(exitCode));
       };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
+      // SIGTERM drains (see --drain-timeout-ms); SIGINT, or a SIGTERM during the drain, stops at once.
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => {
+        if (agent.draining) return stop('SIGTERM during the drain');
+        readiness.ready = false;
+        void agent.drain().then(() => stop('SIGTERM (drained)'));
+      });
       if (options.relay) {
         // A registration that ends for good (replaced, refused) ends the process: its supervisor restarts or alerts.
-        await runRemoteAgent(agent, options, logger, telemetry, readiness, () => stop('registration ended', 1));
+        await runRemoteAgent(agent, options, logger, telemetry, readiness, remote, () => stop('registration ended', 1));
         return;
       }
       if (options.listen === 'stdio') {
@@ -243,6 +265,7 @@ async function runRemoteAgent(
   logger: Logger,
   telemetry: AgentTelemetry,
   readiness: { ready: boolean },
+  remote: { registration?: RelayRegistration },
   onRegistrationEnded: () => void,
 ): Promise<void> {
   if (!options.environmentId) throw new Error('execrelay agent --relay needs --environment-id ID');
@@ -252,7 +275,10 @@ async function runRemoteAgent(
   const identity = await loadIdentityFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
   const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
   const authorizedClients = await authorizedClientsFrom(options, logger);
+  const proxy = relayProxyFor(options.relay!, options.proxy);
+  logger.info({ proxy: proxy ? redactProxyUrl(proxy.url) : 'none' }, proxy ? 'reaching the relay through an HTTP CONNECT proxy' : 'reaching the relay directly');
   const registration = new RelayRegistration(agent, {
+    ...(proxy ? { proxy } : {}),
     relayUrl: options.relay!,
     environmentId: options.environmentId,
     token,
@@ -262,12 +288,11 @@ async function runRemoteAgent(
     onFatal: onRegistrationEnded,
     onEvent: (event) => {
       telemetry.onRegistrationEvent(event);
-      if (event.type === 'registered') readiness.ready = true;
+      if (event.type === 'registered') readiness.ready = !agent.draining;
       else if (event.type === 'disconnected') readiness.ready = false;
     },
   });
-  process.once('SIGTERM', () => registration.stop());
-  process.once('SIGINT', () => registration.stop());
+  remote.registration = registration;
   await registration.start();
   process.stdout.write(`${identity.publicIdentity}\n`);
   logger.info(

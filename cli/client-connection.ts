@@ -5,6 +5,7 @@ import { resolveToken } from '../src/auth/bearer-tokens.js';
 import { TRUST_ON_FIRST_USE } from '../src/noise/channel-options.js';
 import { loadIdentityFile, parsePublicIdentity } from '../src/noise/identity.js';
 import { NoiseChannelError } from '../src/noise/noise-channel-error.js';
+import { relayProxyFor } from '../src/relay-link/relay-proxy.js';
 import { loadClientConfig, type EnvironmentEntry } from './client-config.js';
 import type { ConnectionOptions } from './connection-options.js';
 import { defaultClientKeyPath } from './client-key-path.js';
@@ -109,8 +110,9 @@ export async function resolveConnection(options: ConnectionOptions, warn: (messa
     }
   }
   const token = options.token || options.tokenFile ? await resolveToken(options.token, options.tokenFile, '--relay', tokenOptions) : await resolveToken(undefined, entry?.tokenFile, '--relay', tokenOptions);
+  const proxy = relayProxyFor(relay, options.proxy);
   const identity = await loadIdentityFile(await clientKeyPath(options.key ?? entry?.key, options.key !== undefined));
-  const target: RelayTarget = { relay, environmentId, agentKey, token, identity };
+  const target: RelayTarget = { relay, environmentId, agentKey, token, identity, ...(proxy ? { proxy } : {}) };
   return entry ? { target, entry, agentKeySource } : { target, agentKeySource };
 }
 

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { insecureTokenPermissionsOption } from './option-parsers.js';
 import { DEFAULT_CLIENT_KEY_DISPLAY } from './client-key-path.js';
+import { proxyOption } from './proxy-option.js';
 import { DEFAULT_CONFIG_DISPLAY, DEFAULT_KNOWN_ENVIRONMENTS_DISPLAY } from './user-config-paths.js';
 
 /**
@@ -23,6 +24,7 @@ export interface ConnectionOptions {
   agentTokenFile?: string;
   token?: string;
   allowInsecureTokenPermissions?: boolean;
+  proxy?: string;
 }
 
 /** Adds the connection flags shared by every client command (`exec`, `fs`, `mcp`, ...). */
@@ -59,6 +61,7 @@ export function addConnectionOptions<C extends Command>(command: C): C {
         'EXECRELAY_AGENT_TOKEN_FILE',
       ),
     )
-    .addOption(insecureTokenPermissionsOption());
+    .addOption(insecureTokenPermissionsOption())
+    .addOption(proxyOption());
   return command;
 }

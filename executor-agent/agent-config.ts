@@ -31,8 +31,13 @@ export interface AgentConfig {
   maxInflightResponseBytesPerConnection: number;
   /** The same budget for the whole agent, across connections. */
   maxInflightResponseBytes: number;
-  /** Grace between SIGTERM and SIGKILL on `process/terminate`. */
+  /** Grace between SIGTERM and SIGKILL on `process/terminate`, and for what a drain terminates. */
   terminateGraceMs: number;
+  /**
+   * How long a drain (the agent's SIGTERM) lets running processes finish before it terminates
+   * them (SIGTERM, then SIGKILL after `terminateGraceMs`).
+   */
+  drainTimeoutMs: number;
   /**
    * Bytes of pushed notifications queued on one connection before the session stops reading its
    * processes' output (they block on their pipes until the client catches up). At twice this,
@@ -68,6 +73,7 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   maxInflightResponseBytesPerConnection: 64 * 1024 * 1024,
   maxInflightResponseBytes: 256 * 1024 * 1024,
   terminateGraceMs: 2000,
+  drainTimeoutMs: 300_000,
   maxQueuedPushBytes: 2 * 1024 * 1024,
   omitSandboxDenied: false,
   roots: [],

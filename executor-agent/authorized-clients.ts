@@ -10,7 +10,9 @@
  * swap). A change is read after `settleMs` (25 ms) so that a burst of writes is read once.
  *
  * Failing closed:
- * - at start, a missing, unreadable or invalid file is an error (`AuthorizedClients.open` rejects);
+ * - at start, a missing, unreadable or invalid file is an error (`AuthorizedClients.open` rejects),
+ *   and so is a file that group or others may write, or one in a directory they may write (without
+ *   the sticky bit): whoever can write it can authorize themselves;
  * - a file that exists but lists nobody refuses every client (with a warning);
  * - a file that becomes unreadable or invalid later keeps the last good list, with an error logged
  *   on each failed re-read (a half-written file must not lock everyone out, nor let anyone in);
@@ -61,7 +63,7 @@ export class AuthorizedClients implements AuthorizedClientSet {
     if (filePath.trim() === '') throw new IdentityError('the authorized clients file path is empty');
     const absolute = path.resolve(filePath);
     const signature = await signatureOf(absolute);
-    const identities = await loadAuthorizedClients(absolute);
+    const identities = await loadGuarded(absolute);
     if (identities.size === 0) {
       options.logger.warn({ file: absolute }, 'the authorized clients file lists nobody: every client is refused until an identity is added');
     }
@@ -169,7 +171,7 @@ export class AuthorizedClients implements AuthorizedClientSet {
     }
     let next: Set<string>;
     try {
-      next = await loadAuthorizedClients(this.file);
+      next = await loadGuarded(this.file);
     } catch (error) {
       logger.error(
         { err: (error as Error).message, file: this.file, kept: this.identities.size },
@@ -186,6 +188,31 @@ export class AuthorizedClients implements AuthorizedClientSet {
     logger.info({ file: this.file, clients: next.size, added, removed }, 'authorized clients reloaded');
     if (next.size === 0) logger.warn({ file: this.file }, 'the authorized clients file lists nobody: every client is refused until an identity is added');
   }
+}
+
+/**
+ * Loads the file after checking that only its owner can change it: a file writable by group or
+ * others, or in a directory they can write without the sticky bit (they could rename another file
+ * over it), is refused (not checked on Windows).
+ */
+async function loadGuarded(file: string): Promise<Set<string>> {
+  if (process.platform !== 'win32') {
+    const [fileStats, directoryStats] = await Promise.all([stat(file).catch(() => undefined), stat(path.dirname(file)).catch(() => undefined)]);
+    if (fileStats && (fileStats.mode & 0o022) !== 0) {
+      const mode = (fileStats.mode & 0o777).toString(8).padStart(4, '0');
+      throw new IdentityError(
+        `authorized clients file ${file} has mode ${mode}: group or others can write it, and so authorize anyone (run: chmod go-w ${file})`,
+      );
+    }
+    if (directoryStats && (directoryStats.mode & 0o022) !== 0 && (directoryStats.mode & 0o1000) === 0) {
+      const mode = (directoryStats.mode & 0o7777).toString(8).padStart(4, '0');
+      const directory = path.dirname(file);
+      throw new IdentityError(
+        `the directory of authorized clients file ${file} has mode ${mode}: group or others can replace the file in it (run: chmod go-w ${directory})`,
+      );
+    }
+  }
+  return loadAuthorizedClients(file);
 }
 
 /** What identifies a version of the file cheaply: inode, size, mtime, ctime; MISSING when absent. */

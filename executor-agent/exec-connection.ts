@@ -20,6 +20,16 @@ export interface ConnectionScope {
   owner: string;
   /** The agent-wide in-flight response budget, shared by every connection. */
   agentBudget?: ByteBudget;
+  /** True once the agent drains: new sessions (resumes are fine) and process starts are refused. */
+  draining?: () => boolean;
+}
+
+/** The answer to new work while the agent drains. */
+export function drainingError(what: string): RpcError {
+  return new RpcError(
+    ErrorCode.Draining,
+    `the agent is draining (shutting down): it starts no new ${what}; running processes finish. Retry once the agent has restarted`,
+  );
 }
 
 /**
@@ -39,6 +49,7 @@ export class ExecConnection implements SessionAttachment {
   private readonly responseBudget: ByteBudget;
   private readonly owner: string;
   private readonly agentBudget: ByteBudget | undefined;
+  private readonly draining: () => boolean;
 
   constructor(
     private readonly rpc: JsonRpcConnection,
@@ -51,6 +62,7 @@ export class ExecConnection implements SessionAttachment {
   ) {
     this.owner = scope.owner;
     this.agentBudget = scope.agentBudget;
+    this.draining = scope.draining ?? (() => false);
     this.responseBudget = new ByteBudget(config.maxInflightResponseBytesPerConnection);
     this.handlers = new Map(handlerTables.flatMap((table) => Object.entries(table)));
     rpc.setRequestHandler((method, params, context) =>
@@ -154,6 +166,7 @@ export class ExecConnection implements SessionAttachment {
     }
     const handler = this.handlers.get(method);
     if (!handler) throw new RpcError(ErrorCode.MethodNotFound, `method not found: ${method}`);
+    if (method === Method.ProcessStart && this.draining()) throw drainingError('processes');
     // `telemetry` (when on) reaches process/start for ManagedProcess's onFinished hook.
     const handlerContext: HandlerContext & { readonly telemetry?: ProcessTelemetry } = {
       session,
@@ -171,6 +184,7 @@ export class ExecConnection implements SessionAttachment {
       throw new RpcError(ErrorCode.InvalidRequest, 'initialize may be called once per connection');
     }
     const params = parseOrThrow(InitializeParams, rawParams);
+    if (!params.resumeSessionId && this.draining()) throw drainingError('sessions');
     this.session = this.registry.open(this, params.resumeSessionId, this.owner);
     this.logger.debug({ resumed: Boolean(params.resumeSessionId) }, 'session attached');
     return { sessionId: this.session.id };

@@ -3,7 +3,7 @@ import http from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { BearerTokenVerifier } from '../src/auth/bearer-tokens.js';
-import { UpgradeRefusal, upgradeRefusalResponse, type UpgradeRefusalReason } from '../src/relay-control/relay-endpoints.js';
+import { DirectListenerRefusal, UpgradeRefusal, upgradeRefusalResponse, type UpgradeRefusalReason } from '../src/relay-control/relay-endpoints.js';
 import { JsonRpcConnection } from '../src/jsonrpc/connection.js';
 import type { MessageTransport } from '../src/transport/message-transport.js';
 import type { SecureChannel } from '../src/noise/noise-message-channel.js';
@@ -57,7 +57,23 @@ export interface DirectListenerAccess {
 const DirectRefusal = {
   OriginNotAllowed: { status: 403, reason: 'origin_not_allowed' },
   HostNotAllowed: { status: 403, reason: 'host_not_allowed' },
+  Draining: DirectListenerRefusal.Draining,
 } as const satisfies Record<string, UpgradeRefusalReason>;
+
+/** How long a drain waits, once its processes are done, for their clients to read the last output and disconnect. */
+export const DRAIN_FLUSH_MS = 2000;
+/** Beyond `terminateGraceMs`, how long a drain waits for killed processes to be reaped. */
+const DRAIN_REAP_MS = 2000;
+const DRAIN_POLL_MS = 50;
+
+/** How a drain ended (see {@link ExecutorAgent.drain}). */
+export interface DrainOutcome {
+  /** Processes running when the drain began. */
+  running: number;
+  /** Of those, the ones still running at the drain timeout, which were terminated. */
+  terminated: number;
+  durationMs: number;
+}
 
 /** `Origin` values compare without case and without a trailing slash. */
 function normalizeOrigin(origin: string): string {
@@ -92,6 +108,7 @@ export class ExecutorAgent {
   private readonly connections = new Set<ExecConnection>();
   /** In-flight large responses across every connection (`maxInflightResponseBytes`). */
   private readonly responseBudget: ByteBudget;
+  private drainStarted = false;
 
   constructor(
     config: Partial<AgentConfig>,
@@ -132,6 +149,7 @@ export class ExecutorAgent {
     const connection = new ExecConnection(rpc, this.registry, this.config, this.handlerTables, this.logger, this.telemetry, {
       owner,
       agentBudget: this.responseBudget,
+      draining: () => this.drainStarted,
     });
     this.connections.add(connection);
     rpc.onClose(() => this.connections.delete(connection));
@@ -176,6 +194,7 @@ export class ExecutorAgent {
       socket.end(upgradeRefusalResponse(refusal));
     };
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (this.drainStarted) return refuse(socket, DirectRefusal.Draining, {});
       const origin = req.headers.origin;
       if (origin !== undefined && !allowedOrigins.has(normalizeOrigin(origin))) return refuse(socket, DirectRefusal.OriginNotAllowed, { origin });
       const requestHost = hostOfHeader(req.headers.host);
@@ -221,8 +240,54 @@ export class ExecutorAgent {
     return new Promise((resolve) => transport.onClose(() => resolve()));
   }
 
+  /** True once {@link drain} was called: no new session, process, stream or direct connection is taken. */
+  get draining(): boolean {
+    return this.drainStarted;
+  }
+
+  /**
+   * Drains the agent (its SIGTERM): from now on it refuses new sessions and process starts
+   * (`ErrorCode.Draining`), relay streams (`executor_draining`) and direct connections (503
+   * `agent_draining`); resumes and every other request of existing sessions go on. Running
+   * processes get `drainTimeoutMs` to finish; those left are terminated (SIGTERM, SIGKILL after
+   * `terminateGraceMs`). When processes ran, their clients then get up to {@link DRAIN_FLUSH_MS} to
+   * read the last output and disconnect. Resolves then; the caller shuts down.
+   */
+  async drain(): Promise<DrainOutcome> {
+    this.drainStarted = true;
+    const started = performance.now();
+    const running = this.registry.runningProcesses();
+    this.logger.info(
+      { runningProcesses: running.length, sessions: this.registry.size, drainTimeoutMs: this.config.drainTimeoutMs },
+      'draining: no new sessions, processes or connections; running processes may finish',
+    );
+    const allExited = () => this.registry.runningProcesses().length === 0;
+    let terminated = 0;
+    if (!(await waitUntil(allExited, this.config.drainTimeoutMs))) {
+      const left = this.registry.runningProcesses();
+      terminated = left.length;
+      this.logger.warn({ processes: left.length, terminateGraceMs: this.config.terminateGraceMs }, 'drain timeout: terminating the processes still running');
+      for (const proc of left) proc.terminate();
+      await waitUntil(allExited, this.config.terminateGraceMs + DRAIN_REAP_MS);
+    }
+    if (running.length > 0) await waitUntil(() => this.connections.size === 0, DRAIN_FLUSH_MS);
+    const outcome = { running: running.length, terminated, durationMs: Math.round(performance.now() - started) };
+    this.logger.info(outcome, 'drained');
+    return outcome;
+  }
+
   /** Ends every session (killing its processes). */
   shutdown(): void {
     this.registry.endAll();
   }
+}
+
+/** Resolves true once `done()` holds (checked every few ms), false after `timeoutMs`. */
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done()) {
+    if (performance.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_POLL_MS, Math.max(1, deadline - performance.now()))));
+  }
+  return true;
 }

@@ -262,6 +262,10 @@ export class RelayRegistration {
   }
 
   private acceptStream(open: RelayFrame): void {
+    if (this.agent.draining) {
+      this.sendReset(open.streamId, ResetReason.ExecutorDraining);
+      return;
+    }
     if (this.streams.size - this.lingering >= (this.options.maxStreams ?? DEFAULT_AGENT_RELAY_STREAMS)) {
       this.sendReset(open.streamId, ResetReason.TooManyStreams);
       return;

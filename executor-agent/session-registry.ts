@@ -1,5 +1,6 @@
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import { Session, DEFAULT_SESSION_LIMITS, type SessionAttachment, type SessionLimits } from './session.js';
+import type { ManagedProcess } from './managed-process.js';
 
 export interface SessionRegistryOptions {
   /** How long a detached session (and its processes) is kept for `resumeSessionId`. */
@@ -46,7 +47,8 @@ export class SessionRegistry {
   open(attachment: SessionAttachment, resumeSessionId?: string | null, owner: string = LOCAL_CLIENT): Session {
     if (resumeSessionId) {
       const session = this.sessions.get(resumeSessionId);
-      if (!session) throw new RpcError(ErrorCode.NotFound, `unknown or expired session: ${resumeSessionId}`);
+      // Only the identity that opened a session resumes it; to any other it does not exist.
+      if (!session || session.owner !== owner) throw new RpcError(ErrorCode.NotFound, `unknown or expired session: ${resumeSessionId}`);
       session.attach(attachment);
       return session;
     }
@@ -80,6 +82,11 @@ export class SessionRegistry {
     owned?.delete(session);
     if (owned?.size === 0) this.byOwner.delete(session.owner);
     session.end();
+  }
+
+  /** Processes of every session, attached or detached, whose exit is not known yet. */
+  runningProcesses(): ManagedProcess[] {
+    return [...this.sessions.values()].flatMap((session) => [...session.processes.values()].filter((proc) => !proc.exited));
   }
 
   endAll(): void {

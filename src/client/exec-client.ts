@@ -25,7 +25,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/m
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import type { RelayTarget } from './relay-channel.js';
 import { clientRefusalIn, type ClientNotAuthorizedError } from './client-not-authorized-error.js';
-import { REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
+import { explainRefusal, REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';
 import { FsClient } from './fs-client.js';
 import { ExecutorHttp, type ExecutorFetch } from './executor-fetch.js';
@@ -175,7 +175,8 @@ export class ExecClient {
         const reason = response.headers[REFUSAL_REASON_HEADER.toLowerCase()];
         response.resume();
         socket.terminate();
-        reject(new Error(`cannot connect to ${url}: refused with HTTP ${response.statusCode ?? 0}${reason ? ` ${String(reason)}` : ''}`));
+        const explanation = reason ? explainRefusal(String(reason)) : '';
+        reject(new Error(`cannot connect to ${url}: refused with HTTP ${response.statusCode ?? 0}${reason ? ` ${String(reason)}` : ''}${explanation ? ` (${explanation})` : ''}`));
       });
       socket.once('error', (error) => reject(new Error(`cannot connect to ${url}: ${error.message}`)));
     });

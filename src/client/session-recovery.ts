@@ -45,7 +45,12 @@ export interface ReconcileOptions {
   waitMs?: number;
 }
 
-/** Re-attaches session `sessionId` on a new stream (a new connection through the relay, or directly). */
+/**
+ * Re-attaches session `sessionId` on a new stream (a new connection through the relay, or directly).
+ * The agent lets only the identity that opened the session resume it: through a relay, give
+ * `target.identity` the identity the first connection used (a target without one gets a fresh
+ * identity, to which the session does not exist: -32004).
+ */
 export function resumeSession(target: string | RelayTarget, sessionId: string, options: ExecClientOptions = {}): Promise<ExecClient> {
   return ExecClient.connect(target, { ...options, resumeSessionId: sessionId });
 }

@@ -9,6 +9,11 @@ export const ErrorCode = {
   Internal: -32603,
   /** The named process, session, file or handle does not exist. */
   NotFound: -32004,
+  /**
+   * The agent is draining (shutting down): it takes no new session or process; running ones finish.
+   * Retry against the restarted (or another) agent.
+   */
+  Draining: -32005,
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -83,9 +83,15 @@ export function upgradeRefusalResponse({ status, reason }: UpgradeRefusalReason)
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\n${REFUSAL_REASON_HEADER}: ${reason}\r\n\r\n${reason}\n`;
 }
 
+/** Reasons an agent's direct WebSocket listener refuses an upgrade that clients explain (see `ExecutorAgent.listenWebSocket`). */
+export const DirectListenerRefusal = {
+  /** The agent drains (shutting down) and takes no new connection. */
+  Draining: { status: 503, reason: 'agent_draining', explanation: 'the agent is draining (shutting down); retry once it has restarted' },
+} as const satisfies Record<string, UpgradeRefusalReason>;
+
 /** What a refusal reason means, for an error message ('' for a reason without an explanation or an unknown one). */
 export function explainRefusal(reason: string): string {
-  const known: UpgradeRefusalReason | undefined = Object.values(UpgradeRefusal).find((r) => r.reason === reason);
+  const known: UpgradeRefusalReason | undefined = [...Object.values(UpgradeRefusal), ...Object.values(DirectListenerRefusal)].find((r) => r.reason === reason);
   return known?.explanation ?? '';
 }
 
@@ -149,8 +155,20 @@ export const ResetReason = {
   TooManyFailedHandshakes: 'too_many_failed_handshakes',
   /** The token of the stream's client or executor was revoked (the relay's token file changed). */
   CredentialRevoked: 'credential_revoked',
+  /** The agent is draining (shutting down): it takes no new stream; streams it serves go on until their processes finish. */
+  ExecutorDraining: 'executor_draining',
 } as const;
 export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];
+
+/** What a reset reason means to the user whose stream it ended, where the reason alone does not say. */
+const RESET_EXPLANATIONS: Partial<Record<ResetReasonValue, string>> = {
+  [ResetReason.ExecutorDraining]: 'the agent is draining (shutting down) and takes no new connections; retry once it has restarted',
+};
+
+/** A reset reason's explanation for an error message ('' for one that needs none or an unknown one). */
+export function explainResetReason(reason: string): string {
+  return RESET_EXPLANATIONS[reason as ResetReasonValue] ?? '';
+}
 
 /**
  * The reset an agent sends for a client whose proven identity it does not authorize: a failed

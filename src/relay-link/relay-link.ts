@@ -5,6 +5,7 @@ import { parseRelayControlMessage, type RelayControlMessage } from '../relay-con
 import { Backoff, RELAY_RESTART_RETRY, restartRetryDelay, type BackoffSettings } from './backoff.js';
 import { DEFAULT_LIVENESS, watchLinkLiveness } from './link-liveness.js';
 import { connectRelaySocket, RelayRefusedError } from './relay-socket.js';
+import { ProxyRefusedError, type RelayProxy } from './relay-proxy.js';
 
 /** Default bound on dialling the relay (the WebSocket upgrade). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -30,6 +31,8 @@ export interface RelayLinkTuning {
   heartbeatIntervalMs?: number;
   /** Bytes queued on the relay socket before frames are refused (the streams retransmit them). Default 8 MiB. */
   maxQueuedBytes?: number;
+  /** Reach the relay through this HTTP CONNECT proxy (see `relayProxyFor`). Default: dial directly. */
+  proxy?: RelayProxy;
 }
 
 /** Where an endpoint dials and how it keeps the link. */
@@ -195,7 +198,7 @@ export class RelayLink {
   private async dial(): Promise<WebSocket> {
     const url = `${this.options.relayUrl.replace(/\/+$/, '')}${this.options.path}`;
     const headers = (await this.options.dialHeaders?.()) ?? {};
-    return connectRelaySocket(url, this.options.token, this.options.tuning.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers);
+    return connectRelaySocket(url, this.options.token, this.options.tuning.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers, this.options.tuning.proxy);
   }
 
   private adopt(socket: WebSocket, dialStartedAt: number): void {
@@ -270,10 +273,12 @@ export class RelayLink {
       socket = await this.dial();
     } catch (error) {
       // Network errors and refusals that may change (404 executor_unavailable while the agent has
-      // not re-registered after a relay restart, 503) are retried; 400/401/403 are final.
+      // not re-registered after a relay restart, 503) are retried; 400/401/403 are final, and so is a
+      // proxy that forbids the relay (403) or wants credentials (407).
       const failure = error instanceof Error ? error : new Error(String(error));
       const giveUpMs = this.options.giveUpMs;
-      const final = (failure instanceof RelayRefusedError && failure.permanent) || (giveUpMs !== undefined && Date.now() - this.lostAt > giveUpMs);
+      const refusedForGood = (failure instanceof RelayRefusedError || failure instanceof ProxyRefusedError) && failure.permanent;
+      const final = refusedForGood || (giveUpMs !== undefined && Date.now() - this.lostAt > giveUpMs);
       if (final) this.stopped = true;
       this.hooks.dialFailed(failure, final);
       if (!final) this.scheduleRedial(this.nextDelay(), failure.message);

@@ -1,4 +1,5 @@
 /** Errors a reliable stream reports to its local user. */
+import { explainResetReason } from '../relay-control/relay-endpoints.js';
 
 /** The stream was reset, by this endpoint (`origin: 'local'`) or by the peer (`'peer'`). */
 export class StreamResetError extends Error {
@@ -8,7 +9,8 @@ export class StreamResetError extends Error {
     readonly reason: string,
     readonly origin: 'local' | 'peer',
   ) {
-    super(`stream reset by ${origin}: ${reason}`);
+    const explanation = explainResetReason(reason);
+    super(`stream reset by ${origin}: ${reason}${explanation ? ` (${explanation})` : ''}`);
   }
 }
 

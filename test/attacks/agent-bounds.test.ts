@@ -19,8 +19,8 @@ import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateIdentity, type Identity } from '../../src/noise/identity.js';
-import type { ExecClient } from '../../src/client/exec-client.js';
-import { connectThroughRelay, startRelay, startRemoteAgent, type RelayFixture, type RemoteAgentFixture } from '../support/relay-harness.js';
+import { ExecClient } from '../../src/client/exec-client.js';
+import { connectThroughRelay, relayTarget, startRelay, startRemoteAgent, type RelayFixture, type RemoteAgentFixture } from '../support/relay-harness.js';
 import { startCli } from '../support/cli.js';
 import { RawRpcClient } from '../support/raw-rpc-client.js';
 
@@ -98,6 +98,26 @@ describe('finding 9: one identity cannot use up the sessions of another', () => 
     cleanup.push(() => client.close());
     await runNumberedLines(client, 1000);
   }, 120_000);
+});
+
+describe('a session belongs to the identity that opened it', () => {
+  it('another authorized identity cannot resume it (the session id is unknown to it); its owner can', async () => {
+    const relay = await startRelay();
+    cleanup.push(() => relay.stop());
+    const remote = await startRemoteAgent(relay.url, 'env-session-owner');
+    cleanup.push(() => remote.stop());
+    const [owner, other] = await Promise.all([generateIdentity(), generateIdentity()]);
+    const first = await connectThroughRelay(relay.url, remote, { identity: owner });
+    const sessionId = first.sessionId;
+    first.close();
+    await expect(ExecClient.connect(relayTarget(relay.url, remote, { identity: other }), { resumeSessionId: sessionId })).rejects.toThrow(
+      `unknown or expired session: ${sessionId}`,
+    );
+    const again = await ExecClient.connect(relayTarget(relay.url, remote, { identity: owner }), { resumeSessionId: sessionId });
+    cleanup.push(() => again.close());
+    expect(again.sessionId).toBe(sessionId);
+    await runNumberedLines(again, 100);
+  }, 60_000);
 });
 
 /** The agent process's resident set size in MiB, from /proc/PID/status. */

@@ -66,7 +66,7 @@ describe('client authorization (relay mode)', () => {
     expect(result).toMatchObject({ code: 255, stdout: '', stderr: refusalOf(clientIdentity) });
     // Nothing ran: the refusal comes before any session.
     expect(bare.stderr()).toMatch(/secure channel refused/);
-  });
+  }, 60_000);
 
   it('a one-line authorize lets the refused client in without restarting the agent; --remove shuts it out again', async () => {
     writeFileSync(authorized, `${otherIdentity}  # someone else\n`, { mode: 0o600 });
@@ -94,7 +94,7 @@ describe('client authorization (relay mode)', () => {
     }
     expect(result).toMatchObject({ code: 255, stdout: '', stderr: refusalOf(clientIdentity) });
     expect(await exec('authz-file', otherKey, ['echo', 'still-ok'])).toMatchObject({ code: 0, stdout: 'still-ok\n' });
-  });
+  }, 60_000);
 
   it('an empty EXECRELAY_AUTHORIZED_CLIENTS, a missing file or an invalid one stops the agent at start (fails closed)', async () => {
     const args = ['agent', '--relay', relay.firstLine, '--environment-id', 'authz-bad', '--key', agentKey, '--token-file', token];
@@ -124,7 +124,7 @@ describe('client authorization (relay mode)', () => {
     const unclear = await runCli(args, { env: { EXECRELAY_ALLOW_ANY_CLIENT: 'maybe' } });
     expect(unclear.code).toBe(255);
     expect(unclear.stderr).toMatch(/EXECRELAY_ALLOW_ANY_CLIENT must be one of 1, true, yes, on, 0, false, no, off \(or empty\), not "maybe"/);
-  });
+  }, 60_000);
 
   it('--allow-any-client (or EXECRELAY_ALLOW_ANY_CLIENT=1) serves a fresh key, with a warning at every start', async () => {
     const freshKey = path.join(dir, 'fresh.key');
@@ -140,7 +140,7 @@ describe('client authorization (relay mode)', () => {
     const off = await agent('authz-any-off', [], { EXECRELAY_ALLOW_ANY_CLIENT: '0' });
     expect(off.stderr()).toMatch(/no --authorized-clients file: every client is refused/);
     expect((await exec('authz-any-off', freshKey)).code).toBe(255);
-  });
+  }, 60_000);
 
   it('a relay client without --key needs the default client key, and says how to create it', async () => {
     const config = path.join(dir, 'xdg');
@@ -154,7 +154,7 @@ describe('client authorization (relay mode)', () => {
     expect(created.stdout).toMatch(/^12D3KooW\S+\n$/);
     expect(created.stderr).toContain(`created this client's key ${path.join(config, 'execrelay', 'client.key')}`);
     expect(await runCli(args, { env: { XDG_CONFIG_HOME: config, EXECRELAY_CLIENT_KEY: undefined } })).toMatchObject({ code: 0, stdout: 'default-key-ok\n' });
-  });
+  }, 60_000);
 
   it('an agent replaced by another registration of its environment (same key) exits non-zero with an error', async () => {
     const first = await agent('authz-replaced', ['--allow-any-client']);
@@ -163,5 +163,5 @@ describe('client authorization (relay mode)', () => {
     const code = await Promise.race([exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
     expect(code).toBe(1);
     expect(first.stderr()).toMatch(/"level":50.*another agent process with this key registered environment authz-replaced with the relay and replaced this one; not reconnecting/);
-  });
+  }, 60_000);
 });

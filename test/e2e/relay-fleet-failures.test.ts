@@ -92,7 +92,7 @@ describe('fleet wire and options', () => {
     const shortTtl = await runCli([...base, '--nats', 'nats://127.0.0.1:1', '--registry-ttl-ms', '10']);
     expect(shortTtl.code).not.toBe(0);
     expect(shortTtl.stderr).toMatch(/--registry-ttl-ms must be at least 1000/);
-  });
+  }, 60_000);
 });
 
 const toolsMissing = !fleetToolsInstalled();

@@ -208,7 +208,7 @@ describe.skipIf(toolsMissing && !process.env.CI)(toolsMissing ? 'a relay fleet o
           (c) => (c.close(), false),
           (error: Error) => /404 executor_unavailable/.test(error.message),
         ),
-      3000,
+      6000,
       'a refusal once the executor left',
     );
   }, 60_000);

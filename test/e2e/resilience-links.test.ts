@@ -1,3 +1,4 @@
+import { generateIdentity, type Identity } from '../../src/noise/identity.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RelayLimits } from '../../relay/relay-config.js';
 import { startFaultProxy, type FaultDirections, type FaultProxy } from '../support/fault-proxy.js';
@@ -26,6 +27,7 @@ interface Rig {
   clientLink: FaultProxy;
   agent: ObservedAgent;
   observed: ObservedClient;
+  identity: Identity;
 }
 
 /**
@@ -47,9 +49,11 @@ describe('link faults between the endpoints and the relay', () => {
     cleanup.push(() => agentLink.close(), () => clientLink.close());
     const agent = await startObservedAgent(agentLink.url, `links-${Math.random().toString(36).slice(2, 10)}`, liveness);
     cleanup.push(() => agent.stop());
-    const observed = await connectObservedClient(clientLink.url, agent, liveness);
+    // The client's own identity: only the identity that opened a session may resume it.
+    const identity = await generateIdentity();
+    const observed = await connectObservedClient(clientLink.url, agent, { ...liveness, identity });
     cleanup.push(() => observed.client.close());
-    return { relay, agentLink, clientLink, agent, observed };
+    return { relay, agentLink, clientLink, agent, observed, identity };
   }
 
   async function runAcross(r: Rig, count: number, fault: () => Promise<void>): Promise<void> {
@@ -176,7 +180,7 @@ describe('link faults between the endpoints and the relay', () => {
     const seen = watcher.events.filter((e) => e.type === 'output');
     const lastSeq = Math.max(0, ...watcher.events.map((e) => e.seq));
     const { client, processes } = await recoverSession(
-      { relay: r.clientLink.url, environmentId: r.agent.environmentId, agentKey: r.agent.identity.publicIdentity, token: TEST_TOKEN },
+      { relay: r.clientLink.url, environmentId: r.agent.environmentId, agentKey: r.agent.identity.publicIdentity, token: TEST_TOKEN, identity: r.identity },
       r.observed.client.sessionId,
       [{ processId: handle.processId, afterSeq: lastSeq }],
     );

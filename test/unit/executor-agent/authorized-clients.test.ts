@@ -65,6 +65,27 @@ describe('AuthorizedClients (the agent\'s authorized clients file, reloaded)', (
     await expect(AuthorizedClients.open(file, { logger: capturingLogger().logger })).rejects.toThrow(/line 2: invalid public identity "not-an-identity"/);
   });
 
+  it('refuses a file that group or others can write, or that sits in a directory they can write; a later re-read keeps the last good list', async () => {
+    const file = fresh();
+    writeFileSync(file, `${alice}\n`);
+    chmodSync(file, 0o664);
+    await expect(AuthorizedClients.open(file, { logger: capturingLogger().logger })).rejects.toThrow(
+      `authorized clients file ${file} has mode 0664: group or others can write it, and so authorize anyone (run: chmod go-w ${file})`,
+    );
+    chmodSync(file, 0o644);
+    chmodSync(dir, 0o777);
+    await expect(AuthorizedClients.open(file, { logger: capturingLogger().logger })).rejects.toThrow(/the directory of authorized clients file .* has mode 0777/);
+    chmodSync(dir, 0o700);
+    const log = capturingLogger();
+    const clients = await open(file, { logger: log.logger, pollIntervalMs: 50 });
+    let reloads = 0;
+    clients.onReload(() => reloads++);
+    writeFileSync(file, `${alice}\n${bob}\n`);
+    chmodSync(file, 0o666);
+    await until(() => reloads >= 1 && log.lines().some((line) => line.level === ERROR && /mode 0666/.test(JSON.stringify(line))), 'the refused re-read');
+    expect([clients.has(alice), clients.has(bob)]).toEqual([true, false]);
+  });
+
   it('serves exactly the listed identities; an empty file refuses everyone, with a warning', async () => {
     const file = fresh();
     writeFileSync(file, `# the team\n${alice}  # alice\n`);
