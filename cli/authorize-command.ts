@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { IdentityError, parseAuthorizedClients, parsePublicIdentity } from '../src/noise/identity.js';
+import { ExitStatus } from './exit-status.js';
 
 /** Mode of an authorized clients file that `execrelay authorize` creates. */
 export const AUTHORIZED_CLIENTS_FILE_MODE = 0o600;
@@ -122,14 +123,14 @@ export interface AuthorizeOutput {
   writeErr(text: string): void;
 }
 
-/** Runs `execrelay authorize`; returns the exit code (0 also when nothing had to change, 1 after an error). */
+/** Runs `execrelay authorize`; returns the exit code (0 also when nothing had to change, 255 after an error). */
 export async function runAuthorize(
   request: { file: string | undefined; identity: string; remove: boolean },
   output: AuthorizeOutput,
 ): Promise<number> {
   if (request.file === undefined || request.file.trim() === '') {
     output.writeErr('execrelay authorize: give the agent\'s authorized clients file: --authorized-clients FILE (or EXECRELAY_AUTHORIZED_CLIENTS)\n');
-    return 1;
+    return ExitStatus.ExecrelayFailure;
   }
   try {
     const change = request.remove ? await revokeClient(request.file, request.identity) : await authorizeClient(request.file, request.identity);
@@ -144,7 +145,7 @@ export async function runAuthorize(
     return 0;
   } catch (error) {
     output.writeErr(`execrelay authorize: ${(error as Error).message}\n`);
-    return 1;
+    return ExitStatus.ExecrelayFailure;
   }
 }
 

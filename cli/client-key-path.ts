@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { userConfigDirectory } from './user-config-paths.js';
 
 /** How the default client key path is shown in help texts and messages. */
 export const DEFAULT_CLIENT_KEY_DISPLAY = '~/.config/execrelay/client.key';
@@ -11,7 +12,5 @@ export const DEFAULT_CLIENT_KEY_DISPLAY = '~/.config/execrelay/client.key';
  * `--out` creates it.
  */
 export function defaultClientKeyPath(env: NodeJS.ProcessEnv = process.env, home: string = os.homedir()): string {
-  const configured = env.XDG_CONFIG_HOME;
-  const configHome = configured !== undefined && path.isAbsolute(configured) ? configured : path.join(home, '.config');
-  return path.join(configHome, 'execrelay', 'client.key');
+  return path.join(userConfigDirectory(env, home), 'client.key');
 }

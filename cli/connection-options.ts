@@ -2,9 +2,18 @@ import { Command, Option } from 'commander';
 import { insecureTokenPermissionsOption } from './option-parsers.js';
 import { DEFAULT_CLIENT_KEY_DISPLAY } from './client-key-path.js';
 import { proxyOption } from './proxy-option.js';
+import { DEFAULT_CONFIG_DISPLAY, DEFAULT_KNOWN_ENVIRONMENTS_DISPLAY } from './user-config-paths.js';
 
-/** How a client command reaches the agent: directly (`--url`) or through a relay (`--relay --env`). */
+/**
+ * How a client command reaches the agent: directly (`--url`), through a relay (`--relay --env`), or
+ * as a named environment of the config file (`environment`, from the command's ENV operand), whose
+ * settings the flags override.
+ */
 export interface ConnectionOptions {
+  /** The config entry named by the command's operand (`laptop`, `laptop:/srv`); not a flag. */
+  environment?: string;
+  config?: string;
+  acceptNew?: boolean;
   url?: string;
   relay?: string;
   env?: string;
@@ -25,7 +34,18 @@ export function addConnectionOptions<C extends Command>(command: C): C {
     .addOption(new Option('--relay <url>', 'relay URL (ws:// or wss://): reach the environment through it, end-to-end encrypted').env('EXECRELAY_RELAY'))
     .addOption(new Option('--env <id>', 'environment to reach through the relay').env('EXECRELAY_ENVIRONMENT_ID'))
     .addOption(new Option('--agent-key <identity>', 'the agent\'s public identity; the connection is refused if the agent presents another').env('EXECRELAY_AGENT_KEY'))
-    .addOption(new Option('--known-environments <file>', 'file of "ENVIRONMENT_ID PUBLIC_IDENTITY" lines to look the agent key up in').env('EXECRELAY_KNOWN_ENVIRONMENTS'))
+    .addOption(
+      new Option(
+        '--known-environments <file>',
+        `file of "ENVIRONMENT_ID PUBLIC_IDENTITY" lines to look the agent key up in (default ${DEFAULT_KNOWN_ENVIRONMENTS_DISPLAY})`,
+      ).env('EXECRELAY_KNOWN_ENVIRONMENTS'),
+    )
+    .addOption(
+      new Option('--accept-new', 'on first contact with an environment that has no known identity, record the one its agent proves (a changed identity is still refused)').env(
+        'EXECRELAY_ACCEPT_NEW',
+      ),
+    )
+    .addOption(new Option('--config <file>', `client config file of named environments (default ${DEFAULT_CONFIG_DISPLAY})`).env('EXECRELAY_CONFIG'))
     .addOption(
       new Option(
         '--key <file>',

@@ -3,13 +3,15 @@ import type { ClientProcessEvent } from '../src/client/process-events.js';
 import { connectClient } from './client-connection.js';
 import type { ConnectionOptions } from './connection-options.js';
 import { describeError, ExitStatus } from './exit-status.js';
+import { isCommandNotFound } from '../src/protocol/error-codes.js';
+import { splitExecOperands } from './remote-operands.js';
 import { tolerateClosedOutput, writeLocal } from './local-output.js';
 
 /** `execrelay exec`'s parsed flags. */
 export interface ExecCommandOptions extends ConnectionOptions {
   tty: boolean;
   stdin: boolean;
-  cwd: string;
+  cwd?: string;
   setEnv: Record<string, string>;
   cleanEnv: boolean;
 }
@@ -17,22 +19,42 @@ export interface ExecCommandOptions extends ConnectionOptions {
 /** The local reader of the command's output closed its end of the pipe. */
 class LocalOutputClosedError extends Error {}
 
-/** Runs `execrelay exec`: the remote command's exit status, or one of ExitStatus. */
-export async function runExec(argv: string[], options: ExecCommandOptions): Promise<number> {
-  const client = await connectClient('exec', options);
-  if (typeof client === 'number') return client;
+/**
+ * Runs `execrelay exec`: the remote command's exit status, or one of ExitStatus. `operands` are the
+ * environment (before `--`, see splitExecOperands) and the command; `rawArgs` the command line.
+ */
+export async function runExec(operands: string[], options: ExecCommandOptions, rawArgs: readonly string[]): Promise<number> {
+  let argv: string[];
+  let environment: string | undefined;
+  try {
+    ({ argv, environment } = splitExecOperands(operands, rawArgs));
+    if (argv.length === 0) throw new Error('give the command to run after --');
+  } catch (error) {
+    process.stderr.write(`execrelay exec: ${(error as Error).message}\n`);
+    return ExitStatus.ExecrelayFailure;
+  }
+  const connected = await connectClient('exec', environment === undefined ? options : { ...options, environment });
+  if (typeof connected === 'number') return connected;
+  const { client, entry } = connected;
   tolerateClosedOutput();
   const forwardStdin = options.stdin || (options.tty && process.stdin.isTTY === true);
   try {
-    const handle = await client.exec(argv, {
-      cwd: options.cwd,
+    let handle;
+    try {
+      handle = await client.exec(argv, {
+      cwd: options.cwd ?? entry?.cwd ?? '/',
       env: options.setEnv,
       envPolicy: options.cleanEnv ? { inherit: 'none' } : { inherit: 'all', ignoreDefaultExcludes: true },
       tty: options.tty,
       pipeStdin: forwardStdin && !options.tty,
       collectOutput: false,
       streamEvents: true,
-    });
+      });
+    } catch (error) {
+      if (!isCommandNotFound(error)) throw error;
+      process.stderr.write(`execrelay exec: ${describeError(error)}\n`);
+      return ExitStatus.CommandNotFound;
+    }
     const restoreTerminal = forwardStdin ? pumpStdin(handle.processId, client, options.tty) : () => undefined;
     const onSigint = () => void handle.signal('interrupt').catch(() => undefined);
     if (!options.tty) process.on('SIGINT', onSigint);

@@ -40,10 +40,10 @@ export function registerFsCommands(program: Command): void {
     )
     .addOption(new Option('--follow-symlinks', 'descend into symbolic links to directories (each real directory once)').env('EXECRELAY_WALK_FOLLOW_SYMLINKS').default(false))
     .addOption(new Option('--json', 'print the fs/walk result as JSON instead of one path per line').env('EXECRELAY_WALK_JSON').default(false))
-    .argument('<path>', 'absolute path (or file:// URI) on the executor')
+    .argument('<path>', 'absolute path (or file:// URI) on the executor; ENV:PATH for a named environment')
     .addHelpText(
       'after',
-      '\nPrints one path per line, directories with a trailing "/". Per-path errors go to stderr.\nExit status: 0 complete, 1 with per-path errors or when a limit truncated the walk, 255 when the agent cannot be reached.',
+      '\nPrints one path per line, directories with a trailing "/". Per-path errors go to stderr.\nExit status: 0 complete, 1 with per-path errors or when a limit truncated the walk, 255 when execrelay itself fails (usage errors, cannot connect).',
     )
     .action(async (root: string, options: WalkCommandOptions) => {
       const { runWalk } = await import('./fs-run.js');
@@ -53,7 +53,8 @@ export function registerFsCommands(program: Command): void {
   program
     .command('cat')
     .description('write a file from the executor to stdout, byte for byte (large files are streamed)')
-    .argument('<path>', 'absolute path (or file:// URI) on the executor')
+    .argument('<path>', 'absolute path (or file:// URI) on the executor; ENV:PATH for a named environment')
+    .addHelpText('after', '\nExit status: 0, 1 when the file cannot be read (the message names it), 255 when execrelay itself fails.')
     .action(async (file: string, options: ConnectionOptions) => {
       const { runCat } = await import('./fs-run.js');
       process.exitCode = await runCat(file, options);
@@ -63,8 +64,12 @@ export function registerFsCommands(program: Command): void {
     .command('put')
     .description('write a local file (or stdin) to a file on the executor, replacing it atomically')
     .argument('<local>', 'local file to send, or "-" for stdin')
-    .argument('<path>', 'absolute destination path (or file:// URI) on the executor')
-    .addHelpText('after', '\nThe file travels in one message, so it is bounded by the message size limit (64 MiB by default, about 48 MiB of data).')
+    .argument('<path>', 'absolute destination path (or file:// URI) on the executor; ENV:PATH for a named environment')
+    .addHelpText(
+      'after',
+      '\nThe file travels in one message, so it is bounded by the message size limit (64 MiB by default, about 48 MiB of data).\n' +
+        'Exit status: 0, 1 when the file cannot be read or written (the message names it), 255 when execrelay itself fails.',
+    )
     .action(async (local: string, remote: string, options: ConnectionOptions) => {
       const { runPut } = await import('./fs-run.js');
       process.exitCode = await runPut(local, remote, options);

@@ -1,9 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { FsClient } from '../src/client/fs-client.js';
+import { toRemoteUri, type FsClient } from '../src/client/fs-client.js';
 import { connectClient } from './client-connection.js';
 import type { ConnectionOptions } from './connection-options.js';
-import { describeError } from './exit-status.js';
+import { describeError, ExitStatus } from './exit-status.js';
+import { parseRemoteOperand } from './remote-operands.js';
 import { tolerateClosedOutput, writeLocal } from './local-output.js';
 
 /** `execrelay walk`'s parsed flags. */
@@ -18,15 +19,30 @@ export interface WalkCommandOptions extends ConnectionOptions {
 /** Files up to this size are fetched with one `fs/readFile`; larger ones are streamed. */
 export const CAT_INLINE_MAX_BYTES = 1024 * 1024;
 
-/** Connects, runs `body` with the session's fs client, reports failures; returns the exit code. */
-async function withFs(name: string, connection: ConnectionOptions, body: (fs: FsClient) => Promise<number>): Promise<number> {
-  const client = await connectClient(name, connection);
-  if (typeof client === 'number') return client;
+/**
+ * Connects (to the environment `ENV:PATH` names, if it does), runs `body` with the session's fs
+ * client and the remote path, reports failures naming the path; returns the exit code: 1 when the
+ * file operation fails, 255 for a relative path and when execrelay cannot connect.
+ */
+async function withFs(name: string, operand: string, connection: ConnectionOptions, body: (fs: FsClient, remotePath: string) => Promise<number>): Promise<number> {
+  const { environment, path } = parseRemoteOperand(operand);
+  try {
+    toRemoteUri(path);
+  } catch (error) {
+    // A relative path is a usage error, told before connecting.
+    process.stderr.write(`execrelay ${name}: ${(error as Error).message}\n`);
+    return ExitStatus.ExecrelayFailure;
+  }
+  const connected = await connectClient(name, environment === undefined ? connection : { ...connection, environment });
+  if (typeof connected === 'number') return connected;
+  const { client } = connected;
   tolerateClosedOutput();
   try {
-    return await body(client.fs);
+    return await body(client.fs, path);
   } catch (error) {
-    process.stderr.write(`execrelay ${name}: ${describeError(error)}\n`);
+    const message = describeError(error);
+    const where = shown(path);
+    process.stderr.write(`execrelay ${name}: ${message.includes(where) ? message : `${where}: ${message}`}\n`);
     return 1;
   } finally {
     client.close();
@@ -57,8 +73,8 @@ async function readLocal(localPath: string): Promise<Buffer> {
 
 /** `execrelay walk ROOT`: one path per line (or JSON); 1 with per-path errors or when truncated. */
 export function runWalk(root: string, options: WalkCommandOptions): Promise<number> {
-  return withFs('walk', options, async (fs) => {
-    const result = await fs.walk(root, {
+  return withFs('walk', root, options, async (fs, remoteRoot) => {
+    const result = await fs.walk(remoteRoot, {
       maxDepth: options.maxDepth,
       maxDirectories: options.maxDirectories,
       maxEntries: options.maxEntries,
@@ -85,13 +101,13 @@ export function runWalk(root: string, options: WalkCommandOptions): Promise<numb
 
 /** `execrelay cat FILE`: the file's bytes on stdout (streamed past CAT_INLINE_MAX_BYTES). */
 export function runCat(file: string, options: ConnectionOptions): Promise<number> {
-  return withFs('cat', options, async (fs) => {
-    const metadata = await fs.getMetadata(file);
-    if (metadata.isDirectory) throw new Error(`${file}: is a directory`);
+  return withFs('cat', file, options, async (fs, remoteFile) => {
+    const metadata = await fs.getMetadata(remoteFile);
+    if (metadata.isDirectory) throw new Error('is a directory');
     if (metadata.size <= CAT_INLINE_MAX_BYTES) {
-      return (await writeLocal(process.stdout, await fs.readFile(file))) ? 0 : 1;
+      return (await writeLocal(process.stdout, await fs.readFile(remoteFile))) ? 0 : 1;
     }
-    for await (const chunk of fs.readStream(file)) {
+    for await (const chunk of fs.readStream(remoteFile)) {
       if (!(await writeLocal(process.stdout, chunk))) return 1;
     }
     return 0;
@@ -107,8 +123,8 @@ export async function runPut(local: string, remote: string, options: ConnectionO
     process.stderr.write(`execrelay put: ${(error as Error).message}\n`);
     return 1;
   }
-  return withFs('put', options, async (fs) => {
-    await fs.writeFile(remote, data);
+  return withFs('put', remote, options, async (fs, remotePath) => {
+    await fs.writeFile(remotePath, data);
     return 0;
   });
 }

@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createIdentityFile, loadIdentityFile } from '../src/noise/identity.js';
 import { DEFAULT_CLIENT_KEY_DISPLAY, defaultClientKeyPath } from './client-key-path.js';
+import { ExitStatus } from './exit-status.js';
 
 /** What `execrelay keygen` was asked to do. */
 export interface KeygenRequest {
@@ -46,14 +47,14 @@ export async function runKeygen(request: KeygenRequest, output: KeygenOutput): P
   } catch (error) {
     const hint = clientKey === undefined ? '' : ` (its public identity: execrelay keygen --show ${clientKey})`;
     output.writeErr(`execrelay keygen: ${(error as Error).message}${hint}\n`);
-    return 1;
+    return ExitStatus.ExecrelayFailure;
   }
 }
 
 /**
  * Adds `execrelay keygen --out FILE` / `execrelay keygen --show FILE` to `program`. Output goes
  * through the command's commander output configuration (stdout/stderr by default), and a failure sets
- * `process.exitCode = 1`. The action is async: parse with `parseAsync`.
+ * `process.exitCode = 255`. The action is async: parse with `parseAsync`.
  */
 export function registerKeygenCommand(program: Command): Command {
   const keygen = program

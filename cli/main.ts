@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { Tracing } from '../src/telemetry/tracing.js';
 import { applyStrictBooleanEnv } from './boolean-env-flags.js';
 import { isTracedOperation, runTracedOperation } from './command-tracing.js';
+import { ExitStatus } from './exit-status.js';
+import { usageErrorLine } from './usage-error.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -11,8 +13,11 @@ const program = new Command()
   .name('execrelay')
   .description('Run commands and file operations on machines behind NAT, end-to-end encrypted through a rendezvous relay.')
   .version(packageJson.version)
-  .showHelpAfterError()
-  .enablePositionalOptions();
+  .enablePositionalOptions()
+  // Commander's own errors (unknown option, missing argument) are thrown, not exited with 1, so that
+  // they are reported below as one line and exit 255 like every failure of execrelay itself.
+  .exitOverride()
+  .configureOutput({ outputError: () => undefined });
 
 type Registrar = (program: Command) => void;
 
@@ -32,13 +37,15 @@ const COMMAND_MODULES: Record<string, () => Promise<Registrar>> = {
   relay: async () => (await import('./relay-command.js')).registerRelayCommand,
   quickstart: async () => (await import('./quickstart-command.js')).registerQuickstartCommand,
   mcp: async () => (await import('./mcp-commands.js')).registerMcpCommands,
+  completion: async () => (await import('./completion-command.js')).registerCompletionCommand,
 };
 
 /** The registrars the arguments need: the named command's, none for `--version`, else every one. */
 async function registrarsFor(args: readonly string[]): Promise<Registrar[]> {
   const first = args.find((arg) => !arg.startsWith('-'));
   const named = first === undefined ? undefined : COMMAND_MODULES[first];
-  if (named) return [await named()];
+  // `completion` writes a script from the whole command tree: it needs every command.
+  if (named && first !== 'completion') return [await named()];
   if (first === undefined && args.some((arg) => arg === '--version' || arg === '-V')) return [];
   const all = await Promise.all(Object.values(COMMAND_MODULES).map((load) => load()));
   return [...new Set(all)];
@@ -67,9 +74,18 @@ try {
   if (operationTracing) await runTracedOperation(operationTracing, () => program.parseAsync(process.argv));
   else await program.parseAsync(process.argv);
 } catch (error) {
-  // Expected failures (bad flags, unreadable files, refused connections) are one clear line, no stack.
-  process.stderr.write(`execrelay: ${(error as Error).message}\n`);
-  process.exitCode = 1;
+  if (error instanceof CommanderError) {
+    // --help and --version end here too, with 0; a usage error is one line (with a hint), 255.
+    if (error.exitCode === 0) process.exitCode = 0;
+    else {
+      process.stderr.write(`${usageErrorLine(error, process.argv.slice(2))}\n`);
+      process.exitCode = ExitStatus.ExecrelayFailure;
+    }
+  } else {
+    // Expected failures (unreadable files, refused connections) are one clear line, no stack.
+    process.stderr.write(`execrelay: ${(error as Error).message}\n`);
+    process.exitCode = ExitStatus.ExecrelayFailure;
+  }
 } finally {
   await clientTracing?.shutdown();
 }

@@ -93,10 +93,11 @@ async function runLogin(serverUrlArg: string, options: McpCommandOptions, io: Mc
     serverUrl = parseServerUrl(serverUrlArg);
   } catch (error) {
     io.stderr.write(`execrelay mcp login: ${describeError(error)}\n`);
-    return ExitStatus.Usage;
+    return ExitStatus.ExecrelayFailure;
   }
-  const client = await connectClient('mcp login', options, io.stderr);
-  if (typeof client === 'number') return client;
+  const connected = await connectClient('mcp login', options, io.stderr);
+  if (typeof connected === 'number') return connected;
+  const { client } = connected;
   const file = options.oauthFile ?? defaultOAuthFile(options, serverUrl);
   try {
     const provider = new FileOAuthProvider({
@@ -133,7 +134,7 @@ async function runLogin(serverUrlArg: string, options: McpCommandOptions, io: Mc
       const line = await readLine(io.stdin);
       if (!line) {
         io.stderr.write(`execrelay mcp login: no redirect URL given; finish with: execrelay mcp login ... --redirect 'URL' ${serverUrl}\n`);
-        return 1;
+        return ExitStatus.ExecrelayFailure;
       }
       await finish(line);
     }
@@ -141,7 +142,7 @@ async function runLogin(serverUrlArg: string, options: McpCommandOptions, io: Mc
     return 0;
   } catch (error) {
     io.stderr.write(`execrelay mcp login: ${describeError(error)}\n`);
-    return 1;
+    return ExitStatus.ExecrelayFailure;
   } finally {
     client.close();
   }
@@ -153,10 +154,11 @@ async function runTools(serverUrlArg: string, options: McpCommandOptions, io: Mc
     serverUrl = parseServerUrl(serverUrlArg);
   } catch (error) {
     io.stderr.write(`execrelay mcp tools: ${describeError(error)}\n`);
-    return ExitStatus.Usage;
+    return ExitStatus.ExecrelayFailure;
   }
-  const client = await connectClient('mcp tools', options, io.stderr);
-  if (typeof client === 'number') return client;
+  const connected = await connectClient('mcp tools', options, io.stderr);
+  if (typeof connected === 'number') return connected;
+  const { client } = connected;
   const file = options.oauthFile ?? defaultOAuthFile(options, serverUrl);
   try {
     // No onAuthorizationUrl: this command refreshes tokens but never starts a login.
@@ -182,7 +184,7 @@ async function runTools(serverUrlArg: string, options: McpCommandOptions, io: Mc
   } catch (error) {
     const hint = error instanceof UnauthorizedError || /needs a login/.test((error as Error)?.message ?? '') ? ` (log in with: execrelay mcp login ... ${serverUrl})` : '';
     io.stderr.write(`execrelay mcp tools: ${describeError(error)}${hint}\n`);
-    return 1;
+    return ExitStatus.ExecrelayFailure;
   } finally {
     client.close();
   }

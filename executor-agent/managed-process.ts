@@ -3,7 +3,7 @@ import { constants as osConstants } from 'node:os';
 import { stat, access, constants as fsConstants } from 'node:fs/promises';
 import path from 'node:path';
 import * as pty from 'node-pty';
-import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
+import { COMMAND_NOT_FOUND_DATA, ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import type { OutputStream, ProcessSignalName, ProcessStartParams, WriteStatus } from '../src/protocol/process.js';
 import { buildChildEnvironment } from './child-environment.js';
 import { OutputLog, DEFAULT_RETAINED_OUTPUT_BYTES, type RetainedChunk } from './output-log.js';
@@ -109,8 +109,8 @@ export class ManagedProcess {
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', (error: NodeJS.ErrnoException) => {
-        const reason = error.code === 'ENOENT' ? `${program}: command not found` : error.message;
-        reject(new RpcError(ErrorCode.Internal, `failed to start process: ${reason}`));
+        if (error.code === 'ENOENT') reject(new RpcError(ErrorCode.Internal, `failed to start process: ${program}: command not found`, COMMAND_NOT_FOUND_DATA));
+        else reject(new RpcError(ErrorCode.Internal, `failed to start process: ${error.message}`));
       });
     });
     const proc = new ManagedProcess(params.processId, false, params.pipeStdin, child, undefined, options);
@@ -362,5 +362,5 @@ async function resolveExecutable(program: string, searchPath: string | undefined
       /* try the next one */
     }
   }
-  throw new RpcError(ErrorCode.Internal, `failed to start process: ${program}: command not found`);
+  throw new RpcError(ErrorCode.Internal, `failed to start process: ${program}: command not found`, COMMAND_NOT_FOUND_DATA);
 }

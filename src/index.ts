@@ -15,6 +15,7 @@ export {
 export type { SlowConsumerPolicy } from './client/process-tracker.js';
 export { OutputLostError, type ClientProcessEvent, type ProcessCompletion } from './client/process-events.js';
 export type { RelayTarget, RelayLinkEvent } from './client/relay-channel.js';
+export { TRUST_ON_FIRST_USE } from './noise/channel-options.js';
 export { ClientNotAuthorizedError } from './client/client-not-authorized-error.js';
 export { FsClient, DEFAULT_WALK_OPTIONS, toRemoteUri, type ReadBlock, type RemotePath } from './client/fs-client.js';
 export { ExecutorHttp, BodyQueueOverflowError, type ExecutorFetch, type ExecutorFetchOptions } from './client/executor-fetch.js';

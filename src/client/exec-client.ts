@@ -122,6 +122,7 @@ export class ExecClient {
   private fullEventBuffers = 0;
   private fsClient: FsClient | undefined;
   private httpClient: ExecutorHttp | undefined;
+  private agentIdentityValue: string | undefined;
 
   private constructor(transport: MessageTransport, maxMessageBytes: number) {
     // Each request carries W3C trace context: a client span under the caller's active context.
@@ -139,13 +140,20 @@ export class ExecClient {
    * agent that does not authorize this client's identity makes it reject with
    * {@link ClientNotAuthorizedError}.
    */
+  /** The public identity the agent proved in the Noise handshake (relay connections; undefined for a direct one). */
+  get agentIdentity(): string | undefined {
+    return this.agentIdentityValue;
+  }
+
   static async connect(target: string | RelayTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
     if (typeof target !== 'string') {
       // The relay path (Noise, reliable stream) is loaded only by clients that use it.
       const { openRelayChannel } = await import('./relay-channel.js');
       const channel = await openRelayChannel(target);
       try {
-        return await ExecClient.overTransport(channel, options);
+        const client = await ExecClient.overTransport(channel, options);
+        client.agentIdentityValue = channel.remoteIdentity;
+        return client;
       } catch (error) {
         // An agent checks the client's identity once the handshake is over (the client finishes
         // first), so its refusal arrives here, as the channel's failure.

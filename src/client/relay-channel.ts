@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { streamIdToBytes } from '../relay-frame/relay-frame.js';
 import { ReliableStream } from '../reliable-stream/reliable-stream.js';
-import { openClientChannel, type SecureChannel } from '../noise/noise-channel.js';
+import { openClientChannel, type SecureChannel, type TRUST_ON_FIRST_USE } from '../noise/noise-channel.js';
 import { generateIdentity, type Identity } from '../noise/identity.js';
 import { clientConnectPath, ResetReason } from '../relay-control/relay-endpoints.js';
 import { CLIENT_BACKOFF, type BackoffSettings } from '../relay-link/backoff.js';
@@ -12,8 +12,12 @@ export interface RelayTarget extends RelayLinkTuning {
   /** Relay base URL, `ws://HOST:PORT` or `wss://HOST:PORT`. */
   relay: string;
   environmentId: string;
-  /** The agent's public identity (from `execrelay keygen` on the executor): the handshake fails on any other. */
-  agentKey: string;
+  /**
+   * The agent's public identity (from `execrelay keygen` on the executor): the handshake fails on any
+   * other. TRUST_ON_FIRST_USE accepts the identity the agent proves (the client's `agentIdentity`
+   * tells it), for a caller that records it and pins it from then on.
+   */
+  agentKey: string | typeof TRUST_ON_FIRST_USE;
   token: string;
   /** This client's identity (for agents with an authorized-clients list); a fresh one otherwise. */
   identity?: Identity;

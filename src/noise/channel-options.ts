@@ -23,10 +23,17 @@ export interface NoiseChannelOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * In place of a pinned agent identity: accept whichever identity the agent proves in the handshake,
+ * to learn it on first contact (trust on first use, as ssh's `accept-new`). The caller must record
+ * the identity it got (`SecureChannel.remoteIdentity`) and pin it from then on.
+ */
+export const TRUST_ON_FIRST_USE: unique symbol = Symbol('execrelay.trust-on-first-use');
+
 /** Options of `openClientChannel`. */
 export interface ClientChannelOptions extends NoiseChannelOptions {
-  /** The agent's pinned public identity; the handshake fails on any other key. */
-  expectedAgent: PeerId | string;
+  /** The agent's pinned public identity (the handshake fails on any other key), or TRUST_ON_FIRST_USE. */
+  expectedAgent: PeerId | string | typeof TRUST_ON_FIRST_USE;
 }
 
 /**

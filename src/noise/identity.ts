@@ -247,14 +247,24 @@ export async function loadAuthorizedClients(path: string): Promise<Set<string>> 
   return parseAuthorizedClients(await readListFile('authorized clients file', path), `authorized clients file ${path}`);
 }
 
+/** One environment of a known environments file: its identity and the line that gives it. */
+export interface KnownEnvironment {
+  identity: string;
+  lineNumber: number;
+}
+
 /**
  * Parses a known environments file: `ENVIRONMENT_ID PUBLIC_IDENTITY` per line, `#` comments, blank
  * lines ignored. Returns environment id → canonical public identity.
  * @throws IdentityError naming the line number of the first invalid line, or of a conflicting duplicate.
  */
 export function parseKnownEnvironments(text: string, source = 'known environments file'): Map<string, string> {
-  const environments = new Map<string, string>();
-  const firstSeen = new Map<string, number>();
+  return new Map([...parseKnownEnvironmentLines(text, source)].map(([id, known]) => [id, known.identity]));
+}
+
+/** As {@link parseKnownEnvironments}, with the line each environment is first listed on. */
+export function parseKnownEnvironmentLines(text: string, source = 'known environments file'): Map<string, KnownEnvironment> {
+  const environments = new Map<string, KnownEnvironment>();
   for (const { lineNumber, tokens } of meaningfulLines(text)) {
     if (tokens.length !== 2) {
       throw new IdentityError(
@@ -264,15 +274,12 @@ export function parseKnownEnvironments(text: string, source = 'known environment
     const [environmentId = '', identityText = ''] = tokens;
     const identity = parseListedIdentity(identityText, source, lineNumber);
     const existing = environments.get(environmentId);
-    if (existing !== undefined && existing !== identity) {
+    if (existing !== undefined && existing.identity !== identity) {
       throw new IdentityError(
-        `${source} line ${lineNumber}: environment "${environmentId}" is already listed on line ${firstSeen.get(environmentId)} with a different identity`,
+        `${source} line ${lineNumber}: environment "${environmentId}" is already listed on line ${existing.lineNumber} with a different identity`,
       );
     }
-    if (existing === undefined) {
-      environments.set(environmentId, identity);
-      firstSeen.set(environmentId, lineNumber);
-    }
+    if (existing === undefined) environments.set(environmentId, { identity, lineNumber });
   }
   return environments;
 }

@@ -20,7 +20,7 @@
 import type { PeerId } from '@libp2p/interface';
 import type { ByteDuplex } from '../transport/byte-duplex.js';
 import type { MessageTransport } from '../transport/message-transport.js';
-import { toPinnedPeer, validateOptions, type AgentChannelOptions, type ClientChannelOptions } from './channel-options.js';
+import { toPinnedPeer, TRUST_ON_FIRST_USE, validateOptions, type AgentChannelOptions, type ClientChannelOptions } from './channel-options.js';
 import { DuplexGuard } from './duplex-guard.js';
 import { presentedKeyOf } from './error-classification.js';
 import { runHandshake } from './handshake.js';
@@ -34,21 +34,29 @@ export {
   type AuthorizedClientSet,
   type ClientChannelOptions,
   type NoiseChannelOptions,
+  TRUST_ON_FIRST_USE,
 } from './channel-options.js';
 export { NoiseChannelError, type NoiseChannelErrorCode } from './noise-channel-error.js';
 export { CLOSE_FLUSH_TIMEOUT_MS, type SecureChannel } from './noise-message-channel.js';
 export { MAX_RECORD_PLAINTEXT_BYTES } from './plaintext-framing.js';
 
 /**
- * Runs the Noise handshake as initiator (client) over `duplex`, pinning the agent's identity.
- * On any failure the promise rejects with a {@link NoiseChannelError} and the duplex is released
- * (sink ended, source stopped). It always settles within `handshakeTimeoutMs`.
+ * Runs the Noise handshake as initiator (client) over `duplex`, pinning the agent's identity (or, with
+ * `expectedAgent: TRUST_ON_FIRST_USE`, accepting the identity the agent proves, which the channel's
+ * `remoteIdentity` then tells). On any failure the promise rejects with a {@link NoiseChannelError}
+ * and the duplex is released (sink ended, source stopped). It always settles within `handshakeTimeoutMs`.
  */
 export async function openClientChannel(duplex: ByteDuplex, options: ClientChannelOptions): Promise<SecureChannel> {
   const guard = new DuplexGuard(duplex);
   let expected: PeerId;
   try {
     validateOptions(options);
+    if (options.expectedAgent === TRUST_ON_FIRST_USE) {
+      const secured = await runHandshake(guard, options, 'initiator', undefined, () => undefined);
+      // Any proven identity is accepted, but only an Ed25519 one can be pinned next time.
+      toPinnedPeer(secured.remotePeer);
+      return new NoiseMessageChannel(secured.transport, guard, options, secured.remotePeer.toString());
+    }
     expected = toPinnedPeer(options.expectedAgent);
   } catch (error) {
     guard.stop(error as Error);

@@ -45,3 +45,17 @@ export class RpcError extends Error {
       : { code: this.code, message: this.message, data: this.data };
   }
 }
+
+/**
+ * The `data` of the error that answers `process/start` when the program does not exist (the spawn
+ * failed with ENOENT, or no executable of that name is on PATH), so that a client can say
+ * "command not found" (the CLI exits 127, as a shell and ssh do) without parsing the message.
+ */
+export const COMMAND_NOT_FOUND_DATA = { reason: 'command_not_found' } as const;
+
+/** Whether `error` is the agent's "command not found" answer to `process/start` (see COMMAND_NOT_FOUND_DATA). */
+export function isCommandNotFound(error: unknown): boolean {
+  if (!(error instanceof RpcError)) return false;
+  const data = error.data as { reason?: unknown } | null | undefined;
+  return typeof data === 'object' && data !== null && data.reason === COMMAND_NOT_FOUND_DATA.reason;
+}

@@ -99,13 +99,13 @@ describe('client authorization (relay mode)', () => {
   it('an empty EXECRELAY_AUTHORIZED_CLIENTS, a missing file or an invalid one stops the agent at start (fails closed)', async () => {
     const args = ['agent', '--relay', relay.firstLine, '--environment-id', 'authz-bad', '--key', agentKey, '--token-file', token];
     const empty = await runCli(args, { env: { EXECRELAY_AUTHORIZED_CLIENTS: '' } });
-    expect(empty.code).toBe(1);
+    expect(empty.code).toBe(255);
     expect(empty.stdout).toBe('');
     expect(empty.stderr).toMatch(/execrelay: --authorized-clients \(EXECRELAY_AUTHORIZED_CLIENTS\) is empty/);
 
     const missingFile = path.join(dir, 'missing-list');
     const missing = await runCli([...args, '--authorized-clients', missingFile]);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(255);
     expect(missing.stderr).toContain(
       `execrelay: --authorized-clients: authorized clients file ${missingFile} does not exist; create it with: execrelay authorize --authorized-clients ${missingFile} CLIENT_IDENTITY`,
     );
@@ -113,16 +113,16 @@ describe('client authorization (relay mode)', () => {
     const invalidFile = path.join(dir, 'invalid-list');
     writeFileSync(invalidFile, 'not-an-identity\n');
     const invalid = await runCli([...args, '--authorized-clients', invalidFile]);
-    expect(invalid.code).toBe(1);
+    expect(invalid.code).toBe(255);
     expect(invalid.stderr).toMatch(/line 1: invalid public identity "not-an-identity"/);
 
     const both = await runCli([...args, '--authorized-clients', authorized, '--allow-any-client']);
-    expect(both.code).toBe(1);
+    expect(both.code).toBe(255);
     expect(both.stderr).toMatch(/give either --authorized-clients FILE or --allow-any-client, not both/);
 
     // Only clear values count (commander alone would take any value of a boolean's variable, even "0", as on).
     const unclear = await runCli(args, { env: { EXECRELAY_ALLOW_ANY_CLIENT: 'maybe' } });
-    expect(unclear.code).toBe(1);
+    expect(unclear.code).toBe(255);
     expect(unclear.stderr).toMatch(/EXECRELAY_ALLOW_ANY_CLIENT must be one of 1, true, yes, on, 0, false, no, off \(or empty\), not "maybe"/);
   }, 60_000);
 
@@ -146,7 +146,7 @@ describe('client authorization (relay mode)', () => {
     const config = path.join(dir, 'xdg');
     const args = ['exec', '--relay', relay.firstLine, '--env', 'authz-any', '--agent-key', agentIdentity, '--token-file', token, '--', 'echo', 'default-key-ok'];
     const missing = await runCli(args, { env: { XDG_CONFIG_HOME: config, EXECRELAY_CLIENT_KEY: undefined } });
-    expect(missing.code).toBe(2);
+    expect(missing.code).toBe(255);
     expect(missing.stderr).toContain(`${path.join(config, 'execrelay', 'client.key')} does not exist: create it with \`execrelay keygen\``);
 
     const created = await runCli(['keygen'], { env: { XDG_CONFIG_HOME: config, EXECRELAY_KEY_OUT: undefined } });

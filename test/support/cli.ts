@@ -29,12 +29,13 @@ export interface CliResult {
 }
 
 /** Runs `execrelay ARGS...` to completion. */
-export function runCli(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
   assertBuilt();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI_PATH, ...args], {
       env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn', ...isolatedStateEnv(options.env), ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     });
     let stdout = '';
     let stderr = '';
@@ -54,9 +55,13 @@ export function runCli(args: string[], options: { input?: string; env?: NodeJS.P
 }
 
 /** Starts a long-running `execrelay ARGS...` and resolves with its first stdout line. */
-export async function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcessWithoutNullStreams; firstLine: string; stderr: () => string; stop(): Promise<void> }> {
+export async function startCli(args: string[], env: NodeJS.ProcessEnv = {}, options: { cwd?: string } = {}): Promise<{ child: ChildProcessWithoutNullStreams; firstLine: string; stderr: () => string; stop(): Promise<void> }> {
   assertBuilt();
-  const child = spawn(process.execPath, [CLI_PATH, ...args], { env: { ...process.env, ...isolatedStateEnv(env), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI_PATH, ...args], {
+    env: { ...process.env, ...isolatedStateEnv(env), ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const firstLine = await new Promise<string>((resolve, reject) => {

@@ -54,13 +54,13 @@ describe('execrelay authorize', () => {
   it('refuses an invalid identity and a file that does not parse, changing nothing', async () => {
     const file = fresh();
     const invalid = await run(file, '12D3KooWnot-a-key');
-    expect(invalid.code).toBe(1);
+    expect(invalid.code).toBe(255);
     expect(invalid.stderr).toMatch(/^execrelay authorize: invalid public identity "12D3KooWnot-a-key"/);
     expect(() => statSync(file)).toThrow(/ENOENT/);
 
     writeFileSync(file, `${alice}\n${alice} ${bob}\n`);
     const unparsable = await run(file, bob);
-    expect(unparsable.code).toBe(1);
+    expect(unparsable.code).toBe(255);
     expect(unparsable.stderr).toBe(
       `execrelay authorize: refusing to change ${file}, which does not parse: authorized clients file ${file} line 2: expected one public identity per line, found 2 fields\n`,
     );
@@ -71,13 +71,13 @@ describe('execrelay authorize', () => {
     fresh();
     for (const missing of [undefined, '', '  ']) {
       expect(await run(missing, alice)).toEqual({
-        code: 1,
+        code: 255,
         stderr: "execrelay authorize: give the agent's authorized clients file: --authorized-clients FILE (or EXECRELAY_AUTHORIZED_CLIENTS)\n",
       });
     }
     const nested = path.join(dir, 'no-such-dir', 'authorized-clients');
     expect(await run(nested, alice)).toEqual({
-      code: 1,
+      code: 255,
       stderr: `execrelay authorize: cannot create authorized clients file ${nested}: directory ${path.dirname(nested)} does not exist (create it first)\n`,
     });
     mkdirSync(path.join(dir, 'a-directory'));
@@ -93,7 +93,7 @@ describe('execrelay authorize', () => {
     expect(statSync(file).mode & 0o777).toBe(0o640);
     expect(await run(file, alice, true)).toEqual({ code: 0, stderr: `execrelay authorize: ${alice} is not in ${file}; nothing to remove\n` });
     const missing = await run(path.join(dir, 'missing'), alice, true);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(255);
     expect(missing.stderr).toMatch(/does not exist/);
   });
 

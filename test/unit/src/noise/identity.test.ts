@@ -216,7 +216,7 @@ describe('execrelay keygen', () => {
     expect(show.out).toEqual(out);
   });
 
-  it('refuses to overwrite: error on stderr, nothing on stdout, exit code 1', async () => {
+  it('refuses to overwrite: error on stderr, nothing on stdout, exit code 255', async () => {
     const path = join(dir, 'client.key');
     await createIdentityFile(path);
     const { program: root, out, err } = program();
@@ -225,7 +225,7 @@ describe('execrelay keygen', () => {
     expect(err.join('')).toBe(
       `execrelay keygen: refusing to overwrite existing file ${path} (key files are never overwritten; choose another path or remove it first)\n`,
     );
-    expect(process.exitCode).toBe(1);
+    expect(process.exitCode).toBe(255);
   });
 
   it('takes --out from EXECRELAY_KEY_OUT', async () => {
@@ -252,7 +252,7 @@ describe('execrelay keygen', () => {
       await again.program.parseAsync(['keygen'], { from: 'user' });
       expect(again.out).toEqual([]);
       expect(again.err.join('')).toMatch(/refusing to overwrite existing file/);
-      expect(process.exitCode).toBe(1);
+      expect(process.exitCode).toBe(255);
     } finally {
       process.env.XDG_CONFIG_HOME = savedConfigHome;
     }
@@ -267,7 +267,7 @@ describe('execrelay keygen', () => {
     const err: string[] = [];
     const path = join(dir, 'no', 'such', 'dir', 'k.key');
     const code = await runKeygen({ out: path }, { writeOut: (t) => out.push(t), writeErr: (t) => err.push(t) });
-    expect(code).toBe(1);
+    expect(code).toBe(255);
     expect(out).toEqual([]);
     expect(err.join('')).toBe(`execrelay keygen: cannot create key file ${path}: directory ${join(dir, 'no', 'such', 'dir')} does not exist\n`);
   });

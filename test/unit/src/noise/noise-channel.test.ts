@@ -5,6 +5,7 @@ import {
   MAX_RECORD_PLAINTEXT_BYTES,
   NoiseChannelError,
   openClientChannel,
+  TRUST_ON_FIRST_USE,
   type SecureChannel,
 } from '../../../../src/noise/noise-channel.js';
 import { createMemoryDuplexPair, type MemoryDuplexOptions } from '../../../support/memory-duplex.js';
@@ -227,6 +228,20 @@ describe('noise channel: identities', () => {
     expect(agentError.message).toMatch(/the client closed the stream during the handshake/);
     await clientEnd.sinkEnded;
     await agentEnd.sinkEnded;
+  });
+
+  it('TRUST_ON_FIRST_USE accepts the identity the agent proves and tells it; the channel works', async () => {
+    const [clientEnd, agentEnd] = createMemoryDuplexPair();
+    const [client, agent] = await Promise.all([
+      openClientChannel(clientEnd, { identity: clientIdentity, expectedAgent: TRUST_ON_FIRST_USE, handshakeTimeoutMs: 5_000 }),
+      acceptAgentChannel(agentEnd, { identity: strangerIdentity, handshakeTimeoutMs: 5_000 }),
+    ]);
+    expect(client.remoteIdentity).toBe(strangerIdentity.publicIdentity);
+    expect(agent.remoteIdentity).toBe(clientIdentity.publicIdentity);
+    const atAgent = collect(agent);
+    await client.send('{"id":1}');
+    await waitFor(() => atAgent.messages.length === 1);
+    client.close();
   });
 
   it('rejects an expected agent identity that is not a valid public identity', async () => {
