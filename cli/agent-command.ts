@@ -14,6 +14,7 @@ import { parseHttpAllow } from '../executor-agent/http-destination-policy.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { createAgentTelemetry, type AgentTelemetry } from '../executor-agent/telemetry/agent-telemetry.js';
 import { metricsListenOption } from './metrics-listen-option.js';
+import { addAuditLogOptions, openAuditLog, type AuditLogCommandOptions } from './audit-log-options.js';
 import { proxyOption } from './proxy-option.js';
 import { redactProxyUrl, relayProxyFor } from '../src/relay-link/relay-proxy.js';
 
@@ -43,7 +44,7 @@ const BOUND_FLAGS = [
 
 type BoundKey = (typeof BOUND_FLAGS)[number]['key'];
 
-interface AgentCommandOptions extends Pick<AgentConfig, BoundKey> {
+interface AgentCommandOptions extends Pick<AgentConfig, BoundKey>, AuditLogCommandOptions {
   listen: string;
   metricsListen?: string;
   relay?: string;
@@ -151,13 +152,15 @@ export function registerAgentCommand(program: Command): void {
         .env('EXECRELAY_HTTP_ALLOW_PRIVATE')
         .default(false),
     )
-    .addOption(metricsListenOption())
+    .addOption(metricsListenOption());
+  addAuditLogOptions(command, 'sessions, process starts and exits, and file writes, removes and copies')
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
     .action(async (options: AgentCommandOptions, command: Command) => {
       const logger = createLogger('execrelay-agent');
       const roots = rootsFrom(options.root, command.getOptionValueSource('root'));
       const tracing = await startTracing({ serviceName: 'execrelay-agent' });
       const telemetry = createAgentTelemetry(tracing.enabled ? { tracer: tracing.tracer } : {});
+      const auditLog = await openAuditLog(options, logger);
       // /readyz: registered with the relay, or listening locally.
       const readiness = { ready: false };
       const agent = new ExecutorAgent(
@@ -171,6 +174,7 @@ export function registerAgentCommand(program: Command): void {
         logger,
         [],
         telemetry,
+        auditLog,
       );
       if (options.metricsListen) {
         const metricsServer = await telemetry.startMetricsServer(options.metricsListen, { ready: () => readiness.ready });
@@ -187,7 +191,7 @@ export function registerAgentCommand(program: Command): void {
         agent.shutdown();
         logger.flush();
         // Spans are flushed before exit (bounded by the exporter's timeout).
-        void Promise.all([tracing.shutdown(), new Promise((resolve) => setTimeout(resolve, 50))]).then(() => process.exit(exitCode));
+        void Promise.all([tracing.shutdown(), auditLog?.close(), new Promise((resolve) => setTimeout(resolve, 50))]).then(() => process.exit(exitCode));
       };
       // SIGTERM drains (see --drain-timeout-ms); SIGINT, or a SIGTERM during the drain, stops at once.
       process.on('SIGINT', () => stop('SIGINT'));

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { Tracing } from '../src/telemetry/tracing.js';
 import { applyStrictBooleanEnv } from './boolean-env-flags.js';
+import { isTracedOperation, runTracedOperation } from './command-tracing.js';
 import { ExitStatus } from './exit-status.js';
 import { usageErrorLine } from './usage-error.js';
 
@@ -52,18 +53,26 @@ async function registrarsFor(args: readonly string[]): Promise<Registrar[]> {
 
 for (const register of await registrarsFor(process.argv.slice(2))) register(program);
 
-// Client commands trace as execrelay-client (when OTEL_EXPORTER_OTLP_* is set); the long-running
-// agent and relay set up their own tracing and flush it on their own shutdown.
+// Client commands trace as execrelay-client (when OTEL_EXPORTER_OTLP_* is set): exec, walk, cat and
+// put as one trace under a root span `execrelay NAME` (cli/command-tracing.ts), the MCP commands
+// per request; the long-running agent and relay set up their own tracing and flush it on their own
+// shutdown.
+const OWN_TRACING = ['agent', 'relay', 'keygen', 'authorize', 'quickstart'];
+const commandName = process.argv.slice(2).find((arg) => !arg.startsWith('-'));
+const ownArgs = process.argv.slice(2, process.argv.includes('--') ? process.argv.indexOf('--') : undefined);
+const wantsHelp = ownArgs.some((arg) => arg === '--help' || arg === '-h');
+const operationTracing = !wantsHelp && isTracedOperation(commandName) ? commandName : undefined;
 let clientTracing: Tracing | undefined;
 program.hook('preAction', async (_root, actionCommand) => {
   applyStrictBooleanEnv(actionCommand);
-  if (['agent', 'relay', 'keygen', 'authorize', 'quickstart'].includes(actionCommand.name())) return;
+  if (OWN_TRACING.includes(actionCommand.name()) || operationTracing) return;
   const { startTracing } = await import('../src/telemetry/tracing.js');
   clientTracing = await startTracing({ serviceName: 'execrelay-client' });
 });
 
 try {
-  await program.parseAsync(process.argv);
+  if (operationTracing) await runTracedOperation(operationTracing, () => program.parseAsync(process.argv));
+  else await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
     // --help and --version end here too, with 0; a usage error is one line (with a hint), 255.

@@ -14,9 +14,10 @@ import { loadKnownEnvironments } from '../src/noise/identity.js';
 import { bindingsFileOption, registerRelayBindingsCommands } from './relay-bindings-command.js';
 import { RelayCredentials } from '../relay/relay-credentials.js';
 import { metricsListenOption } from './metrics-listen-option.js';
+import { addAuditLogOptions, openAuditLog, type AuditLogCommandOptions } from './audit-log-options.js';
 import { watchRelayTokenFile, type TokenFileReload } from './relay-token-reload.js';
 
-interface RelayCommandOptions {
+interface RelayCommandOptions extends AuditLogCommandOptions {
   listen: string;
   tokenFile?: string;
   token?: string;
@@ -91,7 +92,8 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--failed-handshake-cooldown-ms <n>', 'how long that cool-down lasts').env('EXECRELAY_FAILED_HANDSHAKE_COOLDOWN_MS').argParser(positiveInteger(3_600_000)).default(DEFAULT_RELAY_LIMITS.failedHandshakeCooldownMs))
     .addOption(new Option('--token-share-of-environment <fraction>', "one token's share of an environment's streams and pending opens (with more than one client token)").env('EXECRELAY_TOKEN_SHARE_OF_ENVIRONMENT').argParser(fraction).default(DEFAULT_RELAY_LIMITS.tokenShareOfEnvironment))
     .addOption(new Option('--token-share-of-relay <fraction>', "one token's share of --max-clients and of --max-executors (with more than one token in that role)").env('EXECRELAY_TOKEN_SHARE_OF_RELAY').argParser(fraction).default(DEFAULT_RELAY_LIMITS.tokenShareOfRelay))
-    .addOption(metricsListenOption())
+    .addOption(metricsListenOption());
+  addAuditLogOptions(relayCommand, 'executor registrations and refused executor and client connections (token failures included)')
     .addOption(new Option('--nats <url>', 'join a fleet of relay instances routing through NATS (nats://[user:password@]HOST:PORT, comma-separated for a NATS cluster; JetStream required)').env('EXECRELAY_NATS_URL'))
     .addOption(new Option('--instance-id <id>', 'this instance\'s name in the fleet (letters, digits, _ and -; default: host name and a random suffix)').env('EXECRELAY_INSTANCE_ID'))
     .addOption(new Option('--registry-ttl-ms <n>', 'fleet registry entries of an instance that stopped refreshing them expire after this').env('EXECRELAY_REGISTRY_TTL_MS').argParser(positiveInteger(600_000)).default(DEFAULT_REGISTRY_TTL_MS))
@@ -121,6 +123,7 @@ export function registerRelayCommand(program: Command): void {
       const bindings = bindingsFile ? new BindingsFile(bindingsFile, DEFAULT_RELAY_LIMITS.maxBindings) : undefined;
       await bindings?.list(); // a file that cannot be read or parsed stops the relay now, with the line at fault
       const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
+      const auditLog = await openAuditLog(options, logger);
       const tracing = await startTracing({ serviceName: 'execrelay-relay' });
       let server: RelayServer | undefined;
       const metrics = createRelayMetrics(() => server, tracing.enabled ? { tracer: tracing.tracer } : {});
@@ -128,6 +131,7 @@ export function registerRelayCommand(program: Command): void {
         credentials,
         logger,
         events: metrics.events,
+        ...(auditLog ? { auditLog } : {}),
         // With --metrics-listen, /metrics is served there only, not on the public relay port.
         ...(options.metricsListen ? {} : { httpRoutes: metrics.httpRoutes }),
         ...(tls ? { tls } : {}),
@@ -175,6 +179,7 @@ export function registerRelayCommand(program: Command): void {
           .close({ graceful: true })
           .then(() => metricsServer?.close())
           .then(() => tracing.shutdown())
+          .then(() => auditLog?.close())
           .then(() => process.exit(0));
         setTimeout(() => process.exit(0), 3000).unref();
       };

@@ -13,6 +13,7 @@ import type { ProcessEvent } from './managed-process.js';
 import type { Session, SessionAttachment } from './session.js';
 import { LOCAL_CLIENT, type SessionRegistry } from './session-registry.js';
 import { ByteBudget } from './response-budget.js';
+import type { ConnectionAudit } from './session-audit.js';
 
 /** Where this connection stands among the agent's clients. */
 export interface ConnectionScope {
@@ -20,6 +21,8 @@ export interface ConnectionScope {
   owner: string;
   /** The agent-wide in-flight response budget, shared by every connection. */
   agentBudget?: ByteBudget;
+  /** With `--audit-log`: this connection's audit lines. */
+  audit?: ConnectionAudit;
   /** True once the agent drains: new sessions (resumes are fine) and process starts are refused. */
   draining?: () => boolean;
 }
@@ -49,6 +52,7 @@ export class ExecConnection implements SessionAttachment {
   private readonly responseBudget: ByteBudget;
   private readonly owner: string;
   private readonly agentBudget: ByteBudget | undefined;
+  private readonly audit: ConnectionAudit | undefined;
   private readonly draining: () => boolean;
 
   constructor(
@@ -62,6 +66,7 @@ export class ExecConnection implements SessionAttachment {
   ) {
     this.owner = scope.owner;
     this.agentBudget = scope.agentBudget;
+    this.audit = scope.audit;
     this.draining = scope.draining ?? (() => false);
     this.responseBudget = new ByteBudget(config.maxInflightResponseBytesPerConnection);
     this.handlers = new Map(handlerTables.flatMap((table) => Object.entries(table)));
@@ -175,8 +180,20 @@ export class ExecConnection implements SessionAttachment {
       notify: (notifyMethod, notifyParams) => this.rpc.notify(notifyMethod, notifyParams),
       admitResponseBytes: (bytes) => this.admitResponseBytes(context, bytes),
       ...(this.telemetry ? { telemetry: this.telemetry.process } : {}),
+      ...(this.audit ? { auditProcess: this.audit.processStarting.bind(this.audit, session.id) } : {}),
     };
-    return handler(params, handlerContext);
+    const audit = this.audit;
+    if (!audit?.isFsChange(method)) return handler(params, handlerContext);
+    return handler(params, handlerContext).then(
+      (result) => {
+        audit.fsChanged(session.id, method, params);
+        return result;
+      },
+      (error: unknown) => {
+        audit.fsChanged(session.id, method, params, error);
+        throw error;
+      },
+    );
   }
 
   private initialize(rawParams: unknown): unknown {
@@ -186,6 +203,7 @@ export class ExecConnection implements SessionAttachment {
     const params = parseOrThrow(InitializeParams, rawParams);
     if (!params.resumeSessionId && this.draining()) throw drainingError('sessions');
     this.session = this.registry.open(this, params.resumeSessionId, this.owner);
+    this.audit?.sessionOpened(this.session.id, Boolean(params.resumeSessionId));
     this.logger.debug({ resumed: Boolean(params.resumeSessionId) }, 'session attached');
     return { sessionId: this.session.id };
   }

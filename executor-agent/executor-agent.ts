@@ -11,6 +11,8 @@ import { WebSocketTransport } from '../src/transport/websocket-transport.js';
 import { StdioTransport } from '../src/transport/stdio-transport.js';
 import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_AGENT_CONFIG, type AgentConfig } from './agent-config.js';
+import type { AuditLog } from '../src/audit/audit-log.js';
+import { ConnectionAudit } from './session-audit.js';
 import { ExecConnection } from './exec-connection.js';
 import { fsHandlers } from './fs-handlers.js';
 import { httpHandlers } from './http-handlers.js';
@@ -115,6 +117,8 @@ export class ExecutorAgent {
     private readonly logger: Logger,
     extraHandlerTables: readonly HandlerTable[] = [],
     private readonly telemetry?: ExecServerTelemetry,
+    /** With `--audit-log`: who did what, for the operator (see session-audit.ts). */
+    private readonly auditLog?: AuditLog,
   ) {
     this.config = { ...DEFAULT_AGENT_CONFIG, ...config };
     this.registry = new SessionRegistry({
@@ -149,6 +153,7 @@ export class ExecutorAgent {
     const connection = new ExecConnection(rpc, this.registry, this.config, this.handlerTables, this.logger, this.telemetry, {
       owner,
       agentBudget: this.responseBudget,
+      ...(this.auditLog ? { audit: new ConnectionAudit(this.auditLog, transport.kind === 'relay' && remoteIdentity ? remoteIdentity : LOCAL_CLIENT, transport.kind) } : {}),
       draining: () => this.drainStarted,
     });
     this.connections.add(connection);

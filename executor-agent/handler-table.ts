@@ -1,6 +1,8 @@
 import type { AgentConfig } from './agent-config.js';
 import type { Session } from './session.js';
 import type { ProcessTelemetry } from './agent-events.js';
+import type { ProcessStartParams } from '../src/protocol/process.js';
+import type { AuditedProcess } from './session-audit.js';
 
 /** What a method handler may use: the caller's session and the agent's configuration. */
 export interface HandlerContext {
@@ -22,6 +24,8 @@ export interface HandlerContext {
    * the transport. Call before building a large result. Absent outside a connection (unit tests).
    */
   readonly admitResponseBytes?: (bytes: number) => Promise<void>;
+  /** With `--audit-log`: the audit lines of a process about to start (session-audit.ts). */
+  readonly auditProcess?: (params: ProcessStartParams) => AuditedProcess;
 }
 
 /** Validates its own params (through src/protocol) and returns the wire result. */

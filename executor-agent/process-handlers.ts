@@ -41,13 +41,23 @@ async function start(rawParams: unknown, context: HandlerContext): Promise<unkno
   }
   session.starting.add(params.processId);
   const observed = context.telemetry?.processStarting();
+  const audited = context.auditProcess?.(params);
   try {
     const proc = await ManagedProcess.start(params, {
       retainedOutputBytes: config.retainedOutputBytes,
       terminateGraceMs: config.terminateGraceMs,
-      onEvent: (event) => session.push(params.processId, event),
+      onEvent: audited
+        ? (event) => {
+            audited.observe(event);
+            session.push(params.processId, event);
+          }
+        : (event) => session.push(params.processId, event),
       onFinished: observed?.onFinished,
+    }).catch((error: unknown) => {
+      audited?.failed(error);
+      throw error;
     });
+    audited?.started();
     observed?.started();
     session.processes.set(params.processId, proc);
     if (session.isOutputPaused) proc.pauseOutput();

@@ -16,6 +16,8 @@ import {
 import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from './relay-config.js';
 import { NO_RELAY_EVENTS, type RelayEvents } from './relay-events.js';
+import type { AuditLog } from '../src/audit/audit-log.js';
+import { RelayAudit, type UpgradeAuditContext } from './relay-audit.js';
 import { NatsFleet, type FleetOptions, type FleetState } from './nats-fleet.js';
 import { MemoryBindings, type EnvironmentBindings } from './environment-bindings.js';
 import { ExecutorAdmission } from './executor-admission.js';
@@ -30,6 +32,8 @@ export interface RelayServerOptions {
   logger: Logger;
   limits?: Partial<RelayLimits>;
   events?: RelayEvents;
+  /** With `--audit-log`: registrations and refused upgrades, for the operator (relay-audit.ts). */
+  auditLog?: AuditLog;
   /** PEM certificate and key: serve wss:// instead of ws://. */
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Extra HTTP routes (e.g. `/metrics` without `--metrics-listen`), answered before the built-in ones. */
@@ -59,6 +63,7 @@ export class RelayServer {
   private readonly server: http.Server | https.Server;
   private readonly wss: WebSocketServer;
   private readonly events: RelayEvents;
+  private readonly audit: RelayAudit | undefined;
   private readonly logger: Logger;
   private readonly admission: ExecutorAdmission;
   private readonly pingTimer: NodeJS.Timeout;
@@ -71,6 +76,7 @@ export class RelayServer {
   constructor(private readonly options: RelayServerOptions) {
     this.limits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
     this.events = options.events ?? NO_RELAY_EVENTS;
+    this.audit = options.auditLog ? new RelayAudit(options.auditLog) : undefined;
     this.logger = options.logger;
     this.router = new StreamRouter(this.limits, this.events, this.logger);
     this.credentials = options.credentials;
@@ -202,12 +208,16 @@ export class RelayServer {
 
   private handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? '/', 'http://relay');
+    // What the audit log names about this upgrade, filled in as it is known.
+    let audited: UpgradeAuditContext | undefined;
     const refuse = (refusal: UpgradeRefusalReason) => {
+      if (audited) this.audit?.refused(req, audited, refusal);
       socket.end(upgradeRefusalResponse(refusal));
     };
     if (url.pathname === EXECUTOR_CONNECT_PATH) {
       const environmentId = url.searchParams.get('environmentId') ?? '';
       const check = this.credentials.check(req.headers.authorization, 'executor', environmentId);
+      audited = { endpoint: 'executor', environmentId, ...(check.ok ? { tokenLine: check.credential.line } : {}) };
       if (!check.ok && check.refusal === UpgradeRefusal.Unauthorized) {
         this.events.authFailure('executor');
         this.events.registration('rejected');
@@ -239,6 +249,7 @@ export class RelayServer {
           this.events.registration('rejected');
           return refuse(refusal);
         }
+        this.audit?.registered(req, audited!);
         this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptExecutor(ws, environmentId, credentialId));
       });
       return;
@@ -252,6 +263,7 @@ export class RelayServer {
         environmentId = null;
       }
       const check = this.credentials.check(req.headers.authorization, 'client', environmentId ?? '');
+      audited = { endpoint: 'client', environmentId, ...(check.ok ? { tokenLine: check.credential.line } : {}) };
       if (!check.ok && check.refusal === UpgradeRefusal.Unauthorized) {
         this.events.authFailure('client');
         return refuse(UpgradeRefusal.Unauthorized);

@@ -15,7 +15,11 @@ import {
   type TransportLabel,
 } from '../../src/telemetry/labels.js';
 
+import { registerRuntimeMetrics } from '../../src/telemetry/runtime-metrics.js';
 import { PHASE_DURATION_BUCKETS, PROCESS_DURATION_BUCKETS, REQUEST_DURATION_BUCKETS } from '../../src/telemetry/histogram-buckets.js';
+
+/** Metric name prefix of the agent's own metrics (and of its process/runtime metrics). */
+export const AGENT_METRIC_PREFIX = 'exec_server_';
 
 /**
  * The agent's Prometheus metrics, on its own Registry (one per process). Label values come only
@@ -42,6 +46,7 @@ export class AgentMetrics {
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
     const registers = [registry];
+    registerRuntimeMetrics(registry, { component: 'agent', prefix: AGENT_METRIC_PREFIX });
     this.connectionsActive = new Gauge({
       name: 'exec_server_connections_active',
       help: 'Exec-protocol connections open now, by transport.',

@@ -5,6 +5,7 @@ import type { FrameDirection, RelayEvents } from '../relay-events.js';
 import type { ResetReasonValue } from '../../src/relay-control/relay-endpoints.js';
 import { PHASE_DURATION_BUCKETS } from '../../src/telemetry/histogram-buckets.js';
 import { AUTH_ENDPOINTS, DIRECTIONS, DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, OTHER_REASON, RELAY_REGISTRATION_RESULTS, RESET_REASONS, SpanAttribute, STREAM_END_RESULTS } from '../../src/telemetry/labels.js';
+import { registerRuntimeMetrics } from '../../src/telemetry/runtime-metrics.js';
 import { metricsRoute, type HttpRoute } from '../../src/telemetry/metrics-server.js';
 
 /** Metric name prefix of everything the relay exports. */
@@ -51,6 +52,7 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
   const registry = options.registry ?? new Registry();
   const registers = [registry];
   const p = RELAY_METRIC_PREFIX;
+  registerRuntimeMetrics(registry, { component: 'relay', prefix: p });
   const gauge = (name: string, help: string, read: (server: RelayGaugeSource) => number | undefined) =>
     new Gauge({
       name: p + name,

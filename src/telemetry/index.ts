@@ -9,3 +9,4 @@ export * from './metrics-server.js';
 export * from './tracing.js';
 export * from './propagation.js';
 export * from './client-tracing.js';
+export * from './runtime-metrics.js';

@@ -7,6 +7,7 @@ import { Method } from '../protocol/methods.js';
 import { FsMethod } from '../protocol/methods.js';
 import { HttpMethod } from '../protocol/methods.js';
 import { ResetReason } from '../relay-control/relay-endpoints.js';
+import { RUNTIME_LABEL_VALUES } from './runtime-metrics.js';
 
 /** The label for a method that is not a known exec-protocol method (or was not routed). */
 export const UNKNOWN_METHOD = 'unknown';
@@ -121,7 +122,7 @@ export const LABEL_VALUES: Readonly<Record<string, readonly string[]>> = {
   method: METHOD_LABELS,
   transport: TRANSPORT_LABELS,
   direction: [...DIRECTIONS, ...FLEET_DIRECTIONS],
-  kind: FLEET_ERROR_KINDS,
+  kind: [...FLEET_ERROR_KINDS, ...RUNTIME_LABEL_VALUES.kind],
   reason: [...new Set<string>([...RECONNECT_REASONS, ...DROP_REASONS, ...RESET_REASONS, OTHER_REASON])],
   endpoint: AUTH_ENDPOINTS,
   result: [
@@ -137,6 +138,14 @@ export const LABEL_VALUES: Readonly<Record<string, readonly string[]>> = {
   ],
   // prom-client's own histogram label.
   le: [],
+  // Build info and prom-client's runtime metrics (versions of this build, V8 heap spaces).
+  version: RUNTIME_LABEL_VALUES.version,
+  node_version: RUNTIME_LABEL_VALUES.node_version,
+  major: RUNTIME_LABEL_VALUES.major,
+  minor: RUNTIME_LABEL_VALUES.minor,
+  patch: RUNTIME_LABEL_VALUES.patch,
+  component: RUNTIME_LABEL_VALUES.component,
+  space: RUNTIME_LABEL_VALUES.space,
 };
 
 /** Service names for traces. */

@@ -6,7 +6,11 @@ export { TRACER_NAME };
 
 export interface TracingOptions {
   serviceName: ServiceName;
-  /** Where OTEL_EXPORTER_OTLP_* are read from (default `process.env`). */
+  /**
+   * Where OTEL_EXPORTER_OTLP_* and OTEL_SDK_DISABLED are read from (default `process.env`). The
+   * resource's OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read by OpenTelemetry's
+   * `envDetector`, from `process.env` always.
+   */
   env?: NodeJS.ProcessEnv;
   /**
    * Make this the global tracer provider, context manager and propagator (default true; a process
@@ -18,6 +22,7 @@ export interface TracingOptions {
   exporter?: SpanExporter;
   /** Batch delay before export (default 1000 ms). */
   scheduledDelayMillis?: number;
+  /** `service.version` (default: the package's version). */
   serviceVersion?: string;
 }
 
@@ -61,17 +66,14 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
       shutdown: () => Promise.resolve(),
     };
   }
-  const [{ W3CTraceContextPropagator }, { resourceFromAttributes }, { BatchSpanProcessor, NodeTracerProvider }] = await Promise.all([
+  const [{ W3CTraceContextPropagator }, { detectServiceResource }, { BatchSpanProcessor, NodeTracerProvider }] = await Promise.all([
     import('@opentelemetry/core'),
-    import('@opentelemetry/resources'),
+    import('./service-resource.js'),
     import('@opentelemetry/sdk-trace-node'),
   ]);
   const exporter = options.exporter ?? new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter({ url: url! });
   const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({
-      'service.name': options.serviceName,
-      ...(options.serviceVersion ? { 'service.version': options.serviceVersion } : {}),
-    }),
+    resource: await detectServiceResource(options.serviceName, options.serviceVersion),
     spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: options.scheduledDelayMillis ?? 1000 })],
   });
   if (options.register ?? true) provider.register({ propagator: new W3CTraceContextPropagator() });

@@ -1,4 +1,6 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { PACKAGE_VERSION } from '../../src/package-version.js';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,6 +83,89 @@ describe('dashboards: structure', () => {
       for (const target of panel.targets ?? []) {
         expect(target.expr, `${panel.title} ${target.refId}`).toMatch(/\S/);
         expect(target.datasource?.uid ?? '${datasource}', `${panel.title} ${target.refId}`).toBe('${datasource}');
+      }
+    }
+  });
+});
+
+/** A provisioning file as Grafana reads it: YAML, with `$VAR` / `${VAR}` in its values expanded from the environment. */
+function readProvisioning(text: string, env: Record<string, string>): unknown {
+  const expand = (value: unknown): unknown => {
+    if (typeof value === 'string') {
+      return value.replace(/\$\{(\w+)\}|\$(\w+)/g, (_all, braced: string | undefined, bare: string | undefined) => {
+        const name = (braced ?? bare)!;
+        if (!(name in env)) throw new Error(`provisioning uses $${name}, which the docs do not tell the operator to set`);
+        return env[name]!;
+      });
+    }
+    if (Array.isArray(value)) return value.map(expand);
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expand(v)]));
+    return value;
+  };
+  return expand(parseYaml(text));
+}
+
+describe('dashboards: alerts have runbooks, Grafana provisioning covers the dashboards', () => {
+  it('every alert has a runbook_url to its own section of docs/runbooks.md, which says what it means, what to check and how to fix it', async () => {
+    const rules = parseYaml(await readFile(path.join(DASHBOARDS_DIR, 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; annotations: Record<string, string> }> }> };
+    const runbooks = await readFile(path.join(DASHBOARDS_DIR, '..', 'docs', 'runbooks.md'), 'utf8');
+    const sections = new Map(
+      runbooks
+        .split(/^## /m)
+        .slice(1)
+        .map((section) => [section.slice(0, section.indexOf('\n')).trim(), section] as const),
+    );
+    const alerts = rules.groups.flatMap((g) => g.rules.map((r) => r.alert));
+    expect(alerts.length).toBeGreaterThanOrEqual(13);
+    for (const rule of rules.groups.flatMap((g) => g.rules)) {
+      expect(rule.annotations.runbook_url, rule.alert).toBe(`docs/runbooks.md#${rule.alert.toLowerCase()}`);
+      const section = sections.get(rule.alert);
+      expect(section, `docs/runbooks.md has no section ## ${rule.alert}`).toBeDefined();
+      for (const part of ['**Means:**', '**First checks:**', '**Fixes:**']) expect(section, `${rule.alert} ${part}`).toContain(part);
+    }
+    // No runbook for an alert that does not exist.
+    expect([...sections.keys()].sort()).toEqual([...alerts].sort());
+  });
+
+  it('the provisioned dashboards folder holds exactly the dashboards, and the provisioned data source is the Prometheus one they select', async () => {
+    const env = { EXECRELAY_DASHBOARDS_DIR: DASHBOARDS_DIR, PROMETHEUS_URL: 'http://127.0.0.1:9090' };
+    const provisioning = path.join(DASHBOARDS_DIR, 'provisioning');
+    const providers = readProvisioning(await readFile(path.join(provisioning, 'dashboards', 'execrelay.yaml'), 'utf8'), env) as {
+      apiVersion: number;
+      providers: Array<{ name: string; type: string; options: { path: string } }>;
+    };
+    expect(providers.apiVersion).toBe(1);
+    expect(providers.providers).toHaveLength(1);
+    const provider = providers.providers[0]!;
+    expect(provider.type).toBe('file');
+    // Grafana loads every .json under the path: exactly the dashboards, none missing, nothing else.
+    const listed = (await readdir(provider.options.path, { recursive: true })).filter((name) => name.endsWith('.json')).sort();
+    expect(listed).toEqual([...DASHBOARD_FILES].sort());
+
+    const datasources = readProvisioning(await readFile(path.join(provisioning, 'datasources', 'execrelay-prometheus.yaml'), 'utf8'), env) as {
+      apiVersion: number;
+      datasources: Array<{ uid: string; type: string; url: string; isDefault?: boolean }>;
+    };
+    expect(datasources.apiVersion).toBe(1);
+    expect(datasources.datasources).toHaveLength(1);
+    const datasource = datasources.datasources[0]!;
+    expect(datasource).toMatchObject({ type: 'prometheus', url: env.PROMETHEUS_URL, isDefault: true });
+    expect(datasource.uid).toMatch(/^[a-zA-Z0-9_-]{1,40}$/);
+
+    const uids = new Set<string>();
+    for (const file of listed) {
+      const dashboard = await loadDashboard(file);
+      expect(dashboard.uid, file).toMatch(/^[a-zA-Z0-9_-]{1,40}$/);
+      expect(uids.has(dashboard.uid!), `duplicate dashboard uid ${dashboard.uid}`).toBe(false);
+      uids.add(dashboard.uid!);
+      // The dashboards pick their data source through the `datasource` variable (every panel uses it,
+      // checked above): a variable of the provisioned source's type, which resolves to the default one.
+      const variable = dashboard.templating.list.find((v) => v.name === 'datasource');
+      expect(variable, file).toMatchObject({ type: 'datasource', query: datasource.type });
+      // Any data source a dashboard names outright is the variable or the provisioned uid.
+      for (const uid of JSON.stringify(dashboard).matchAll(/"uid":\s*"([^"]*)"/g)) {
+        if (uid[1] === dashboard.uid) continue;
+        expect(['${datasource}', datasource.uid], `${file} names data source ${uid[1]}`).toContain(uid[1]);
       }
     }
   });
@@ -182,6 +267,29 @@ describe.skipIf(skipRealPrometheus)(realPrometheusTitle, () => {
     expect(await prometheus.query('ALERTS{alertname=~"ExecrelayFleet.*"}')).toEqual([]);
     for (const rule of groups.find((g) => g.name === 'execrelay-fleet')!.rules) expect(rule.state, rule.name).toBe('inactive');
   }, 60_000);
+
+  it('scrapes build info and the runtime metrics of both apps', async () => {
+    await waitFor(async () => (await prometheus.query('execrelay_build_info')).length === 2, async () => JSON.stringify(await prometheus.query('execrelay_build_info')));
+    const buildInfo = await prometheus.query('execrelay_build_info');
+    expect(buildInfo.map((s) => ({ job: s.metric.job, component: s.metric.component, version: s.metric.version, node: s.metric.node_version, value: s.value[1] })).sort((a, b) => a.job!.localeCompare(b.job!))).toEqual([
+      { job: 'execrelay-agent', component: 'agent', version: PACKAGE_VERSION, node: process.version, value: '1' },
+      { job: 'execrelay-relay', component: 'relay', version: PACKAGE_VERSION, node: process.version, value: '1' },
+    ]);
+    for (const [job, prefix] of [['execrelay-relay', 'execrelay_relay_'], ['execrelay-agent', 'exec_server_']] as const) {
+      for (const expr of [
+        `${prefix}process_resident_memory_bytes{job="${job}"} > 0`,
+        `${prefix}nodejs_heap_size_used_bytes{job="${job}"} > 0`,
+        `${prefix}process_start_time_seconds{job="${job}"} > 0`,
+        `${prefix}nodejs_eventloop_lag_p99_seconds{job="${job}"} >= 0`,
+        `sum(${prefix}nodejs_gc_duration_seconds_count{job="${job}"}) >= 0`,
+        `rate(${prefix}process_cpu_seconds_total{job="${job}"}[1m]) >= 0`,
+        // Joined on build info, as the docs suggest.
+        `${prefix}process_resident_memory_bytes{job="${job}"} * on (job, instance) group_left (version) execrelay_build_info`,
+      ]) {
+        expect((await prometheus.query(expr)).length, expr).toBeGreaterThan(0);
+      }
+    }
+  }, 30_000);
 });
 
 const FLEET_ROW = 'Fleet (per instance)';

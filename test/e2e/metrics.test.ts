@@ -4,6 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExecClient } from '../../src/client/exec-client.js';
 import { createAgentTelemetry } from '../../executor-agent/telemetry/agent-telemetry.js';
+import { PACKAGE_VERSION } from '../../src/package-version.js';
+import { BUILD_INFO_METRIC, GC_KINDS } from '../../src/telemetry/runtime-metrics.js';
 import { DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, LABEL_VALUES, methodLabel, requestResult } from '../../src/telemetry/labels.js';
 import { createRelayMetrics, type RelayGaugeSource } from '../../relay/telemetry/relay-metrics.js';
 import { parseMetricsListen } from '../../src/telemetry/metrics-server.js';
@@ -173,7 +175,21 @@ describe('metrics: bounded, label values from fixed sets, no user content', () =
 
     // The names the issue asks for, and the relay's prefix.
     expect(families(agentText)).toEqual(expect.arrayContaining(AGENT_METRICS));
-    for (const name of families(relayText)) expect(name.startsWith('execrelay_relay_'), name).toBe(true);
+    for (const name of families(relayText)) expect(name === BUILD_INFO_METRIC || name.startsWith('execrelay_relay_'), name).toBe(true);
+    for (const name of families(agentText)) expect(name === BUILD_INFO_METRIC || name.startsWith('exec_server_'), name).toBe(true);
+
+    // Build info (value 1, this build's versions) and prom-client's runtime metrics under each prefix.
+    for (const [samples, component, prefix] of [[agentLarge, 'agent', 'exec_server_'], [relayLarge, 'relay', 'execrelay_relay_']] as const) {
+      const buildInfo = samples.filter((s) => s.name === BUILD_INFO_METRIC);
+      expect(buildInfo).toEqual([{ name: BUILD_INFO_METRIC, labels: { version: PACKAGE_VERSION, node_version: process.version, component }, value: 1 }]);
+      expect(sumOf(samples, `${prefix}process_cpu_seconds_total`)).toBeGreaterThan(0);
+      expect(sumOf(samples, `${prefix}process_resident_memory_bytes`)).toBeGreaterThan(0);
+      expect(sumOf(samples, `${prefix}nodejs_heap_size_used_bytes`)).toBeGreaterThan(0);
+      expect(samples.some((s) => s.name === `${prefix}nodejs_eventloop_lag_p99_seconds`)).toBe(true);
+      for (const kind of GC_KINDS) expect(samples.some((s) => s.name === `${prefix}nodejs_gc_duration_seconds_count` && s.labels.kind === kind), kind).toBe(true);
+      expect(samples.some((s) => s.name === `${prefix}nodejs_active_handles`), 'per-type handle gauge').toBe(false);
+      expect(sumOf(samples, `${prefix}nodejs_active_handles_total`)).toBeGreaterThan(0);
+    }
 
     // The work is counted: requests by method and result, `unknown` for the unrouted method.
     const requests = (labels: Record<string, string>) => sumOf(agentLarge, 'exec_server_requests_total', labels);

@@ -7,9 +7,13 @@ import { extractTraceContext, injectTraceCarrier } from '../../src/telemetry/pro
 import { otlpTracesUrl, startTracing, type Tracing } from '../../src/telemetry/tracing.js';
 import { startInstrumentedAgent, startInstrumentedRelay, TELEMETRY_TEST_TOKEN, type InstrumentedAgentFixture, type InstrumentedRelay } from '../support/prometheus-fixtures.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { runCli, startCli } from '../support/cli.js';
+import { PACKAGE_VERSION } from '../../src/package-version.js';
 
 interface OtlpSpan {
   service: string;
+  /** The resource's attributes (first value of each). */
+  resource: Record<string, unknown>;
   traceId: string;
   spanId: string;
   parentSpanId: string;
@@ -33,16 +37,18 @@ async function startOtlpReceiver(): Promise<{ url: string; spans: OtlpSpan[]; re
       state.requests += 1;
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
         resourceSpans?: Array<{
-          resource?: { attributes?: Array<{ key: string; value: { stringValue?: string } }> };
+          resource?: { attributes?: Array<{ key: string; value: { stringValue?: string } & Record<string, unknown> }> };
           scopeSpans?: Array<{ spans?: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes?: Array<{ key: string; value: Record<string, unknown> }> }> }>;
         }>;
       };
       for (const resourceSpans of body.resourceSpans ?? []) {
         const service = resourceSpans.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
+        const resource = Object.fromEntries((resourceSpans.resource?.attributes ?? []).map((a) => [a.key, Object.values(a.value)[0]]));
         for (const scope of resourceSpans.scopeSpans ?? []) {
           for (const span of scope.spans ?? []) {
             spans.push({
               service,
+              resource,
               traceId: span.traceId,
               spanId: span.spanId,
               parentSpanId: span.parentSpanId ?? '',
@@ -209,5 +215,78 @@ describe('tracing: propagation helpers and configuration', () => {
     expect(otlpTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' })).toBe('http://collector:4318/v1/traces');
     expect(otlpTracesUrl({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://a:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://b:4318/custom' })).toBe('http://b:4318/custom');
     expect((await startTracing({ serviceName: 'execrelay-relay', env: {} })).enabled).toBe(false);
+  });
+});
+
+describe('tracing: one trace per CLI operation, resource from the OTEL environment (real processes)', () => {
+  let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>;
+  let agent: Awaited<ReturnType<typeof startCli>>;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    agent = await startCli(['agent', '--listen', 'ws://127.0.0.1:0'], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=staging,host.name=agent-host-1',
+    });
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await receiver?.close();
+  });
+
+  it('`execrelay exec` is one trace: one root span, every request and every agent span below it; the resource names the service, version and instance', async () => {
+    const result = await runCli(['exec', '--url', agent.firstLine, '--', 'sh', '-c', 'echo traced-marker; exit 3'], {
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'ci-runner', OTEL_RESOURCE_ATTRIBUTES: 'team=build' },
+    });
+    expect(result).toMatchObject({ code: 3, stdout: 'traced-marker\n' });
+
+    const root = await until(() => receiver.spans.find((s) => s.name === 'execrelay exec'), 'the CLI root span');
+    // The agent exports on its own batch schedule: wait for its process/start span.
+    await until(() => receiver.spans.find((s) => s.service === 'execrelay-agent' && s.name === 'process/start'), 'the agent process/start span');
+    const agentSpans = receiver.spans.filter((s) => s.service === 'execrelay-agent');
+    const clientSpans = receiver.spans.filter((s) => s.service === 'ci-runner');
+
+    // One trace: everything either process exported is in the root's trace, and only the root has no parent.
+    expect(new Set([...agentSpans, ...clientSpans].map((s) => s.traceId))).toEqual(new Set([root.traceId]));
+    const trace = receiver.spans.filter((s) => s.traceId === root.traceId);
+    expect(trace.filter((s) => s.parentSpanId === '')).toEqual([root]);
+    const byId = new Map(trace.map((s) => [s.spanId, s]));
+    const ancestors = (span: OtlpSpan): string[] => {
+      const chain: string[] = [];
+      for (let parent = byId.get(span.parentSpanId); parent; parent = byId.get(parent.parentSpanId)) chain.push(parent.name);
+      return chain;
+    };
+    expect(clientSpans.map((s) => s.name)).toEqual(expect.arrayContaining(['execrelay exec', 'initialize', 'process/start']));
+    expect(agentSpans.map((s) => s.name)).toEqual(expect.arrayContaining(['initialize', 'process/start']));
+    for (const span of [...clientSpans, ...agentSpans]) {
+      if (span === root) continue;
+      expect(ancestors(span).at(-1), `${span.service} ${span.name}`).toBe('execrelay exec');
+    }
+    const serverStart = agentSpans.find((s) => s.name === 'process/start')!;
+    expect(serverStart.kind).toBe(SPAN_KIND_SERVER);
+    expect(ancestors(serverStart)).toEqual(['process/start', 'execrelay exec']);
+    // A remote command's non-zero exit is not an execrelay failure: no error status on the root.
+    // (The receiver keeps no status; the name and parent shape are what is checked here.)
+
+    // Resources: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win; version and instance id are there;
+    // the process detector's command line, pid, path and owner are not (the command is the user's).
+    const clientResource = root.resource;
+    expect(clientResource).toMatchObject({ 'service.name': 'ci-runner', 'service.version': PACKAGE_VERSION, team: 'build', 'process.runtime.name': 'nodejs' });
+    expect(String(clientResource['service.instance.id'])).toMatch(/^[0-9a-f-]{36}$/);
+    const agentResource = serverStart.resource;
+    expect(agentResource).toMatchObject({
+      'service.name': 'execrelay-agent',
+      'service.version': PACKAGE_VERSION,
+      'deployment.environment.name': 'staging',
+      'host.name': 'agent-host-1',
+      'host.arch': expect.any(String),
+    });
+    expect(agentResource['service.instance.id']).not.toBe(clientResource['service.instance.id']);
+    for (const resource of [clientResource, agentResource]) {
+      for (const key of ['process.pid', 'process.command', 'process.command_args', 'process.executable.path', 'process.owner', 'host.id']) {
+        expect(resource[key], key).toBeUndefined();
+      }
+    }
+    expect(JSON.stringify(receiver.spans)).not.toContain('traced-marker');
   });
 });

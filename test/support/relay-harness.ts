@@ -1,3 +1,4 @@
+import type { AuditLog } from '../../src/audit/audit-log.js';
 import { RelayServer } from '../../relay/relay-server.js';
 import type { RelayLimits } from '../../relay/relay-config.js';
 import { RelayCredentials } from '../../relay/relay-credentials.js';
@@ -51,10 +52,12 @@ export async function startRemoteAgent(
     /** Handler tables added to (and overriding) the agent's own. */
     handlerTables?: HandlerTable[];
     registration?: TestRegistrationOptions;
+    /** The agent's audit log (`--audit-log`). */
+    auditLog?: AuditLog;
   } = {},
 ): Promise<RemoteAgentFixture> {
   const identity = options.identity ?? (await generateIdentity());
-  const agent = new ExecutorAgent(options.config ?? {}, createLogger('test-agent', 'silent'), options.handlerTables ?? []);
+  const agent = new ExecutorAgent(options.config ?? {}, createLogger('test-agent', 'silent'), options.handlerTables ?? [], undefined, options.auditLog);
   const registration = new RelayRegistration(agent, {
     relayUrl,
     environmentId,

@@ -1,0 +1,48 @@
+import { Option, type Command } from 'commander';
+import { AUDIT_LOG_LIMITS, AuditLog } from '../src/audit/audit-log.js';
+import type { Logger } from '../src/logging/logger.js';
+import { positiveInteger } from './option-parsers.js';
+
+export interface AuditLogCommandOptions {
+  auditLog?: string;
+  auditLogMaxBytes: number;
+  auditLogKeep: number;
+}
+
+/** `--audit-log FILE`, `--audit-log-max-bytes N`, `--audit-log-keep N` (the agent's and the relay's). */
+export function addAuditLogOptions(command: Command, what: string): Command {
+  return command
+    .addOption(
+      new Option('--audit-log <file>', `append the operator's audit record (JSON lines, mode 0600) of ${what} to this file (off unless given)`).env('EXECRELAY_AUDIT_LOG'),
+    )
+    .addOption(
+      new Option('--audit-log-max-bytes <n>', 'rotate the audit log when it reaches this size')
+        .env('EXECRELAY_AUDIT_LOG_MAX_BYTES')
+        .argParser(positiveInteger(AUDIT_LOG_LIMITS.maxMaxBytes))
+        .default(AUDIT_LOG_LIMITS.defaultMaxBytes),
+    )
+    .addOption(
+      new Option('--audit-log-keep <n>', 'rotated audit log files to keep (FILE.1 newest … FILE.N)')
+        .env('EXECRELAY_AUDIT_LOG_KEEP')
+        .argParser(positiveInteger(AUDIT_LOG_LIMITS.maxKeep))
+        .default(AUDIT_LOG_LIMITS.defaultKeep),
+    );
+}
+
+/** Opens the audit log the options name (undefined without `--audit-log`); a bad path or size is an error at startup. */
+export async function openAuditLog(options: AuditLogCommandOptions, logger: Logger): Promise<AuditLog | undefined> {
+  if (options.auditLog === undefined) return undefined;
+  if (options.auditLog.trim() === '') throw new Error('--audit-log (EXECRELAY_AUDIT_LOG) is empty: give a file, or unset it');
+  try {
+    const log = await AuditLog.open({
+      file: options.auditLog,
+      maxBytes: options.auditLogMaxBytes,
+      keep: options.auditLogKeep,
+      onError: (error) => logger.error({ err: error.message }, 'audit log write failed'),
+    });
+    logger.info({ file: options.auditLog, maxBytes: options.auditLogMaxBytes, keep: options.auditLogKeep }, 'audit log open');
+    return log;
+  } catch (error) {
+    throw new Error(`--audit-log ${options.auditLog}: ${(error as Error).message}`);
+  }
+}
