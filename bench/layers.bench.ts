@@ -9,37 +9,15 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { generateIdentity } from '../src/noise/identity.js';
-import { acceptAgentChannel, MAX_RECORD_PLAINTEXT_BYTES, openClientChannel, type SecureChannel } from '../src/noise/noise-channel.js';
-import { decodeRelayFrame } from '../src/relay-frame/relay-frame.js';
-import { ReliableStream } from '../src/reliable-stream/reliable-stream.js';
+import { MAX_RECORD_PLAINTEXT_BYTES } from '../src/noise/noise-channel.js';
 import { benchNumber, type BenchFigure } from './bench-result.js';
+import { xxChannelPair } from './xx-channel-pair.js';
 
 const MIB = benchNumber('BENCH_LAYERS_MIB', 128, 16);
 const RUNS = benchNumber('BENCH_LAYERS_RUNS', 3, 1);
 const ROUND_TRIPS = benchNumber('BENCH_LAYERS_ROUND_TRIPS', 3000, 500);
 
-async function channelPair(): Promise<{ client: SecureChannel; agent: SecureChannel }> {
-  const id = randomUUID();
-  const a = new ReliableStream({ streamId: id, role: 'initiator' });
-  const b = new ReliableStream({ streamId: id, role: 'responder' });
-  const link = (to: ReliableStream) => (frame: Uint8Array) => {
-    const copy = Buffer.from(frame);
-    setImmediate(() => {
-      const decoded = decodeRelayFrame(copy);
-      if (decoded.ok) to.receiveFrame(decoded.frame);
-    });
-    return true;
-  };
-  a.attach(link(b));
-  b.attach(link(a));
-  const [clientIdentity, agentIdentity] = await Promise.all([generateIdentity(), generateIdentity()]);
-  const [client, agent] = await Promise.all([
-    openClientChannel(a.toDuplex(), { identity: clientIdentity, expectedAgent: agentIdentity.publicIdentity, handshakeTimeoutMs: 5000 }),
-    acceptAgentChannel(b.toDuplex(), { identity: agentIdentity, handshakeTimeoutMs: 5000 }),
-  ]);
-  return { client, agent };
-}
+const channelPair = () => xxChannelPair();
 
 const outputMessage = JSON.stringify({ method: 'process/output', params: { processId: randomUUID(), seq: 1, stream: 'stdout', chunk: Buffer.alloc(65536, 7).toString('base64') } });
 

@@ -16,10 +16,8 @@ import { HybridIkInitiator, HybridIkResponder } from '../src/noise-hybrid/hybrid
 import { generateHybridKeyPair } from '../src/noise-hybrid/hybrid-keys.js';
 import { hybridPrologue } from '../src/noise-hybrid/prologue.js';
 import { generateIdentity } from '../src/noise/identity.js';
-import { acceptAgentChannel, openClientChannel } from '../src/noise/noise-channel.js';
-import { decodeRelayFrame } from '../src/relay-frame/relay-frame.js';
-import { ReliableStream } from '../src/reliable-stream/reliable-stream.js';
 import { benchNumber, timeRuns, type BenchFigure } from './bench-result.js';
+import { xxChannelPair } from './xx-channel-pair.js';
 
 const RUNS = benchNumber('BENCH_HANDSHAKE_RUNS', 200, 30);
 const WARMUP = benchNumber('BENCH_HANDSHAKE_WARMUP', 20, 5);
@@ -34,23 +32,7 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 async function xxHandshakes(): Promise<number[]> {
   const [clientIdentity, agentIdentity] = await Promise.all([generateIdentity(), generateIdentity()]);
   return timeRuns(RUNS, WARMUP, async () => {
-    const id = randomUUID();
-    const a = new ReliableStream({ streamId: id, role: 'initiator' });
-    const b = new ReliableStream({ streamId: id, role: 'responder' });
-    const link = (to: ReliableStream) => (frame: Uint8Array) => {
-      const copy = Buffer.from(frame);
-      setImmediate(() => {
-        const decoded = decodeRelayFrame(copy);
-        if (decoded.ok) to.receiveFrame(decoded.frame);
-      });
-      return true;
-    };
-    a.attach(link(b));
-    b.attach(link(a));
-    const [client, agent] = await Promise.all([
-      openClientChannel(a.toDuplex(), { identity: clientIdentity, expectedAgent: agentIdentity.publicIdentity, handshakeTimeoutMs: 5000 }),
-      acceptAgentChannel(b.toDuplex(), { identity: agentIdentity, handshakeTimeoutMs: 5000 }),
-    ]);
+    const { client, agent } = await xxChannelPair({ client: clientIdentity, agent: agentIdentity });
     await Promise.all([client.close(), agent.close()]);
   });
 }
