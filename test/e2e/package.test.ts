@@ -120,7 +120,7 @@ describe('the npm package', () => {
       JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, types: ['node'], skipLibCheck: false, outDir: 'out' }, include: ['consumer.ts'] }),
     );
     writeFileSync(path.join(consumer, 'consumer.ts'), CONSUMER_SOURCE);
-    // The client needs no native build (node-pty serves the agent's --tty only): no install scripts.
+    // The client needs no native module at all (the PTY serves the agent's --tty only): no install scripts.
     const install = await run(
       'npm',
       ['install', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball, `typescript@${devDependencies.typescript}`, `@types/node@${devDependencies['@types/node']}`],
