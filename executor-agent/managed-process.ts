@@ -2,11 +2,11 @@ import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { stat, access, constants as fsConstants } from 'node:fs/promises';
 import path from 'node:path';
-import * as pty from 'node-pty';
 import { COMMAND_NOT_FOUND_DATA, ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import type { OutputStream, ProcessSignalName, ProcessStartParams, WriteStatus } from '../src/protocol/process.js';
 import { buildChildEnvironment } from './child-environment.js';
 import { OutputLog, DEFAULT_RETAINED_OUTPUT_BYTES, type RetainedChunk } from './output-log.js';
+import { loadPseudoTerminal, type PseudoTerminal } from './pseudo-terminal.js';
 
 export type ProcessEvent =
   | { type: 'output'; seq: number; stream: OutputStream; chunk: Buffer }
@@ -75,7 +75,7 @@ export class ManagedProcess {
     readonly tty: boolean,
     readonly pipeStdin: boolean,
     private readonly child: ChildProcess | undefined,
-    private readonly terminal: pty.IPty | undefined,
+    private readonly terminal: PseudoTerminal | undefined,
     private readonly options: ManagedProcessOptions,
   ) {
     this.log = new OutputLog(options.retainedOutputBytes ?? DEFAULT_RETAINED_OUTPUT_BYTES);
@@ -87,8 +87,9 @@ export class ManagedProcess {
     const env = buildChildEnvironment(params.env, params.envPolicy);
     const [program, ...args] = params.argv as [string, ...string[]];
     if (params.tty) {
+      const pty = await loadPseudoTerminal();
       const file = await resolveExecutable(program, env.PATH, params.cwd);
-      let terminal: pty.IPty;
+      let terminal: PseudoTerminal;
       try {
         terminal = pty.spawn(file, args, { name: env.TERM ?? 'xterm-256color', cols: 80, rows: 24, cwd: params.cwd, env });
       } catch (error) {
@@ -260,7 +261,7 @@ export class ManagedProcess {
     });
   }
 
-  private attachTerminal(terminal: pty.IPty): void {
+  private attachTerminal(terminal: PseudoTerminal): void {
     this.openStreams.add('pty');
     terminal.onData((data) => {
       this.emitOutput('pty', Buffer.from(data, 'utf8'));
