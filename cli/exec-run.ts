@@ -59,7 +59,8 @@ export async function runExec(operands: string[], options: ExecCommandOptions, r
       handle = await client.exec(argv, {
       cwd: options.cwd ?? entry?.cwd ?? '/',
       env: options.setEnv,
-      envPolicy: options.cleanEnv ? { inherit: 'none' } : { inherit: 'all', ignoreDefaultExcludes: true },
+      // Every member spelled out: a codex exec-server requires them all (`missing field `exclude``).
+      envPolicy: { inherit: options.cleanEnv ? 'none' : 'all', ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] },
       tty: options.tty,
       ...(ptySize ? { ptySize } : {}),
       pipeStdin: forwardStdin && !options.tty,
