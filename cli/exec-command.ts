@@ -15,7 +15,7 @@ export function registerExecCommand(program: Command): void {
     .command('exec')
     .description('run a command on the executor, streaming its output and exiting with its exit code')
     .usage('[options] [ENV] -- COMMAND [ARGS...]')
-    .addOption(new Option('-t, --tty', 'run the command in a pseudo-terminal').env('EXECRELAY_TTY').default(false))
+    .addOption(new Option('-t, --tty', 'run the command in a pseudo-terminal; on a local terminal: raw mode, the window\'s size followed where the agent offers it').env('EXECRELAY_TTY').default(false))
     .addOption(new Option('-i, --stdin', 'forward local stdin to the command (EOF closes its stdin)').env('EXECRELAY_STDIN').default(false))
     .addOption(
       new Option('--cwd <dir>', 'working directory on the executor, absolute (default: the named environment\'s cwd, else /)')

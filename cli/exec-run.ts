@@ -1,4 +1,4 @@
-import type { ExecClient } from '../src/client/exec-client.js';
+import type { ExecClient, ProcessHandle } from '../src/client/exec-client.js';
 import type { ClientProcessEvent } from '../src/client/process-events.js';
 import { connectClient } from './client-connection.js';
 import type { ConnectionOptions } from './connection-options.js';
@@ -6,6 +6,10 @@ import { describeError, ExitStatus } from './exit-status.js';
 import { isCommandNotFound } from '../src/protocol/error-codes.js';
 import { splitExecOperands } from './remote-operands.js';
 import { tolerateClosedOutput, writeLocal } from './local-output.js';
+import { LocalTerminal } from './local-terminal.js';
+
+/** How long a signalled `exec -t` waits for the remote hangup to be sent before it exits. */
+const HANGUP_SEND_MS = 1000;
 
 /** `execrelay exec`'s parsed flags. */
 export interface ExecCommandOptions extends ConnectionOptions {
@@ -38,43 +42,61 @@ export async function runExec(operands: string[], options: ExecCommandOptions, r
   const { client, entry } = connected;
   tolerateClosedOutput();
   const forwardStdin = options.stdin || (options.tty && process.stdin.isTTY === true);
+  let handle: ProcessHandle | undefined;
+  // With -t on a local terminal: raw mode (every key goes to the remote pty), restored on every way out.
+  const terminal = options.tty
+    ? LocalTerminal.enterRawMode((exitStatus) => {
+        const hangup = handle?.signal('hangup').catch(() => undefined);
+        void Promise.race([hangup, new Promise((resolve) => setTimeout(resolve, HANGUP_SEND_MS))]).finally(() => process.exit(exitStatus));
+      })
+    : undefined;
   try {
-    let handle;
+    const ptySize = terminal?.size();
+    if (terminal && !client.supportsPtyResize) {
+      process.stderr.write('execrelay exec: the executor does not offer terminal resizing (capability ptyResize): its terminal stays at its own size (80x24) and does not follow this window\n');
+    }
     try {
       handle = await client.exec(argv, {
       cwd: options.cwd ?? entry?.cwd ?? '/',
       env: options.setEnv,
-      envPolicy: options.cleanEnv ? { inherit: 'none' } : { inherit: 'all', ignoreDefaultExcludes: true },
+      // Every member spelled out: a codex exec-server requires them all (`missing field `exclude``).
+      envPolicy: { inherit: options.cleanEnv ? 'none' : 'all', ignoreDefaultExcludes: true, exclude: [], set: {}, includeOnly: [] },
       tty: options.tty,
+      ...(ptySize ? { ptySize } : {}),
       pipeStdin: forwardStdin && !options.tty,
       collectOutput: false,
       streamEvents: true,
       });
     } catch (error) {
       if (!isCommandNotFound(error)) throw error;
+      terminal?.restore();
       process.stderr.write(`execrelay exec: ${describeError(error)}\n`);
       return ExitStatus.CommandNotFound;
     }
-    const restoreTerminal = forwardStdin ? pumpStdin(handle.processId, client, options.tty) : () => undefined;
-    const onSigint = () => void handle.signal('interrupt').catch(() => undefined);
+    const started = handle;
+    if (terminal && client.supportsPtyResize) terminal.onResize((size) => void started.resizePty(size).catch(() => undefined));
+    const stopStdin = forwardStdin ? pumpStdin(started.processId, client, options.tty) : () => undefined;
+    const onSigint = () => void started.signal('interrupt').catch(() => undefined);
     if (!options.tty) process.on('SIGINT', onSigint);
     try {
-      for await (const event of handle.events) await writeEvent(event);
-      const completion = await handle.completion;
+      for await (const event of started.events) await writeEvent(event);
+      const completion = await started.completion;
       return completion.exitCode >= 0 && completion.exitCode <= 255 ? completion.exitCode : ExitStatus.ExecrelayFailure;
     } catch (error) {
       if (!(error instanceof LocalOutputClosedError)) throw error;
       // Like a local pipeline: the writer ends quietly (the remote command is stopped) with 128+SIGPIPE.
-      await handle.terminate().catch(() => undefined);
+      await started.terminate().catch(() => undefined);
       return ExitStatus.OutputClosed;
     } finally {
       process.off('SIGINT', onSigint);
-      restoreTerminal();
+      stopStdin();
     }
   } catch (error) {
+    terminal?.restore();
     process.stderr.write(`execrelay exec: ${describeError(error)}\n`);
     return ExitStatus.ExecrelayFailure;
   } finally {
+    terminal?.restore();
     client.close();
   }
 }
@@ -90,11 +112,9 @@ async function writeEvent(event: ClientProcessEvent): Promise<void> {
   if (!(await writeLocal(target, event.chunk))) throw new LocalOutputClosedError(`${event.stream} closed`);
 }
 
-/** Forwards local stdin to the process; returns a function that restores the terminal. */
+/** Forwards local stdin to the process; returns a function that stops forwarding. */
 function pumpStdin(processId: string, client: ExecClient, tty: boolean): () => void {
   const stdin = process.stdin;
-  const raw = tty && stdin.isTTY === true;
-  if (raw) stdin.setRawMode(true);
   let chain = Promise.resolve();
   const onData = (data: Buffer) => {
     stdin.pause();
@@ -111,7 +131,6 @@ function pumpStdin(processId: string, client: ExecClient, tty: boolean): () => v
   return () => {
     stdin.off('data', onData);
     stdin.off('end', onEnd);
-    if (raw) stdin.setRawMode(false);
     stdin.pause();
   };
 }

@@ -2,7 +2,7 @@ import type { JsonRpcConnection, RequestContext, ResponseOutcome } from '../src/
 import type { NotificationMessage } from '../src/jsonrpc/message.js';
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import { ClientNotification, Method, ServerNotification } from '../src/protocol/methods.js';
-import { InitializeParams } from '../src/protocol/session.js';
+import { InitializeParams, type InitializeResult, type SessionCapabilities } from '../src/protocol/session.js';
 import { parseOrThrow } from '../src/protocol/validation.js';
 import { processOutputParamsJson } from '../src/protocol/process.js';
 import type { Logger } from '../src/logging/logger.js';
@@ -14,6 +14,9 @@ import type { Session, SessionAttachment } from './session.js';
 import { LOCAL_CLIENT, type SessionRegistry } from './session-registry.js';
 import { ByteBudget } from './response-budget.js';
 import type { ConnectionAudit } from './session-audit.js';
+
+/** The execrelay extensions this agent offers at `initialize`. */
+const AGENT_CAPABILITIES: SessionCapabilities = { ptyResize: true };
 
 /** Where this connection stands among the agent's clients. */
 export interface ConnectionScope {
@@ -205,7 +208,8 @@ export class ExecConnection implements SessionAttachment {
     this.session = this.registry.open(this, params.resumeSessionId, this.owner);
     this.audit?.sessionOpened(this.session.id, Boolean(params.resumeSessionId));
     this.logger.debug({ resumed: Boolean(params.resumeSessionId) }, 'session attached');
-    return { sessionId: this.session.id };
+    const result: InitializeResult = { sessionId: this.session.id, capabilities: AGENT_CAPABILITIES };
+    return result;
   }
 
   private handleNotification(notification: NotificationMessage): void {

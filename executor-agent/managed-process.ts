@@ -3,7 +3,7 @@ import { constants as osConstants } from 'node:os';
 import { stat, access, constants as fsConstants } from 'node:fs/promises';
 import path from 'node:path';
 import { COMMAND_NOT_FOUND_DATA, ErrorCode, RpcError } from '../src/protocol/error-codes.js';
-import type { OutputStream, ProcessSignalName, ProcessStartParams, WriteStatus } from '../src/protocol/process.js';
+import { PTY_SIZE_LIMITS, type OutputStream, type ProcessSignalName, type ProcessStartParams, type PtySize, type WriteStatus } from '../src/protocol/process.js';
 import { buildChildEnvironment } from './child-environment.js';
 import { OutputLog, DEFAULT_RETAINED_OUTPUT_BYTES, type RetainedChunk } from './output-log.js';
 import { loadPseudoTerminal, type PseudoTerminal } from './pseudo-terminal.js';
@@ -91,7 +91,9 @@ export class ManagedProcess {
       const file = await resolveExecutable(program, env.PATH, params.cwd);
       let terminal: PseudoTerminal;
       try {
-        terminal = pty.spawn(file, args, { name: env.TERM ?? 'xterm-256color', cols: 80, rows: 24, cwd: params.cwd, env });
+        const cols = params.ptySize?.cols ?? PTY_SIZE_LIMITS.defaultCols;
+        const rows = params.ptySize?.rows ?? PTY_SIZE_LIMITS.defaultRows;
+        terminal = pty.spawn(file, args, { name: env.TERM ?? 'xterm-256color', cols, rows, cwd: params.cwd, env });
       } catch (error) {
         throw new RpcError(ErrorCode.Internal, `failed to start process: ${(error as Error).message}`);
       }
@@ -188,6 +190,21 @@ export class ManagedProcess {
       stdin.end();
     }
     return 'accepted';
+  }
+
+  /**
+   * Resizes the terminal of a tty process (the kernel sends SIGWINCH to its foreground group).
+   * Returns false for a process without a terminal; after its exit a resize changes nothing.
+   */
+  resize(size: PtySize): boolean {
+    if (!this.terminal) return false;
+    if (this.exited || this.pendingExitCode !== null) return true;
+    try {
+      this.terminal.resize(size.cols, size.rows);
+    } catch {
+      /* the terminal closed between the exit and its notice: nothing to resize */
+    }
+    return true;
   }
 
   /**

@@ -4,6 +4,7 @@ import {
   DEFAULT_READ_MAX_BYTES,
   MAX_READ_WAIT_MS,
   ProcessReadParams,
+  ProcessResizePtyParams,
   ProcessSignalParams,
   ProcessStartParams,
   ProcessTerminateParams,
@@ -112,6 +113,14 @@ async function signal(rawParams: unknown, context: HandlerContext): Promise<unkn
   return {};
 }
 
+async function resizePty(rawParams: unknown, context: HandlerContext): Promise<unknown> {
+  const params = parseOrThrow(ProcessResizePtyParams, rawParams);
+  if (!lookup(context, params.processId).resize({ cols: params.cols, rows: params.rows })) {
+    throw new RpcError(ErrorCode.InvalidRequest, `process ${params.processId} was started without tty; it has no terminal to resize`);
+  }
+  return {};
+}
+
 async function terminate(rawParams: unknown, context: HandlerContext): Promise<unknown> {
   const params = parseOrThrow(ProcessTerminateParams, rawParams);
   const proc = context.session.processes.get(params.processId);
@@ -125,4 +134,5 @@ export const processHandlers: HandlerTable = {
   [Method.ProcessWrite]: write,
   [Method.ProcessSignal]: signal,
   [Method.ProcessTerminate]: terminate,
+  [Method.ProcessResizePty]: resizePty,
 };

@@ -10,15 +10,17 @@ import {
   ProcessExitedNotification,
   ProcessOutputNotification,
   ProcessReadResult,
+  ProcessResizePtyResult,
   ProcessStartResult,
   ProcessTerminateResult,
   ProcessWriteResult,
   type EnvPolicy,
   type ProcessSignalName,
   type ProcessStartRequest,
+  type PtySize,
   type WriteStatus,
 } from '../protocol/process.js';
-import { InitializeResult } from '../protocol/session.js';
+import { InitializeResult, type SessionCapabilities } from '../protocol/session.js';
 import { parseOrThrow } from '../protocol/validation.js';
 import { ErrorCode } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
@@ -54,6 +56,11 @@ export interface ExecOptions {
   env?: Record<string, string>;
   envPolicy?: EnvPolicy;
   tty?: boolean;
+  /**
+   * The terminal's initial size with `tty` (default 80x24). Sent only to an agent that offers the
+   * `ptyResize` capability (see {@link ExecClient.supportsPtyResize}); others ignore it.
+   */
+  ptySize?: PtySize;
   pipeStdin?: boolean;
   arg0?: string;
   /** Caller-chosen id; default a random UUID. */
@@ -107,6 +114,11 @@ export class ProcessHandle {
   terminate(): Promise<boolean> {
     return this.client.terminate(this.processId);
   }
+
+  /** Resizes the process's terminal (`process/resizePty`; only where {@link ExecClient.supportsPtyResize}). */
+  resizePty(size: PtySize): Promise<void> {
+    return this.client.resizePty(this.processId, size);
+  }
 }
 
 /**
@@ -123,6 +135,7 @@ export class ExecClient {
   private fsClient: FsClient | undefined;
   private httpClient: ExecutorHttp | undefined;
   private agentIdentityValue: string | undefined;
+  private capabilities: SessionCapabilities = {};
 
   private constructor(transport: MessageTransport, maxMessageBytes: number) {
     // Each request carries W3C trace context: a client span under the caller's active context.
@@ -199,6 +212,7 @@ export class ExecClient {
         'invalid initialize result',
       );
       client.sessionIdValue = result.sessionId;
+      client.capabilities = result.capabilities ?? {};
       await client.rpc.notify(ClientNotification.Initialized, {});
     } catch (error) {
       transport.close();
@@ -209,6 +223,14 @@ export class ExecClient {
 
   get sessionId(): string {
     return this.sessionIdValue;
+  }
+
+  /**
+   * Whether the agent offered the `ptyResize` capability: a tty's size at `process/start` and
+   * `process/resizePty`. A codex exec-server does not (its terminals stay 80x24).
+   */
+  get supportsPtyResize(): boolean {
+    return this.capabilities.ptyResize === true;
   }
 
   /** Number of `process/read` calls this client has issued. */
@@ -241,6 +263,7 @@ export class ExecClient {
       arg0: options.arg0 ?? null,
     };
     if (options.envPolicy) params.envPolicy = options.envPolicy;
+    if (options.ptySize && params.tty && this.supportsPtyResize) params.ptySize = options.ptySize;
     try {
       parseOrThrow(ProcessStartResult, await this.rpc.request(Method.ProcessStart, params), ErrorCode.Internal, 'invalid process/start result');
     } catch (error) {
@@ -275,6 +298,12 @@ export class ExecClient {
 
   async signal(processId: string, signal: ProcessSignalName): Promise<void> {
     await this.rpc.request(Method.ProcessSignal, { processId, signal });
+  }
+
+  /** `process/resizePty`: fails without sending anything when the agent did not offer `ptyResize`. */
+  async resizePty(processId: string, size: PtySize): Promise<void> {
+    if (!this.supportsPtyResize) throw new Error('the agent does not offer process/resizePty (capability ptyResize)');
+    parseOrThrow(ProcessResizePtyResult, await this.rpc.request(Method.ProcessResizePty, { processId, cols: size.cols, rows: size.rows }), ErrorCode.Internal, 'invalid process/resizePty result');
   }
 
   async terminate(processId: string): Promise<boolean> {

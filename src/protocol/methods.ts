@@ -8,6 +8,8 @@ export const Method = {
   ProcessWrite: 'process/write',
   ProcessSignal: 'process/signal',
   ProcessTerminate: 'process/terminate',
+  /** execrelay extension, offered as the `ptyResize` capability of `initialize`: resize a tty process's terminal. */
+  ProcessResizePty: 'process/resizePty',
 } as const;
 
 /** Notifications the client sends to the agent. */

@@ -13,6 +13,21 @@ export const PROCESS_START_LIMITS = {
   maxEnvEntries: 4096,
 } as const;
 
+/** Bounds on a pseudo-terminal's size (columns and rows each), and its size when none is given (as codex: 80x24). */
+export const PTY_SIZE_LIMITS = {
+  maxCols: 4096,
+  maxRows: 4096,
+  defaultCols: 80,
+  defaultRows: 24,
+} as const;
+
+const ptyCols = z.number().int().min(1).max(PTY_SIZE_LIMITS.maxCols, `more than ${PTY_SIZE_LIMITS.maxCols} columns`);
+const ptyRows = z.number().int().min(1).max(PTY_SIZE_LIMITS.maxRows, `more than ${PTY_SIZE_LIMITS.maxRows} rows`);
+
+/** A terminal size in character cells (execrelay extension, offered as the `ptyResize` capability). */
+export const PtySize = z.object({ cols: ptyCols, rows: ptyRows });
+export type PtySize = z.output<typeof PtySize>;
+
 /**
  * How the child's environment is built from the agent's own (codex `envPolicy`). Without a policy
  * the child gets exactly `env`, as in the codex exec-server.
@@ -40,6 +55,8 @@ export const ProcessStartParams = z.object({
     .default({}),
   envPolicy: EnvPolicy.nullish(),
   tty: z.boolean().default(false),
+  /** execrelay extension (capability `ptyResize`): the pty's initial size; default 80x24. Ignored without `tty`. */
+  ptySize: PtySize.nullish(),
   pipeStdin: z.boolean().default(false),
   arg0: z.string().refine(noNul, 'contains a NUL byte').nullish(),
 });
@@ -109,6 +126,11 @@ export type ProcessSignalName = z.output<typeof ProcessSignalName>;
 export const ProcessSignalParams = z.object({ processId: callerId, signal: ProcessSignalName });
 export type ProcessSignalParams = z.output<typeof ProcessSignalParams>;
 export const ProcessSignalResult = z.object({});
+
+/** `process/resizePty` (execrelay extension, capability `ptyResize`): the new size of a tty process's terminal. */
+export const ProcessResizePtyParams = z.object({ processId: callerId, cols: ptyCols, rows: ptyRows });
+export type ProcessResizePtyParams = z.output<typeof ProcessResizePtyParams>;
+export const ProcessResizePtyResult = z.object({});
 
 export const ProcessTerminateParams = z.object({ processId: callerId });
 export type ProcessTerminateParams = z.output<typeof ProcessTerminateParams>;

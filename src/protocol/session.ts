@@ -7,7 +7,18 @@ export const InitializeParams = z.object({
 });
 export type InitializeParams = z.output<typeof InitializeParams>;
 
+/**
+ * What an agent offers beyond the codex exec-server (execrelay extension; a codex peer sends none,
+ * so every capability is absent = not offered). `ptyResize`: `process/start {ptySize}` and
+ * `process/resizePty`.
+ */
+export const SessionCapabilities = z.object({
+  ptyResize: z.boolean().optional(),
+});
+export type SessionCapabilities = z.output<typeof SessionCapabilities>;
+
 export const InitializeResult = z.object({
   sessionId: z.string(),
+  capabilities: SessionCapabilities.nullish(),
 });
 export type InitializeResult = z.output<typeof InitializeResult>;

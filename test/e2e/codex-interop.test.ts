@@ -5,6 +5,8 @@ import type { ClientProcessEvent } from '../../src/client/process-events.js';
 import { RpcError } from '../../src/protocol/error-codes.js';
 import { ensureCodexInstalled, startCodexExecServer, type CodexExecServer } from '../support/codex-exec-server.js';
 import { startAgent, type RunningAgent } from '../support/agent-harness.js';
+import { CLI_PATH } from '../support/cli.js';
+import { TmuxPane } from '../support/tmux-pane.js';
 
 const cwd = os.tmpdir();
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
@@ -38,6 +40,31 @@ describe('interop with the real codex exec-server 0.169.0', () => {
   }, 600_000);
   afterAll(async () => {
     await Promise.all([codex?.stop(), ours?.stop()]);
+  });
+
+  it('sizes and resizes a tty only where the agent offers ptyResize (codex does not: 80x24)', async () => {
+    const sizes: Record<string, unknown> = {};
+    for (const server of servers) {
+      const client = await ExecClient.connect(server.url());
+      const { handle, result } = await run(client, ['sh', '-c', 'stty size'], { tty: true, ptySize: { cols: 132, rows: 50 } });
+      sizes[server.name] = { offered: client.supportsPtyResize, size: result.output.toString().trim() };
+      if (!client.supportsPtyResize) await expect(handle.resizePty({ cols: 90, rows: 33 })).rejects.toThrow(/does not offer process\/resizePty/);
+      client.close();
+    }
+    expect(sizes).toEqual({ codex: { offered: false, size: '24 80' }, execrelay: { offered: true, size: '50 132' } });
+  });
+
+  it('exec -t against codex says once that resize is not available and still runs the terminal', async () => {
+    const pane = await TmuxPane.start(`env PS1='LOCAL> ' bash --norc --noprofile -i`, { cols: 100, rows: 30 });
+    try {
+      await pane.waitFor(/^LOCAL>$/m);
+      await pane.typeLine(`'${process.execPath}' '${CLI_PATH}' exec -t --url ${codex.url} -- sh -c 'stty size; sleep 1; stty size'`);
+      await pane.waitFor(/^24 80\n(.*\n)*24 80$/m);
+      const screen = await pane.waitFor(/^LOCAL>$/m);
+      expect(screen.match(/does not offer terminal resizing/g)).toHaveLength(1);
+    } finally {
+      await pane.kill();
+    }
   });
 
   it('pushes stdout=1, stderr=2, exited=3, closed=4 and completes with zero reads on both', async () => {

@@ -120,6 +120,32 @@ describe('process scenarios (raw wire)', () => {
     expect(text).toContain('got:ping');
   });
 
+  it('offers ptyResize at initialize, sizes a tty at start (80x24 without ptySize) and resizes it', async () => {
+    const other = await RawRpcClient.connect(running.url);
+    try {
+      const init = await other.request('initialize', { clientName: 'resize-test' });
+      expect(init.result.capabilities).toEqual({ ptyResize: true });
+      other.notify('initialized', {});
+      const script = 'stty size; read x; stty size';
+      await other.request('process/start', startParams('sized', ['sh', '-c', script], { tty: true, ptySize: { cols: 132, rows: 50 } }));
+      await other.request('process/start', startParams('default', ['sh', '-c', 'stty size'], { tty: true }));
+      await other.waitFor((m) => m.method === 'process/output' && m.params.processId === 'sized' && unb64(m.params.chunk).includes('50 132'));
+      const resized = await other.request('process/resizePty', { processId: 'sized', cols: 90, rows: 33 });
+      expect(resized.result).toEqual({});
+      await other.request('process/write', { processId: 'sized', chunk: b64('\n'), writeId: 'r1' });
+      await waitClosed(other, 'sized');
+      await waitClosed(other, 'default');
+      const text = async (processId: string) =>
+        (await other.request('process/read', { processId, afterSeq: 0 })).result.chunks.map((c: any) => unb64(c.chunk)).join('').replace(/\r/g, '');
+      expect((await text('sized')).split('\n').filter((line: string) => /^\d+ \d+$/.test(line))).toEqual(['50 132', '33 90']);
+      expect(await text('default')).toContain('24 80');
+      // After the exit a resize changes nothing and is no error (it races the exit notice).
+      expect((await other.request('process/resizePty', { processId: 'sized', cols: 10, rows: 10 })).result).toEqual({});
+    } finally {
+      other.close();
+    }
+  });
+
   it('rejects write without pipeStdin', async () => {
     await client.request('process/start', startParams('nostdin', ['sleep', '5']));
     const write = await client.request('process/write', { processId: 'nostdin', chunk: b64('x'), writeId: 'n1' });

@@ -29,6 +29,27 @@ describe('bad input is answered with the right error and the agent keeps serving
     expect(again.error?.code).toBe(-32600);
   });
 
+  it('refuses bad terminal sizes and resizing what has no terminal', async () => {
+    const start = (processId: string, extra: Record<string, unknown>) =>
+      client.request('process/start', { processId, argv: ['sleep', '5'], cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, tty: true, ...extra });
+    for (const ptySize of [{ cols: 0, rows: 24 }, { cols: 80, rows: 4097 }, { cols: 80.5, rows: 24 }, { cols: 80 }, 'big']) {
+      const refused = await start('badsize', { ptySize });
+      expect(refused.error, JSON.stringify(ptySize)).toMatchObject({ code: -32602 });
+      expect(refused.error!.message).toMatch(/ptySize/);
+    }
+    expect((await client.request('process/read', { processId: 'badsize', afterSeq: 0 })).error?.code).toBe(-32004);
+    for (const params of [{ processId: 'x', cols: 5000, rows: 24 }, { processId: 'x', cols: 80, rows: 0 }, { processId: 'x', cols: 80 }, { cols: 80, rows: 24 }]) {
+      const refused = await client.request('process/resizePty', params);
+      expect(refused.error, JSON.stringify(params)).toMatchObject({ code: -32602 });
+    }
+    expect((await client.request('process/resizePty', { processId: 'nosuch', cols: 80, rows: 24 })).error).toMatchObject({ code: -32004, message: 'unknown process: nosuch' });
+    await client.request('process/start', { processId: 'notty', argv: ['sleep', '5'], cwd, env: {}, tty: false });
+    const notty = await client.request('process/resizePty', { processId: 'notty', cols: 80, rows: 24 });
+    expect(notty.error).toMatchObject({ code: -32600 });
+    expect(notty.error!.message).toMatch(/without tty/);
+    await client.request('process/terminate', { processId: 'notty' });
+  });
+
   it('answers malformed JSON with id -1 and -32600', async () => {
     client.sendRaw('{"id": 5, "method": ');
     const reply = await client.waitFor((m) => m.id === -1 && /malformed JSON/.test(m.error?.message ?? ''));
