@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import { RelayCredentials } from '../relay/relay-credentials.js';
 import { createIdentityFile } from '../src/noise/identity.js';
 import { createLogger } from '../src/logging/logger.js';
 import { RelayServer } from '../relay/relay-server.js';
+import { createRelayMetrics } from '../relay/telemetry/relay-metrics.js';
 import { ExecutorAgent } from '../executor-agent/executor-agent.js';
 import { RelayRegistration } from '../executor-agent/relay-registration.js';
 import { AuthorizedClients } from '../executor-agent/authorized-clients.js';
@@ -36,7 +37,11 @@ export function registerQuickstartCommand(program: Command): void {
       const authorizedClientsFile = path.join(dir, 'authorized-clients');
       await authorizeClient(authorizedClientsFile, (await createIdentityFile(clientKeyFile)).publicIdentity);
       const authorizedClients = await AuthorizedClients.open(authorizedClientsFile, { logger });
-      const relay = new RelayServer({ credentials: RelayCredentials.fromBareTokens([token]), logger });
+      // Metrics as any relay serves them: GET /metrics on the relay port.
+      let server: RelayServer | undefined;
+      const metrics = createRelayMetrics(() => server);
+      const relay = new RelayServer({ credentials: RelayCredentials.fromBareTokens([token]), logger, events: metrics.events, httpRoutes: metrics.httpRoutes });
+      server = relay;
       const { host, port } = parseHostPort(options.listen);
       const relayUrl = await relay.listen(host, port);
       const agent = new ExecutorAgent({}, logger);
@@ -44,7 +49,11 @@ export function registerQuickstartCommand(program: Command): void {
         registration.stop();
         authorizedClients.close();
         agent.shutdown();
-        void relay.close().then(() => process.exit(exitCode));
+        // The generated token and keys go with it: nothing secret is left in the temporary directory.
+        void relay
+          .close()
+          .then(() => rm(dir, { recursive: true, force: true }))
+          .finally(() => process.exit(exitCode));
       };
       const registration = new RelayRegistration(agent, {
         relayUrl,
@@ -62,7 +71,7 @@ export function registerQuickstartCommand(program: Command): void {
       );
       logger.info(
         { relayUrl, stateDirectory: dir, authorizedClientsFile },
-        'quickstart relay and agent running (the agent serves the client key in the state directory; add others with execrelay authorize); press Ctrl-C to stop',
+        'quickstart relay and agent running (the agent serves the client key in the state directory; add others with execrelay authorize); press Ctrl-C to stop (the state directory is removed)',
       );
       process.once('SIGINT', () => stop());
       process.once('SIGTERM', () => stop());

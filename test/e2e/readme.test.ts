@@ -49,6 +49,16 @@ describe('README', () => {
     expect(words.slice(0, 3)).toEqual(['node', expect.stringMatching(/main\.js$/), 'exec']);
     const result = await runCli(words.slice(2));
     expect(result).toMatchObject({ code: 0, stdout: expect.stringMatching(/^\S+ /) });
+    // Like every relay, the quickstart's serves /metrics on its port.
+    const relayUrl = new URL(words[words.indexOf('--relay') + 1]!);
+    const scrape = await fetch(`http://${relayUrl.host}/metrics`);
+    expect(scrape.status).toBe(200);
+    expect(await scrape.text()).toMatch(/^execrelay_relay_executors_registered 1$/m);
+    // Stopped, it leaves no token or key behind.
+    const stateDirectory = path.dirname(words[words.indexOf('--token-file') + 1]!);
+    expect(existsSync(stateDirectory)).toBe(true);
+    await quickstart.stop();
+    expect(existsSync(stateDirectory)).toBe(false);
   });
 
   it('"Running it for real" runs as written, flags and config file alike', async () => {
