@@ -113,9 +113,11 @@ export class ExecConnection implements SessionAttachment {
         break;
     }
     const cost = event.type === 'output' ? Math.ceil((event.chunk.length * 4) / 3) + 128 : 128;
-    if (this.queuedPushBytes + cost > 2 * this.config.maxQueuedPushBytes) {
-      // Past the hard bound (output already in flight when reading paused): drop; the client sees
-      // the seq gap and reads the retained output instead.
+    if (this.session?.isOutputPaused && this.queuedPushBytes + cost > 2 * this.config.maxQueuedPushBytes) {
+      // Past the hard bound while output is paused (an event already in flight when reading
+      // paused): drop; the client sees the seq gap and reads the retained output instead. While
+      // output flows, a chunk is always queued: it is what pauses the output, and dropping it would
+      // leave a gap the process may overwrite in its retained window before the client reads it.
       return;
     }
     this.queuedPushBytes += cost;
