@@ -74,3 +74,16 @@ function outcome(error: unknown): { ok: true } | { ok: false; errorCode: number 
   if (error === undefined) return { ok: true };
   return { ok: false, errorCode: error instanceof RpcError ? error.code : null, error: error instanceof Error ? error.message : String(error) };
 }
+
+/**
+ * The agent's own lines about its drain (SIGTERM): `agent.drain` when it begins (processes running,
+ * sessions), `agent.drained` when it ends (how many of those processes the drain terminated).
+ */
+export const DrainAudit = {
+  started(log: AuditLog, runningProcesses: number, sessions: number): void {
+    log.record({ event: 'agent.drain', family: 'agent', runningProcesses, sessions });
+  },
+  ended(log: AuditLog, outcome: { running: number; terminated: number; durationMs: number }): void {
+    log.record({ event: 'agent.drained', family: 'agent', ...outcome });
+  },
+};
