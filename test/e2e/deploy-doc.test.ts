@@ -99,6 +99,10 @@ const HANDLING: Readonly<Record<string, Handling>> = {
   'journalctl -u execrelay-agent -n 20': { kind: 'not-run', reason: 'reads the systemd journal: the agent run here must log the line the guide tells the operator to look for' },
   // The client
   'execrelay exec --relay wss://relay.example.com --env build-host-1 --agent-key 12D3KooW… --token-file client.token -- uname -a': { kind: 'run' },
+  // The audit log: settings of relay.env and agent.env (the relay has no --audit-log-reads)
+  'EXECRELAY_AUDIT_LOG=/var/lib/execrelay/audit.jsonl': { kind: 'setting', app: 'relay' },
+  'EXECRELAY_AUDIT_LOG=/var/lib/execrelay-agent/audit.jsonl': { kind: 'setting', app: 'agent' },
+  'EXECRELAY_AUDIT_LOG_READS=1': { kind: 'setting', app: 'agent' },
   // Behind an HTTP proxy: a setting of agent.env
   'EXECRELAY_PROXY=http://proxy.corp.example:3128': { kind: 'setting', app: 'agent' },
 };
