@@ -12,7 +12,7 @@ import { StdioTransport } from '../src/transport/stdio-transport.js';
 import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_AGENT_CONFIG, type AgentConfig } from './agent-config.js';
 import type { AuditLog } from '../src/audit/audit-log.js';
-import { ConnectionAudit, DrainAudit } from './session-audit.js';
+import { ClientRefusalAudit, ConnectionAudit, DrainAudit } from './session-audit.js';
 import { ExecConnection } from './exec-connection.js';
 import { fsHandlers } from './fs-handlers.js';
 import { httpHandlers } from './http-handlers.js';
@@ -283,6 +283,11 @@ export class ExecutorAgent {
     this.logger.info(outcome, 'drained');
     if (this.auditLog) DrainAudit.ended(this.auditLog, outcome);
     return outcome;
+  }
+
+  /** Records a client refused at the secure channel (in the audit log, with `--audit-log`). */
+  clientRefused(refusal: { client: string | null; reason: 'client_not_authorized' | 'handshake_failed' }): void {
+    if (this.auditLog) ClientRefusalAudit.refused(this.auditLog, refusal);
   }
 
   /** Ends every session (killing its processes). */

@@ -143,3 +143,14 @@ export const DrainAudit = {
     log.record({ event: 'agent.drained', family: 'agent', ...outcome });
   },
 };
+
+/**
+ * A client the agent refused at the secure channel: `client_not_authorized` with the identity it
+ * proved, or `handshake_failed` (no identity proven). Without these lines an operator could not
+ * answer "who tried to run something here".
+ */
+export const ClientRefusalAudit = {
+  refused(log: AuditLog, refusal: { client: string | null; reason: 'client_not_authorized' | 'handshake_failed' }): void {
+    log.record({ event: 'channel.refused', family: 'channel', client: refusal.client, reason: refusal.reason });
+  },
+};

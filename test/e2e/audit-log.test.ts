@@ -308,6 +308,35 @@ describe('audit log: a relay client is recorded by its Noise identity', () => {
   });
 });
 
+describe('audit log: a relay client the agent refuses is recorded (channel.refused)', () => {
+  it('names the refused identity with client_not_authorized; an authorized client opens its session as usual', async () => {
+    const scratch = await mkdtemp(path.join(os.tmpdir(), 'execrelay-audit-refused-'));
+    const auditFile = path.join(scratch, 'audit.jsonl');
+    const auditLog = await AuditLog.open({ file: auditFile });
+    const relay = await startRelay();
+    const allowed = await generateIdentity();
+    const stranger = await generateIdentity();
+    const remote = await startRemoteAgent(relay.url, 'audit-refused-env', { auditLog, authorizedClients: new Set([allowed.publicIdentity]) });
+    try {
+      await expect(ExecClient.connect(relayTarget(relay.url, remote, { identity: stranger }))).rejects.toThrow(/refused this client/);
+      const refused = await waitForLine(auditFile, (l) => l.event === 'channel.refused', 'the refused client');
+      expect(refused).toEqual([expect.objectContaining({ event: 'channel.refused', family: 'channel', client: stranger.publicIdentity, reason: 'client_not_authorized' })]);
+      const client = await ExecClient.connect(relayTarget(relay.url, remote, { identity: allowed }));
+      client.close();
+      const lines = await waitForLine(auditFile, (l) => l.event === 'session.open', 'the allowed client');
+      expect(lines.map((l) => [l.event, l.client])).toEqual([
+        ['channel.refused', stranger.publicIdentity],
+        ['session.open', allowed.publicIdentity],
+      ]);
+    } finally {
+      remote.stop();
+      await relay.stop();
+      await auditLog.close();
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('audit log: a real relay process records registrations and refusals (auth failures included)', () => {
   it('writes executor.registered, executor.refused and client.refused lines with reason, token line, environment and address', async () => {
     const scratch = await mkdtemp(path.join(os.tmpdir(), 'execrelay-audit-relay-proc-'));
