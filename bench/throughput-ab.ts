@@ -12,11 +12,13 @@
  * B,A…), so drift on a shared machine hits all. For each transfer: MiB/s and the CPU milliseconds per
  * MiB of output of the client (`process.cpuUsage()` in the client), the relay and the agent
  * (`/proc/PID/stat`, 10 ms ticks; the agent's child `head` is not counted). Prints medians per
- * variant and path, and the median over rounds of each variant's ratio to the first variant's
- * figure of the same round (paired ratios, steadier than ratios of medians).
+ * variant and path, the median over rounds of each variant's ratio to the first variant's
+ * figure of the same round (paired ratios, steadier than ratios of medians), and each variant's
+ * peak RSS of relay and agents.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { quantile } from './bench-result.js';
@@ -101,6 +103,10 @@ const TOKEN = `ab-token-${Date.now()}-0123456789abcdef`;
 
 async function start(variant: Variant, dir: string, tokenFile: string): Promise<Running> {
   const cli = path.join(variant.dist, 'cli', 'main.js');
+  // The CLI reads its version from the package.json beside its dist/.
+  if (!existsSync(cli) || !existsSync(path.join(variant.dist, '..', 'package.json'))) {
+    throw new Error(`${variant.name}: ${variant.dist} needs cli/main.js and a package.json beside it (cp package.json ${path.dirname(variant.dist)}/)`);
+  }
   const own = await mkdtemp(path.join(dir, `${variant.name}-`));
   const keyFile = path.join(own, 'agent.key');
   const agentKey = await keygen(cli, keyFile);
@@ -183,6 +189,11 @@ try {
           fmt(median(s.map((x) => x.agentMsPerMiB))).padStart(7), fmt(median(s.map(sum))).padStart(11), `${fmt(cpuRatio)}x`.padStart(10)].join(' '),
       );
     });
+  }
+  // Peak RSS over the whole run (warm-up included) of each variant's long-running processes.
+  const peakMiB = async (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+  for (const r of running) {
+    console.log(`${r.variant.name}: peak RSS MiB relay ${fmt(await peakMiB(r.relay.child.pid!))}, relay-registered agent ${fmt(await peakMiB(r.remoteAgent.child.pid!))}, direct agent ${fmt(await peakMiB(r.directAgent.child.pid!))}`);
   }
 } finally {
   await Promise.all(running.flatMap((r) => [r.relay.stop(), r.remoteAgent.stop(), r.directAgent.stop()]));
