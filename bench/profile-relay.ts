@@ -39,7 +39,8 @@ if (mode === 'relay') {
     keygen.stdout.on('data', (d: Buffer) => (out += d.toString()));
     keygen.on('exit', () => resolve(out.trim()));
   });
-  const relay = await profiled('relay', ['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile]);
+  // Its own bindings file: the default one under $XDG_STATE_HOME would keep the last run's agent key.
+  const relay = await profiled('relay', ['relay', '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--bindings-file', path.join(dir, 'bindings')]);
   processes.push({ role: 'relay', process: relay });
   const agent = await profiled('agent', ['agent', '--relay', relay.firstLine, '--environment-id', 'profile', '--key', keyFile, '--token-file', tokenFile, '--allow-any-client']);
   processes.push({ role: 'agent', process: agent });

@@ -9,7 +9,9 @@
  *    The count of `process/read` calls each client needed is kept beside its figure.
  * 2. Output throughput of `head -c N /dev/zero` (512 MiB in the full run): execrelay through
  *    relay+Noise, the direct agent, `ssh HOST head -c N /dev/zero` over the ControlMaster, and a raw
- *    WebSocket stream of the same bytes between two processes (the transport ceiling).
+ *    WebSocket stream of the same bytes between two processes (the transport ceiling). Each path's
+ *    notes give the CPU milliseconds per MiB of output of its client, relay and agent (ssh: the
+ *    ControlMaster client and the sshd processes), medians over the runs, and their sum.
  *
  * Relay, agents, sshd, codex and the raw WebSocket sender are separate processes; all on loopback.
  */
@@ -20,7 +22,7 @@ import WebSocket from 'ws';
 import type { ExecClient } from '../src/client/exec-client.js';
 import { ExecClient as Client } from '../src/client/exec-client.js';
 import { benchNumber, optionalBaseline, QUICK, timeRuns, unavailable, type BenchFigure } from './bench-result.js';
-import { startProcess } from './cli-process.js';
+import { cpuMs, startProcess } from './cli-process.js';
 import { startCodexServer, type CodexServer } from './codex-server.js';
 import { execThroughput, runOneShot, startExecrelay } from './fixtures.js';
 import { startSshServer, type SshServer } from './ssh-server.js';
@@ -101,6 +103,47 @@ async function rawWebSocketThroughput(bytes: number): Promise<number> {
   }
 }
 
+/** CPU milliseconds of each role's processes so far (/proc, 10 ms ticks; a pid that is gone counts 0). */
+async function cpuByRole(roles: Record<string, number[]>): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [role, pids] of Object.entries(roles)) {
+    out[role] = 0;
+    for (const pid of pids) out[role] += await cpuMs(pid).catch(() => 0);
+  }
+  return out;
+}
+
+/**
+ * Runs one transfer of `mib` MiB and adds, per role, the CPU milliseconds per MiB it cost to
+ * `perMiB` (`client` in-process is this process's `process.cpuUsage()`, the rest from /proc).
+ */
+async function withCpu(mib: number, roles: () => Promise<Record<string, number[]>>, inProcessClient: boolean, perMiB: Map<string, number[]>, transfer: () => Promise<number>): Promise<number> {
+  const pids = await roles();
+  const before = await cpuByRole(pids);
+  const usage = process.cpuUsage();
+  const result = await transfer();
+  const used = process.cpuUsage(usage);
+  const after = await cpuByRole(pids);
+  const add = (role: string, ms: number) => (perMiB.get(role) ?? perMiB.set(role, []).get(role)!).push(ms / mib);
+  if (inProcessClient) add('client', (used.user + used.system) / 1000);
+  for (const role of Object.keys(pids)) add(role, after[role]! - before[role]!);
+  return result;
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)]!;
+
+/** `clientCpuMsPerMiB` … notes (medians over the runs) and their sum. */
+function cpuNotes(perMiB: Map<string, number[]>): Record<string, number> {
+  const notes: Record<string, number> = {};
+  let sum = 0;
+  for (const [role, values] of perMiB) {
+    notes[`${role}CpuMsPerMiB`] = median(values);
+    sum += median(values);
+  }
+  if (perMiB.size > 0) notes.cpuMsPerMiB = sum;
+  return notes;
+}
+
 export async function run(): Promise<BenchFigure[]> {
   const execrelay = await startExecrelay();
   const ssh = await optionalBaseline('OpenSSH server', startSshServer);
@@ -168,15 +211,24 @@ export async function run(): Promise<BenchFigure[]> {
     const warmUp = Math.min(bytes, 32 * 2 ** 20);
     await execThroughput(directClient, warmUp);
     await execThroughput(relayClient, warmUp);
+    // CPU per MiB of output for each path and role (the agent's child `head` is not counted, nor
+    // sshd's session child `head`; ssh's client is the ControlMaster process that does its crypto).
+    const cpu = new Map<string, Map<string, number[]>>([DIRECT, RELAY, SSH_CAT].map((name) => [name, new Map()]));
+    const pid = (p: { child: { pid?: number | undefined } }) => (p.child.pid === undefined ? [] : [p.child.pid]);
     for (let i = 0; i < THROUGHPUT_RUNS; i++) {
       tSamples.get(RAW_WS)!.push(await rawWebSocketThroughput(bytes));
-      tSamples.get(DIRECT)!.push(await execThroughput(directClient, bytes));
-      tSamples.get(RELAY)!.push(await execThroughput(relayClient, bytes));
+      tSamples.get(DIRECT)!.push(await withCpu(THROUGHPUT_MIB, async () => ({ agent: pid(execrelay.directAgent) }), true, cpu.get(DIRECT)!, () => execThroughput(directClient, bytes)));
+      tSamples.get(RELAY)!.push(
+        await withCpu(THROUGHPUT_MIB, async () => ({ relay: pid(execrelay.relay), agent: pid(execrelay.remoteAgent) }), true, cpu.get(RELAY)!, () => execThroughput(relayClient, bytes)),
+      );
       if (typeof ssh !== 'string') {
-        const start = process.hrtime.bigint();
-        const received = await runSsh(ssh.masterArgs, ['head', '-c', String(bytes), '/dev/zero']);
-        if (received !== bytes) throw new Error(`ssh delivered ${received} of ${bytes} bytes`);
-        tSamples.get(SSH_CAT)!.push(bytes / 2 ** 20 / (Number(process.hrtime.bigint() - start) / 1e9));
+        const rate = await withCpu(THROUGHPUT_MIB, async () => ssh.cpuPids(), false, cpu.get(SSH_CAT)!, async () => {
+          const start = process.hrtime.bigint();
+          const received = await runSsh(ssh.masterArgs, ['head', '-c', String(bytes), '/dev/zero']);
+          if (received !== bytes) throw new Error(`ssh delivered ${received} of ${bytes} bytes`);
+          return bytes / 2 ** 20 / (Number(process.hrtime.bigint() - start) / 1e9);
+        });
+        tSamples.get(SSH_CAT)!.push(rate);
       }
     }
     const tp = (name: string, baseline: string | undefined, extra: Partial<BenchFigure> = {}): BenchFigure => ({
@@ -190,9 +242,11 @@ export async function run(): Promise<BenchFigure[]> {
     });
     figures.push(
       tp(RAW_WS, undefined),
-      tp(DIRECT, RAW_WS, { notes: { processReads: directClient.readsIssued - directReadsAfterLatency } }),
-      tp(RELAY, RAW_WS, { alsoCompare: [SSH_CAT, DIRECT], notes: { processReads: relayClient.readsIssued - relayReadsAfterLatency } }),
-      typeof ssh !== 'string' ? tp(SSH_CAT, RAW_WS) : unavailable({ scenario: tScenario, name: SSH_CAT, unit: 'MiB/s', higherIsBetter: true }, ssh),
+      tp(DIRECT, RAW_WS, { alsoCompare: [SSH_CAT], notes: { processReads: directClient.readsIssued - directReadsAfterLatency, ...cpuNotes(cpu.get(DIRECT)!) } }),
+      tp(RELAY, RAW_WS, { alsoCompare: [SSH_CAT, DIRECT], notes: { processReads: relayClient.readsIssued - relayReadsAfterLatency, ...cpuNotes(cpu.get(RELAY)!) } }),
+      typeof ssh !== 'string'
+        ? tp(SSH_CAT, RAW_WS, { notes: cpuNotes(cpu.get(SSH_CAT)!) })
+        : unavailable({ scenario: tScenario, name: SSH_CAT, unit: 'MiB/s', higherIsBetter: true }, ssh),
     );
     return figures;
   } finally {

@@ -9,7 +9,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,7 +67,26 @@ export interface SshServer {
   readonly masterArgs: string[];
   /** Opens the persistent ControlMaster connection (idempotent). */
   startMaster(): Promise<void>;
+  /**
+   * The processes whose CPU a transfer costs: `client`, the ControlMaster `ssh` (it does the
+   * client's crypto; the short-lived mux client that hands it the command's pipes is not counted);
+   * `server`, the sshd daemon and every process under it now (the connection's sshd processes).
+   */
+  cpuPids(): Promise<{ client: number[]; server: number[] }>;
   stop(): Promise<void>;
+}
+
+/** `pid` and its live descendants (Linux: every thread's `children` file). */
+async function processTree(pid: number): Promise<number[]> {
+  const found = [pid];
+  for (let i = 0; i < found.length; i++) {
+    const tasks = await readdir(`/proc/${found[i]}/task`).catch(() => [] as string[]);
+    for (const task of tasks) {
+      const children = await readFile(`/proc/${found[i]}/task/${task}/children`, 'utf8').catch(() => '');
+      found.push(...children.split(' ').filter((c) => c !== '').map(Number));
+    }
+  }
+  return found;
 }
 
 /** Starts sshd on a free loopback port; resolves once it accepts a login. */
@@ -179,6 +198,9 @@ export async function startSshServer(): Promise<SshServer> {
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
       }
+    },
+    async cpuPids() {
+      return { client: master?.pid === undefined ? [] : [master.pid], server: daemon.pid === undefined ? [] : await processTree(daemon.pid) };
     },
     stop,
   };

@@ -10,6 +10,7 @@ import {
   type UpgradeRefusalReason,
 } from '../src/relay-control/relay-endpoints.js';
 import type { Logger } from '../src/logging/logger.js';
+import { corkForThisTurn } from '../src/transport/burst-cork.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayEvents } from './relay-events.js';
 import { RetiredStreamIds } from './retired-stream-ids.js';
@@ -816,6 +817,7 @@ export class StreamRouter {
       this.events.frameDropped('backpressure');
       return;
     }
+    corkForThisTurn(target);
     if (target.send(data, { binary: true }) === false) {
       this.events.frameDropped('fleet_unavailable');
       return;
