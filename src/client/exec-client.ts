@@ -26,7 +26,7 @@ import { ErrorCode } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import type { RelayTarget } from './relay-channel.js';
-import type { CodexRendezvousTarget } from './codex-rendezvous-channel.js';
+import type { CodexRendezvousTarget } from './codex-rendezvous-target.js';
 import { clientRefusalIn, type ClientNotAuthorizedError } from './client-not-authorized-error.js';
 import { explainRefusal, REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';

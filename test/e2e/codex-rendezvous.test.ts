@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ExecClient } from '../../src/client/exec-client.js';
+import { ACCEPT_RELAY_KEY } from '../../src/client/codex-rendezvous-target.js';
+import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
+import { loadHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
+import { ensureCodexInstalled } from '../support/codex-exec-server.js';
+import { startCodexRendezvous, type CodexRendezvousFixture } from '../support/codex-rendezvous-fixture.js';
+import { runCli } from '../support/cli.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+
+/**
+ * The real `codex exec-server --remote` 0.169.0 registers with an execrelay relay (its bearer from
+ * stdin) and execrelay's CLI and library run commands on it through the relay: the codex registry
+ * (`/cloud/environment/{id}/register|connect|validate`), the signed rendezvous WebSocket, hybrid
+ * Noise IK end to end. Fails (does not skip) when the binary cannot be installed.
+ */
+
+const ENV = 'codex-e2e';
+const EXECUTOR_TOKEN = 'codex-executor-token-0123456789';
+const CLIENT_TOKEN = 'codex-client-token-0123456789ab';
+const TOKENS = `${EXECUTOR_TOKEN} executor codex-*\n${CLIENT_TOKEN} client codex-*\n`;
+
+describe('a real codex executor behind an execrelay relay', () => {
+  let fixture: CodexRendezvousFixture;
+  let proxy: TcpProxy;
+  let tokenFile: string;
+  let keyFile: string;
+  let fingerprint: string;
+  let workDir: string;
+  const through = (relay: string) => ['--relay', relay, '--env', ENV, '--token-file', tokenFile, '--key', keyFile];
+
+  beforeAll(async () => {
+    await ensureCodexInstalled();
+    fixture = await startCodexRendezvous({ tokens: TOKENS, environmentId: ENV, executorToken: EXECUTOR_TOKEN });
+    proxy = await startTcpProxy(Number(new URL(fixture.url).port));
+    tokenFile = fixture.tokenFile('client.token', CLIENT_TOKEN);
+    keyFile = path.join(fixture.dir, 'client-hybrid.key');
+    const keygen = await runCli(['keygen', '--hybrid', '--out', keyFile]);
+    expect(keygen.code, keygen.stderr).toBe(0);
+    fingerprint = keygen.stdout.trim();
+    expect(fingerprint).toMatch(/^hyb1:[a-z2-7]{32}$/);
+    workDir = path.join(fixture.dir, 'tree');
+    mkdirSync(path.join(workDir, 'sub'), { recursive: true });
+    writeFileSync(path.join(workDir, 'hello.txt'), 'hello from the codex executor\n');
+    writeFileSync(path.join(workDir, 'sub', 'deep.txt'), 'deep\n');
+  }, 600_000);
+  afterAll(async () => {
+    await proxy?.close();
+    await fixture?.stop();
+  });
+
+  it('exec prints both lines on the right streams and exits with the command status; the relay names the key it vouches for', async () => {
+    const result = await runCli(['exec', ...through(fixture.url), '--accept-relay-key', '--', 'sh', '-c', 'echo hi; echo err >&2; exit 3'], { timeoutMs: 60_000 });
+    expect(result.stdout).toBe('hi\n');
+    expect(result.stderr).toMatch(/^execrelay exec: environment codex-e2e is a codex executor with key hyb1:[a-z2-7]{32} \(as the relay names it; pin it with --agent-key\)\nerr\n$/);
+    expect(result.code).toBe(3);
+  });
+
+  it('pushed events complete the command: the library client issues no process/read', async () => {
+    const client = await ExecClient.connectCodex({ relay: fixture.url, environmentId: ENV, token: CLIENT_TOKEN, hybridKey: await loadHybridKeyFile(keyFile), executorKey: ACCEPT_RELAY_KEY });
+    try {
+      const handle = await client.exec(['sh', '-c', 'echo hi; echo err >&2; exit 3'], { cwd: workDir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+      const completion = await handle.completion;
+      expect({ exitCode: completion.exitCode, stdout: completion.stdout.toString(), stderr: completion.stderr.toString() }).toEqual({ exitCode: 3, stdout: 'hi\n', stderr: 'err\n' });
+      expect(client.readsIssued).toBe(0);
+      expect(client.agentIdentity).toMatch(/^hyb1:/);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('a pinned executor key (--agent-key hyb1:...) is used; another pinned key is refused before the executor is contacted', async () => {
+    const probe = await runCli(['exec', ...through(fixture.url), '--accept-relay-key', '--', 'true'], { timeoutMs: 60_000 });
+    expect(probe.code, probe.stderr).toBe(0);
+    const executorKey = /key (hyb1:[a-z2-7]{32})/.exec(probe.stderr)![1]!;
+    const pinned = await runCli(['exec', ...through(fixture.url), '--agent-key', executorKey, '--', 'echo', 'pinned'], { timeoutMs: 60_000 });
+    expect(pinned).toMatchObject({ code: 0, stdout: 'pinned\n', stderr: '' });
+    const handshakesBefore = (fixture.executor.log().match(/Noise executor handshake completed/g) ?? []).length;
+    const wrong = await runCli(['exec', ...through(fixture.url), '--agent-key', fingerprint, '--', 'echo', 'never'], { timeoutMs: 60_000 });
+    expect(wrong.code).toBe(255);
+    expect(wrong.stdout).toBe('');
+    expect(wrong.stderr).toContain(`the relay names executor key ${executorKey} for this environment, not the pinned ${fingerprint}: refused`);
+    expect((fixture.executor.log().match(/Noise executor handshake completed|noise_reason/g) ?? []).length).toBe(handshakesBefore);
+  });
+
+  it('walk and cat work on the codex executor', async () => {
+    const cat = await runCli(['cat', ...through(fixture.url), '--accept-relay-key', path.join(workDir, 'hello.txt')], { timeoutMs: 60_000 });
+    expect(cat.code, cat.stderr).toBe(0);
+    expect(cat.stdout).toBe('hello from the codex executor\n');
+    const walk = await runCli(['walk', ...through(fixture.url), '--accept-relay-key', workDir], { timeoutMs: 60_000 });
+    expect(walk.code, walk.stderr).toBe(0);
+    expect(walk.stdout).toContain('hello.txt');
+    expect(walk.stdout).toContain(path.join('sub', 'deep.txt'));
+  });
+
+  it('24 concurrent streams run at once through the one executor socket', async () => {
+    const key = generateHybridKeyPair();
+    const clients = await Promise.all(
+      Array.from({ length: 24 }, () => ExecClient.connectCodex({ relay: fixture.url, environmentId: ENV, token: CLIENT_TOKEN, hybridKey: key, executorKey: ACCEPT_RELAY_KEY, handshakeTimeoutMs: 30_000 })),
+    );
+    try {
+      // Every command waits until all 24 have started: they really run at the same time.
+      const barrier = path.join(fixture.dir, 'barrier');
+      mkdirSync(barrier);
+      const results = await Promise.all(
+        clients.map(async (client, index) => {
+          const handle = await client.exec(['sh', '-c', `touch ${barrier}/${index}; while [ $(ls ${barrier} | wc -l) -lt 24 ]; do sleep 0.05; done; echo stream-${index}`], {
+            cwd: workDir,
+            env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+          });
+          return (await handle.completion).stdout.toString();
+        }),
+      );
+      expect(results).toEqual(clients.map((_, index) => `stream-${index}\n`));
+      expect(clients.map((client) => client.readsIssued)).toEqual(clients.map(() => 0));
+    } finally {
+      for (const client of clients) client.close();
+    }
+  }, 120_000);
+
+  it('a byte capture between client and relay holds neither the output nor method names', async () => {
+    const canary = 'canary-output-6d2f91c4';
+    const result = await runCli(['exec', ...through(proxy.url), '--accept-relay-key', '--', 'sh', '-c', `echo ${canary}`], { timeoutMs: 60_000 });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe(`${canary}\n`);
+    const seen = Buffer.concat([proxy.captured('upstream'), proxy.captured('downstream')]);
+    // The capture did see this exchange: the registry call and the rendezvous upgrade went through it.
+    expect(seen.includes('/cloud/environment/codex-e2e/connect')).toBe(true);
+    expect(seen.includes('/cloud/rendezvous')).toBe(true);
+    expect(seen.length).toBeGreaterThan(7000);
+    for (const plaintext of [canary, 'process/start', 'process/output', 'process/exited', 'initialize', 'sh -c']) expect(seen.includes(plaintext), plaintext).toBe(false);
+  });
+});
