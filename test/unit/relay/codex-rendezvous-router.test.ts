@@ -1,0 +1,196 @@
+import { describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { CodexRendezvousRouter, type RendezvousSocket } from '../../../relay/codex-rendezvous-router.js';
+import { DEFAULT_RELAY_LIMITS, type RelayLimits } from '../../../relay/relay-config.js';
+import { decodeCodexRelayFrame, encodeCodexRelayFrame, type CodexRelayBody } from '../../../src/codex-relay-frame/codex-relay-frame.js';
+import { createLogger } from '../../../src/logging/logger.js';
+
+/** A socket that records the frames sent to it. */
+class FakeSocket implements RendezvousSocket {
+  readyState: WebSocket['readyState'] = WebSocket.OPEN;
+  bufferedAmount = 0;
+  paused = false;
+  readonly sent: Buffer[] = [];
+  closedWith: number | undefined;
+  send(data: unknown): void {
+    this.sent.push(Buffer.from(data as Uint8Array));
+  }
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
+  close(code?: number): void {
+    this.closedWith = code;
+  }
+  terminate(): void {}
+  /** What was sent, as `type:streamId[:reason]`. */
+  frames(): string[] {
+    return this.sent.map((bytes) => {
+      const decoded = decodeCodexRelayFrame(bytes);
+      if (!decoded.ok) return 'undecodable';
+      const { streamId, body } = decoded.frame;
+      return body.type === 'reset' ? `reset:${streamId}:${body.reason}` : `${body.type}:${streamId}`;
+    });
+  }
+}
+
+const frame = (streamId: string, body: CodexRelayBody) => Buffer.from(encodeCodexRelayFrame({ streamId, body }));
+const handshake = (streamId: string) => frame(streamId, { type: 'handshake', payload: Buffer.from('msg') });
+const data = (streamId: string, seq = 0) => frame(streamId, { type: 'data', seq, payload: Buffer.from('record') });
+const reset = (streamId: string, reason = 'noise_relay_protocol_error') => frame(streamId, { type: 'reset', reason });
+
+function setup(limits: Partial<RelayLimits> = {}, clientTokens = 1) {
+  const router = new CodexRendezvousRouter({ ...DEFAULT_RELAY_LIMITS, ...limits }, createLogger('test', 'silent'), () => clientTokens);
+  const executorSocket = new FakeSocket();
+  const executor = router.executorConnected(executorSocket, 'env', 'reg-1', 'exec-cred');
+  const harness = (credential = 'client-cred') => {
+    const socket = new FakeSocket();
+    return { socket, link: router.harnessConnected(socket, 'env', 'reg-1', credential) };
+  };
+  return { router, executor, executorSocket, harness };
+}
+
+describe('CodexRendezvousRouter', () => {
+  it('routes a handshake, its answer and data both ways as the bytes received; resume is not forwarded', () => {
+    const { router, executor, executorSocket, harness } = setup();
+    const h = harness();
+    router.fromHarness(h.link, frame('s1', { type: 'resume', nextSeq: 0 }));
+    router.fromHarness(h.link, handshake('s1'));
+    expect(executorSocket.sent).toEqual([handshake('s1')]);
+    router.fromExecutor(executor, handshake('s1'));
+    router.fromHarness(h.link, data('s1'));
+    router.fromExecutor(executor, data('s1', 0));
+    expect(executorSocket.frames()).toEqual(['handshake:s1', 'data:s1']);
+    expect(h.socket.frames()).toEqual(['handshake:s1', 'data:s1']);
+  });
+
+  it('refuses data on a stream not accepted yet, or of another socket, without forwarding it', () => {
+    const { router, executor, executorSocket, harness } = setup();
+    const a = harness();
+    const b = harness();
+    router.fromHarness(a.link, handshake('s1'));
+    router.fromHarness(a.link, data('s1'));
+    router.fromExecutor(executor, handshake('s1'));
+    router.fromHarness(b.link, data('s1'));
+    router.fromHarness(b.link, handshake('s1'));
+    expect(executorSocket.frames()).toEqual(['handshake:s1']);
+    expect(a.socket.frames()).toEqual(['reset:s1:unknown_stream', 'handshake:s1']);
+    expect(b.socket.frames()).toEqual(['reset:s1:unknown_stream', 'reset:s1:stream_id_in_use']);
+  });
+
+  it('bounds pending handshakes per harness socket and per executor (32), and streams per executor (128)', () => {
+    const { router, executor, executorSocket, harness } = setup({ codexMaxPendingHandshakesPerHarnessSocket: 64, codexMaxStreamsPerHarnessSocket: 1000 });
+    const h = harness();
+    for (let i = 0; i < 33; i++) router.fromHarness(h.link, handshake(`p${i}`));
+    expect(executorSocket.sent.length).toBe(32);
+    expect(h.socket.frames()).toEqual(['reset:p32:too_many_pending_opens']);
+    for (let i = 0; i < 32; i++) router.fromExecutor(executor, handshake(`p${i}`));
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 32; i++) {
+        router.fromHarness(h.link, handshake(`r${round}-${i}`));
+        router.fromExecutor(executor, handshake(`r${round}-${i}`));
+      }
+    }
+    expect(executor.routes.size).toBe(128);
+    router.fromHarness(h.link, handshake('one-too-many'));
+    expect(h.socket.frames().at(-1)).toBe('reset:one-too-many:too_many_streams');
+
+    const small = setup();
+    const s = small.harness();
+    for (let i = 0; i < 5; i++) small.router.fromHarness(s.link, handshake(`q${i}`));
+    expect(s.socket.frames()).toEqual(['reset:q4:too_many_pending_opens']);
+  });
+
+  it('counts failed handshakes: a socket, then a token, then the executor as a whole stop being forwarded new ones', () => {
+    const { router, executor, executorSocket, harness } = setup({}, 2);
+    const fail = (h: ReturnType<typeof harness>, id: string) => {
+      router.fromHarness(h.link, handshake(id));
+      router.fromExecutor(executor, reset(id));
+    };
+    // One socket: two failures, then no more.
+    const a = harness('token-a');
+    fail(a, 'a1');
+    fail(a, 'a2');
+    router.fromHarness(a.link, handshake('a3'));
+    expect(a.socket.frames().at(-1)).toBe('reset:a3:too_many_failed_handshakes');
+    // The same token on a new socket: its third failure cools it down.
+    const a2 = harness('token-a');
+    fail(a2, 'a4');
+    router.fromHarness(a2.link, handshake('a5'));
+    expect(a2.socket.frames().at(-1)).toBe('reset:a5:too_many_failed_handshakes');
+    // Other tokens still pass until the executor has seen 6 failures in its window.
+    const b = harness('token-b');
+    fail(b, 'b1');
+    fail(b, 'b2');
+    const c = harness('token-c');
+    fail(c, 'c1');
+    expect(executor.failures.length).toBe(6);
+    const d = harness('token-d');
+    router.fromHarness(d.link, handshake('d1'));
+    expect(d.socket.frames()).toEqual(['reset:d1:too_many_failed_handshakes']);
+    expect(executorSocket.frames().filter((f) => f.startsWith('handshake')).length).toBe(6);
+  });
+
+  it('a token holds at most its share of an executor when several tokens may connect clients', () => {
+    const { router, executor, harness } = setup({ codexMaxStreamsPerHarnessSocket: 1000, codexMaxPendingHandshakesPerHarnessSocket: 1000 }, 2);
+    const h = harness('greedy');
+    for (let i = 0; i < 17; i++) router.fromHarness(h.link, handshake(`g${i}`));
+    expect(h.socket.frames()).toEqual(['reset:g16:too_many_pending_opens']);
+    expect(executor.pendingHandshakes).toBe(16);
+    const other = harness('other');
+    router.fromHarness(other.link, handshake('o1'));
+    expect(other.socket.frames()).toEqual([]);
+  });
+
+  it('tells the executor when a harness socket goes, and the harnesses when the executor goes', () => {
+    const { router, executor, executorSocket, harness } = setup();
+    const h = harness();
+    router.fromHarness(h.link, handshake('s1'));
+    router.fromExecutor(executor, handshake('s1'));
+    router.fromHarness(h.link, handshake('s2'));
+    router.harnessClosed(h.link);
+    expect(executorSocket.frames().slice(-2).sort()).toEqual(['reset:s1:client_gone', 'reset:s2:client_gone']);
+    expect(executor.routes.size).toBe(0);
+    expect(executor.pendingHandshakes).toBe(0);
+    const h2 = harness();
+    router.fromHarness(h2.link, handshake('s3'));
+    router.executorClosed(executor);
+    expect(h2.socket.frames()).toEqual(['reset:s3:executor_unavailable']);
+    router.fromHarness(h2.link, handshake('s4'));
+    expect(h2.socket.frames().at(-1)).toBe('reset:s4:executor_unavailable');
+  });
+
+  it('drops frames over the message limit and frames it cannot read, and answers nothing to them', () => {
+    const { router, executorSocket, harness } = setup({ codexMaxMessageBytes: 1024 });
+    const h = harness();
+    router.fromHarness(h.link, frame('big', { type: 'handshake', payload: Buffer.alloc(2000) }));
+    router.fromHarness(h.link, Buffer.from([0xff, 0xff, 0xff]));
+    expect(executorSocket.sent).toEqual([]);
+    expect(h.socket.sent).toEqual([]);
+  });
+
+  it('a handshake not answered within the timeout is reset on both sides', async () => {
+    const { router, executorSocket, harness } = setup({ codexHandshakeTimeoutMs: 30 });
+    const h = harness();
+    router.fromHarness(h.link, handshake('slow'));
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(executorSocket.frames()).toEqual(['handshake:slow', 'reset:slow:handshake_timeout']);
+    expect(h.socket.frames()).toEqual(['reset:slow:handshake_timeout']);
+  });
+
+  it('stops reading a source while the socket it feeds holds too much', async () => {
+    const { router, executor, executorSocket, harness } = setup({ maxQueuedBytesPerSocket: 100 });
+    const h = harness();
+    router.fromHarness(h.link, handshake('s1'));
+    router.fromExecutor(executor, handshake('s1'));
+    h.socket.bufferedAmount = 1000;
+    router.fromExecutor(executor, data('s1'));
+    expect(executorSocket.paused).toBe(true);
+    h.socket.bufferedAmount = 0;
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(executorSocket.paused).toBe(false);
+    router.stop();
+  });
+});
