@@ -58,6 +58,7 @@ interface CodexRoute {
   readonly executor: CodexExecutorLink;
   accepted: boolean;
   timer: NodeJS.Timeout | undefined;
+  lastFrameAt: number;
 }
 
 /** One token's failed handshakes towards one environment. */
@@ -72,13 +73,17 @@ export class CodexRendezvousRouter {
   private readonly tokenFailures = new Map<string, TokenFailures>();
   private readonly pausedSources = new Map<RendezvousSocket, NodeJS.Timeout>();
   private stopped = false;
+  private readonly idleSweep: NodeJS.Timeout;
 
   constructor(
     private readonly limits: RelayLimits,
     private readonly logger: Logger,
     /** Tokens that may connect clients now: a token's share of an environment applies when there is more than one. */
     private readonly clientTokenCount: () => number,
-  ) {}
+  ) {
+    this.idleSweep = setInterval(() => this.resetIdleStreams(), Math.max(10, Math.min(30_000, limits.idleTimeoutMs / 4)));
+    this.idleSweep.unref();
+  }
 
   /** The executor connected for `environmentId` now, if any. */
   executor(environmentId: string): CodexExecutorLink | undefined {
@@ -95,12 +100,17 @@ export class CodexRendezvousRouter {
     return null;
   }
 
-  /** Why a new harness socket for this registration is refused now. */
-  harnessRefusal(environmentId: string, registrationId: string): RendezvousRejectionReason | null {
+  /** Why a new harness socket for this registration, of this token, is refused now. */
+  harnessRefusal(environmentId: string, registrationId: string, credentialId: string): RendezvousRejectionReason | null {
     const executor = this.executors.get(environmentId);
     if (!executor) return RendezvousRejection.UnknownRoute;
     if (executor.registrationId !== registrationId) return RendezvousRejection.UnexpectedRegistrationId;
     if (this.harnesses.size >= this.limits.maxClients) return RendezvousRejection.RouteUnavailable;
+    if (this.clientTokenCount() > 1) {
+      let held = 0;
+      for (const link of this.harnesses) if (link.credentialId === credentialId) held++;
+      if (held >= Math.max(1, Math.floor(this.limits.maxClients * this.limits.tokenShareOfRelay))) return RendezvousRejection.RouteUnavailable;
+    }
     return null;
   }
 
@@ -148,6 +158,7 @@ export class CodexRendezvousRouter {
     const { streamId, body } = decoded.frame;
     const route = link.routes.get(streamId);
     if (!route) return;
+    route.lastFrameAt = Date.now();
     if (body.type === 'handshake' && !route.accepted) this.accept(route);
     if (body.type === 'reset') {
       if (!route.accepted) this.handshakeFailed(route);
@@ -179,6 +190,7 @@ export class CodexRendezvousRouter {
       }
       case 'data':
         if (!route || route.harness !== link || !route.accepted) return this.sendReset(link.socket, streamId, ResetReason.UnknownStream);
+        route.lastFrameAt = Date.now();
         this.forward(executor.socket, data, link.socket);
         return;
       case 'reset':
@@ -224,9 +236,23 @@ export class CodexRendezvousRouter {
 
   stop(): void {
     this.stopped = true;
+    clearInterval(this.idleSweep);
     for (const link of this.executors.values()) for (const route of link.routes.values()) clearTimeout(route.timer);
     for (const timer of this.pausedSources.values()) clearInterval(timer);
     this.pausedSources.clear();
+  }
+
+  /** Resets (both ways) every accepted stream with no frame either way for `idleTimeoutMs`. */
+  private resetIdleStreams(): void {
+    const before = Date.now() - this.limits.idleTimeoutMs;
+    for (const executor of this.executors.values()) {
+      for (const route of [...executor.routes.values()]) {
+        if (!route.accepted || route.lastFrameAt > before) continue;
+        this.endRoute(route);
+        this.sendReset(executor.socket, route.streamId, ResetReason.IdleTimeout);
+        this.sendReset(route.harness.socket, route.streamId, ResetReason.IdleTimeout);
+      }
+    }
   }
 
   /** Why a new handshake of `link` is not forwarded to `executor`, or null. One check each. */
@@ -257,7 +283,7 @@ export class CodexRendezvousRouter {
   }
 
   private open(link: CodexHarnessLink, executor: CodexExecutorLink, streamId: string): void {
-    const route: CodexRoute = { streamId, harness: link, executor, accepted: false, timer: undefined };
+    const route: CodexRoute = { streamId, harness: link, executor, accepted: false, timer: undefined, lastFrameAt: Date.now() };
     executor.routes.set(streamId, route);
     link.streams.add(streamId);
     executor.pendingHandshakes++;

@@ -337,7 +337,7 @@ export class RelayServer {
     if (registration.registrationId !== grant.registrationId) return void socket.end(rendezvousRejectionResponse(RendezvousRejection.UnexpectedRegistrationId));
     const role: RelayRole = grant.role === 'executor' ? 'executor' : 'client';
     if (!this.credentials.permits(grant.credentialId, role, grant.environmentId)) return void socket.end(rendezvousRejectionResponse(RendezvousRejection.InvalidSignature));
-    const refusal = grant.role === 'executor' ? this.codexRouter.executorRefusal(grant.environmentId) : this.codexRouter.harnessRefusal(grant.environmentId, grant.registrationId);
+    const refusal = grant.role === 'executor' ? this.codexRouter.executorRefusal(grant.environmentId) : this.codexRouter.harnessRefusal(grant.environmentId, grant.registrationId, grant.credentialId);
     if (refusal) return void socket.end(rendezvousRejectionResponse(refusal));
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.watchLiveness(ws);

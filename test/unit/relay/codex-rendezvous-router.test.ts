@@ -193,4 +193,33 @@ describe('CodexRendezvousRouter', () => {
     expect(executorSocket.paused).toBe(false);
     router.stop();
   });
+
+  it('resets a stream with no frame either way for the idle timeout, on both sides', async () => {
+    const { router, executor, executorSocket, harness } = setup({ idleTimeoutMs: 60 });
+    const h = harness();
+    router.fromHarness(h.link, handshake('idle'));
+    router.fromExecutor(executor, handshake('idle'));
+    router.fromHarness(h.link, handshake('busy'));
+    router.fromExecutor(executor, handshake('busy'));
+    for (let i = 0; i < 8; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 15));
+      router.fromHarness(h.link, data('busy', i));
+    }
+    expect(executorSocket.frames()).toContain('reset:idle:idle_timeout');
+    expect(h.socket.frames()).toContain('reset:idle:idle_timeout');
+    expect([...executor.routes.keys()]).toEqual(['busy']);
+    router.stop();
+  });
+
+  it('a token holds at most its share of the relay\'s harness sockets when several tokens may connect clients', () => {
+    const { router, harness } = setup({ maxClients: 8, tokenShareOfRelay: 0.25 }, 2);
+    harness('t');
+    expect(router.harnessRefusal('env', 'reg-1', 't')).toBeNull();
+    harness('t');
+    expect(router.harnessRefusal('env', 'reg-1', 't')).toMatchObject({ status: 503, reason: 'route_unavailable' });
+    expect(router.harnessRefusal('env', 'reg-1', 'u')).toBeNull();
+    expect(router.harnessRefusal('env', 'reg-2', 'u')).toMatchObject({ status: 403, reason: 'unexpected_executor_registration_id' });
+    expect(router.harnessRefusal('nope', 'reg-1', 'u')).toMatchObject({ status: 404, reason: 'unknown_route' });
+    router.stop();
+  });
 });
