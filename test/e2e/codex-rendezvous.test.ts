@@ -1,12 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { RelayServer } from '../../relay/relay-server.js';
+import { RelayCredentials } from '../../relay/relay-credentials.js';
+import { createLogger } from '../../src/logging/logger.js';
 import { ExecClient } from '../../src/client/exec-client.js';
 import { ACCEPT_RELAY_KEY } from '../../src/client/codex-rendezvous-target.js';
 import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
 import { loadHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
 import { ensureCodexInstalled } from '../support/codex-exec-server.js';
 import { startCodexRendezvous, type CodexRendezvousFixture } from '../support/codex-rendezvous-fixture.js';
+import { RENDEZVOUS_CONNECTED_LOG, startCodexRemoteExecutor } from '../support/codex-remote-executor.js';
 import { runCli } from '../support/cli.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
@@ -132,4 +136,39 @@ describe('a real codex executor behind an execrelay relay', () => {
     expect(seen.length).toBeGreaterThan(7000);
     for (const plaintext of [canary, 'process/start', 'process/output', 'process/exited', 'initialize', 'sh -c']) expect(seen.includes(plaintext), plaintext).toBe(false);
   });
+});
+
+describe('a relay restart', () => {
+  it('the codex executor registers again by itself (its signed URL is refused by the new relay) and serves clients again', async () => {
+    const start = (port: number) => {
+      const relay = new RelayServer({ credentials: RelayCredentials.parse(TOKENS, 'tokens').credentials, logger: createLogger('test-relay', 'silent') });
+      return relay.listen('127.0.0.1', port).then((url) => ({ relay, url }));
+    };
+    let { relay, url } = await start(0);
+    const executor = await startCodexRemoteExecutor({ registry: url.replace('ws:', 'http:'), environmentId: 'codex-restart', bearer: EXECUTOR_TOKEN });
+    try {
+      await executor.waitForLog(RENDEZVOUS_CONNECTED_LOG);
+      const run = async () => {
+        const client = await ExecClient.connectCodex({ relay: url, environmentId: 'codex-restart', token: CLIENT_TOKEN, hybridKey: generateHybridKeyPair(), executorKey: ACCEPT_RELAY_KEY });
+        try {
+          return (await (await client.exec(['echo', 'served'], { cwd: '/', env: {} })).completion).stdout.toString();
+        } finally {
+          client.close();
+        }
+      };
+      expect(await run()).toBe('served\n');
+      const registrations = () => (executor.log().match(/Noise executor registration completed/g) ?? []).length;
+      expect(registrations()).toBe(1);
+      const port = Number(new URL(url).port);
+      await relay.close();
+      ({ relay, url } = await start(port));
+      await executor.waitForLog(/Noise executor registration completed[\s\S]*Noise executor registration completed[\s\S]*Noise executor connected to rendezvous/, 60_000);
+      expect(registrations()).toBe(2);
+      expect(executor.log()).toMatch(/invalid_signature/);
+      expect(await run()).toBe('served\n');
+    } finally {
+      await executor.stop();
+      await relay.close();
+    }
+  }, 120_000);
 });
