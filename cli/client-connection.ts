@@ -144,8 +144,11 @@ async function resolveCodexTarget(
     try {
       executorKey = parseHybridFingerprint(givenKey);
     } catch (error) {
+      const shown = givenKey.trim().slice(0, 60);
       throw new ConnectionUsageError(
-        `--accept-relay-key reaches a codex executor, whose key is a hybrid fingerprint (hyb1:...): --agent-key ${givenKey.trim().slice(0, 60)} is not one (${(error as Error).message})`,
+        givenKey.trim().toLowerCase().startsWith(HYBRID_FINGERPRINT_PREFIX)
+          ? `--agent-key ${shown}: ${(error as Error).message}`
+          : `--accept-relay-key reaches a codex executor, whose key is a hybrid fingerprint (hyb1:...): --agent-key ${shown} is not one`,
       );
     }
   }
