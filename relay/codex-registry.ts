@@ -21,6 +21,7 @@ import type { RelayLimits } from './relay-config.js';
 import type { RelayCredential, RelayCredentials, RelayRole } from './relay-credentials.js';
 import type { CodexRendezvousRouter } from './codex-rendezvous-router.js';
 import type { RendezvousSigner } from './rendezvous-signer.js';
+import type { RelayEvents } from './relay-events.js';
 
 /** One codex executor's registration of an environment (the latest one wins). */
 export interface CodexRegistration {
@@ -44,6 +45,8 @@ export interface CodexRegistryOptions {
   readonly nativeExecutorLive: (environmentId: string) => boolean;
   readonly limits: RelayLimits;
   readonly logger: Logger;
+  /** The relay's metrics: registrations and token failures (the same series as execrelay agents'). */
+  readonly events: RelayEvents;
   /** Served over TLS: rendezvous URLs are `wss://`. */
   readonly tls: boolean;
 }
@@ -131,8 +134,11 @@ export class CodexRegistry {
     }
     const role: RelayRole = action === 'connect' ? 'client' : 'executor';
     const check = this.options.credentials().check(req.headers.authorization, role, environmentId);
+    const endpoint = role === 'client' ? 'client' : 'executor';
     if (!check.ok && check.refusal === UpgradeRefusal.Unauthorized) {
       req.resume();
+      this.options.events.authFailure(endpoint);
+      if (action === 'register') this.options.events.registration('rejected');
       return refusal(CodexRegistryError.Unauthorized);
     }
     if (validateEnvironmentId(environmentId)) {
@@ -141,13 +147,18 @@ export class CodexRegistry {
     }
     if (!check.ok) {
       req.resume();
+      this.options.events.authFailure(endpoint);
+      if (action === 'register') this.options.events.registration('rejected');
       return refusal(tokenRefusal(check.refusal));
     }
     const body = await readJsonBody(req);
     if (!body.ok) return refusal(body.error, body.message);
     switch (action) {
-      case 'register':
-        return this.register(req, environmentId, check.credential, body.value);
+      case 'register': {
+        const answer = await this.register(req, environmentId, check.credential, body.value);
+        this.options.events.registration(answer.status === 200 ? 'registered' : 'rejected');
+        return answer;
+      }
       case 'connect':
         return this.connect(req, environmentId, check.credential, body.value);
       case 'validate':

@@ -5,6 +5,7 @@ import { RelayCloseCode, ResetReason, type ResetReasonValue } from '../src/relay
 import type { Logger } from '../src/logging/logger.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayRole } from './relay-credentials.js';
+import { NO_RELAY_EVENTS, type FrameDirection, type RelayEvents } from './relay-events.js';
 
 /**
  * The codex rendezvous: routes codex relay frames (`codex.exec_server.relay.v1.RelayMessageFrame`)
@@ -59,6 +60,7 @@ interface CodexRoute {
   accepted: boolean;
   timer: NodeJS.Timeout | undefined;
   lastFrameAt: number;
+  readonly openedAt: number;
 }
 
 /** One token's failed handshakes towards one environment. */
@@ -80,6 +82,8 @@ export class CodexRendezvousRouter {
     private readonly logger: Logger,
     /** Tokens that may connect clients now: a token's share of an environment applies when there is more than one. */
     private readonly clientTokenCount: () => number,
+    /** The relay's metrics (the same series as execrelay's own streams). */
+    private readonly events: RelayEvents = NO_RELAY_EVENTS,
   ) {
     this.idleSweep = setInterval(() => this.resetIdleStreams(), Math.max(10, Math.min(30_000, limits.idleTimeoutMs / 4)));
     this.idleSweep.unref();
@@ -152,26 +156,26 @@ export class CodexRendezvousRouter {
 
   /** A binary message from an executor. */
   fromExecutor(link: CodexExecutorLink, data: Buffer): void {
-    if (this.executors.get(link.environmentId) !== link || data.length > this.limits.codexMaxMessageBytes) return;
-    const decoded = decodeCodexRelayFrame(data);
-    if (!decoded.ok) return; // dropped, as codex drops what it cannot read
+    if (this.executors.get(link.environmentId) !== link) return;
+    const decoded = data.length > this.limits.codexMaxMessageBytes ? null : decodeCodexRelayFrame(data);
+    if (!decoded?.ok) return this.events.frameDropped('invalid'); // as codex drops what it cannot read
     const { streamId, body } = decoded.frame;
     const route = link.routes.get(streamId);
-    if (!route) return;
+    if (!route) return this.events.frameDropped('no_route');
     route.lastFrameAt = Date.now();
     if (body.type === 'handshake' && !route.accepted) this.accept(route);
     if (body.type === 'reset') {
       if (!route.accepted) this.handshakeFailed(route);
-      this.endRoute(route);
+      this.endRoute(route, 'reset');
     }
-    this.forward(route.harness.socket, data, link.socket);
+    this.forward(route.harness.socket, data, link.socket, 'executor_to_client');
   }
 
   /** A binary message from a harness. */
   fromHarness(link: CodexHarnessLink, data: Buffer): void {
-    if (!this.harnesses.has(link) || data.length > this.limits.codexMaxMessageBytes) return;
-    const decoded = decodeCodexRelayFrame(data);
-    if (!decoded.ok) return;
+    if (!this.harnesses.has(link)) return;
+    const decoded = data.length > this.limits.codexMaxMessageBytes ? null : decodeCodexRelayFrame(data);
+    if (!decoded?.ok) return this.events.frameDropped('invalid');
     const { streamId, body } = decoded.frame;
     const executor = this.executors.get(link.environmentId);
     if (!executor || executor.registrationId !== link.registrationId) {
@@ -185,18 +189,18 @@ export class CodexRendezvousRouter {
         const refusal = this.handshakeRefusal(link, executor);
         if (refusal) return this.sendReset(link.socket, streamId, refusal);
         this.open(link, executor, streamId);
-        this.forward(executor.socket, data, link.socket);
+        this.forward(executor.socket, data, link.socket, 'client_to_executor');
         return;
       }
       case 'data':
         if (!route || route.harness !== link || !route.accepted) return this.sendReset(link.socket, streamId, ResetReason.UnknownStream);
         route.lastFrameAt = Date.now();
-        this.forward(executor.socket, data, link.socket);
+        this.forward(executor.socket, data, link.socket, 'client_to_executor');
         return;
       case 'reset':
         if (!route || route.harness !== link) return;
-        this.endRoute(route);
-        this.forward(executor.socket, data, link.socket);
+        this.endRoute(route, 'closed');
+        this.forward(executor.socket, data, link.socket, 'client_to_executor');
         return;
       default:
         return; // resume, ack, heartbeat: 0.169.0 ignores them
@@ -283,7 +287,9 @@ export class CodexRendezvousRouter {
   }
 
   private open(link: CodexHarnessLink, executor: CodexExecutorLink, streamId: string): void {
-    const route: CodexRoute = { streamId, harness: link, executor, accepted: false, timer: undefined, lastFrameAt: Date.now() };
+    const now = Date.now();
+    const route: CodexRoute = { streamId, harness: link, executor, accepted: false, timer: undefined, lastFrameAt: now, openedAt: now };
+    this.events.streamOpened();
     executor.routes.set(streamId, route);
     link.streams.add(streamId);
     executor.pendingHandshakes++;
@@ -299,6 +305,7 @@ export class CodexRendezvousRouter {
 
   private accept(route: CodexRoute): void {
     route.accepted = true;
+    this.events.streamAccepted(Date.now() - route.openedAt);
     clearTimeout(route.timer);
     route.timer = undefined;
     route.executor.pendingHandshakes--;
@@ -328,9 +335,10 @@ export class CodexRendezvousRouter {
   }
 
   /** Forgets a route (its timers and counts); sends nothing. */
-  private endRoute(route: CodexRoute): void {
+  private endRoute(route: CodexRoute, result: 'closed' | 'reset' = 'reset'): void {
     const { executor, harness, streamId } = route;
     if (executor.routes.get(streamId) !== route) return;
+    this.events.streamEnded(result);
     executor.routes.delete(streamId);
     harness.streams.delete(streamId);
     clearTimeout(route.timer);
@@ -351,6 +359,7 @@ export class CodexRendezvousRouter {
 
   private sendReset(socket: RendezvousSocket, streamId: string, reason: ResetReasonValue): void {
     if (socket.readyState !== WebSocket.OPEN) return;
+    this.events.reset(reason);
     socket.send(encodeCodexRelayFrame({ streamId, body: { type: 'reset', reason } }), { binary: true });
   }
 
@@ -358,10 +367,12 @@ export class CodexRendezvousRouter {
    * Sends `data` on `to`; while `to` holds more than `maxQueuedBytesPerSocket` unsent, `from` is
    * not read (its sender's TCP window closes) until `to` has sent half of it.
    */
-  private forward(to: RendezvousSocket, data: Buffer, from: RendezvousSocket): void {
-    if (to.readyState !== WebSocket.OPEN) return;
+  private forward(to: RendezvousSocket, data: Buffer, from: RendezvousSocket, direction: FrameDirection): void {
+    if (to.readyState !== WebSocket.OPEN) return this.events.frameDropped('endpoint_detached');
     to.send(data, { binary: true });
+    this.events.frameRouted(direction, data.length);
     if (this.stopped || to.bufferedAmount <= this.limits.maxQueuedBytesPerSocket || this.pausedSources.has(from)) return;
+    this.events.socketPaused();
     from.pause();
     const timer = setInterval(() => {
       if (to.readyState === WebSocket.OPEN && to.bufferedAmount > this.limits.maxQueuedBytesPerSocket / 2) return;

@@ -95,7 +95,7 @@ export class RelayServer {
       (fleet ? new FleetBindings(() => fleet.connection, (nc) => openBindingsBucket(nc, options.fleet?.registryReplicas ?? 1), this.limits.maxBindings) : new MemoryBindings(this.limits.maxBindings));
     const admittedBindings = options.environmentKeys ? new PinnedEnvironmentKeys(options.environmentKeys, bindings) : bindings;
     this.admission = new ExecutorAdmission(admittedBindings, this.limits.maxRecentProofs, this.logger);
-    this.codexRouter = new CodexRendezvousRouter(this.limits, this.logger, () => this.credentials.countFor('client'));
+    this.codexRouter = new CodexRendezvousRouter(this.limits, this.logger, () => this.credentials.countFor('client'), this.events);
     this.codexRegistry = new CodexRegistry({
       credentials: () => this.credentials,
       bindings: admittedBindings,
@@ -104,6 +104,7 @@ export class RelayServer {
       nativeExecutorLive: (environmentId) => this.router.hasLiveExecutor(environmentId),
       limits: this.limits,
       logger: this.logger,
+      events: this.events,
       tls: options.tls !== undefined,
     });
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handleHttp(req, res);

@@ -4,6 +4,7 @@ import { CodexRendezvousRouter, type RendezvousSocket } from '../../../relay/cod
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from '../../../relay/relay-config.js';
 import { decodeCodexRelayFrame, encodeCodexRelayFrame, type CodexRelayBody } from '../../../src/codex-relay-frame/codex-relay-frame.js';
 import { createLogger } from '../../../src/logging/logger.js';
+import { NO_RELAY_EVENTS, type RelayEvents } from '../../../relay/relay-events.js';
 
 /** A socket that records the frames sent to it. */
 class FakeSocket implements RendezvousSocket {
@@ -220,6 +221,40 @@ describe('CodexRendezvousRouter', () => {
     expect(router.harnessRefusal('env', 'reg-1', 'u')).toBeNull();
     expect(router.harnessRefusal('env', 'reg-2', 'u')).toMatchObject({ status: 403, reason: 'unexpected_executor_registration_id' });
     expect(router.harnessRefusal('nope', 'reg-1', 'u')).toMatchObject({ status: 404, reason: 'unknown_route' });
+    router.stop();
+  });
+
+  it('reports to the relay metrics with fixed labels only: streams opened, accepted, ended, resets, routed and dropped frames', () => {
+    const seen: string[] = [];
+    const events: RelayEvents = {
+      ...NO_RELAY_EVENTS,
+      streamOpened: () => seen.push('opened'),
+      streamAccepted: () => seen.push('accepted'),
+      streamEnded: (result) => seen.push(`ended:${result}`),
+      reset: (reason) => seen.push(`reset:${reason}`),
+      frameRouted: (direction) => seen.push(`routed:${direction}`),
+      frameDropped: (reason) => seen.push(`dropped:${reason}`),
+    };
+    const router = new CodexRendezvousRouter(DEFAULT_RELAY_LIMITS, createLogger('test', 'silent'), () => 1, events);
+    const executor = router.executorConnected(new FakeSocket(), 'env', 'reg-1', 'e');
+    const h = router.harnessConnected(new FakeSocket(), 'env', 'reg-1', 'c');
+    router.fromHarness(h, handshake('s1'));
+    router.fromExecutor(executor, handshake('s1'));
+    router.fromHarness(h, reset('s1', 'client_closed'));
+    router.fromHarness(h, data('s2'));
+    router.fromExecutor(executor, data('s3'));
+    router.fromHarness(h, Buffer.from([1, 2, 3]));
+    expect(seen).toEqual([
+      'opened',
+      'routed:client_to_executor',
+      'accepted',
+      'routed:executor_to_client',
+      'ended:closed',
+      'routed:client_to_executor',
+      'reset:unknown_stream',
+      'dropped:no_route',
+      'dropped:invalid',
+    ]);
     router.stop();
   });
 });
