@@ -7,6 +7,7 @@ import {
   CodexRegistryError,
   MAX_CODEX_REGISTRY_BODY_BYTES,
   type CodexRegistryAction,
+  type AuthorizationRefusal,
   type CodexRegistryErrorReason,
 } from '../src/codex-registry/registry-endpoints.js';
 import { ConnectRequest, RegisterRequest, ValidateRequest, type RegisterResponse, type ConnectResponse } from '../src/codex-registry/registry-messages.js';
@@ -22,6 +23,7 @@ import type { RelayCredential, RelayCredentials, RelayRole } from './relay-crede
 import type { CodexRendezvousRouter } from './codex-rendezvous-router.js';
 import type { RendezvousSigner } from './rendezvous-signer.js';
 import type { RelayEvents } from './relay-events.js';
+import type { RelayAudit } from './relay-audit.js';
 
 /** One codex executor's registration of an environment (the latest one wins). */
 export interface CodexRegistration {
@@ -49,12 +51,20 @@ export interface CodexRegistryOptions {
   readonly events: RelayEvents;
   /** Served over TLS: rendezvous URLs are `wss://`. */
   readonly tls: boolean;
+  /** With `--audit-log`: registrations and refusals. */
+  readonly audit?: RelayAudit;
 }
 
-/** An answer of the registry: a status and a JSON body. */
+/** An answer of the registry: a status and a JSON body (and what the audit log records of it). */
 interface Answer {
   readonly status: number;
   readonly body: unknown;
+  /** A refusal's reason (an error code, or why a validation answered `{"valid":false}`). */
+  readonly refusal?: string;
+  /** A registration's executor key fingerprint. */
+  readonly executorKey?: string;
+  /** The token's line in the token file, once recognised. */
+  tokenLine?: number;
 }
 
 /** Host header values we build rendezvous URLs from: a host name or address and an optional port. */
@@ -113,7 +123,13 @@ export class CodexRegistry {
       answer = await this.answer(req, rawEnvironmentId, action);
     } catch (error) {
       this.options.logger.error({ err: (error as Error).message, action }, 'codex registry request failed');
-      answer = { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
+      answer = { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, refusal: 'internal' };
+    }
+    const environmentId = safeDecode(rawEnvironmentId);
+    if (answer.status === 200 && answer.refusal === undefined) {
+      if (action === 'register') this.options.audit?.codexRegistered(req, environmentId, answer.tokenLine, answer.executorKey ?? null);
+    } else if (answer.status !== 405) {
+      this.options.audit?.codexRefused(req, action, environmentId, answer.tokenLine, answer.refusal ?? 'unknown');
     }
     if (res.headersSent) return;
     const text = JSON.stringify(answer.body);
@@ -126,12 +142,7 @@ export class CodexRegistry {
       req.resume();
       return refusal(CodexRegistryError.MethodNotAllowed);
     }
-    let environmentId: string;
-    try {
-      environmentId = decodeURIComponent(rawEnvironmentId);
-    } catch {
-      environmentId = '';
-    }
+    const environmentId = safeDecode(rawEnvironmentId);
     const role: RelayRole = action === 'connect' ? 'client' : 'executor';
     const check = this.options.credentials().check(req.headers.authorization, role, environmentId);
     const endpoint = role === 'client' ? 'client' : 'executor';
@@ -152,18 +163,14 @@ export class CodexRegistry {
       return refusal(tokenRefusal(check.refusal));
     }
     const body = await readJsonBody(req);
-    if (!body.ok) return refusal(body.error, body.message);
-    switch (action) {
-      case 'register': {
-        const answer = await this.register(req, environmentId, check.credential, body.value);
-        this.options.events.registration(answer.status === 200 ? 'registered' : 'rejected');
-        return answer;
-      }
-      case 'connect':
-        return this.connect(req, environmentId, check.credential, body.value);
-      case 'validate':
-        return this.validate(environmentId, check.credential, body.value);
-    }
+    let answer: Answer;
+    if (!body.ok) answer = refusal(body.error, body.message);
+    else if (action === 'register') answer = await this.register(req, environmentId, check.credential, body.value);
+    else if (action === 'connect') answer = this.connect(req, environmentId, check.credential, body.value);
+    else answer = this.validate(environmentId, check.credential, body.value);
+    if (action === 'register') this.options.events.registration(answer.status === 200 ? 'registered' : 'rejected');
+    answer.tokenLine = check.credential.line;
+    return answer;
   }
 
   private async register(req: http.IncomingMessage, environmentId: string, credential: RelayCredential, value: unknown): Promise<Answer> {
@@ -213,7 +220,7 @@ export class CodexRegistry {
       security_profile: CODEX_SECURITY_PROFILE,
       executor_registration_id: registration.registrationId,
     };
-    return { status: 200, body: answer };
+    return { status: 200, body: answer, executorKey: fingerprint };
   }
 
   private connect(req: http.IncomingMessage, environmentId: string, credential: RelayCredential, value: unknown): Answer {
@@ -256,9 +263,9 @@ export class CodexRegistry {
   private validate(environmentId: string, credential: RelayCredential, value: unknown): Answer {
     const request = ValidateRequest.safeParse(value);
     if (!request.success) return refusal(CodexRegistryError.InvalidRequest, 'validate takes {"executor_registration_id","harness_public_key","harness_key_authorization"}');
-    const invalid = (reason: string): Answer => {
+    const invalid = (reason: AuthorizationRefusal): Answer => {
       this.options.logger.warn({ environmentId, reason }, 'codex harness key refused');
-      return { status: 200, body: { valid: false } };
+      return { status: 200, body: { valid: false }, refusal: reason };
     };
     const registration = this.registration(environmentId);
     // Only the executor that registered (its token, its registration) asks about its harnesses.
@@ -293,7 +300,15 @@ export class CodexRegistry {
 }
 
 function refusal(reason: CodexRegistryErrorReason, message: string = reason.message): Answer {
-  return { status: reason.status, body: { error: { code: reason.code, message } } };
+  return { status: reason.status, body: { error: { code: reason.code, message } }, refusal: reason.code };
+}
+
+function safeDecode(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return '';
+  }
 }
 
 /** A known token's refusal (wrong role, environment out of scope) as the registry's error. */

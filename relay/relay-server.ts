@@ -106,6 +106,7 @@ export class RelayServer {
       logger: this.logger,
       events: this.events,
       tls: options.tls !== undefined,
+      ...(this.audit ? { audit: this.audit } : {}),
     });
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handleHttp(req, res);
     this.server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);

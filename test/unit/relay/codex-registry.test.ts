@@ -187,3 +187,39 @@ describe('connect and validate', () => {
     expect(await post('/cloud/environment/reg-nobody/connect', harness, EXECUTOR)).toMatchObject({ status: 403, body: { error: { code: 'forbidden_role' } } });
   });
 });
+
+describe('audit log', () => {
+  it('records codex registrations (with the executor key fingerprint) and refusals (with the reason), never a token', async () => {
+    const { AuditLog } = await import('../../../src/audit/audit-log.js');
+    const { mkdtempSync, readFileSync } = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'execrelay-codex-audit-')), 'audit.log');
+    const auditLog = await AuditLog.open({ file });
+    const audited = new RelayServer({ credentials: RelayCredentials.parse(TOKENS, 'tokens').credentials, logger: createLogger('test', 'silent'), auditLog });
+    const url = (await audited.listen('127.0.0.1', 0)).replace('ws:', 'http:');
+    try {
+      const key = generateHybridKeyPair();
+      const call = (path: string, body: unknown, token: string) =>
+        fetch(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify(body) }).then((r) => r.json());
+      const registered = (await call('/cloud/environment/reg-audit/register', registerBody(key), EXECUTOR)) as { executor_registration_id: string };
+      await call('/cloud/environment/reg-audit/connect', { harness_public_key: encodeRegistryPublicKey(key.publicKey) }, EXECUTOR);
+      await call(
+        '/cloud/environment/reg-audit/validate',
+        { executor_registration_id: registered.executor_registration_id, harness_public_key: encodeRegistryPublicKey(key.publicKey), harness_key_authorization: 'hka1.x.y' },
+        EXECUTOR,
+      );
+    } finally {
+      await audited.close();
+      await auditLog.close();
+    }
+    const text = readFileSync(file, 'utf8');
+    expect(text).not.toContain(EXECUTOR);
+    const lines = text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toEqual([
+      expect.objectContaining({ event: 'codex.registered', environmentId: 'reg-audit', tokenLine: 1, remoteAddress: '127.0.0.1', executorKey: expect.stringMatching(/^hyb1:/) }),
+      expect.objectContaining({ event: 'codex.refused', action: 'connect', environmentId: 'reg-audit', reason: 'forbidden_role', authFailure: true }),
+      expect.objectContaining({ event: 'codex.refused', action: 'validate', environmentId: 'reg-audit', tokenLine: 1, reason: 'bad_signature', authFailure: false }),
+    ]);
+  });
+});
