@@ -257,4 +257,24 @@ describe('CodexRendezvousRouter', () => {
     ]);
     router.stop();
   });
+
+  it('closes the sockets of a revoked token after resetting their streams', () => {
+    const { router, executor, executorSocket, harness } = setup();
+    const kept = harness('kept');
+    const revoked = harness('revoked');
+    router.fromHarness(kept.link, handshake('k1'));
+    router.fromHarness(revoked.link, handshake('r1'));
+    router.fromExecutor(executor, handshake('r1'));
+    expect(router.revoke((credentialId) => credentialId !== 'revoked')).toBe(1);
+    expect(revoked.socket.closedWith).toBe(4003);
+    expect(revoked.socket.frames().at(-1)).toBe('reset:r1:credential_revoked');
+    expect(executorSocket.frames().at(-1)).toBe('reset:r1:credential_revoked');
+    expect(kept.socket.closedWith).toBeUndefined();
+    expect([...executor.routes.keys()]).toEqual(['k1']);
+    expect(router.revoke((credentialId, role) => role !== 'executor')).toBe(1);
+    expect(executorSocket.closedWith).toBe(4003);
+    expect(kept.socket.frames()).toEqual(['reset:k1:credential_revoked']);
+    expect(router.hasLiveExecutor('env')).toBe(false);
+    router.stop();
+  });
 });
