@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { RelayServer } from '../../relay/relay-server.js';
@@ -98,6 +99,29 @@ describe('a real codex executor behind an execrelay relay', () => {
     expect(walk.stdout).toContain('hello.txt');
     expect(walk.stdout).toContain(path.join('sub', 'deep.txt'));
   });
+
+  it('a file larger than a Noise record and megabytes of output arrive intact', async () => {
+    const { randomBytes, createHash } = await import('node:crypto');
+    const blob = randomBytes(300 * 1024);
+    writeFileSync(path.join(workDir, 'blob.bin'), blob);
+    const client = await ExecClient.connectCodex({ relay: fixture.url, environmentId: ENV, token: CLIENT_TOKEN, hybridKey: await loadHybridKeyFile(keyFile), executorKey: ACCEPT_RELAY_KEY });
+    try {
+      // fs/readFile answers in one JSON-RPC message of ≈ 400 KB: several records, reassembled.
+      const read = await client.fs.readFile(path.join(workDir, 'blob.bin'));
+      expect(createHash('sha256').update(read).digest('hex')).toBe(createHash('sha256').update(blob).digest('hex'));
+      // The same command run here (the executor is on this machine) says what must arrive.
+      const command = 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14; do cat blob.bin; done | od -An -tx1 | head -c 4000000';
+      const expected = execFileSync('sh', ['-c', command], { cwd: workDir, maxBuffer: 16 * 1024 * 1024 });
+      const handle = await client.exec(['sh', '-c', command], { cwd: workDir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+      const completion = await handle.completion;
+      expect(completion.exitCode).toBe(0);
+      expect(completion.stdout.length).toBe(4_000_000);
+      expect(completion.stdout.equals(expected)).toBe(true);
+      expect(client.readsIssued).toBe(0);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
 
   it('24 concurrent streams run at once through the one executor socket', async () => {
     const key = generateHybridKeyPair();
