@@ -14,7 +14,7 @@ import { parseHttpAllow } from '../executor-agent/http-destination-policy.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { createAgentTelemetry, type AgentTelemetry } from '../executor-agent/telemetry/agent-telemetry.js';
 import { metricsListenOption } from './metrics-listen-option.js';
-import { addAuditLogOptions, openAuditLog, type AuditLogCommandOptions } from './audit-log-options.js';
+import { addAuditLogOptions, addAuditLogReadsOption, openAuditLog, type AuditLogCommandOptions } from './audit-log-options.js';
 import { proxyOption } from './proxy-option.js';
 import { redactProxyUrl, relayProxyFor } from '../src/relay-link/relay-proxy.js';
 
@@ -153,7 +153,7 @@ export function registerAgentCommand(program: Command): void {
         .default(false),
     )
     .addOption(metricsListenOption());
-  addAuditLogOptions(command, 'sessions, process starts and exits, and file writes, removes and copies')
+  addAuditLogReadsOption(addAuditLogOptions(command, 'sessions, process starts and exits, file writes, removes and copies, HTTP requests (method, origin, status), drains'))
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
     .action(async (options: AgentCommandOptions, command: Command) => {
       const logger = createLogger('execrelay-agent');

@@ -7,6 +7,8 @@ export interface AuditLogCommandOptions {
   auditLog?: string;
   auditLogMaxBytes: number;
   auditLogKeep: number;
+  /** The agent's `--audit-log-reads` (the relay has no such flag). */
+  auditLogReads?: boolean;
 }
 
 /** `--audit-log FILE`, `--audit-log-max-bytes N`, `--audit-log-keep N` (the agent's and the relay's). */
@@ -29,18 +31,31 @@ export function addAuditLogOptions(command: Command, what: string): Command {
     );
 }
 
+/** `--audit-log-reads` (the agent's): fs reads get audit lines too. */
+export function addAuditLogReadsOption(command: Command): Command {
+  return command.addOption(
+    new Option('--audit-log-reads', 'also record fs reads in the audit log (fs/readFile, fs/open, fs/readDirectory, fs/walk: their paths); needs --audit-log')
+      .env('EXECRELAY_AUDIT_LOG_READS')
+      .default(false),
+  );
+}
+
 /** Opens the audit log the options name (undefined without `--audit-log`); a bad path or size is an error at startup. */
 export async function openAuditLog(options: AuditLogCommandOptions, logger: Logger): Promise<AuditLog | undefined> {
-  if (options.auditLog === undefined) return undefined;
+  if (options.auditLog === undefined) {
+    if (options.auditLogReads) throw new Error('--audit-log-reads (EXECRELAY_AUDIT_LOG_READS) needs --audit-log FILE');
+    return undefined;
+  }
   if (options.auditLog.trim() === '') throw new Error('--audit-log (EXECRELAY_AUDIT_LOG) is empty: give a file, or unset it');
   try {
     const log = await AuditLog.open({
       file: options.auditLog,
       maxBytes: options.auditLogMaxBytes,
       keep: options.auditLogKeep,
+      reads: options.auditLogReads ?? false,
       onError: (error) => logger.error({ err: error.message }, 'audit log write failed'),
     });
-    logger.info({ file: options.auditLog, maxBytes: options.auditLogMaxBytes, keep: options.auditLogKeep }, 'audit log open');
+    logger.info({ file: options.auditLog, maxBytes: options.auditLogMaxBytes, keep: options.auditLogKeep, reads: options.auditLogReads ?? false }, 'audit log open');
     return log;
   } catch (error) {
     throw new Error(`--audit-log ${options.auditLog}: ${(error as Error).message}`);

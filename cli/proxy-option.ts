@@ -4,7 +4,7 @@ import { Option } from 'commander';
 export function proxyOption(): Option {
   return new Option(
     '--proxy <url>',
-    'reach the relay through this HTTP CONNECT proxy (http://[USER:PASS@]HOST:PORT). Without it HTTPS_PROXY (wss://) or HTTP_PROXY (ws://), ' +
+    'reach the relay through this HTTP CONNECT proxy (http://[USER:PASS@]HOST:PORT, or https:// for TLS to the proxy; credentials percent-encoded, sent as Basic). Without it HTTPS_PROXY (wss://) or HTTP_PROXY (ws://), ' +
       'or ALL_PROXY, lower-case names too, unless NO_PROXY names the relay host; --proxy "" dials directly',
   ).env('EXECRELAY_PROXY');
 }

@@ -161,17 +161,17 @@ export function registerRelayCommand(program: Command): void {
         },
       });
       server = relay;
-      const url = await relay.listen(host, port);
-      const metricsServer = options.metricsListen ? await startMetricsServer(options.metricsListen, { metrics: metrics.expose, ready: () => relay.isReady }) : null;
-      process.stdout.write(`${url}\n`);
-      logger.info({ url, ...(metricsServer ? { metrics: metricsServer.url } : {}), ...(bindingsFile ? { bindingsFile } : {}), pinnedEnvironments: environmentKeys?.size ?? 0 }, 'relay listening');
       // Revocation without a restart: the token file is re-read when it changes and on SIGHUP.
       const tokenFile = options.tokenFile;
-      const reload: TokenFileReload | null = tokenFile ? watchRelayTokenFile(tokenFile, tokenFileOptions, (next) => relay.replaceCredentials(next), logger) : null;
+      const reload: TokenFileReload | null = tokenFile ? await watchRelayTokenFile(tokenFile, tokenFileOptions, (next) => relay.replaceCredentials(next), logger) : null;
       process.on('SIGHUP', () => {
         if (reload) void reload.reload();
         else logger.warn('SIGHUP: no --token-file to re-read');
       });
+      const url = await relay.listen(host, port);
+      const metricsServer = options.metricsListen ? await startMetricsServer(options.metricsListen, { metrics: metrics.expose, ready: () => relay.isReady }) : null;
+      process.stdout.write(`${url}\n`);
+      logger.info({ url, ...(metricsServer ? { metrics: metricsServer.url } : {}), ...(bindingsFile ? { bindingsFile } : {}), pinnedEnvironments: environmentKeys?.size ?? 0 }, 'relay listening');
       const stop = (signal: string) => {
         logger.info({ signal }, 'relay stopping; telling endpoints to reconnect');
         reload?.close();

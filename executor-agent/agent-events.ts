@@ -27,7 +27,15 @@ export interface ProcessTelemetry {
   processStarting(): ProcessObservation;
 }
 
-/** What `ExecConnection` needs. */
+/** The agent's drain (SIGTERM; `ExecutorAgent.drain`). */
+export interface DrainTelemetry {
+  /** The drain began: the agent takes no new work from now on. */
+  started(): void;
+  /** The drain timeout passed with `count` processes still running, which are now terminated. */
+  terminating(count: number): void;
+}
+
+/** What `ExecConnection` needs (and `ExecutorAgent`: the drain). */
 export interface ExecServerTelemetry {
   /** A connection was accepted on `transportKind`; returns the call for when it closes. */
   connectionOpened(transportKind: string): () => void;
@@ -37,4 +45,5 @@ export interface ExecServerTelemetry {
    */
   requestStarted(method: string, routed: boolean, carrier: TraceCarrier | undefined): RequestObservation;
   readonly process: ProcessTelemetry;
+  readonly drain: DrainTelemetry;
 }

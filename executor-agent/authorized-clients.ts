@@ -1,13 +1,8 @@
 /**
  * The agent's authorized clients file (`--authorized-clients FILE`: one public identity per line,
  * parsed by `parseAuthorizedClients`), held as the set the Noise responder asks at each handshake,
- * and re-read when the file changes, without a restart.
- *
- * Change detection: `fs.watch` on the file's directory (editors and `execrelay authorize --remove`
- * replace the file by a rename, which a watch on the file itself would miss), plus a `stat` of the
- * file every `pollIntervalMs` (1 s) comparing inode, size, mtime and ctime, for filesystems and
- * mounts where watching does not report (network filesystems, a Kubernetes ConfigMap's symlink
- * swap). A change is read after `settleMs` (25 ms) so that a burst of writes is read once.
+ * and re-read when the file changes, without a restart (`FileChangeWatcher`: a watch on its
+ * directory plus a 1 s `stat` poll).
  *
  * Failing closed:
  * - at start, a missing, unreadable or invalid file is an error (`AuthorizedClients.open` rejects),
@@ -18,19 +13,12 @@
  *   on each failed re-read (a half-written file must not lock everyone out, nor let anyone in);
  * - a file that is deleted refuses every client until it is back (with an error logged).
  */
-import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { FileChangeWatcher } from '../src/file-watch/file-change-watcher.js';
 import { IdentityError, loadAuthorizedClients } from '../src/noise/identity.js';
 import type { AuthorizedClientSet } from '../src/noise/noise-channel.js';
 import type { Logger } from '../src/logging/logger.js';
-
-/** Default period of the fallback `stat` of the file. */
-export const DEFAULT_AUTHORIZED_CLIENTS_POLL_MS = 1000;
-/** Default wait after a change is noticed before the file is read. */
-const DEFAULT_SETTLE_MS = 25;
-/** The signature of a file that does not exist. */
-const MISSING = 'missing';
 
 export interface AuthorizedClientsOptions {
   logger: Logger;
@@ -43,16 +31,9 @@ export interface AuthorizedClientsOptions {
 /** The current authorized client identities from a file that is re-read when it changes. */
 export class AuthorizedClients implements AuthorizedClientSet {
   private identities: ReadonlySet<string>;
-  /** Of the file as last looked at (before it was read), or MISSING. */
-  private signature: string;
-  private readonly pollTimer: NodeJS.Timeout;
-  private watcher: FSWatcher | undefined;
-  private settleTimer: NodeJS.Timeout | undefined;
-  private reloading = false;
+  private readonly watcher: FileChangeWatcher;
   /** The file was found missing on the last re-read. */
   private missing = false;
-  private reloadAgain = false;
-  private closed = false;
   private readonly changeListeners: Array<() => void> = [];
 
   /**
@@ -62,7 +43,7 @@ export class AuthorizedClients implements AuthorizedClientSet {
   static async open(filePath: string, options: AuthorizedClientsOptions): Promise<AuthorizedClients> {
     if (filePath.trim() === '') throw new IdentityError('the authorized clients file path is empty');
     const absolute = path.resolve(filePath);
-    const signature = await signatureOf(absolute);
+    const signature = await FileChangeWatcher.signatureOf(absolute);
     const identities = await loadGuarded(absolute);
     if (identities.size === 0) {
       options.logger.warn({ file: absolute }, 'the authorized clients file lists nobody: every client is refused until an identity is added');
@@ -78,10 +59,16 @@ export class AuthorizedClients implements AuthorizedClientSet {
     private readonly options: AuthorizedClientsOptions,
   ) {
     this.identities = identities;
-    this.signature = signature;
-    this.pollTimer = setInterval(() => void this.poll(), options.pollIntervalMs ?? DEFAULT_AUTHORIZED_CLIENTS_POLL_MS);
-    this.pollTimer.unref();
-    this.watchDirectory();
+    this.watcher = new FileChangeWatcher(file, signature, {
+      pollIntervalMs: options.pollIntervalMs,
+      settleMs: options.settleMs,
+      onChange: async (missing) => {
+        await this.reread(missing);
+        for (const listener of this.changeListeners) listener();
+      },
+      onWatchError: (error) =>
+        options.logger.warn({ err: error.message, file }, 'cannot watch the authorized clients file; checking it every poll interval only'),
+    });
   }
 
   /** Whether `identity` (a canonical public identity) is authorized now. */
@@ -101,69 +88,12 @@ export class AuthorizedClients implements AuthorizedClientSet {
 
   /** Stops watching; the last set stays as it is. */
   close(): void {
-    this.closed = true;
-    clearInterval(this.pollTimer);
-    clearTimeout(this.settleTimer);
-    this.watcher?.close();
-    this.watcher = undefined;
+    this.watcher.close();
   }
 
-  private watchDirectory(): void {
-    const name = path.basename(this.file);
-    try {
-      this.watcher = watch(path.dirname(this.file), { persistent: false }, (_event, changed) => {
-        // Some platforms do not say which entry changed: then any change may be this file's.
-        if (changed === null || changed === name) this.scheduleReload();
-      });
-      this.watcher.on('error', (error) => {
-        // E.g. the directory was removed: the poll still notices changes.
-        this.options.logger.warn({ err: error.message, file: this.file }, 'cannot watch the authorized clients file; checking it every poll interval only');
-        this.watcher?.close();
-        this.watcher = undefined;
-      });
-    } catch (error) {
-      this.options.logger.warn({ err: (error as Error).message, file: this.file }, 'cannot watch the authorized clients file; checking it every poll interval only');
-    }
-  }
-
-  private async poll(): Promise<void> {
-    if (this.closed || this.reloading) return;
-    if ((await signatureOf(this.file)) !== this.signature) this.scheduleReload();
-  }
-
-  private scheduleReload(): void {
-    if (this.closed) return;
-    clearTimeout(this.settleTimer);
-    this.settleTimer = setTimeout(() => void this.reload(), this.options.settleMs ?? DEFAULT_SETTLE_MS);
-    this.settleTimer.unref();
-  }
-
-  /** Re-reads the file (one read at a time; a change noticed meanwhile reads it again after). */
-  private async reload(): Promise<void> {
-    if (this.closed) return;
-    if (this.reloading) {
-      this.reloadAgain = true;
-      return;
-    }
-    this.reloading = true;
-    try {
-      await this.readOnce();
-    } finally {
-      this.reloading = false;
-    }
-    for (const listener of this.changeListeners) listener();
-    if (this.reloadAgain) {
-      this.reloadAgain = false;
-      void this.reload();
-    }
-  }
-
-  private async readOnce(): Promise<void> {
+  private async reread(missing: boolean): Promise<void> {
     const logger = this.options.logger;
-    // The signature is taken before reading: a change after it is noticed by the next poll.
-    const signature = await signatureOf(this.file);
-    this.signature = signature;
-    if (signature === MISSING) {
+    if (missing) {
       if (!this.missing) logger.error({ file: this.file }, 'the authorized clients file was removed: every client is refused until it is back');
       this.missing = true;
       this.identities = new Set();
@@ -213,15 +143,4 @@ async function loadGuarded(file: string): Promise<Set<string>> {
     }
   }
   return loadAuthorizedClients(file);
-}
-
-/** What identifies a version of the file cheaply: inode, size, mtime, ctime; MISSING when absent. */
-async function signatureOf(file: string): Promise<string> {
-  try {
-    const stats = await stat(file, { bigint: true });
-    return `${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'ENOTDIR' ? MISSING : `error:${code ?? 'unknown'}`;
-  }
 }

@@ -188,14 +188,14 @@ export class ExecConnection implements SessionAttachment {
       ...(this.audit ? { auditProcess: this.audit.processStarting.bind(this.audit, session.id) } : {}),
     };
     const audit = this.audit;
-    if (!audit?.isFsChange(method)) return handler(params, handlerContext);
+    if (!audit?.audits(method)) return handler(params, handlerContext);
     return handler(params, handlerContext).then(
       (result) => {
-        audit.fsChanged(session.id, method, params);
+        audit.requestAnswered(session.id, method, params, { result });
         return result;
       },
       (error: unknown) => {
-        audit.fsChanged(session.id, method, params, error);
+        audit.requestAnswered(session.id, method, params, { error });
         throw error;
       },
     );

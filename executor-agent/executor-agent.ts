@@ -12,7 +12,7 @@ import { StdioTransport } from '../src/transport/stdio-transport.js';
 import type { Logger } from '../src/logging/logger.js';
 import { DEFAULT_AGENT_CONFIG, type AgentConfig } from './agent-config.js';
 import type { AuditLog } from '../src/audit/audit-log.js';
-import { ConnectionAudit } from './session-audit.js';
+import { ClientRefusalAudit, ConnectionAudit, DrainAudit } from './session-audit.js';
 import { ExecConnection } from './exec-connection.js';
 import { fsHandlers } from './fs-handlers.js';
 import { httpHandlers } from './http-handlers.js';
@@ -260,17 +260,20 @@ export class ExecutorAgent {
    */
   async drain(): Promise<DrainOutcome> {
     this.drainStarted = true;
+    this.telemetry?.drain.started();
     const started = performance.now();
     const running = this.registry.runningProcesses();
     this.logger.info(
       { runningProcesses: running.length, sessions: this.registry.size, drainTimeoutMs: this.config.drainTimeoutMs },
       'draining: no new sessions, processes or connections; running processes may finish',
     );
+    if (this.auditLog) DrainAudit.started(this.auditLog, running.length, this.registry.size);
     const allExited = () => this.registry.runningProcesses().length === 0;
     let terminated = 0;
     if (!(await waitUntil(allExited, this.config.drainTimeoutMs))) {
       const left = this.registry.runningProcesses();
       terminated = left.length;
+      this.telemetry?.drain.terminating(terminated);
       this.logger.warn({ processes: left.length, terminateGraceMs: this.config.terminateGraceMs }, 'drain timeout: terminating the processes still running');
       for (const proc of left) proc.terminate();
       await waitUntil(allExited, this.config.terminateGraceMs + DRAIN_REAP_MS);
@@ -278,7 +281,13 @@ export class ExecutorAgent {
     if (running.length > 0) await waitUntil(() => this.connections.size === 0, DRAIN_FLUSH_MS);
     const outcome = { running: running.length, terminated, durationMs: Math.round(performance.now() - started) };
     this.logger.info(outcome, 'drained');
+    if (this.auditLog) DrainAudit.ended(this.auditLog, outcome);
     return outcome;
+  }
+
+  /** Records a client refused at the secure channel (in the audit log, with `--audit-log`). */
+  clientRefused(refusal: { client: string | null; reason: 'client_not_authorized' | 'handshake_failed' }): void {
+    if (this.auditLog) ClientRefusalAudit.refused(this.auditLog, refusal);
   }
 
   /** Ends every session (killing its processes). */

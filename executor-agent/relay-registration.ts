@@ -310,6 +310,9 @@ export class RelayRegistration {
         // The reason reaches the client: it names what failed (never anything the client does not
         // know); a refused identity with the one reason the client recognises.
         const notAuthorized = error instanceof NoiseChannelError && error.code === 'client-not-authorized';
+        this.agent.clientRefused(
+          notAuthorized ? { client: error.remoteIdentity ?? null, reason: 'client_not_authorized' } : { client: null, reason: 'handshake_failed' },
+        );
         stream.reset(notAuthorized ? CLIENT_NOT_AUTHORIZED_RESET_REASON : `${ResetReason.HandshakeFailed}: ${error.message}`);
       },
     );

@@ -18,13 +18,25 @@ export interface UpgradeAuditContext {
 /** An identity as the agent claims it (checked by the admission afterwards): base58, bounded. */
 const CLAIMED_IDENTITY_PATTERN = /^[1-9A-HJ-NP-Za-km-z]{1,128}$/;
 
-/** Refusals that are the caller's credentials failing (the rest are capacity, scope or routing). */
-const AUTH_FAILURES: ReadonlySet<string> = new Set([UpgradeRefusal.Unauthorized.reason, UpgradeRefusal.ForbiddenRole.reason, UpgradeRefusal.EnvironmentNotInScope.reason]);
+/**
+ * Refusals that are the caller's credentials failing: its token (missing or unknown, the other role,
+ * out of scope) or, for an executor, its key (no proof, a bad one, or not the key the environment is
+ * bound to). The rest are capacity or routing.
+ */
+const AUTH_FAILURES: ReadonlySet<string> = new Set([
+  UpgradeRefusal.Unauthorized.reason,
+  UpgradeRefusal.ForbiddenRole.reason,
+  UpgradeRefusal.EnvironmentNotInScope.reason,
+  UpgradeRefusal.AgentProofRequired.reason,
+  UpgradeRefusal.InvalidAgentProof.reason,
+  UpgradeRefusal.EnvironmentKeyMismatch.reason,
+]);
 
 /**
  * The relay's audit lines (`--audit-log`): executor registrations, and every refused executor or
- * client upgrade with its reason (`auth_failure: true` for a token that was missing, unknown, for
- * the other role or out of scope). Each line names the remote address, the environment id, the
+ * client upgrade with its reason (`authFailure: true` for a token that was missing, unknown, for
+ * the other role or out of scope, and for an executor key that was not proven or not the one the
+ * environment is bound to). Each line names the remote address, the environment id, the
  * token's id in the token file (never the token) and, for executors, the agent identity. Upgrades
  * to no endpoint at all (`not_found`: scanners) are not recorded. Metrics stay content-free; this is
  * the operator's record.

@@ -42,6 +42,8 @@ export class AgentMetrics {
   readonly reconnectsTotal: Counter<'reason'>;
   readonly handshakesTotal: Counter<'result'>;
   readonly handshakeDuration: Histogram<'result'>;
+  readonly draining: Gauge;
+  readonly drainTerminatedProcesses: Counter;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -133,11 +135,23 @@ export class AgentMetrics {
       buckets: PHASE_DURATION_BUCKETS,
       registers,
     });
+    this.draining = new Gauge({
+      name: 'exec_server_draining',
+      help: '1 while the agent drains (after SIGTERM: no new sessions, processes or streams; running processes may finish), else 0.',
+      registers,
+    });
+    this.drainTerminatedProcesses = new Counter({
+      name: 'exec_server_drain_terminated_processes_total',
+      help: 'Processes still running at the drain timeout, which the drain terminated (SIGTERM, then SIGKILL).',
+      registers,
+    });
     for (const transport of TRANSPORT_LABELS) {
       this.connectionsActive.set({ transport }, 0);
       this.connectionsTotal.inc({ transport }, 0);
     }
     this.processesActive.set(0);
+    this.draining.set(0);
+    this.drainTerminatedProcesses.inc(0);
     for (const result of PROCESS_RESULTS) this.processesFinished.inc({ result }, 0);
     for (const result of REGISTRATION_RESULTS) this.registrationTotal.inc({ result }, 0);
     for (const result of RENDEZVOUS_CONNECT_RESULTS) this.rendezvousConnectTotal.inc({ result }, 0);
@@ -187,6 +201,14 @@ export class AgentMetrics {
   handshake(result: HandshakeResult, seconds: number): void {
     this.handshakesTotal.inc({ result });
     this.handshakeDuration.observe({ result }, seconds);
+  }
+
+  drainStarted(): void {
+    this.draining.set(1);
+  }
+
+  drainTerminating(count: number): void {
+    this.drainTerminatedProcesses.inc(count);
   }
 
   /** The Prometheus text exposition. */

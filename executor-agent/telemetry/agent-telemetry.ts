@@ -104,6 +104,10 @@ export function createAgentTelemetry(options: AgentTelemetryOptions = {}): Agent
   return {
     metrics,
     process: processTelemetry,
+    drain: {
+      started: () => metrics.drainStarted(),
+      terminating: (count) => metrics.drainTerminating(count),
+    },
     connectionOpened(transportKind) {
       const transport = transportLabel(transportKind);
       metrics.connectionOpened(transport);

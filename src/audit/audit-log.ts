@@ -16,7 +16,17 @@ export const AUDIT_LOG_LIMITS = {
    * client cannot grow the agent's memory by outpacing a slow disk.
    */
   maxPendingBytes: 8 * 1024 * 1024,
+  /**
+   * A path or host longer than this, as a client sent it (a refused request is recorded before any
+   * validation), is cut to this many characters and marked with a trailing `…`.
+   */
+  maxFieldChars: 4096,
 } as const;
+
+/** `value` cut to {@link AUDIT_LOG_LIMITS.maxFieldChars} characters (a trailing `…` says it was). */
+export function boundedAuditField(value: string): string {
+  return value.length <= AUDIT_LOG_LIMITS.maxFieldChars ? value : `${value.slice(0, AUDIT_LOG_LIMITS.maxFieldChars)}…`;
+}
 
 export interface AuditLogOptions {
   /** The live file; rotated files are `FILE.1` … `FILE.keep`. */
@@ -25,6 +35,11 @@ export interface AuditLogOptions {
   keep?: number;
   /** Told about write errors (the log never throws into the code that records). */
   onError?: (error: Error) => void;
+  /**
+   * Whether reads are recorded too (the agent's `--audit-log-reads`: fs reads and their paths).
+   * Off by default: reads are frequent, and what changed or ran is the record most operators want.
+   */
+  reads?: boolean;
 }
 
 /** One audit record: what happened; `time` is added. */
@@ -44,6 +59,8 @@ export class AuditLog {
   private constructor(
     private readonly stream: RotatingFileStream,
     private readonly onError: (error: Error) => void,
+    /** Whether the app records reads too (see {@link AuditLogOptions.reads}). */
+    readonly reads: boolean,
   ) {
     stream.on('error', (error: Error) => this.onError(error));
   }
@@ -66,7 +83,7 @@ export class AuditLog {
     });
     // A file that existed before keeps its mode when opened: make it the operator's alone.
     await chmod(file, 0o600);
-    return new AuditLog(stream, options.onError ?? (() => undefined));
+    return new AuditLog(stream, options.onError ?? (() => undefined), options.reads ?? false);
   }
 
   /** Appends one line (`time` first). Never throws; drops (and later counts) lines past the bound. */

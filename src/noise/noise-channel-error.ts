@@ -18,8 +18,12 @@ export class NoiseChannelError extends Error {
   constructor(
     readonly code: NoiseChannelErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; remoteIdentity?: string },
   ) {
     super(message, options);
+    this.remoteIdentity = options?.remoteIdentity;
   }
+
+  /** The peer's proven identity, where the handshake got that far (a refused client's). */
+  readonly remoteIdentity: string | undefined;
 }

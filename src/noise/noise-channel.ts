@@ -107,6 +107,7 @@ export async function acceptAgentChannel(duplex: ByteDuplex, options: AgentChann
     const error = new NoiseChannelError(
       'client-not-authorized',
       `client ${remoteIdentity} is not in this agent's authorized clients; secure channel refused`,
+      { remoteIdentity },
     );
     channel.abort(error, CLIENT_NOT_AUTHORIZED_ABORT_REASON);
     throw error;

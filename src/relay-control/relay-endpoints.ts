@@ -162,6 +162,12 @@ export const ResetReason = {
   CredentialRevoked: 'credential_revoked',
   /** The agent is draining (shutting down): it takes no new stream; streams it serves go on until their processes finish. */
   ExecutorDraining: 'executor_draining',
+  /**
+   * An endpoint's writer into the stream failed (its Noise channel could not encrypt, or its
+   * handshake broke off on a malformed message). The detail stays in the endpoint's own log: the
+   * relay, which reads reset frames, learns only this.
+   */
+  WriterFailed: 'writer_failed',
 } as const;
 export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];
 

@@ -14,18 +14,49 @@ export interface RelayProxy {
 /** Raised when the proxy answers the CONNECT to the relay with anything but 200. */
 export class ProxyRefusedError extends Error {
   override readonly name = 'ProxyRefusedError';
+  /**
+   * `proxy`: the proxy URL as it may be shown (see `redactProxyUrl`); `sentCredentials`: whether the
+   * URL held a user or password (sent as `Proxy-Authorization: Basic`), which decides what a 407 means.
+   */
   constructor(
     readonly proxy: string,
     readonly status: number,
     statusText: string,
     relayHost: string,
+    sentCredentials = false,
   ) {
-    super(`proxy ${proxy} refused to connect to relay ${relayHost}: HTTP ${status}${statusText ? ` ${statusText}` : ''}`);
+    super(`proxy ${proxy} refused to connect to relay ${relayHost}: HTTP ${status}${statusText ? ` ${statusText}` : ''}${refusalHint(status, sentCredentials)}`);
   }
 
-  /** The proxy forbids the destination (403) or wants credentials it did not get (407): retrying will not help. */
+  /**
+   * The proxy forbids the destination (403) or wants credentials it did not get (407; some proxies,
+   * tinyproxy among them, answer wrong credentials with 401): retrying will not help.
+   */
   get permanent(): boolean {
-    return this.status === 403 || this.status === 407;
+    return this.status === 403 || isCredentialsRefusal(this.status);
+  }
+}
+
+/** A proxy's "credentials missing or wrong": 407, or 401 from proxies that answer bad credentials so. */
+function isCredentialsRefusal(status: number): boolean {
+  return status === 407 || status === 401;
+}
+
+/** What a 407 (or 401) asks of the operator (never the credentials themselves). */
+function refusalHint(status: number, sentCredentials: boolean): string {
+  if (!isCredentialsRefusal(status)) return '';
+  return sentCredentials
+    ? ' (it did not accept the user and password in the proxy URL)'
+    : ' (it wants credentials: give them in the proxy URL, http://USER:PASSWORD@HOST:PORT, percent-encoded)';
+}
+
+/** Whether a proxy URL carries a user or password (sent to the proxy as `Proxy-Authorization: Basic`). */
+export function proxyUrlHasCredentials(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.username !== '' || url.password !== '';
+  } catch {
+    return false;
   }
 }
 
@@ -96,9 +127,12 @@ function proxyVariable(scheme: string): string {
 }
 
 /**
- * A fresh agent that tunnels one dial through `proxy`; `onConnectAnswer` is told the proxy's answer
- * to the CONNECT (on anything but 200 the agent hands the proxy's response to the WebSocket as if
- * the relay had sent it, so the caller must tell the two apart).
+ * A fresh agent that tunnels one dial through `proxy`: plain TCP to an `http://` proxy, TLS to an
+ * `https://` one (its certificate checked like any server's: system CAs plus NODE_EXTRA_CA_CERTS),
+ * with `Proxy-Authorization: Basic` when the URL holds credentials (percent-decoded).
+ * `onConnectAnswer` is told the proxy's answer to the CONNECT (on anything but 200 the agent hands
+ * the proxy's response to the WebSocket as if the relay had sent it, so the caller must tell the
+ * two apart).
  */
 export function proxyAgent(proxy: RelayProxy, onConnectAnswer: (status: number, statusText: string) => void): Agent {
   const agent = new HttpsProxyAgent(proxy.url);

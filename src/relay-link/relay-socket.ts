@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import { MAX_RELAY_FRAME_BYTES } from '../relay-frame/limits.js';
 import { explainRefusal, REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
-import { proxyAgent, ProxyRefusedError, redactProxyUrl, type RelayProxy } from './relay-proxy.js';
+import { proxyAgent, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, type RelayProxy } from './relay-proxy.js';
 
 /** Raised when the relay answers the upgrade with an HTTP error (bad token, unknown environment…). */
 export class RelayRefusedError extends Error {
@@ -46,7 +46,7 @@ export function connectRelaySocket(
     })();
     const agent = proxy
       ? proxyAgent(proxy, (status, statusText) => {
-          if (status !== 200) proxyRefusal = new ProxyRefusedError(redactProxyUrl(proxy.url), status, statusText, relayHost);
+          if (status !== 200) proxyRefusal = new ProxyRefusedError(redactProxyUrl(proxy.url), status, statusText, relayHost, proxyUrlHasCredentials(proxy.url));
         })
       : undefined;
     const socket = new WebSocket(url, {

@@ -48,6 +48,7 @@ import {
   type RelayFrameBody,
 } from '../relay-frame/relay-frame.js';
 import { MAX_OPEN_PAYLOAD_BYTES, MAX_SEQ } from '../relay-frame/limits.js';
+import { ResetReason } from '../relay-control/relay-endpoints.js';
 import type { ByteDuplex } from '../transport/byte-duplex.js';
 import { DeliveryQueue } from './delivery-queue.js';
 import { ReceiveWindow } from './receive-window.js';
@@ -488,7 +489,7 @@ export class ReliableStream {
           for await (const chunk of source) await this.send(chunkBytes(chunk));
         } catch (error) {
           if (!(error instanceof StreamResetError) && !(error instanceof StreamClosedError)) {
-            this.reset(`local writer failed: ${error instanceof Error ? error.message : String(error)}`);
+            this.reset(ResetReason.WriterFailed);
           }
           throw error;
         }

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { runCli, startCli } from '../support/cli.js';
+import { parseExposition, sumOf } from '../support/prometheus-exposition.js';
 
 type Cli = Awaited<ReturnType<typeof startCli>>;
 
@@ -21,6 +22,28 @@ async function waitForFile(file: string, timeoutMs = 15_000): Promise<void> {
   while (!existsSync(file)) {
     if (Date.now() > deadline) throw new Error(`${file} never appeared`);
     await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** The agent's `/metrics` URL, from its "metrics listening" log line. */
+async function waitForMetricsUrl(agent: Cli, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = /"url":"(http:\/\/127\.0\.0\.1:\d+\/metrics)".*"msg":"metrics listening"/.exec(agent.stderr());
+    if (match) return match[1]!;
+    if (Date.now() > deadline) throw new Error(`no "metrics listening" line: ${agent.stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Scrapes until the sum of `name` is `value`. */
+async function waitForSample(scrape: () => Promise<ReturnType<typeof parseExposition>>, name: string, value: number, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = sumOf(await scrape(), name);
+    if (got === value) return;
+    if (Date.now() > deadline) throw new Error(`${name} is ${got}, never ${value}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -96,6 +119,34 @@ describe('agent drain on SIGTERM', () => {
     expect(result.stdout).toBe('');
     expect(result.code).toBe(128 + 15); // the drain's SIGTERM
     expect(agent.stderr()).toContain('drain timeout: terminating the processes still running');
+  });
+
+  it('shows the drain in its metrics (exec_server_draining 0 → 1, the processes terminated at the timeout counted before they are gone) and its audit log', async () => {
+    const auditFile = path.join(dir, 'drain-audit.jsonl');
+    const { agent, exec } = await startAgent('--metrics-listen', '127.0.0.1:0', '--drain-timeout-ms', '800', '--terminate-grace-ms', '4000', '--audit-log', auditFile);
+    const metricsUrl = await waitForMetricsUrl(agent);
+    const scrape = async () => parseExposition(await (await fetch(metricsUrl)).text());
+    const before = await scrape();
+    expect(sumOf(before, 'exec_server_draining')).toBe(0);
+    expect(sumOf(before, 'exec_server_drain_terminated_processes_total')).toBe(0);
+    // A command that ignores SIGTERM: it outlives the drain timeout and the grace, until SIGKILL.
+    const marker = path.join(dir, 'running-metrics');
+    const running = exec(`trap "" TERM; touch ${marker}; while :; do sleep 0.1; done`);
+    await waitForFile(marker);
+    const exited = exitOf(agent.child);
+    agent.child.kill('SIGTERM');
+    await waitForSample(scrape, 'exec_server_draining', 1);
+    expect(sumOf(await scrape(), 'exec_server_drain_terminated_processes_total')).toBe(0); // still within the drain timeout
+    // Past the timeout the process is being terminated: counted while the agent still serves /metrics.
+    await waitForSample(scrape, 'exec_server_drain_terminated_processes_total', 1);
+    expect(agent.child.exitCode).toBeNull();
+    expect((await running).code).toBe(128 + 9); // SIGKILL after the grace
+    expect(await exited).toMatchObject({ code: 0, signal: null });
+    const audit = readFileSync(auditFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(audit.filter((line) => line.family === 'agent')).toEqual([
+      expect.objectContaining({ event: 'agent.drain', runningProcesses: 1, sessions: 1 }),
+      expect.objectContaining({ event: 'agent.drained', running: 1, terminated: 1, durationMs: expect.any(Number) }),
+    ]);
   });
 
   it('stops at once on a second SIGTERM', async () => {

@@ -1,4 +1,6 @@
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -97,6 +99,104 @@ describe('audit log: a real agent process records sessions, processes and fs cha
     // Never on stdout: the agent's stdout is its URL line only, and the client's the command's output.
     expect(agent.firstLine).not.toContain('{');
     expect(exec.stdout).toBe('hello audit');
+  });
+});
+
+describe('audit log: http/request always, fs reads only with --audit-log-reads (a real agent process)', () => {
+  let scratch: string;
+  let server: http.Server;
+  let serverPort = 0;
+  const started: Array<Awaited<ReturnType<typeof startCli>>> = [];
+
+  beforeAll(async () => {
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'execrelay-audit-http-'));
+    server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(req.url?.startsWith('/missing') ? 404 : 200, { 'content-type': 'text/plain' }).end('ok');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    serverPort = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    for (const agent of started) await agent.stop();
+    await new Promise((resolve) => server?.close(resolve));
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  async function session(auditFile: string, ...flags: string[]): Promise<AuditLine[]> {
+    const agent = await startCli(['agent', '--listen', 'ws://127.0.0.1:0', '--audit-log', auditFile, ...flags]);
+    started.push(agent);
+    const file = path.join(scratch, 'read-me.txt');
+    await writeFile(file, 'to be read');
+    const client = await ExecClient.connect(agent.firstLine);
+    try {
+      const ok = await client.fetch(`http://127.0.0.1:${serverPort}/api/items?access_token=SECRET-QUERY-TOKEN`, { method: 'POST', body: 'SECRET-BODY', headers: { authorization: 'Bearer SECRET-HEADER' } });
+      expect(ok.status).toBe(200);
+      await ok.arrayBuffer();
+      expect((await client.fetch(`http://127.0.0.1:${serverPort}/missing`)).status).toBe(404);
+      await expect(client.fetch('http://localhost:1/unreachable')).rejects.toThrow();
+      await client.fs.readFile(file);
+      await client.fs.readDirectory(scratch);
+      await client.fs.walk(scratch);
+      const handle = await client.fs.open(file);
+      await client.fs.close(handle);
+      await expect(client.fs.readFile(path.join(scratch, 'no-such-file'))).rejects.toThrow();
+      await client.fs.writeFile(path.join(scratch, 'last.txt'), 'x'); // the last line, to wait for
+    } finally {
+      client.close();
+    }
+    return waitForLine(auditFile, (l) => l.event === 'fs.write', 'the last write');
+  }
+
+  it('records where each http/request went (method, scheme, host, port, status; refused ones too), never its path, query, headers or body; no reads by default', async () => {
+    const auditFile = path.join(scratch, 'default.jsonl');
+    const lines = await session(auditFile, '--http-allow-private');
+    const httpLines = lines.filter((l) => l.family === 'http').map(({ event, method, httpMethod, scheme, host, port, status, ok, errorCode }) => ({ event, method, httpMethod, scheme, host, port, status, ok, errorCode }));
+    expect(httpLines).toEqual([
+      { event: 'http.request', method: 'http/request', httpMethod: 'POST', scheme: 'http', host: '127.0.0.1', port: serverPort, status: 200, ok: true, errorCode: undefined },
+      { event: 'http.request', method: 'http/request', httpMethod: 'GET', scheme: 'http', host: '127.0.0.1', port: serverPort, status: 404, ok: true, errorCode: undefined },
+      { event: 'http.request', method: 'http/request', httpMethod: 'GET', scheme: 'http', host: 'localhost', port: 1, status: undefined, ok: false, errorCode: expect.any(Number) },
+    ]);
+    const text = await readFile(auditFile, 'utf8');
+    for (const secret of ['SECRET-QUERY-TOKEN', 'SECRET-BODY', 'SECRET-HEADER', '/api/items']) expect(text).not.toContain(secret);
+    expect(lines.filter((l) => l.family === 'fs').map((l) => l.event)).toEqual(['fs.write']);
+  });
+
+  it('with --audit-log-reads (or EXECRELAY_AUDIT_LOG_READS=1) records fs/readFile, fs/readDirectory, fs/walk and fs/open with their paths, failed ones too', async () => {
+    const auditFile = path.join(scratch, 'reads.jsonl');
+    const lines = await session(auditFile, '--http-allow-private', '--audit-log-reads');
+    const uri = (p: string) => pathToFileURL(p).href;
+    const fsLines = lines.filter((l) => l.family === 'fs').map(({ event, method, path: p, ok }) => ({ event, method, p, ok }));
+    expect(fsLines).toEqual([
+      { event: 'fs.read', method: 'fs/readFile', p: uri(path.join(scratch, 'read-me.txt')), ok: true },
+      { event: 'fs.readDirectory', method: 'fs/readDirectory', p: uri(scratch), ok: true },
+      { event: 'fs.walk', method: 'fs/walk', p: uri(scratch), ok: true },
+      { event: 'fs.open', method: 'fs/open', p: uri(path.join(scratch, 'read-me.txt')), ok: true },
+      { event: 'fs.read', method: 'fs/readFile', p: uri(path.join(scratch, 'no-such-file')), ok: false },
+      { event: 'fs.write', method: 'fs/writeFile', p: uri(path.join(scratch, 'last.txt')), ok: true },
+    ]);
+    for (const line of lines.filter((l) => l.family === 'fs')) expect(line.client).toBe('local');
+    // The same through the variable, read strictly like every boolean flag's.
+    const fromEnv = await startCli(['agent', '--listen', 'ws://127.0.0.1:0', '--audit-log', path.join(scratch, 'env.jsonl')], { EXECRELAY_AUDIT_LOG_READS: '1' });
+    started.push(fromEnv);
+    const client = await ExecClient.connect(fromEnv.firstLine);
+    try {
+      await client.fs.readDirectory(scratch);
+    } finally {
+      client.close();
+    }
+    await waitForLine(path.join(scratch, 'env.jsonl'), (l) => l.event === 'fs.readDirectory', 'the read through EXECRELAY_AUDIT_LOG_READS');
+  });
+
+  it('refuses --audit-log-reads without --audit-log, and a bad EXECRELAY_AUDIT_LOG_READS, before serving', async () => {
+    const alone = await runCli(['agent', '--listen', 'ws://127.0.0.1:0', '--audit-log-reads']);
+    expect(alone.code).not.toBe(0);
+    expect(alone.stderr).toContain('--audit-log-reads (EXECRELAY_AUDIT_LOG_READS) needs --audit-log FILE');
+    expect(alone.stdout).toBe('');
+    const bad = await runCli(['agent', '--listen', 'ws://127.0.0.1:0', '--audit-log', path.join(scratch, 'bad.jsonl')], { env: { EXECRELAY_AUDIT_LOG_READS: 'maybe' } });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('EXECRELAY_AUDIT_LOG_READS must be one of');
+    expect(bad.stdout).toBe('');
   });
 });
 
@@ -208,6 +308,35 @@ describe('audit log: a relay client is recorded by its Noise identity', () => {
   });
 });
 
+describe('audit log: a relay client the agent refuses is recorded (channel.refused)', () => {
+  it('names the refused identity with client_not_authorized; an authorized client opens its session as usual', async () => {
+    const scratch = await mkdtemp(path.join(os.tmpdir(), 'execrelay-audit-refused-'));
+    const auditFile = path.join(scratch, 'audit.jsonl');
+    const auditLog = await AuditLog.open({ file: auditFile });
+    const relay = await startRelay();
+    const allowed = await generateIdentity();
+    const stranger = await generateIdentity();
+    const remote = await startRemoteAgent(relay.url, 'audit-refused-env', { auditLog, authorizedClients: new Set([allowed.publicIdentity]) });
+    try {
+      await expect(ExecClient.connect(relayTarget(relay.url, remote, { identity: stranger }))).rejects.toThrow(/refused this client/);
+      const refused = await waitForLine(auditFile, (l) => l.event === 'channel.refused', 'the refused client');
+      expect(refused).toEqual([expect.objectContaining({ event: 'channel.refused', family: 'channel', client: stranger.publicIdentity, reason: 'client_not_authorized' })]);
+      const client = await ExecClient.connect(relayTarget(relay.url, remote, { identity: allowed }));
+      client.close();
+      const lines = await waitForLine(auditFile, (l) => l.event === 'session.open', 'the allowed client');
+      expect(lines.map((l) => [l.event, l.client])).toEqual([
+        ['channel.refused', stranger.publicIdentity],
+        ['session.open', allowed.publicIdentity],
+      ]);
+    } finally {
+      remote.stop();
+      await relay.stop();
+      await auditLog.close();
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('audit log: a real relay process records registrations and refusals (auth failures included)', () => {
   it('writes executor.registered, executor.refused and client.refused lines with reason, token line, environment and address', async () => {
     const scratch = await mkdtemp(path.join(os.tmpdir(), 'execrelay-audit-relay-proc-'));
@@ -243,8 +372,16 @@ describe('audit log: a real relay process records registrations and refusals (au
         timeoutMs: 20_000,
       });
       expect(outOfScope.code).not.toBe(0);
+      // Another key for the environment the first agent's key holds.
+      const otherKey = path.join(scratch, 'other-agent.key');
+      const otherIdentity = (await runCli(['keygen', '--out', otherKey])).stdout.trim();
+      const mismatch = await runCli(['agent', '--relay', relay.firstLine, '--environment-id', 'audit-env', '--key', otherKey, '--token-file', executorToken, '--allow-any-client'], {
+        env: { EXECRELAY_LOG_LEVEL: 'warn' },
+        timeoutMs: 20_000,
+      });
+      expect(mismatch.code).not.toBe(0);
 
-      const lines = await waitForLine(auditFile, (l) => l.event === 'executor.refused', 'the executor refusal');
+      const lines = await waitForLine(auditFile, (l) => l.reason === 'environment_key_mismatch', 'the key mismatch');
       const shape = lines.map(({ event, environmentId, tokenLine, reason, authFailure, agentIdentity: agent }) => ({ event, environmentId, tokenLine, reason, authFailure, agent }));
       expect(shape).toEqual([
         { event: 'executor.registered', environmentId: 'audit-env', tokenLine: 2, reason: undefined, authFailure: undefined, agent: agentIdentity },
@@ -252,6 +389,7 @@ describe('audit log: a real relay process records registrations and refusals (au
         { event: 'client.refused', environmentId: 'audit-env', tokenLine: null, reason: 'forbidden_role', authFailure: true, agent: undefined },
         { event: 'client.refused', environmentId: 'audit-nobody', tokenLine: 3, reason: 'executor_unavailable', authFailure: false, agent: undefined },
         { event: 'executor.refused', environmentId: 'elsewhere', tokenLine: null, reason: 'environment_not_in_scope', authFailure: true, agent: agentIdentity },
+        { event: 'executor.refused', environmentId: 'audit-env', tokenLine: 2, reason: 'environment_key_mismatch', authFailure: true, agent: otherIdentity },
       ]);
       for (const line of lines) expect(line.remoteAddress).toBe('127.0.0.1');
       const text = await readFile(auditFile, 'utf8');

@@ -36,6 +36,8 @@ const AGENT_METRICS = [
   'exec_server_remote_reconnects_total',
   'exec_server_noise_handshakes_total',
   'exec_server_noise_handshake_duration_seconds',
+  'exec_server_draining',
+  'exec_server_drain_terminated_processes_total',
 ];
 
 /** The relay-fleet metrics: exported by every relay, a single relay included (at 0). */

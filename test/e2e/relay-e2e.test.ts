@@ -238,6 +238,24 @@ describe('relay refusals', () => {
     socket.close();
   });
 
+  it('resets a stream whose first Noise message is malformed with a reason from the fixed set, and leaves other streams alone', async () => {
+    const socket = await rawClientSocket();
+    const streamId = randomUUID();
+    const reset = nextReset(socket, streamId);
+    socket.send(open(streamId));
+    // A length-prefixed handshake message far too short to hold an ephemeral key.
+    const garbage = Uint8Array.from([0x00, 0x05, 1, 2, 3, 4, 5]);
+    socket.send(encodeRelayFrame({ streamId, ack: NO_ACK, ackBits: 0, body: { type: 'data', seq: 0, segmentIndex: 0, segmentCount: 1, payload: garbage } }));
+    const reason = await reset;
+    // The relay reads reset frames: it learns a fixed reason, never the agent's error text.
+    expect(reason).toMatch(/^(handshake_failed(: .*)?|writer_failed)$/);
+    expect(reason).not.toMatch(/local writer failed/);
+    const client = await connectThroughRelay(relay.url, remote);
+    expect((await (await client.exec(['echo', 'unaffected'], { cwd, env })).completion).stdout.toString()).toBe('unaffected\n');
+    socket.close();
+    client.close();
+  });
+
   it('resets a slowloris handshake and leaves other streams alone', async () => {
     const socket = await rawClientSocket();
     const streamId = randomUUID();

@@ -120,16 +120,6 @@ describe('AuthorizedClients (the agent\'s authorized clients file, reloaded)', (
     await until(() => clients.has(bob) && !clients.has(alice), 'the replaced list', 2000);
   });
 
-  it('notices a change by its poll alone when watching reports nothing', async () => {
-    const file = fresh();
-    writeFileSync(file, `${alice}\n`);
-    const clients = await open(file, { pollIntervalMs: 50 });
-    // Stop the watch (as on a filesystem that does not report), keep the poll.
-    (clients as unknown as { watcher?: { close(): void } }).watcher?.close();
-    writeFileSync(file, `${alice}\n${bob}\n`);
-    await until(() => clients.has(bob), 'bob to be authorized by the poll', 2000);
-  });
-
   it('keeps the last good list when the file becomes invalid or unreadable, logging an error on each failed re-read', async () => {
     const file = fresh();
     writeFileSync(file, `${alice}\n`);

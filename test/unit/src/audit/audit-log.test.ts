@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AUDIT_LOG_LIMITS, AuditLog } from '../../../../src/audit/audit-log.js';
+import { AUDIT_LOG_LIMITS, AuditLog, boundedAuditField } from '../../../../src/audit/audit-log.js';
 
 describe('AuditLog', () => {
   let scratch: string | undefined;
@@ -49,5 +49,22 @@ describe('AuditLog', () => {
     log.record({ event: 'two' });
     await log.close();
     expect((await readFile(file, 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { event: string }).event)).toEqual(['one']);
+  });
+
+  it('cuts a field longer than maxFieldChars and marks it, and leaves shorter ones alone', () => {
+    const limit = AUDIT_LOG_LIMITS.maxFieldChars;
+    expect(boundedAuditField('file:///etc/passwd')).toBe('file:///etc/passwd');
+    expect(boundedAuditField('x'.repeat(limit))).toBe('x'.repeat(limit));
+    expect(boundedAuditField('y'.repeat(limit + 1))).toBe(`${'y'.repeat(limit)}…`);
+  });
+
+  it('records reads only when opened with reads: true (off by default)', async () => {
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'execrelay-audit-unit-'));
+    const plain = await AuditLog.open({ file: path.join(scratch, 'a.jsonl') });
+    const withReads = await AuditLog.open({ file: path.join(scratch, 'b.jsonl'), reads: true });
+    expect(plain.reads).toBe(false);
+    expect(withReads.reads).toBe(true);
+    await plain.close();
+    await withReads.close();
   });
 });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseProxyUrl, ProxyRefusedError, redactProxyUrl, relayProxyFor } from '../../../../src/relay-link/relay-proxy.js';
+import { parseProxyUrl, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, relayProxyFor } from '../../../../src/relay-link/relay-proxy.js';
 
 const VARIABLES = ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'all_proxy', 'no_proxy'];
 
@@ -68,10 +68,29 @@ describe('proxy credentials and refusals', () => {
     expect(redactProxyUrl('weird//user:s3cret@x')).not.toContain('s3cret');
   });
 
-  it('takes 403 and 407 as final, other answers as passing', () => {
+  it('takes 403, 407 and 401 as final, other answers as passing', () => {
     expect(new ProxyRefusedError('http://p:1', 403, 'Forbidden', 'relay:443').permanent).toBe(true);
     expect(new ProxyRefusedError('http://p:1', 407, '', 'relay:443').permanent).toBe(true);
+    expect(new ProxyRefusedError('http://p:1', 401, 'Unauthorized', 'relay:443').permanent).toBe(true);
     expect(new ProxyRefusedError('http://p:1', 502, 'Bad Gateway', 'relay:443').permanent).toBe(false);
     expect(new ProxyRefusedError('http://p:1', 403, 'Forbidden', 'relay:443').message).toBe('proxy http://p:1 refused to connect to relay relay:443: HTTP 403 Forbidden');
+  });
+
+  it('says on a 407 or 401 whether credentials were missing or not accepted', () => {
+    expect(new ProxyRefusedError('http://p:1', 407, 'Proxy Authentication Required', 'relay:443').message).toBe(
+      'proxy http://p:1 refused to connect to relay relay:443: HTTP 407 Proxy Authentication Required (it wants credentials: give them in the proxy URL, http://USER:PASSWORD@HOST:PORT, percent-encoded)',
+    );
+    expect(new ProxyRefusedError('http://***@p:1/', 401, 'Unauthorized', 'relay:443', true).message).toBe(
+      'proxy http://***@p:1/ refused to connect to relay relay:443: HTTP 401 Unauthorized (it did not accept the user and password in the proxy URL)',
+    );
+    expect(new ProxyRefusedError('http://p:1', 502, 'Bad Gateway', 'relay:443', true).message).not.toContain('(');
+  });
+
+  it('tells a proxy URL with credentials from one without', () => {
+    expect(proxyUrlHasCredentials('http://user:pw@p:1')).toBe(true);
+    expect(proxyUrlHasCredentials('http://user@p:1')).toBe(true);
+    expect(proxyUrlHasCredentials('http://:pw@p:1')).toBe(true);
+    expect(proxyUrlHasCredentials('http://p:1')).toBe(false);
+    expect(proxyUrlHasCredentials('not a url')).toBe(false);
   });
 });
