@@ -152,6 +152,9 @@ async function resolveCodexTarget(
       );
     }
   }
+  // The codex connector dials the relay directly (no HTTP CONNECT proxy yet): say so rather than bypass one silently.
+  if (options.proxy !== undefined && options.proxy.trim() !== '') throw new ConnectionUsageError('--proxy is not supported for codex environments yet (--accept-relay-key, --agent-key hyb1:...)');
+  if (relayProxyFor(relay, undefined)) tokenOptions.warn('the proxy of the *_PROXY variables is not used for codex environments yet: connecting to the relay directly');
   const token = options.token || options.tokenFile ? await resolveToken(options.token, options.tokenFile, '--relay', tokenOptions) : await resolveToken(undefined, entry?.tokenFile, '--relay', tokenOptions);
   const keyPath = options.key ?? entry?.key;
   let path: string;

@@ -87,4 +87,17 @@ describe('exec towards a codex environment: usage errors', () => {
     expect(result.code).toBe(255);
     expect(result.stderr).toBe('execrelay exec: the relay refused to connect to environment codex-cli: HTTP 404 executor_unavailable: no codex executor is connected for that environment\n');
   });
+
+  it('--proxy is refused for a codex environment (not supported yet); a *_PROXY variable is named and not used', async () => {
+    const key = path.join(dir, 'h3.key');
+    expect((await runCli(['keygen', '--hybrid', '--out', key])).code).toBe(0);
+    const explicit = await exec(['--accept-relay-key', '--key', key, '--proxy', 'http://127.0.0.1:9']);
+    expect(explicit).toMatchObject({ code: 255, stderr: 'execrelay exec: --proxy is not supported for codex environments yet (--accept-relay-key, --agent-key hyb1:...)\n' });
+    const fromEnv = await exec(['--accept-relay-key', '--key', key], { HTTP_PROXY: 'http://127.0.0.1:9', http_proxy: 'http://127.0.0.1:9', NO_PROXY: '', no_proxy: '' });
+    expect(fromEnv.code).toBe(255);
+    expect(fromEnv.stderr).toBe(
+      'execrelay exec: warning: the proxy of the *_PROXY variables is not used for codex environments yet: connecting to the relay directly\n' +
+        'execrelay exec: the relay refused to connect to environment codex-cli: HTTP 404 executor_unavailable: no codex executor is connected for that environment\n',
+    );
+  });
 });
