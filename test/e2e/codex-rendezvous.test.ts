@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { RelayServer } from '../../relay/relay-server.js';
 import { RelayCredentials } from '../../relay/relay-credentials.js';
@@ -13,6 +14,8 @@ import { ensureCodexInstalled } from '../support/codex-exec-server.js';
 import { startCodexRendezvous, type CodexRendezvousFixture } from '../support/codex-rendezvous-fixture.js';
 import { RENDEZVOUS_CONNECTED_LOG, startCodexRemoteExecutor } from '../support/codex-remote-executor.js';
 import { runCli } from '../support/cli.js';
+import { spawnRelay } from '../support/resilience-helpers.js';
+import { TEST_TOKEN } from '../support/relay-harness.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
 /**
@@ -195,4 +198,55 @@ describe('a relay restart', () => {
       await relay.close();
     }
   }, 120_000);
+});
+
+describe('the execrelay relay command (its bindings file)', () => {
+  it('binds the codex environment to its key across a relay restart; a restarted executor (a new key) is refused until the operator unbinds', async () => {
+    const env = 'codex-cli-relay';
+    const state = mkdtempSync(path.join(os.tmpdir(), 'execrelay-codex-state-'));
+    const scratch = mkdtempSync(path.join(os.tmpdir(), 'execrelay-codex-cli-relay-'));
+    const tokenFile = path.join(scratch, 'token');
+    writeFileSync(tokenFile, `${TEST_TOKEN}\n`, { mode: 0o600 });
+    const keyFile = path.join(scratch, 'client-hybrid.key');
+    expect((await runCli(['keygen', '--hybrid', '--out', keyFile])).code).toBe(0);
+    const stateEnv = { XDG_STATE_HOME: state };
+    let relay = await spawnRelay(0, [], stateEnv);
+    const executors: Array<Awaited<ReturnType<typeof startCodexRemoteExecutor>>> = [];
+    const startExecutor = async () => {
+      const executor = await startCodexRemoteExecutor({ registry: relay.url.replace('ws:', 'http:'), environmentId: env, bearer: TEST_TOKEN });
+      executors.push(executor);
+      return executor;
+    };
+    const exec = () => runCli(['exec', '--relay', relay.url, '--env', env, '--token-file', tokenFile, '--key', keyFile, '--accept-relay-key', '--', 'echo', 'served'], { timeoutMs: 60_000 });
+    try {
+      const first = await startExecutor();
+      await first.waitForLog(RENDEZVOUS_CONNECTED_LOG);
+      expect((await exec()).stdout).toBe('served\n');
+      const bindings = await runCli(['relay', 'bindings'], { env: stateEnv });
+      const bound = new RegExp(`^${env} (hyb1:[a-z2-7]{32})$`, 'm').exec(bindings.stdout)?.[1];
+      expect(bound, bindings.stdout + bindings.stderr).toBeDefined();
+
+      await relay.kill('SIGTERM');
+      relay = await spawnRelay(relay.port, [], stateEnv);
+      await first.waitForLog(/Noise executor registration completed[\s\S]*Noise executor registration completed[\s\S]*Noise executor connected to rendezvous/, 60_000);
+      const served = await exec();
+      expect(served.stdout, served.stderr).toBe('served\n');
+      expect(served.stderr).toContain(bound!);
+
+      await first.stop();
+      const second = await startExecutor();
+      expect(await second.exited).toBe(1);
+      expect(second.log()).toMatch(/environment registry authentication error.*403 Forbidden/);
+      const unbind = await runCli(['relay', 'unbind', env], { env: stateEnv });
+      expect(unbind.code, unbind.stderr).toBe(0);
+      const third = await startExecutor();
+      await third.waitForLog(RENDEZVOUS_CONNECTED_LOG);
+      const again = await exec();
+      expect(again.stdout, again.stderr).toBe('served\n');
+      expect(again.stderr).not.toContain(bound!);
+    } finally {
+      for (const executor of executors) await executor.stop();
+      await relay.kill('SIGTERM');
+    }
+  }, 180_000);
 });

@@ -12,6 +12,8 @@ import { ensureCodexInstalled } from './codex-exec-server.js';
 
 export interface CodexRemoteExecutor {
   readonly pid: number;
+  /** Resolves with the exit code when the process ends (null when killed by a signal). */
+  readonly exited: Promise<number | null>;
   /** Recent stderr (its log), for diagnostics and assertions. */
   log(): string;
   /** Resolves when the log has a line matching `pattern` (rejects after `timeoutMs` or on exit). */
@@ -44,7 +46,8 @@ export async function startCodexRemoteExecutor(options: { registry: string; envi
     for (const check of waiters) check();
   });
   let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+  const exitCode = new Promise<number | null>((resolve) => child.once('exit', (code) => ((exited = true), resolve(code))));
+  const exit = exitCode.then(() => undefined);
   const killGroup = (signal: NodeJS.Signals) => {
     try {
       process.kill(-child.pid!, signal);
@@ -55,6 +58,7 @@ export async function startCodexRemoteExecutor(options: { registry: string; envi
   process.once('exit', () => killGroup('SIGKILL'));
   return {
     pid: child.pid!,
+    exited: exitCode,
     log: () => log,
     waitForLog(pattern, timeoutMs = 30_000) {
       return new Promise((resolve, reject) => {
