@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
 import { ExecClient } from '../src/client/exec-client.js';
 import type { RelayTarget } from '../src/client/relay-channel.js';
+import { ACCEPT_RELAY_KEY, type CodexRendezvousTarget } from '../src/client/codex-rendezvous-target.js';
+import { HYBRID_FINGERPRINT_PREFIX } from '../src/noise-hybrid/hybrid-fingerprint.js';
 import { resolveToken } from '../src/auth/bearer-tokens.js';
 import { TRUST_ON_FIRST_USE } from '../src/noise/channel-options.js';
 import { loadIdentityFile, parsePublicIdentity } from '../src/noise/identity.js';
@@ -8,7 +10,7 @@ import { NoiseChannelError } from '../src/noise/noise-channel-error.js';
 import { relayProxyFor } from '../src/relay-link/relay-proxy.js';
 import { loadClientConfig, type EnvironmentEntry } from './client-config.js';
 import type { ConnectionOptions } from './connection-options.js';
-import { defaultClientKeyPath } from './client-key-path.js';
+import { defaultClientHybridKeyPath, defaultClientKeyPath } from './client-key-path.js';
 import { describeError, ExitStatus } from './exit-status.js';
 import { identityFingerprint, lookUpKnownEnvironment, recordKnownEnvironment } from './known-environments-file.js';
 import { defaultConfigPath, defaultKnownEnvironmentsPath } from './user-config-paths.js';
@@ -32,7 +34,7 @@ export type AgentKeySource =
 
 /** What the flags and the config entry resolve to. */
 export interface ResolvedConnection {
-  target: DirectTarget | RelayTarget;
+  target: DirectTarget | RelayTarget | CodexRendezvousTarget;
   /** The config entry used, if any (its `cwd` is exec's default). */
   entry?: EnvironmentEntry;
   /** For a relay target: where its agent key came from. */
@@ -80,12 +82,17 @@ export async function resolveConnection(options: ConnectionOptions, warn: (messa
   const environmentId = env ?? entry?.environmentId;
   if (!environmentId) throw new ConnectionUsageError('--relay needs --env ENVIRONMENT_ID (or a named environment)');
 
+  const givenKey = options.agentKey ?? entry?.agentKey;
+  if (options.acceptRelayKey === true || givenKey?.trim().toLowerCase().startsWith(HYBRID_FINGERPRINT_PREFIX)) {
+    const target = await resolveCodexTarget(options, entry, relay, environmentId, givenKey, tokenOptions);
+    return entry ? { target, entry } : { target };
+  }
+
   const explicitKnown = options.knownEnvironments ?? entry?.knownEnvironments ?? config.knownEnvironments;
   const knownFile = explicitKnown ?? defaultKnownEnvironmentsPath();
   const acceptNew = options.acceptNew ?? entry?.acceptNew ?? config.acceptNew;
   let agentKey: RelayTarget['agentKey'];
   let agentKeySource: AgentKeySource;
-  const givenKey = options.agentKey ?? entry?.agentKey;
   if (givenKey !== undefined) {
     try {
       parsePublicIdentity(givenKey);
@@ -114,6 +121,61 @@ export async function resolveConnection(options: ConnectionOptions, warn: (messa
   const identity = await loadIdentityFile(await clientKeyPath(options.key ?? entry?.key, options.key !== undefined));
   const target: RelayTarget = { relay, environmentId, agentKey, token, identity, ...(proxy ? { proxy } : {}) };
   return entry ? { target, entry, agentKeySource } : { target, agentKeySource };
+}
+
+/**
+ * A codex-protocol environment (`--accept-relay-key`, or `--agent-key hyb1:…`): the executor key
+ * pinned by its fingerprint or taken from the relay's answer, and this client's hybrid key
+ * (`--key`, else the default hybrid client key).
+ */
+async function resolveCodexTarget(
+  options: ConnectionOptions,
+  entry: EnvironmentEntry | undefined,
+  relay: string,
+  environmentId: string,
+  givenKey: string | undefined,
+  tokenOptions: { allowInsecurePermissions: boolean; warn: (message: string) => void },
+): Promise<CodexRendezvousTarget> {
+  // Loaded only for codex environments: ML-KEM is not needed by any other command.
+  const { parseHybridFingerprint } = await import('../src/noise-hybrid/hybrid-fingerprint.js');
+  const { loadHybridKeyFile } = await import('../src/noise-hybrid/hybrid-key-file.js');
+  let executorKey: CodexRendezvousTarget['executorKey'] = ACCEPT_RELAY_KEY;
+  if (givenKey !== undefined) {
+    try {
+      executorKey = parseHybridFingerprint(givenKey);
+    } catch (error) {
+      const shown = givenKey.trim().slice(0, 60);
+      throw new ConnectionUsageError(
+        givenKey.trim().toLowerCase().startsWith(HYBRID_FINGERPRINT_PREFIX)
+          ? `--agent-key ${shown}: ${(error as Error).message}`
+          : `--accept-relay-key reaches a codex executor, whose key is a hybrid fingerprint (hyb1:...): --agent-key ${shown} is not one`,
+      );
+    }
+  }
+  // The codex connector dials the relay directly (no HTTP CONNECT proxy yet): say so rather than bypass one silently.
+  if (options.proxy !== undefined && options.proxy.trim() !== '') throw new ConnectionUsageError('--proxy is not supported for codex environments yet (--accept-relay-key, --agent-key hyb1:...)');
+  if (relayProxyFor(relay, undefined)) tokenOptions.warn('the proxy of the *_PROXY variables is not used for codex environments yet: connecting to the relay directly');
+  const token = options.token || options.tokenFile ? await resolveToken(options.token, options.tokenFile, '--relay', tokenOptions) : await resolveToken(undefined, entry?.tokenFile, '--relay', tokenOptions);
+  const keyPath = options.key ?? entry?.key;
+  let path: string;
+  if (keyPath !== undefined) {
+    if (keyPath.trim() === '') throw new ConnectionUsageError('--key (EXECRELAY_CLIENT_KEY) is empty: give this client\'s hybrid key file');
+    path = keyPath;
+  } else {
+    path = defaultClientHybridKeyPath();
+    if (!existsSync(path)) {
+      throw new ConnectionUsageError(
+        `a codex environment needs this client's hybrid key and ${path} does not exist: create it with \`execrelay keygen --hybrid\`, or give --key FILE`,
+      );
+    }
+  }
+  let hybridKey;
+  try {
+    hybridKey = await loadHybridKeyFile(path);
+  } catch (error) {
+    throw new ConnectionUsageError(`${(error as Error).message} (a codex environment needs a hybrid key: execrelay keygen --hybrid --out FILE)`);
+  }
+  return { relay, environmentId, token, hybridKey, executorKey };
 }
 
 /**
@@ -161,6 +223,11 @@ export async function connectClient(command: string, options: ConnectionOptions,
   const { target, entry, agentKeySource } = resolved;
   let client: ExecClient;
   try {
+    if ('hybridKey' in target) {
+      client = await ExecClient.connectCodex(target, { clientName: 'execrelay-cli' });
+      if (target.executorKey === ACCEPT_RELAY_KEY) say(`environment ${target.environmentId} is a codex executor with key ${client.agentIdentity ?? '?'} (as the relay names it; pin it with --agent-key)`);
+      return entry ? { client, entry } : { client };
+    }
     client =
       'url' in target
         ? await ExecClient.connect(target.url, { clientName: 'execrelay-cli', ...(target.token ? { token: target.token } : {}) })

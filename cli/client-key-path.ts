@@ -14,3 +14,15 @@ export const DEFAULT_CLIENT_KEY_DISPLAY = '~/.config/execrelay/client.key';
 export function defaultClientKeyPath(env: NodeJS.ProcessEnv = process.env, home: string = os.homedir()): string {
   return path.join(userConfigDirectory(env, home), 'client.key');
 }
+
+/** How the default hybrid client key path is shown in help texts and messages. */
+export const DEFAULT_CLIENT_HYBRID_KEY_DISPLAY = '~/.config/execrelay/client-hybrid.key';
+
+/**
+ * This user's hybrid client key (X25519 + ML-KEM-768), the one client commands use towards a
+ * codex-protocol environment when `--key` is not given: `client-hybrid.key` beside the client key.
+ * `execrelay keygen --hybrid` without `--out` creates it.
+ */
+export function defaultClientHybridKeyPath(env: NodeJS.ProcessEnv = process.env, home: string = os.homedir()): string {
+  return path.join(userConfigDirectory(env, home), 'client-hybrid.key');
+}

@@ -18,6 +18,7 @@ export interface ConnectionOptions {
   relay?: string;
   env?: string;
   agentKey?: string;
+  acceptRelayKey?: boolean;
   knownEnvironments?: string;
   key?: string;
   tokenFile?: string;
@@ -33,7 +34,18 @@ export function addConnectionOptions<C extends Command>(command: C): C {
     .addOption(new Option('--url <url>', 'agent WebSocket URL for a direct connection (ws://HOST:PORT)').env('EXECRELAY_URL'))
     .addOption(new Option('--relay <url>', 'relay URL (ws:// or wss://): reach the environment through it, end-to-end encrypted').env('EXECRELAY_RELAY'))
     .addOption(new Option('--env <id>', 'environment to reach through the relay').env('EXECRELAY_ENVIRONMENT_ID'))
-    .addOption(new Option('--agent-key <identity>', 'the agent\'s public identity; the connection is refused if the agent presents another').env('EXECRELAY_AGENT_KEY'))
+    .addOption(
+      new Option(
+        '--agent-key <identity>',
+        "the agent's public identity (12D3KooW...), or a codex executor's hybrid key fingerprint (hyb1:..., reached over the codex wire); the connection is refused if the agent presents another",
+      ).env('EXECRELAY_AGENT_KEY'),
+    )
+    .addOption(
+      new Option(
+        '--accept-relay-key',
+        "reach a codex executor (codex exec-server --remote) over the codex wire and trust the executor key the relay names (a codex executor makes a new key at every start); its hyb1: fingerprint is printed to stderr. --key is then a hybrid key (execrelay keygen --hybrid)",
+      ).env('EXECRELAY_ACCEPT_RELAY_KEY'),
+    )
     .addOption(
       new Option(
         '--known-environments <file>',

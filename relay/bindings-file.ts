@@ -3,7 +3,7 @@ import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseKnownEnvironments } from '../src/noise/identity.js';
-import type { BindResult, EnvironmentBindings } from './environment-bindings.js';
+import { parseBindableIdentity, type BindResult, type EnvironmentBindings } from './environment-bindings.js';
 
 /** Mode of the bindings file (and of its temporary copies). */
 const FILE_MODE = 0o600;
@@ -120,7 +120,7 @@ export class BindingsFile implements EnvironmentBindings {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
       throw new Error(`cannot read the environment bindings file ${this.path}: ${(error as Error).message}`);
     }
-    return parseKnownEnvironments(text, `environment bindings file ${this.path}`);
+    return parseKnownEnvironments(text, `environment bindings file ${this.path}`, parseBindableIdentity);
   }
 
   private async write(text: string): Promise<void> {

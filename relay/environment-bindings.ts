@@ -1,3 +1,6 @@
+import { isHybridFingerprint, parseHybridFingerprint } from '../src/noise-hybrid/hybrid-fingerprint.js';
+import { isPublicIdentity, parsePublicIdentity } from '../src/noise/identity.js';
+
 /**
  * What a registration did to an environment's binding: the environment was free and is now bound
  * to the key (`bound`), was already bound to it (`matches`), is bound to another key (`mismatch`:
@@ -46,4 +49,17 @@ export class MemoryBindings implements EnvironmentBindings {
   async list(): Promise<Map<string, string>> {
     return new Map(this.bindings);
   }
+}
+
+/**
+ * What an environment can be bound to: an execrelay agent's public identity (`12D3KooW…`) or a
+ * codex executor's hybrid key fingerprint (`hyb1:…`, `relay/codex-registry.ts`).
+ */
+export function isBindableIdentity(identity: string): boolean {
+  return isPublicIdentity(identity) || isHybridFingerprint(identity);
+}
+
+/** A bound identity as read from a bindings store, in canonical form. @throws naming what is wrong. */
+export function parseBindableIdentity(text: string): string {
+  return text.startsWith('hyb1:') ? parseHybridFingerprint(text) : parsePublicIdentity(text).toString();
 }

@@ -1,8 +1,7 @@
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { isPublicIdentity } from '../src/noise/identity.js';
-import type { BindResult, EnvironmentBindings } from './environment-bindings.js';
+import { isBindableIdentity, type BindResult, type EnvironmentBindings } from './environment-bindings.js';
 import { environmentToken } from './fleet-wire.js';
 
 /**
@@ -139,7 +138,7 @@ export class FleetBindings implements EnvironmentBindings {
     if (!entry || entry.operation !== 'PUT') return null;
     try {
       const value = JSON.parse(entry.string()) as Partial<BindingEntry>;
-      if (typeof value.environmentId === 'string' && typeof value.identity === 'string' && isPublicIdentity(value.identity)) {
+      if (typeof value.environmentId === 'string' && typeof value.identity === 'string' && isBindableIdentity(value.identity)) {
         return { environmentId: value.environmentId, identity: value.identity, boundAt: Number(value.boundAt) || 0 };
       }
     } catch {

@@ -57,6 +57,33 @@ export class RelayAudit {
     this.log.record({ event: 'executor.registered', ...this.common(req, context) });
   }
 
+  /** A codex executor registered (`relay/codex-registry.ts`): its key's `hyb1:` fingerprint. */
+  codexRegistered(req: http.IncomingMessage, environmentId: string, tokenLine: number | undefined, executorKey: string | null): void {
+    this.log.record({ event: 'codex.registered', ...this.codexCommon(req, environmentId, tokenLine), executorKey });
+  }
+
+  /**
+   * A codex registry call refused (`register`, `connect`: the registry's error code) or a harness
+   * key validation answered `{"valid":false}` (`validate`: why, from AUTHORIZATION_REFUSALS).
+   */
+  codexRefused(req: http.IncomingMessage, action: 'register' | 'connect' | 'validate', environmentId: string, tokenLine: number | undefined, reason: string): void {
+    this.log.record({
+      event: 'codex.refused',
+      action,
+      ...this.codexCommon(req, environmentId, tokenLine),
+      reason,
+      authFailure: AUTH_FAILURES.has(reason),
+    });
+  }
+
+  private codexCommon(req: http.IncomingMessage, environmentId: string, tokenLine: number | undefined): Record<string, unknown> {
+    return {
+      remoteAddress: req.socket.remoteAddress ?? null,
+      environmentId: validateEnvironmentId(environmentId) ? null : environmentId,
+      tokenLine: tokenLine ?? null,
+    };
+  }
+
   private common(req: http.IncomingMessage, context: UpgradeAuditContext): Record<string, unknown> {
     const environmentId = context.environmentId && !validateEnvironmentId(context.environmentId) ? context.environmentId : null;
     const claimed = context.endpoint === 'executor' ? req.headers[AGENT_IDENTITY_HEADER.toLowerCase()] : undefined;

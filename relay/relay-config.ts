@@ -1,3 +1,5 @@
+import { MAX_CODEX_RELAY_FRAME_BYTES } from '../src/codex-relay-frame/codex-relay-frame.js';
+
 /** Every limit the relay enforces, each with its default (the codex relay's reference values or tighter). */
 export interface RelayLimits {
   /** Largest WebSocket message (one relay frame). */
@@ -76,6 +78,44 @@ export interface RelayLimits {
    * stop every registration). Checked by `RecentProofs`.
    */
   maxRecentProofs: number;
+  /**
+   * codex rendezvous (`relay/codex-rendezvous-router.ts` checks them all): the largest WebSocket
+   * message of a codex socket (codex's own limit, 256 KiB: a larger one is dropped).
+   */
+  codexMaxMessageBytes: number;
+  /** Streams routed to one codex executor at once (codex's own limit: 128 per executor socket). */
+  codexMaxStreamsPerExecutor: number;
+  /** Handshakes forwarded to one codex executor and not answered yet (codex's own limit: 32 pending validations). */
+  codexMaxPendingHandshakesPerExecutor: number;
+  /** Streams one harness (client) rendezvous socket may hold. */
+  codexMaxStreamsPerHarnessSocket: number;
+  /** Handshakes one harness socket may have pending at the executor. */
+  codexMaxPendingHandshakesPerHarnessSocket: number;
+  /** A harness socket whose handshakes failed this often gets no further handshake forwarded. */
+  codexMaxFailedHandshakesPerHarnessSocket: number;
+  /**
+   * Failed handshakes of one token towards one codex executor within `codexFailedHandshakeWindowMs`:
+   * past it the token's new handshakes there are refused for `codexFailedHandshakeCooldownMs`.
+   */
+  codexMaxFailedHandshakesPerToken: number;
+  /**
+   * Failed handshakes at one codex executor, from anyone, within `codexFailedHandshakeWindowMs`:
+   * past it no new handshake is forwarded until the window has room. A codex executor pauses every
+   * handshake for ≈ 10 s after 8 failures; this keeps the relay below that.
+   */
+  codexMaxFailedHandshakesPerExecutor: number;
+  codexFailedHandshakeWindowMs: number;
+  codexFailedHandshakeCooldownMs: number;
+  /** A handshake the executor has answered neither way within this is reset (`handshake_timeout`). Above codex's 10 s validation timeout. */
+  codexHandshakeTimeoutMs: number;
+  /** Validity of an executor's signed rendezvous URL (checked at each upgrade; an expired one makes codex register again). */
+  codexExecutorUrlTtlMs: number;
+  /** Validity of a harness's signed rendezvous URL (dialled right after `connect`). */
+  codexHarnessUrlTtlMs: number;
+  /** Validity of a `harness_key_authorization` (used once, in the handshake right after `connect`). */
+  codexAuthorizationTtlMs: number;
+  /** A registration whose executor socket never connected (or left) stops holding its environment id after this. */
+  codexRegistrationTtlMs: number;
 }
 
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
@@ -102,5 +142,20 @@ export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   maxClients: 10_000,
   maxBindings: 100_000,
   maxRecentProofs: 100_000,
+  codexMaxMessageBytes: MAX_CODEX_RELAY_FRAME_BYTES,
+  codexMaxStreamsPerExecutor: 128,
+  codexMaxPendingHandshakesPerExecutor: 32,
+  codexMaxStreamsPerHarnessSocket: 64,
+  codexMaxPendingHandshakesPerHarnessSocket: 4,
+  codexMaxFailedHandshakesPerHarnessSocket: 2,
+  codexMaxFailedHandshakesPerToken: 3,
+  codexMaxFailedHandshakesPerExecutor: 6,
+  codexFailedHandshakeWindowMs: 60_000,
+  codexFailedHandshakeCooldownMs: 60_000,
+  codexHandshakeTimeoutMs: 15_000,
+  codexExecutorUrlTtlMs: 10 * 60_000,
+  codexHarnessUrlTtlMs: 60_000,
+  codexAuthorizationTtlMs: 60_000,
+  codexRegistrationTtlMs: 2 * 60_000,
 };
 

@@ -25,6 +25,10 @@ import { FleetBindings, openBindingsBucket } from './fleet-bindings.js';
 import { PinnedEnvironmentKeys } from './pinned-environment-keys.js';
 import { ClientLink, StreamRouter, type ExecutorLink } from './stream-router.js';
 import type { RelayCredentials, RelayRole } from './relay-credentials.js';
+import { CODEX_REGISTRY_PATH_PATTERN, CODEX_RENDEZVOUS_PATH, rendezvousRejectionResponse, RendezvousRejection, type CodexRegistryAction } from '../src/codex-registry/registry-endpoints.js';
+import { CodexRegistry } from './codex-registry.js';
+import { CodexRendezvousRouter } from './codex-rendezvous-router.js';
+import { RendezvousSigner } from './rendezvous-signer.js';
 
 export interface RelayServerOptions {
   /** The accepted tokens, each with its role and scope (`replaceCredentials` swaps them while running). */
@@ -72,6 +76,9 @@ export class RelayServer {
   private readonly grants = new Map<WebSocket, Grant>();
   private credentials: RelayCredentials;
   private ready = false;
+  /** The codex-compatible registry and rendezvous (codex exec-server executors and their clients). */
+  readonly codexRouter: CodexRendezvousRouter;
+  private readonly codexRegistry: CodexRegistry;
 
   constructor(private readonly options: RelayServerOptions) {
     this.limits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
@@ -86,7 +93,21 @@ export class RelayServer {
     const bindings =
       options.bindings ??
       (fleet ? new FleetBindings(() => fleet.connection, (nc) => openBindingsBucket(nc, options.fleet?.registryReplicas ?? 1), this.limits.maxBindings) : new MemoryBindings(this.limits.maxBindings));
-    this.admission = new ExecutorAdmission(options.environmentKeys ? new PinnedEnvironmentKeys(options.environmentKeys, bindings) : bindings, this.limits.maxRecentProofs, this.logger);
+    const admittedBindings = options.environmentKeys ? new PinnedEnvironmentKeys(options.environmentKeys, bindings) : bindings;
+    this.admission = new ExecutorAdmission(admittedBindings, this.limits.maxRecentProofs, this.logger);
+    this.codexRouter = new CodexRendezvousRouter(this.limits, this.logger, () => this.credentials.countFor('client'), this.events);
+    this.codexRegistry = new CodexRegistry({
+      credentials: () => this.credentials,
+      bindings: admittedBindings,
+      signer: new RendezvousSigner(),
+      router: this.codexRouter,
+      nativeExecutorLive: (environmentId) => this.router.hasLiveExecutor(environmentId),
+      limits: this.limits,
+      logger: this.logger,
+      events: this.events,
+      tls: options.tls !== undefined,
+      ...(this.audit ? { audit: this.audit } : {}),
+    });
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handleHttp(req, res);
     this.server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
     this.server.headersTimeout = 10_000;
@@ -154,6 +175,7 @@ export class RelayServer {
     this.ready = false;
     clearInterval(this.pingTimer);
     this.router.stop();
+    this.codexRouter.stop();
     // Stop accepting first: endpoints told to reconnect must land on another instance (or on the
     // restarted relay), not on this one while it winds down.
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -188,6 +210,7 @@ export class RelayServer {
       socket.close(RelayCloseCode.CredentialRevoked, 'token revoked');
       closed++;
     }
+    closed += this.codexRouter.revoke((credentialId, role, environmentId) => credentials.permits(credentialId, role, environmentId));
     return closed;
   }
 
@@ -198,7 +221,9 @@ export class RelayServer {
       if (extra && req.method === 'GET') return await extra(req, res);
       if (path === '/livez' && req.method === 'GET') return text(res, 200, 'ok\n');
       if (path === '/readyz' && req.method === 'GET') return text(res, this.ready ? 200 : 503, this.ready ? 'ready\n' : 'not ready\n');
-      if (path === EXECUTOR_CONNECT_PATH || CLIENT_CONNECT_PATTERN.test(path)) return text(res, 426, 'websocket upgrade required\n');
+      if (path === EXECUTOR_CONNECT_PATH || CLIENT_CONNECT_PATTERN.test(path) || path === CODEX_RENDEZVOUS_PATH) return text(res, 426, 'websocket upgrade required\n');
+      const codex = CODEX_REGISTRY_PATH_PATTERN.exec(path);
+      if (codex) return await this.codexRegistry.handle(req, res, codex[1]!, codex[2] as CodexRegistryAction);
       text(res, 404, 'not found\n');
     } catch (error) {
       this.logger.error({ err: (error as Error).message }, 'http handler failed');
@@ -233,6 +258,10 @@ export class RelayServer {
         this.events.authFailure('executor');
         this.events.registration('rejected');
         return refuse(check.refusal);
+      }
+      if (this.codexRegistry.isLive(environmentId)) {
+        this.events.registration('rejected');
+        return refuse(UpgradeRefusal.EnvironmentInUse);
       }
       const credentialId = check.credential.id;
       const full = this.router.executorRefusal(environmentId, credentialId);
@@ -295,7 +324,44 @@ export class RelayServer {
       );
       return;
     }
+    if (url.pathname === CODEX_RENDEZVOUS_PATH) return this.handleCodexUpgrade(req, socket, head, url);
     refuse(UpgradeRefusal.NotFound);
+  }
+
+  /** A codex rendezvous socket: the signed URL says who it is (executor or harness), for which registration. */
+  private handleCodexUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, url: URL): void {
+    const verified = this.codexRegistry.verifyRendezvousQuery(url.searchParams);
+    if (!verified.ok) return void socket.end(rendezvousRejectionResponse(verified.rejection));
+    const { grant } = verified;
+    const registration = this.codexRegistry.registration(grant.environmentId);
+    // A codex executor answers a 4xx by registering again, and anything else by reconnecting.
+    if (!registration) return void socket.end(rendezvousRejectionResponse(RendezvousRejection.UnknownRoute));
+    if (registration.registrationId !== grant.registrationId) return void socket.end(rendezvousRejectionResponse(RendezvousRejection.UnexpectedRegistrationId));
+    const role: RelayRole = grant.role === 'executor' ? 'executor' : 'client';
+    if (!this.credentials.permits(grant.credentialId, role, grant.environmentId)) return void socket.end(rendezvousRejectionResponse(RendezvousRejection.InvalidSignature));
+    const refusal = grant.role === 'executor' ? this.codexRouter.executorRefusal(grant.environmentId) : this.codexRouter.harnessRefusal(grant.environmentId, grant.registrationId, grant.credentialId);
+    if (refusal) return void socket.end(rendezvousRejectionResponse(refusal));
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.watchLiveness(ws);
+      if (grant.role === 'executor') {
+        const link = this.codexRouter.executorConnected(ws, grant.environmentId, grant.registrationId, grant.credentialId);
+        this.logger.info('codex executor connected');
+        ws.on('message', (data, isBinary) => {
+          if (isBinary) this.codexRouter.fromExecutor(link, data as Buffer);
+        });
+        ws.on('close', () => {
+          this.codexRouter.executorClosed(link);
+          this.logger.info('codex executor disconnected');
+        });
+      } else {
+        const link = this.codexRouter.harnessConnected(ws, grant.environmentId, grant.registrationId, grant.credentialId);
+        ws.on('message', (data, isBinary) => {
+          if (isBinary) this.codexRouter.fromHarness(link, data as Buffer);
+        });
+        ws.on('close', () => this.codexRouter.harnessClosed(link));
+      }
+      ws.on('error', () => undefined);
+    });
   }
 
   private acceptExecutor(socket: WebSocket, environmentId: string, credentialId: string): void {

@@ -26,6 +26,7 @@ import { ErrorCode } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import type { RelayTarget } from './relay-channel.js';
+import type { CodexRendezvousTarget } from './codex-rendezvous-target.js';
 import { clientRefusalIn, type ClientNotAuthorizedError } from './client-not-authorized-error.js';
 import { explainRefusal, REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';
@@ -194,6 +195,19 @@ export class ExecClient {
       socket.once('error', (error) => reject(new Error(`cannot connect to ${url}: ${error.message}`)));
     });
     return ExecClient.overTransport(new WebSocketTransport(socket), options);
+  }
+
+  /**
+   * Connects through a relay's codex-compatible rendezvous to a codex-protocol environment (a real
+   * `codex exec-server --remote`): hybrid Noise IK over codex relay frames. `agentIdentity` is the
+   * executor key's `hyb1:` fingerprint.
+   */
+  static async connectCodex(target: CodexRendezvousTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
+    const { openCodexRendezvousChannel } = await import('./codex-rendezvous-channel.js');
+    const { channel, executorFingerprint } = await openCodexRendezvousChannel(target);
+    const client = await ExecClient.overTransport(channel, options);
+    client.agentIdentityValue = executorFingerprint;
+    return client;
   }
 
   /** Runs the client over any MessageTransport (a Noise channel, stdio, a test transport). */

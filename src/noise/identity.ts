@@ -237,7 +237,7 @@ export function parseAuthorizedClients(text: string, source = 'authorized client
     if (tokens.length !== 1) {
       throw new IdentityError(`${source} line ${lineNumber}: expected one public identity per line, found ${tokens.length} fields`);
     }
-    identities.add(parseListedIdentity(tokens[0] ?? '', source, lineNumber));
+    identities.add(parseListedIdentity(tokens[0] ?? '', source, lineNumber, canonicalPublicIdentity));
   }
   return identities;
 }
@@ -258,12 +258,17 @@ export interface KnownEnvironment {
  * lines ignored. Returns environment id → canonical public identity.
  * @throws IdentityError naming the line number of the first invalid line, or of a conflicting duplicate.
  */
-export function parseKnownEnvironments(text: string, source = 'known environments file'): Map<string, string> {
-  return new Map([...parseKnownEnvironmentLines(text, source)].map(([id, known]) => [id, known.identity]));
+export function parseKnownEnvironments(text: string, source = 'known environments file', parseIdentity: (token: string) => string = canonicalPublicIdentity): Map<string, string> {
+  return new Map([...parseKnownEnvironmentLines(text, source, parseIdentity)].map(([id, known]) => [id, known.identity]));
 }
 
 /** As {@link parseKnownEnvironments}, with the line each environment is first listed on. */
-export function parseKnownEnvironmentLines(text: string, source = 'known environments file'): Map<string, KnownEnvironment> {
+export function parseKnownEnvironmentLines(
+  text: string,
+  source = 'known environments file',
+  /** Checks one identity and returns its canonical form (throws naming what is wrong); default: an Ed25519 public identity. */
+  parseIdentity: (token: string) => string = canonicalPublicIdentity,
+): Map<string, KnownEnvironment> {
   const environments = new Map<string, KnownEnvironment>();
   for (const { lineNumber, tokens } of meaningfulLines(text)) {
     if (tokens.length !== 2) {
@@ -272,7 +277,7 @@ export function parseKnownEnvironmentLines(text: string, source = 'known environ
       );
     }
     const [environmentId = '', identityText = ''] = tokens;
-    const identity = parseListedIdentity(identityText, source, lineNumber);
+    const identity = parseListedIdentity(identityText, source, lineNumber, parseIdentity);
     const existing = environments.get(environmentId);
     if (existing !== undefined && existing.identity !== identity) {
       throw new IdentityError(
@@ -300,9 +305,13 @@ function* meaningfulLines(text: string): Generator<{ lineNumber: number; tokens:
   }
 }
 
-function parseListedIdentity(token: string, source: string, lineNumber: number): string {
+function canonicalPublicIdentity(token: string): string {
+  return parsePublicIdentity(token).toString();
+}
+
+function parseListedIdentity(token: string, source: string, lineNumber: number, parseIdentity: (token: string) => string): string {
   try {
-    return parsePublicIdentity(token).toString();
+    return parseIdentity(token);
   } catch (error) {
     throw new IdentityError(`${source} line ${lineNumber}: ${(error as Error).message}`);
   }

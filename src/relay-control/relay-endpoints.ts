@@ -73,6 +73,11 @@ export const UpgradeRefusal = {
     explanation: 'the relay holds as many environment bindings as it may; the relay operator can remove unused ones with: execrelay relay unbind ENVIRONMENT_ID',
   },
   BindingsUnavailable: { status: 503, reason: 'bindings_unavailable', explanation: "the relay cannot read or write its environment bindings now; retry" },
+  EnvironmentInUse: {
+    status: 409,
+    reason: 'environment_in_use',
+    explanation: 'a codex executor holds this environment id now (one namespace for both kinds of executor)',
+  },
 } as const satisfies Record<string, UpgradeRefusalReason>;
 
 /**

@@ -21,7 +21,7 @@ describe('execrelay completion', () => {
     expect(result.code).toBe(0);
     expect(complete(result.stdout, ['execrelay', 'e'])).toEqual(['exec']);
     expect(complete(result.stdout, ['execrelay', 'k'])).toEqual(['keygen']);
-    expect(complete(result.stdout, ['execrelay', 'exec', '--acc'])).toEqual(['--accept-new']);
+    expect(complete(result.stdout, ['execrelay', 'exec', '--acc'])).toEqual(['--accept-relay-key', '--accept-new']);
     expect(complete(result.stdout, ['execrelay', 'walk', '--max-d'])).toEqual(['--max-depth', '--max-directories']);
     expect(complete(result.stdout, ['execrelay', 'mcp', ''])).toEqual(['login', 'tools']);
     const home = mkdtempSync(path.join(os.tmpdir(), 'execrelay-completion-home-'));

@@ -77,6 +77,25 @@ describe('BindingsFile: a single relay binds each environment to its first key',
     expect(await bindings.bind('env-3', identities[3]!)).toBe('bound');
   });
 
+  it('a codex environment is bound to its executor key fingerprint (hyb1:) and read back after a restart; a malformed fingerprint is an error naming the line', async () => {
+    const { generateHybridKeyPair } = await import('../../../src/noise-hybrid/hybrid-keys.js');
+    const { hybridFingerprint } = await import('../../../src/noise-hybrid/hybrid-fingerprint.js');
+    const file = tempFile();
+    const [agent] = await keys(1);
+    const codex = hybridFingerprint(generateHybridKeyPair().publicKey);
+    const other = hybridFingerprint(generateHybridKeyPair().publicKey);
+    const bindings = new BindingsFile(file, 100);
+    expect(await bindings.bind('agent-env', agent!)).toBe('bound');
+    expect(await bindings.bind('codex-env', codex)).toBe('bound');
+    const restarted = new BindingsFile(file, 100);
+    expect(await restarted.bind('codex-env', codex)).toBe('matches');
+    expect(await restarted.bind('codex-env', other)).toBe('mismatch');
+    expect(await restarted.bind('agent-env', codex)).toBe('mismatch');
+    expect(await restarted.list()).toEqual(new Map([['agent-env', agent], ['codex-env', codex]]));
+    writeFileSync(file, `codex-env ${codex}\nbad-env hyb1:short\n`);
+    await expect(restarted.bind('codex-env', codex)).rejects.toThrow(/environment bindings file .* line 2/);
+  });
+
   it('a damaged file is an error naming the line (the relay refuses registrations as unavailable), never a silent reset', async () => {
     const file = tempFile();
     const bindings = new BindingsFile(file, 100);

@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import WebSocket from 'ws';
+import { CodexChannelError } from '../codex-channel/codex-channel-error.js';
+import { CodexNoiseChannel } from '../codex-channel/codex-noise-channel.js';
+import { decodeCodexRelayFrame, encodeCodexRelayFrame, MAX_CODEX_RELAY_FRAME_BYTES } from '../codex-relay-frame/codex-relay-frame.js';
+import { CODEX_REJECTION_REASON_HEADER } from '../codex-registry/registry-endpoints.js';
+import { requestCodexConnect } from '../codex-registry/registry-client.js';
+import { hybridFingerprint } from '../noise-hybrid/hybrid-fingerprint.js';
+import { HybridIkInitiator } from '../noise-hybrid/hybrid-ik-handshake.js';
+import { hybridPrologue } from '../noise-hybrid/prologue.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/message-transport.js';
+import { ACCEPT_RELAY_KEY, type CodexRendezvousTarget } from './codex-rendezvous-target.js';
+
+export { ACCEPT_RELAY_KEY, type CodexRendezvousTarget };
+
+/** The pinned executor key and the one the relay named differ. */
+export class CodexExecutorKeyMismatchError extends Error {
+  override readonly name = 'CodexExecutorKeyMismatchError';
+  constructor(
+    readonly expected: string,
+    readonly presented: string,
+  ) {
+    super(`the relay names executor key ${presented} for this environment, not the pinned ${expected}: refused (if the codex executor restarted, it has a new key)`);
+  }
+}
+
+/** What the channel ends up with. */
+export interface CodexRendezvousChannel {
+  readonly channel: CodexNoiseChannel;
+  /** `hyb1:` fingerprint of the executor key the handshake authenticated. */
+  readonly executorFingerprint: string;
+}
+
+/**
+ * Opens one end-to-end encrypted stream to a codex-protocol executor through the relay:
+ * `POST …/connect` (client token, this client's hybrid key → rendezvous URL, executor key,
+ * registration id, authorization), the rendezvous WebSocket, `Resume{0}` then `Handshake{msg1}`
+ * carrying the authorization, the executor's `Handshake{msg2}` → the transport. A pinned key that
+ * differs from the relay's answer is refused before anything is sent to the executor.
+ */
+export async function openCodexRendezvousChannel(target: CodexRendezvousTarget): Promise<CodexRendezvousChannel> {
+  const timeoutMs = target.handshakeTimeoutMs ?? 10_000;
+  const answer = await requestCodexConnect({ relay: target.relay, environmentId: target.environmentId, token: target.token, harnessKey: target.hybridKey.publicKey, timeoutMs });
+  const executorFingerprint = hybridFingerprint(answer.executorKey);
+  if (target.executorKey !== ACCEPT_RELAY_KEY && target.executorKey !== executorFingerprint) throw new CodexExecutorKeyMismatchError(target.executorKey, executorFingerprint);
+  const socket = await openRendezvousSocket(answer.url, timeoutMs);
+  const streamId = randomUUID();
+  try {
+    const initiator = new HybridIkInitiator({
+      staticKeyPair: target.hybridKey,
+      responderStaticKey: answer.executorKey,
+      prologue: hybridPrologue({ environmentId: target.environmentId, executorRegistrationId: answer.registrationId, streamId }),
+    });
+    const message1 = initiator.writeMessage1(Buffer.from(answer.authorization, 'utf8'));
+    const channel = await new Promise<CodexNoiseChannel>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new CodexChannelError('handshake-timeout', `the codex executor did not answer the handshake within ${timeoutMs} ms`)), timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        socket.off('message', onMessage);
+        socket.off('close', onClose);
+      };
+      const fail = (error: Error) => {
+        cleanup();
+        reject(error);
+      };
+      const onClose = (code: number) => fail(new CodexChannelError('socket-closed', `the rendezvous socket closed during the handshake (code ${code})`));
+      const onMessage = (data: Buffer, isBinary: boolean) => {
+        if (!isBinary) return;
+        const decoded = decodeCodexRelayFrame(data);
+        if (!decoded.ok || decoded.frame.streamId !== streamId) return;
+        const { body } = decoded.frame;
+        if (body.type === 'reset') return fail(new CodexChannelError('reset', handshakeResetMessage(body.reason), body.reason));
+        if (body.type !== 'handshake') return;
+        try {
+          const transport = initiator.readMessage2(body.payload);
+          cleanup();
+          // Attached in this same callback: no frame after message 2 is missed.
+          resolve(new CodexNoiseChannel(socket, streamId, transport, target.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES));
+        } catch (error) {
+          fail(new CodexChannelError('handshake-failed', `the codex executor's handshake answer failed: ${(error as Error).message}`));
+        }
+      };
+      socket.on('message', onMessage);
+      socket.on('close', onClose);
+      socket.send(encodeCodexRelayFrame({ streamId, body: { type: 'resume', nextSeq: 0 } }), { binary: true });
+      socket.send(encodeCodexRelayFrame({ streamId, body: { type: 'handshake', payload: message1 } }), { binary: true });
+    });
+    return { channel, executorFingerprint };
+  } catch (error) {
+    socket.close(1000);
+    throw error;
+  }
+}
+
+function handshakeResetMessage(reason: string): string {
+  if (reason === 'noise_relay_protocol_error') {
+    return 'the codex executor refused the handshake (reset noise_relay_protocol_error): the relay did not validate this client\'s authorization, or the executor key changed';
+  }
+  return `the handshake was refused: reset ${reason}`;
+}
+
+function openRendezvousSocket(url: string, timeoutMs: number): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, { maxPayload: MAX_CODEX_RELAY_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    socket.once('open', () => {
+      socket.removeAllListeners('error');
+      socket.on('error', () => undefined);
+      resolve(socket);
+    });
+    socket.once('unexpected-response', (_request, response) => {
+      const reason = response.headers[CODEX_REJECTION_REASON_HEADER];
+      response.resume();
+      socket.terminate();
+      reject(new Error(`the relay refused the rendezvous socket: HTTP ${response.statusCode ?? 0}${reason ? ` ${String(reason)}` : ''}`));
+    });
+    socket.once('error', (error) => reject(new Error(`cannot open the rendezvous socket: ${error.message}`)));
+  });
+}

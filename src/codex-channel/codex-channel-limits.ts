@@ -1,0 +1,17 @@
+/**
+ * The limits of JSON-RPC over a codex Noise stream (protocol notes §8), defined here and nowhere
+ * else. The whole-message cap is `DEFAULT_MAX_MESSAGE_BYTES` (64 MiB, `src/transport/message-transport.ts`).
+ */
+
+/** Plaintext bytes of one Noise record (one Data frame): 60 KiB, as codex cuts its byte stream. */
+export const CODEX_RECORD_PLAINTEXT_BYTES = 61_440;
+/** Bytes of a message's length prefix (big-endian). */
+export const CODEX_MESSAGE_LENGTH_PREFIX_BYTES = 4;
+/** A Data frame at most this many seqs ahead of the next expected one is held; further ahead resets the stream. */
+export const CODEX_REORDER_WINDOW_FRAMES = 64;
+/** Bytes of Data frames held for reordering, at most. */
+export const CODEX_REORDER_BUFFER_BYTES = 1024 * 1024;
+/** The reset reason our client sends when it ends a stream (codex requires a non-empty one). */
+export const CODEX_CLIENT_CLOSED_RESET_REASON = 'client_closed';
+/** The reset reason our client sends when the executor broke the stream's protocol. */
+export const CODEX_PROTOCOL_ERROR_RESET_REASON = 'noise_relay_protocol_error';

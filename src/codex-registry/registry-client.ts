@@ -1,0 +1,119 @@
+import { codexRegistryPath, CODEX_SECURITY_PROFILE } from './registry-endpoints.js';
+import { ConnectResponse, RegistryErrorBody } from './registry-messages.js';
+import { encodeRegistryPublicKey, parseRegistryPublicKey } from '../noise-hybrid/registry-public-key.js';
+import type { HybridPublicKey } from '../noise-hybrid/hybrid-keys.js';
+
+/** Largest registry answer read (a connect answer is ≈ 2.5 KB). */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/** What `connect` answers, checked. */
+export interface CodexConnectAnswer {
+  /** The harness's rendezvous WebSocket URL (signed by the relay, short-lived). */
+  readonly url: string;
+  readonly registrationId: string;
+  /** The key the executor registered: the handshake pins it. */
+  readonly executorKey: HybridPublicKey;
+  readonly authorization: string;
+}
+
+/** The registry refused (`status` and its error `code`, or a malformed answer). */
+export class CodexRegistryRefusedError extends Error {
+  override readonly name = 'CodexRegistryRefusedError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  /** A refusal retrying will not change (bad token, scope, request). */
+  get permanent(): boolean {
+    return this.status >= 400 && this.status < 500 && this.status !== 404 && this.status !== 409;
+  }
+}
+
+/** The registry's HTTP base for a relay URL: `ws://H:P` → `http://H:P`, `wss://` → `https://`. */
+export function registryBaseUrl(relay: string): string {
+  const url = new URL(relay);
+  if (url.protocol === 'ws:') url.protocol = 'http:';
+  else if (url.protocol === 'wss:') url.protocol = 'https:';
+  else if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`relay URL must be ws://, wss://, http:// or https:// (got ${url.protocol})`);
+  return url.origin;
+}
+
+/**
+ * `POST {relay}/cloud/environment/{id}/connect` with a client-role bearer token and this client's
+ * hybrid public key. @throws CodexRegistryRefusedError with the registry's reason.
+ */
+export async function requestCodexConnect(options: {
+  relay: string;
+  environmentId: string;
+  token: string;
+  harnessKey: HybridPublicKey;
+  timeoutMs?: number;
+}): Promise<CodexConnectAnswer> {
+  const base = registryBaseUrl(options.relay);
+  const where = `${base}${codexRegistryPath(options.environmentId, 'connect')}`;
+  let response: Response;
+  try {
+    response = await fetch(where, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${options.token}` },
+      body: JSON.stringify({ harness_public_key: encodeRegistryPublicKey(options.harnessKey) }),
+      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+      redirect: 'error',
+    });
+  } catch (error) {
+    throw new Error(`cannot reach the relay's registry at ${base}: ${(error as Error).message}`);
+  }
+  const text = await boundedText(response);
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's registry answered HTTP ${response.status} without JSON`);
+  }
+  if (!response.ok) {
+    const error = RegistryErrorBody.safeParse(body);
+    const code = error.success ? error.data.error.code : 'unknown';
+    const message = error.success ? `: ${error.data.error.message}` : '';
+    throw new CodexRegistryRefusedError(response.status, code, `the relay refused to connect to environment ${options.environmentId}: HTTP ${response.status} ${code}${message}`);
+  }
+  const answer = ConnectResponse.safeParse(body);
+  if (!answer.success) throw new CodexRegistryRefusedError(response.status, 'malformed_answer', "the relay's connect answer is not a codex connect response");
+  if (answer.data.environment_id !== options.environmentId) throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the relay answered for another environment');
+  if (answer.data.security_profile !== CODEX_SECURITY_PROFILE) throw new CodexRegistryRefusedError(response.status, 'malformed_answer', `unsupported security profile ${JSON.stringify(answer.data.security_profile.slice(0, 64))}`);
+  const rendezvous = new URL(answer.data.url);
+  if (rendezvous.protocol !== 'ws:' && rendezvous.protocol !== 'wss:') throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the rendezvous URL is not ws:// or wss://');
+  let executorKey: HybridPublicKey;
+  try {
+    executorKey = parseRegistryPublicKey(answer.data.executor_public_key, 'executor_public_key');
+  } catch (error) {
+    throw new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's connect answer: ${(error as Error).message}`);
+  }
+  return { url: answer.data.url, registrationId: answer.data.executor_registration_id, executorKey, authorization: answer.data.harness_key_authorization };
+}
+
+async function boundedText(response: Response): Promise<string> {
+  const declared = Number(response.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > MAX_ANSWER_BYTES) {
+    await response.body?.cancel();
+    throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the relay answered more than a connect answer holds');
+  }
+  const reader = response.body?.getReader();
+  if (!reader) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > MAX_ANSWER_BYTES) {
+      await reader.cancel();
+      throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the relay answered more than a connect answer holds');
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

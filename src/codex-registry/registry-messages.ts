@@ -1,0 +1,56 @@
+/**
+ * The registry's JSON bodies as codex 0.169.0 sends and expects them (protocol notes §1, §3, §6).
+ * Key objects are `src/noise-hybrid/registry-public-key.ts`'s; unknown members are ignored, as
+ * codex ignores them.
+ */
+import { z } from 'zod';
+import { MAX_AUTHORIZATION_PAYLOAD_BYTES } from '../noise-hybrid/suite.js';
+
+/** Longest executor registration id we accept back (ours are `reg-` + a UUID). */
+export const MAX_REGISTRATION_ID_CHARS = 256;
+
+/** `POST …/register` from an executor. */
+export const RegisterRequest = z.object({
+  security_profile: z.string().max(64),
+  executor_public_key: z.unknown(),
+});
+export type RegisterRequest = z.infer<typeof RegisterRequest>;
+
+/** The answer to `register` (every member required by codex). */
+export interface RegisterResponse {
+  environment_id: string;
+  url: string;
+  security_profile: string;
+  executor_registration_id: string;
+}
+
+/** `POST …/connect` from a harness (client). */
+export const ConnectRequest = z.object({ harness_public_key: z.unknown() });
+export type ConnectRequest = z.infer<typeof ConnectRequest>;
+
+/** The answer to `connect`. */
+export const ConnectResponse = z.object({
+  environment_id: z.string(),
+  url: z.string().max(4096),
+  security_profile: z.string(),
+  executor_registration_id: z.string().max(MAX_REGISTRATION_ID_CHARS),
+  executor_public_key: z.unknown(),
+  harness_key_authorization: z.string().min(1).max(MAX_AUTHORIZATION_PAYLOAD_BYTES),
+});
+export type ConnectResponse = z.infer<typeof ConnectResponse>;
+
+/** `POST …/validate` from an executor: is this harness key, proven in a handshake, authorized? */
+export const ValidateRequest = z.object({
+  executor_registration_id: z.string().max(MAX_REGISTRATION_ID_CHARS),
+  harness_public_key: z.unknown(),
+  harness_key_authorization: z.string().max(MAX_AUTHORIZATION_PAYLOAD_BYTES),
+});
+export type ValidateRequest = z.infer<typeof ValidateRequest>;
+
+export interface ValidateResponse {
+  valid: boolean;
+}
+
+/** Every registry error body. */
+export const RegistryErrorBody = z.object({ error: z.object({ code: z.string().max(128), message: z.string().max(1024) }) });
+export type RegistryErrorBody = z.infer<typeof RegistryErrorBody>;
