@@ -10,6 +10,8 @@ const FS_CHANGES: Readonly<Record<string, { event: string; paths: readonly strin
   [FsMethod.CreateDirectory]: { event: 'fs.createDirectory', paths: ['path'] },
   [FsMethod.Remove]: { event: 'fs.remove', paths: ['path'] },
   [FsMethod.Copy]: { event: 'fs.copy', paths: ['sourcePath', 'destinationPath'] },
+  [FsMethod.OpenWrite]: { event: 'fs.openWrite', paths: ['path'] },
+  [FsMethod.SetAttributes]: { event: 'fs.setAttributes', paths: ['path'] },
 };
 
 /** A process being started, told its events (`onEvent`), written as `process.start` and `process.exit`. */
