@@ -38,7 +38,7 @@ async function getAttributesHandler(rawParams: unknown, context: HandlerContext)
   const params = parseOrThrow(FsGetAttributesParams, rawParams);
   const resolved = await confinementFor(context.config).resolve(params.path, { access: 'read', follow: true });
   const stats = await stat(resolved);
-  const result: FsGetAttributesResult = { mode: stats.mode & 0o777, modifiedAtMs: Math.max(0, Math.floor(stats.mtimeMs)) };
+  const result: FsGetAttributesResult = { mode: stats.mode & 0o777, modifiedAtMs: Math.max(0, Math.round(stats.mtimeMs)) };
   return result;
 }
 

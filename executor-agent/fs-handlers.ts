@@ -11,7 +11,7 @@ import { sortByName, walkTree } from './fs-walk.js';
 import type { HandlerContext, HandlerTable, MethodHandler } from './handler-table.js';
 import { confinementFor, isInside, refusal, resolveExisting, type RootConfinement } from './root-confinement.js';
 import { base64ResponseBytes } from './response-budget.js';
-import { temporaryPathFor } from './temporary-file-name.js';
+import { temporaryPathFor } from '../src/temporary-file-name.js';
 
 /** Room left for the JSON-RPC envelope when a file's base64 must fit in one message. */
 const MESSAGE_ENVELOPE_BYTES = 1024;

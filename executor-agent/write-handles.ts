@@ -3,7 +3,7 @@ import { chmod, open, realpath, rename, stat, unlink, utimes, type FileHandle } 
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import { FS_LIMITS } from '../src/protocol/fs.js';
 import { errorCode, invalidInput } from './fs-errors.js';
-import { temporaryPathFor } from './temporary-file-name.js';
+import { temporaryPathFor } from '../src/temporary-file-name.js';
 
 /** One write in progress: the temporary file and the target it replaces at commit. */
 interface PendingWrite {
