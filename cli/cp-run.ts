@@ -89,6 +89,30 @@ async function at<T>(where: string, operation: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Files of a tree copied at once (their round trips and the receiving side's flushes overlap). */
+const TREE_FILES_IN_FLIGHT = 8;
+
+/**
+ * Runs `copy` on every item, at most `limit` at once, in order of start. After the first failure no
+ * new one starts; the ones running finish, then that failure is thrown.
+ */
+async function eachConcurrently<T>(items: readonly T[], limit: number, copy: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await copy(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
+}
+
 type Kind = 'directory' | 'file' | 'other' | 'missing';
 
 async function localKind(localPath: string): Promise<Kind> {
@@ -184,6 +208,7 @@ async function upload(copier: Copier, source: Operand, destination: Operand, des
   progress.addTotal(entries.reduce((sum, entry) => sum + (entry.kind === 'file' ? (entry.size ?? 0) : 0), 0));
   await at(copier.remote.shown(target), () => fs.createDirectory(target, { recursive: true }));
   const directories: DirectoryAttributes[] = own ? [{ target, attributes: own }] : [];
+  // Directories first (listed before their contents), then the files, several at once.
   for (const entry of entries) {
     const from = path.join(source.path, entry.relative);
     const to = path.posix.join(target, entry.relative);
@@ -193,12 +218,13 @@ async function upload(copier: Copier, source: Operand, destination: Operand, des
         if ((await remoteKind(fs, to)) !== 'directory') throw error;
       }));
       if (options.preserve) directories.push({ target: to, attributes: attributesOf(entry) });
-    } else if (entry.kind === 'file') {
-      await uploadOne(copier, from, to, options.preserve ? attributesOf(entry) : undefined);
-    } else {
+    } else if (entry.kind !== 'file') {
       skipped(copier, from, entry);
     }
   }
+  await eachConcurrently(entries.filter((entry) => entry.kind === 'file'), TREE_FILES_IN_FLIGHT, (entry) =>
+    uploadOne(copier, path.join(source.path, entry.relative), path.posix.join(target, entry.relative), options.preserve ? attributesOf(entry) : undefined),
+  );
   await applyDirectoryAttributes(directories, (directory) =>
     at(copier.remote.shown(directory.target), async () => {
       if (copier.client.supportsFileTransfer) await fs.setAttributes(directory.target, directory.attributes);
@@ -249,21 +275,23 @@ async function download(copier: Copier, source: Operand, destination: Operand, d
   const directories: DirectoryAttributes[] = [];
   const rootAttributes = await at(shownSource, () => remoteAttributes(copier, source.path, metadata.modifiedAtMs));
   if (rootAttributes) directories.push({ target, attributes: rootAttributes });
+  // Directories first (listed before their contents), then the files, several at once.
   for (const entry of entries) {
+    if (entry.kind !== 'directory') continue;
     const from = path.posix.join(source.path, entry.relative);
     const to = path.join(target, entry.relative);
-    if (entry.kind === 'directory') {
-      await at(to, () => mkdir(to).catch(async (error: unknown) => {
-        if ((await lstat(to)).isDirectory()) return;
-        throw error;
-      }));
-      const attributes = await at(copier.remote.shown(from), () => remoteAttributes(copier, from));
-      if (attributes) directories.push({ target: to, attributes });
-    } else {
-      const attributes = await at(copier.remote.shown(from), () => remoteAttributes(copier, from));
-      await downloadOne(copier, from, to, attributes);
-    }
+    await at(to, () => mkdir(to).catch(async (error: unknown) => {
+      if ((await lstat(to)).isDirectory()) return;
+      throw error;
+    }));
+    const attributes = await at(copier.remote.shown(from), () => remoteAttributes(copier, from));
+    if (attributes) directories.push({ target: to, attributes });
   }
+  await eachConcurrently(entries.filter((entry) => entry.kind === 'file'), TREE_FILES_IN_FLIGHT, async (entry) => {
+    const from = path.posix.join(source.path, entry.relative);
+    const attributes = await at(copier.remote.shown(from), () => remoteAttributes(copier, from));
+    await downloadOne(copier, from, path.join(target, entry.relative), attributes);
+  });
   await applyDirectoryAttributes(directories, (directory) =>
     at(directory.target, async () => {
       if (directory.attributes.mode !== undefined) await chmod(directory.target, directory.attributes.mode);

@@ -131,8 +131,8 @@ export async function uploadFileInOneMessage(fs: FsClient, localPath: string, re
 }
 
 /**
- * Downloads `remotePath` to the local `localPath` with `fs/open` + `fs/readBlock` (TRANSFER_WINDOW_BLOCKS
- * requested ahead), into a temporary file beside `localPath` that is renamed over it once complete
+ * Downloads `remotePath` to the local `localPath` with `fs/open` + `fs/readBlock` (one block, then
+ * TRANSFER_WINDOW_BLOCKS requested ahead), into a temporary file beside `localPath` that is renamed over it once complete
  * (an existing link at `localPath` is written through; an existing file keeps its permission bits
  * unless `attributes.mode` is given). On any failure the temporary file is removed.
  */
@@ -165,7 +165,8 @@ export async function downloadFile(fs: FsClient, remotePath: RemotePath, localPa
     nextOffset += TRANSFER_BLOCK_BYTES;
   };
   try {
-    for (let i = 0; i < TRANSFER_WINDOW_BLOCKS; i++) request();
+    // One block first (most files of a tree fit in it), then the whole window.
+    request();
     let written = 0;
     for (;;) {
       const block = await requested.shift()!;
@@ -176,7 +177,7 @@ export async function downloadFile(fs: FsClient, remotePath: RemotePath, localPa
         options.onBytes?.(block.chunk.length);
       }
       if (block.eof || block.chunk.length < TRANSFER_BLOCK_BYTES) break;
-      request();
+      while (requested.length < TRANSFER_WINDOW_BLOCKS) request();
     }
     await local.datasync();
     await local.close();

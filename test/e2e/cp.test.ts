@@ -211,7 +211,7 @@ describe('execrelay cp', () => {
     expect(down.peakRssBytes).toBeLessThan(RSS_LIMIT);
     expect(agentPeak).toBeLessThan(RSS_LIMIT);
     // Without -p the copies get the receiving side's defaults; the tree is merged into an existing one.
-    const plain = await runCli(['cp', ...direct, '-r', `:${path.join(work, 'tree')}`, back]);
+    const plain = await runCli(['cp', ...direct, '-r', `:${path.join(work, 'tree')}`, back], { timeoutMs: 300_000 });
     expect(plain).toMatchObject({ code: 0, stderr: '' });
     expect(statSync(path.join(back, 'tree', files[2]!.relative)).mode & 0o777).toBe(0o644);
     expect(temporaryFiles(work)).toEqual([]);
