@@ -4,9 +4,12 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, read
 import { open } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_PATH, runCli, startCli } from '../support/cli.js';
+import { startAgent, type RunningAgent } from '../support/agent-harness.js';
 import { peakRssBytes, runCliMeasured } from '../support/peak-rss.js';
+import { RawRpcClient } from '../support/raw-rpc-client.js';
 
 type Running = Awaited<ReturnType<typeof startCli>>;
 
@@ -356,5 +359,110 @@ describe('execrelay cp', () => {
     expect(help.stdout).toContain('renamed over it once complete');
     const bash = await runCli(['completion', 'bash']);
     expect(bash.stdout).toMatch(/ {4}cp\) opts='[^']*--recursive[^']*--preserve[^']*'; envs=1; ;;/);
+  });
+});
+
+/**
+ * The `fileTransfer` methods on the raw wire, against an in-process agent with roots: the happy
+ * path, and each refusal (bad base64, a block over the cap, unknown and duplicate handles, the
+ * handle bound, a directory as the target, roots), and that nothing appears under the final name
+ * before the commit nor stays behind after a discard.
+ */
+describe('the fileTransfer methods on the wire', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-file-transfer-'));
+  const work = path.join(dir, 'work');
+  const ref = path.join(dir, 'ref');
+  let agent: RunningAgent;
+  let raw: RawRpcClient;
+  const uri = (file: string): string => pathToFileURL(file).href;
+
+  beforeAll(async () => {
+    mkdirSync(work);
+    mkdirSync(ref);
+    agent = await startAgent({ roots: [{ path: work, access: 'rw' }, { path: ref, access: 'ro' }], sessionRetentionMs: 100 });
+    raw = await RawRpcClient.connect(agent.url);
+    const init = await raw.request('initialize', { clientName: 'file-transfer-test' });
+    expect(init.result.capabilities).toMatchObject({ fileTransfer: true });
+    raw.notify('initialized', {});
+  });
+  afterAll(async () => {
+    raw?.close();
+    await agent?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function ok(method: string, params: unknown): Promise<unknown> {
+    const reply = await raw.request(method, params);
+    expect(reply.error, `${method}: ${JSON.stringify(reply.error)}`).toBeUndefined();
+    return reply.result;
+  }
+  async function refused(method: string, params: unknown, code: number, message: string | RegExp): Promise<void> {
+    const reply = await raw.request(method, params);
+    expect(reply.error, `${method} ${JSON.stringify(params).slice(0, 200)} should fail`).toBeDefined();
+    expect(reply.error!.code).toBe(code);
+    if (typeof message === 'string') expect(reply.error!.message).toBe(message);
+    else expect(reply.error!.message).toMatch(message);
+  }
+
+  it('writes blocks at their offsets, out of order, and renames at commit with the given mode and mtime', async () => {
+    const target = path.join(work, 'written.bin');
+    await ok('fs/openWrite', { handleId: 'w1', path: uri(target) });
+    expect(existsSync(target)).toBe(false);
+    expect(temporaryFiles(work)).toHaveLength(1);
+    await ok('fs/writeBlock', { handleId: 'w1', offset: 5, chunk: Buffer.from(' world').toString('base64') });
+    await ok('fs/writeBlock', { handleId: 'w1', offset: 0, chunk: Buffer.from('hello').toString('base64') });
+    expect(existsSync(target)).toBe(false);
+    await ok('fs/commitWrite', { handleId: 'w1', mode: 0o640, modifiedAtMs: Date.UTC(2021, 5, 1) });
+    expect(readFileSync(target, 'utf8')).toBe('hello world');
+    expect(statSync(target).mode & 0o777).toBe(0o640);
+    expect(await ok('fs/getAttributes', { path: uri(target) })).toEqual({ mode: 0o640, modifiedAtMs: Date.UTC(2021, 5, 1) });
+    await ok('fs/setAttributes', { path: uri(target), mode: 0o600, modifiedAtMs: Date.UTC(2022, 0, 1) });
+    expect(await ok('fs/getAttributes', { path: uri(target) })).toEqual({ mode: 0o600, modifiedAtMs: Date.UTC(2022, 0, 1) });
+    expect(temporaryFiles(work)).toEqual([]);
+    // The handle is gone after the commit.
+    await refused('fs/writeBlock', { handleId: 'w1', offset: 0, chunk: '' }, -32004, 'unknown write handle `w1`');
+  });
+
+  it('discards an uncommitted write on fs/close and when the session ends', async () => {
+    const target = path.join(work, 'discarded.txt');
+    writeFileSync(target, 'old');
+    await ok('fs/openWrite', { handleId: 'd1', path: uri(target) });
+    await ok('fs/writeBlock', { handleId: 'd1', offset: 0, chunk: Buffer.from('new').toString('base64') });
+    await ok('fs/close', { handleId: 'd1' });
+    expect(readFileSync(target, 'utf8')).toBe('old');
+    expect(temporaryFiles(work)).toEqual([]);
+    const other = await RawRpcClient.connect(agent.url);
+    await other.initialize();
+    expect((await other.request('fs/openWrite', { handleId: 'x', path: uri(path.join(work, 'never.txt')) })).error).toBeUndefined();
+    expect(temporaryFiles(work)).toHaveLength(1);
+    other.close();
+    const deadline = Date.now() + 5_000;
+    while (temporaryFiles(work).length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(temporaryFiles(work)).toEqual([]);
+    expect(existsSync(path.join(work, 'never.txt'))).toBe(false);
+  });
+
+  it('refuses bad blocks, unknown and duplicate handles, directories, paths outside the roots, and more than 32 open writes', async () => {
+    const target = path.join(work, 'refusals.txt');
+    await ok('fs/openWrite', { handleId: 'r1', path: uri(target) });
+    await refused('fs/openWrite', { handleId: 'r1', path: uri(target) }, -32600, 'file handle `r1` already exists');
+    await refused('fs/writeBlock', { handleId: 'r1', offset: 0, chunk: 'not base64!' }, -32600, 'fs/writeBlock requires valid base64 chunk: not valid base64');
+    await refused('fs/writeBlock', { handleId: 'r1', offset: 0, chunk: Buffer.alloc(1024 * 1024 + 1).toString('base64') }, -32600, 'file write block must be at most 1048576 bytes, got 1048577');
+    await refused('fs/writeBlock', { handleId: 'r1', offset: -1, chunk: '' }, -32602, /^invalid params: offset: /);
+    await refused('fs/commitWrite', { handleId: 'r1', mode: 0o4755 }, -32602, /^invalid params: mode: /);
+    await refused('fs/writeBlock', { handleId: 'nope', offset: 0, chunk: '' }, -32004, 'unknown write handle `nope`');
+    await refused('fs/commitWrite', { handleId: 'nope' }, -32004, 'unknown write handle `nope`');
+    await ok('fs/close', { handleId: 'r1' });
+    await refused('fs/openWrite', { handleId: 'r2', path: uri(work) }, -32600, `path \`${work}\` is a directory`);
+    await refused('fs/openWrite', { handleId: 'r3', path: uri(path.join(work, 'absent', 'x')) }, -32004, 'No such file or directory (os error 2)');
+    await refused('fs/openWrite', { handleId: 'r4', path: uri(path.join(ref, 'x')) }, -32603, /is in a read-only root/);
+    await refused('fs/openWrite', { handleId: 'r5', path: uri(path.join(dir, 'x')) }, -32603, /is outside the configured roots/);
+    await refused('fs/setAttributes', { path: uri(path.join(ref)), mode: 0o777 }, -32603, /is a configured root|is in a read-only root/);
+    await refused('fs/getAttributes', { path: uri(path.join(dir, 'x')) }, -32603, /is outside the configured roots/);
+    for (let i = 0; i < 32; i++) await ok('fs/openWrite', { handleId: `many-${i}`, path: uri(path.join(work, `many-${i}`)) });
+    await refused('fs/openWrite', { handleId: 'one-too-many', path: uri(path.join(work, 'one-too-many')) }, -32600, 'at most 32 write handles may be open per session');
+    for (let i = 0; i < 32; i++) await ok('fs/close', { handleId: `many-${i}` });
+    expect(temporaryFiles(work)).toEqual([]);
+    expect(readdirSync(ref)).toEqual([]);
   });
 });
