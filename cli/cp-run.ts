@@ -4,6 +4,7 @@ import type { ExecClient } from '../src/client/exec-client.js';
 import { toRemoteUri, type FsClient } from '../src/client/fs-client.js';
 import {
   downloadFile,
+  FileTransferError,
   listLocalTree,
   listRemoteTree,
   uploadFile,
@@ -67,7 +68,7 @@ const LOCAL_REASONS: Readonly<Record<string, string>> = {
 
 /** Whether `error` is about a file (the agent answered, or the local file system refused), not about execrelay itself. */
 function isFileError(error: unknown): boolean {
-  if (error instanceof CopyFailure || error instanceof RpcError) return true;
+  if (error instanceof CopyFailure || error instanceof RpcError || error instanceof FileTransferError) return true;
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   return typeof code === 'string' && code in LOCAL_REASONS;
 }

@@ -28,8 +28,13 @@ const WRITE_FILE_ENVELOPE_BYTES = 1024;
 /** The largest file one `fs/writeFile` carries within the default message cap (base64 grows it by 4/3). */
 export const ONE_MESSAGE_WRITE_MAX_BYTES = Math.floor((DEFAULT_MAX_MESSAGE_BYTES - WRITE_FILE_ENVELOPE_BYTES) / 4) * 3;
 
+/** A file or tree this module refuses to copy (as opposed to a failure of the connection). */
+export class FileTransferError extends Error {
+  override name = 'FileTransferError';
+}
+
 /** A file too large for a peer without streaming writes (a codex exec-server). */
-export class FileTooLargeForPeerError extends Error {
+export class FileTooLargeForPeerError extends FileTransferError {
   override readonly name = 'FileTooLargeForPeerError';
   constructor(size: number) {
     super(
@@ -80,7 +85,7 @@ class BoundedPipeline {
 export async function uploadFile(fs: FsClient, localPath: string, remotePath: RemotePath, options: TransferOptions = {}): Promise<void> {
   const local = await open(localPath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   try {
-    if (!(await local.stat()).isFile()) throw new Error('not a regular file');
+    if (!(await local.stat()).isFile()) throw new FileTransferError('not a regular file');
     const handleId = await fs.openWrite(remotePath);
     const pipeline = new BoundedPipeline(TRANSFER_WINDOW_BLOCKS);
     try {
@@ -119,7 +124,7 @@ export async function uploadFileInOneMessage(fs: FsClient, localPath: string, re
   const local = await open(localPath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   try {
     const stats = await local.stat();
-    if (!stats.isFile()) throw new Error('not a regular file');
+    if (!stats.isFile()) throw new FileTransferError('not a regular file');
     if (stats.size > ONE_MESSAGE_WRITE_MAX_BYTES) throw new FileTooLargeForPeerError(stats.size);
     const data = await local.readFile();
     if (data.length > ONE_MESSAGE_WRITE_MAX_BYTES) throw new FileTooLargeForPeerError(data.length);
@@ -230,7 +235,7 @@ export async function listLocalTree(root: string): Promise<TreeEntry[]> {
 }
 
 /** The remote tree is larger than one `fs/walk` lists. */
-export class RemoteTreeTooLargeError extends Error {
+export class RemoteTreeTooLargeError extends FileTransferError {
   override readonly name = 'RemoteTreeTooLargeError';
 }
 
@@ -242,7 +247,7 @@ export class RemoteTreeTooLargeError extends Error {
 export async function listRemoteTree(fs: FsClient, root: RemotePath): Promise<TreeEntry[]> {
   const result = await fs.walk(root);
   const first = result.errors[0];
-  if (first) throw new Error(`${fileUriPath(first.path)}: ${first.message}`);
+  if (first) throw new FileTransferError(`${fileUriPath(first.path)}: ${first.message}`);
   if (result.truncated) {
     throw new RemoteTreeTooLargeError(
       `the tree is larger than one listing allows (${FS_LIMITS.maxWalkEntries} entries, ${FS_LIMITS.maxWalkDirectories} directories, depth ${FS_LIMITS.maxWalkDepth}, ` +

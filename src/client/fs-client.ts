@@ -24,6 +24,11 @@ export function toRemoteUri(remotePath: RemotePath): string {
   return toFileUri(remotePath);
 }
 
+/** A fresh handle id: 32 hex characters (a codex exec-server refuses ids over 32 bytes, so not a 36-character UUID). */
+function newHandleId(): string {
+  return randomUUID().replaceAll('-', '');
+}
+
 /** A file read block: its bytes and whether the end of the file was reached. */
 export interface ReadBlock {
   chunk: Buffer;
@@ -90,7 +95,7 @@ export class FsClient {
   }
 
   /** Opens a file for `readBlock`; returns the handle id (random unless given). */
-  async open(file: RemotePath, handleId: string = randomUUID()): Promise<string> {
+  async open(file: RemotePath, handleId: string = newHandleId()): Promise<string> {
     return (await this.call(FsMethod.Open, { handleId, path: toRemoteUri(file) }, FsOpenResult)).handleId;
   }
 
@@ -108,7 +113,7 @@ export class FsClient {
    * `fs/openWrite` (extension, capability `fileTransfer`): starts an atomic write of `file`; nothing
    * appears under its name before `commitWrite`. Returns the handle id (random unless given).
    */
-  async openWrite(file: RemotePath, handleId: string = randomUUID()): Promise<string> {
+  async openWrite(file: RemotePath, handleId: string = newHandleId()): Promise<string> {
     return (await this.call(FsMethod.OpenWrite, { handleId, path: toRemoteUri(file) }, FsOpenWriteResult)).handleId;
   }
 

@@ -7,7 +7,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_PATH, runCli, startCli } from '../support/cli.js';
+import { ONE_MESSAGE_WRITE_MAX_BYTES } from '../../src/client/file-transfer.js';
 import { startAgent, type RunningAgent } from '../support/agent-harness.js';
+import { startCodexExecServer, type CodexExecServer } from '../support/codex-exec-server.js';
 import { peakRssBytes, runCliMeasured } from '../support/peak-rss.js';
 import { RawRpcClient } from '../support/raw-rpc-client.js';
 
@@ -465,4 +467,56 @@ describe('the fileTransfer methods on the wire', () => {
     expect(temporaryFiles(work)).toEqual([]);
     expect(readdirSync(ref)).toEqual([]);
   });
+});
+
+/**
+ * Against the real codex exec-server 0.169.0, which offers no `fileTransfer`: downloads stream with
+ * its `fs/open`/`fs/readBlock`, an upload is one `fs/writeFile`, and a file too large for one
+ * message is refused clearly before anything is sent.
+ */
+describe('execrelay cp against a codex exec-server', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-cp-codex-'));
+  let codex: CodexExecServer;
+
+  beforeAll(async () => {
+    codex = await startCodexExecServer();
+  }, 180_000);
+  afterAll(async () => {
+    await codex?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('uploads by fs/writeFile, refuses a file too large for it, and downloads in blocks', async () => {
+    const small = path.join(dir, 'small.bin');
+    writeFileSync(small, randomBytes(200_000));
+    const remote = path.join(dir, 'remote');
+    mkdirSync(remote);
+    expect(await runCli(['cp', '--url', codex.url, small, `:${remote}/`])).toMatchObject({ code: 0, stdout: '', stderr: '' });
+    expect(await sha256(path.join(remote, 'small.bin'))).toBe(await sha256(small));
+
+    const tooLarge = path.join(dir, 'too-large.bin');
+    await writeRandomFile(tooLarge, ONE_MESSAGE_WRITE_MAX_BYTES + 1);
+    const refusedUpload = await runCli(['cp', '--url', codex.url, tooLarge, `:${remote}/`]);
+    expect(refusedUpload).toMatchObject({
+      code: 1,
+      stderr:
+        `execrelay cp: :${path.join(remote, 'too-large.bin')}: ${ONE_MESSAGE_WRITE_MAX_BYTES + 1} bytes is too large for this executor: it does not offer streaming writes ` +
+        `(capability fileTransfer; a codex exec-server), and one fs/writeFile carries at most ${ONE_MESSAGE_WRITE_MAX_BYTES} bytes\n`,
+    });
+    expect(existsSync(path.join(remote, 'too-large.bin'))).toBe(false);
+
+    // Downloads stream: a file larger than one message comes down in blocks.
+    const down = path.join(dir, 'down');
+    mkdirSync(down);
+    const remoteBig = path.join(remote, 'big.bin');
+    await writeRandomFile(remoteBig, 70 * MiB);
+    utimesSync(remoteBig, new Date(Date.UTC(2020, 1, 2)), new Date(Date.UTC(2020, 1, 2)));
+    const downloaded = await runCli(['cp', '--url', codex.url, '-p', `:${remoteBig}`, down], { timeoutMs: 120_000 });
+    expect(downloaded).toMatchObject({
+      code: 0,
+      stderr: 'execrelay cp: the executor does not report file modes (capability fileTransfer): -p keeps modification times only\n',
+    });
+    expect(await sha256(path.join(down, 'big.bin'))).toBe(await sha256(remoteBig));
+    expect(Math.round(statSync(path.join(down, 'big.bin')).mtimeMs)).toBe(Date.UTC(2020, 1, 2));
+  }, 180_000);
 });
