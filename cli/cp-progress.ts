@@ -39,7 +39,7 @@ const SHOWN_NAME_CHARS = 40;
 /**
  * A progress bar on `stream` (cli-progress) when it is a terminal, nothing otherwise (a script's
  * stderr stays silent on success). The bar counts bytes against the total known so far and names
- * the file being copied; it is redrawn at most every 100 ms and cleared when stopped.
+ * the file being copied; it is redrawn at most every 100 ms, and drawn once more, final, when stopped.
  */
 export function copyProgress(stream: NodeJS.WriteStream = process.stderr): CopyProgress {
   if (!stream.isTTY) return SILENT;
@@ -52,7 +52,7 @@ export function copyProgress(stream: NodeJS.WriteStream = process.stderr): CopyP
     format: '{bar} {percentage}% | {copiedBytes} / {totalBytes} | {speed}/s | {name}',
     barsize: 24,
     hideCursor: true,
-    clearOnComplete: true,
+    clearOnComplete: false,
     fps: 10,
     etaBuffer: 50,
   });
