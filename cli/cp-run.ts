@@ -363,6 +363,15 @@ export async function runCp(raw: readonly string[], options: CpCommandOptions): 
     local: { join: path.join, dirname: path.dirname, kind: localKind, shown: (target) => target },
   };
   let status = 0;
+  // Ctrl-C (or SIGTERM): the connection is closed, so every transfer fails now and removes its
+  // temporary file (the agent discards its own with the session); then 128 + the signal, as a shell.
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupted ??= signal;
+    client.close();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     if (uploading && options.preserve && !client.supportsFileTransfer) {
       progress.log('execrelay cp: the executor does not offer file modes and times (capability fileTransfer): -p is ignored for uploads');
@@ -379,13 +388,17 @@ export async function runCp(raw: readonly string[], options: CpCommandOptions): 
         if (uploading) await upload(copier, source, destination, destinationKind);
         else await download(copier, source, destination, destinationKind);
       } catch (error) {
-        if (!(error instanceof CopyFailure)) throw error;
+        if (interrupted || !(error instanceof CopyFailure)) throw error;
         progress.log(`execrelay cp: ${error.message}`);
         status = 1;
       }
     }
     return status;
   } catch (error) {
+    if (interrupted) {
+      progress.log(`execrelay cp: interrupted (${interrupted})`);
+      return 128 + (interrupted === 'SIGINT' ? 2 : 15);
+    }
     if (error instanceof CopyFailure) {
       progress.log(`execrelay cp: ${error.message}`);
       return 1;
@@ -393,6 +406,8 @@ export async function runCp(raw: readonly string[], options: CpCommandOptions): 
     progress.log(`execrelay cp: ${describeError(error)}`);
     return ExitStatus.ExecrelayFailure;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     progress.stop();
     client.close();
   }

@@ -334,6 +334,25 @@ describe('execrelay cp', () => {
     rmSync(source);
   }, 60_000);
 
+  it('Ctrl-C during a download removes the local temporary file and exits 130', async () => {
+    const remoteFile = path.join(work, 'to-interrupt.bin');
+    await writeRandomFile(remoteFile, 256 * MiB);
+    const into = path.join(local, 'interrupt-into');
+    mkdirSync(into);
+    const child = spawn(process.execPath, [CLI_PATH, 'cp', ...direct, `:${remoteFile}`, into], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+    const deadline = Date.now() + 30_000;
+    while (temporaryFiles(into).length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(temporaryFiles(into)).toHaveLength(1);
+    child.kill('SIGINT');
+    expect(await closed).toBe(130);
+    expect(stderr).toBe('execrelay cp: interrupted (SIGINT)\n');
+    expect(readdirSync(into)).toEqual([]);
+    rmSync(remoteFile);
+  }, 60_000);
+
   it('draws a progress bar on a terminal and nothing otherwise', async () => {
     const source = path.join(local, 'progress.bin');
     await writeRandomFile(source, 32 * MiB);
