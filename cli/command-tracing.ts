@@ -1,7 +1,7 @@
 import { ExitStatus } from './exit-status.js';
 
 /** The client commands whose run is one operation, traced under one root span `execrelay NAME`. */
-export const TRACED_OPERATIONS = ['exec', 'walk', 'cat', 'put'] as const;
+export const TRACED_OPERATIONS = ['exec', 'walk', 'cat', 'put', 'cp'] as const;
 export type TracedOperation = (typeof TRACED_OPERATIONS)[number];
 
 export function isTracedOperation(name: string | undefined): name is TracedOperation {

@@ -5,7 +5,7 @@ export const COMPLETION_SHELLS = ['bash', 'zsh', 'fish'] as const;
 type Shell = (typeof COMPLETION_SHELLS)[number];
 
 /** Commands whose operands may name an environment of the config file (`laptop`, `laptop:/srv`). */
-const ENVIRONMENT_OPERAND_COMMANDS = ['exec', 'walk', 'cat', 'put'];
+const ENVIRONMENT_OPERAND_COMMANDS = ['exec', 'walk', 'cat', 'put', 'cp'];
 
 /** One command of the tree, as the scripts need it. */
 interface CommandShape {

@@ -32,6 +32,7 @@ const COMMAND_MODULES: Record<string, () => Promise<Registrar>> = {
   walk: async () => (await import('./fs-commands.js')).registerFsCommands,
   cat: async () => (await import('./fs-commands.js')).registerFsCommands,
   put: async () => (await import('./fs-commands.js')).registerFsCommands,
+  cp: async () => (await import('./cp-command.js')).registerCpCommand,
   keygen: async () => (await import('./keygen-command.js')).registerKeygenCommand,
   authorize: async () => (await import('./authorize-command.js')).registerAuthorizeCommand,
   relay: async () => (await import('./relay-command.js')).registerRelayCommand,
@@ -53,8 +54,8 @@ async function registrarsFor(args: readonly string[]): Promise<Registrar[]> {
 
 for (const register of await registrarsFor(process.argv.slice(2))) register(program);
 
-// Client commands trace as execrelay-client (when OTEL_EXPORTER_OTLP_* is set): exec, walk, cat and
-// put as one trace under a root span `execrelay NAME` (cli/command-tracing.ts), the MCP commands
+// Client commands trace as execrelay-client (when OTEL_EXPORTER_OTLP_* is set): exec, walk, cat,
+// put and cp as one trace under a root span `execrelay NAME` (cli/command-tracing.ts), the MCP commands
 // per request; the long-running agent and relay set up their own tracing and flush it on their own
 // shutdown.
 const OWN_TRACING = ['agent', 'relay', 'keygen', 'authorize', 'quickstart'];

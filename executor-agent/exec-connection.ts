@@ -16,7 +16,7 @@ import { ByteBudget } from './response-budget.js';
 import type { ConnectionAudit } from './session-audit.js';
 
 /** The execrelay extensions this agent offers at `initialize`. */
-const AGENT_CAPABILITIES: SessionCapabilities = { ptyResize: true };
+const AGENT_CAPABILITIES: SessionCapabilities = { ptyResize: true, fileTransfer: true };
 
 /** Where this connection stands among the agent's clients. */
 export interface ConnectionScope {

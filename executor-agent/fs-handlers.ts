@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, readdir, readlink, realpath, rename, rm, rmdir, stat, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -6,11 +5,13 @@ import { FsCloseParams, FsCopyParams, FsCreateDirectoryParams, FsGetMetadataPara
 import { FsMethod } from '../src/protocol/methods.js';
 import { base64Bytes, parseOrThrow } from '../src/protocol/validation.js';
 import { openRegularFile } from './file-handles.js';
+import { fileTransferHandlers } from './file-transfer-handlers.js';
 import { errorCode, invalidInput, toFsRpcError } from './fs-errors.js';
 import { sortByName, walkTree } from './fs-walk.js';
 import type { HandlerContext, HandlerTable, MethodHandler } from './handler-table.js';
 import { confinementFor, isInside, refusal, resolveExisting, type RootConfinement } from './root-confinement.js';
 import { base64ResponseBytes } from './response-budget.js';
+import { temporaryPathFor } from '../src/temporary-file-name.js';
 
 /** Room left for the JSON-RPC envelope when a file's base64 must fit in one message. */
 const MESSAGE_ENVELOPE_BYTES = 1024;
@@ -33,11 +34,6 @@ function fsHandler(handler: MethodHandler): MethodHandler {
 
 function confine(context: HandlerContext, nativePath: string, access: 'read' | 'write', follow = true): Promise<string> {
   return confinementFor(context.config).resolve(nativePath, { access, follow });
-}
-
-/** A name for a temporary file next to `target` (same directory, so rename is atomic). */
-function temporaryPathFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target).slice(0, 200)}.execrelay-${randomBytes(6).toString('hex')}.tmp`);
 }
 
 /**
@@ -302,7 +298,8 @@ async function readBlockHandler(rawParams: unknown, context: HandlerContext): Pr
 
 async function closeHandler(rawParams: unknown, context: HandlerContext): Promise<unknown> {
   const params = parseOrThrow(FsCloseParams, rawParams);
-  await context.session.fileHandles.close(params.handleId);
+  // A write handle (extension) is discarded, its temporary file removed; otherwise a read handle is closed.
+  if (!(await context.session.writeHandles.close(params.handleId))) await context.session.fileHandles.close(params.handleId);
   return {};
 }
 
@@ -319,4 +316,5 @@ export const fsHandlers: HandlerTable = {
   [FsMethod.Open]: fsHandler(openHandler),
   [FsMethod.ReadBlock]: fsHandler(readBlockHandler),
   [FsMethod.Close]: fsHandler(closeHandler),
+  ...Object.fromEntries(Object.entries(fileTransferHandlers).map(([method, handler]) => [method, fsHandler(handler)])),
 };

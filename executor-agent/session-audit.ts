@@ -48,6 +48,8 @@ const AUDITED_REQUESTS: Readonly<Record<string, AuditedRequest>> = {
   [FsMethod.CreateDirectory]: { event: 'fs.createDirectory', family: 'fs', kind: 'change', fields: paths('path') },
   [FsMethod.Remove]: { event: 'fs.remove', family: 'fs', kind: 'change', fields: paths('path') },
   [FsMethod.Copy]: { event: 'fs.copy', family: 'fs', kind: 'change', fields: paths('sourcePath', 'destinationPath') },
+  [FsMethod.OpenWrite]: { event: 'fs.openWrite', family: 'fs', kind: 'change', fields: paths('path') },
+  [FsMethod.SetAttributes]: { event: 'fs.setAttributes', family: 'fs', kind: 'change', fields: paths('path') },
   [HttpMethod.Request]: { event: 'http.request', family: 'http', kind: 'change', fields: httpRequestFields },
   [FsMethod.ReadFile]: { event: 'fs.read', family: 'fs', kind: 'read', fields: paths('path') },
   [FsMethod.Open]: { event: 'fs.open', family: 'fs', kind: 'read', fields: paths('path') },

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { FileHandleTable } from './file-handles.js';
+import { WriteHandleTable } from './write-handles.js';
 import type { ManagedProcess, ProcessEvent } from './managed-process.js';
 
 /** The side of a connection a session pushes events to and aborts long-polls on. */
@@ -30,6 +31,8 @@ export class Session {
   readonly starting = new Set<string>();
   /** Open `fs/open` handles; closed when the session ends. */
   readonly fileHandles = new FileHandleTable();
+  /** Open `fs/openWrite` handles (extension); their temporary files are removed when the session ends. */
+  readonly writeHandles = new WriteHandleTable();
   private readonly finishedOrder: string[] = [];
   private attachment: SessionAttachment | null = null;
   private outputPaused = false;
@@ -97,6 +100,7 @@ export class Session {
     this.attachment = null;
     for (const proc of this.processes.values()) proc.kill();
     void this.fileHandles.closeAll();
+    void this.writeHandles.closeAll();
   }
 
   private rememberFinished(processId: string): void {

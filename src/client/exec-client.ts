@@ -240,6 +240,15 @@ export class ExecClient {
   }
 
   /**
+   * Whether the agent offered the `fileTransfer` capability: streaming atomic writes
+   * (`fs.openWrite`/`writeBlock`/`commitWrite`) and modes (`fs.getAttributes`/`setAttributes`).
+   * A codex exec-server does not.
+   */
+  get supportsFileTransfer(): boolean {
+    return this.capabilities.fileTransfer === true;
+  }
+
+  /**
    * Whether the agent offered the `ptyResize` capability: a tty's size at `process/start` and
    * `process/resizePty`. A codex exec-server does not (its terminals stay 80x24).
    */

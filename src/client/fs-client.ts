@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { z } from 'zod';
 import { ErrorCode } from '../protocol/error-codes.js';
-import { FS_LIMITS, FsEmptyResult, FsGetMetadataResult, FsOpenResult, FsReadBlockResult, FsReadDirectoryResult, FsReadFileResult, FsWalkResult, type FsDirectoryEntry, type FsWalkOptionsInput } from '../protocol/fs.js';
+import { FS_LIMITS, FsEmptyResult, FsGetAttributesResult, FsGetMetadataResult, FsOpenResult, FsOpenWriteResult, FsReadBlockResult, FsReadDirectoryResult, FsReadFileResult, FsWalkResult, type FsDirectoryEntry, type FsWalkOptionsInput } from '../protocol/fs.js';
 import { FsMethod } from '../protocol/methods.js';
 import { toFileUri } from '../protocol/path-uri.js';
 import { parseOrThrow } from '../protocol/validation.js';
@@ -22,6 +22,11 @@ export function toRemoteUri(remotePath: RemotePath): string {
   if (remotePath.startsWith('file://')) return remotePath;
   if (!path.posix.isAbsolute(remotePath)) throw new Error(`remote path must be absolute or a file:// URI: ${remotePath}`);
   return toFileUri(remotePath);
+}
+
+/** A fresh handle id: 32 hex characters (a codex exec-server refuses ids over 32 bytes, so not a 36-character UUID). */
+function newHandleId(): string {
+  return randomUUID().replaceAll('-', '');
 }
 
 /** A file read block: its bytes and whether the end of the file was reached. */
@@ -90,7 +95,7 @@ export class FsClient {
   }
 
   /** Opens a file for `readBlock`; returns the handle id (random unless given). */
-  async open(file: RemotePath, handleId: string = randomUUID()): Promise<string> {
+  async open(file: RemotePath, handleId: string = newHandleId()): Promise<string> {
     return (await this.call(FsMethod.Open, { handleId, path: toRemoteUri(file) }, FsOpenResult)).handleId;
   }
 
@@ -99,8 +104,38 @@ export class FsClient {
     return { chunk: Buffer.from(result.chunk, 'base64'), eof: result.eof };
   }
 
+  /** Closes a read handle, or discards an uncommitted write handle (its temporary file is removed). */
   async close(handleId: string): Promise<void> {
     await this.call(FsMethod.Close, { handleId }, FsEmptyResult);
+  }
+
+  /**
+   * `fs/openWrite` (extension, capability `fileTransfer`): starts an atomic write of `file`; nothing
+   * appears under its name before `commitWrite`. Returns the handle id (random unless given).
+   */
+  async openWrite(file: RemotePath, handleId: string = newHandleId()): Promise<string> {
+    return (await this.call(FsMethod.OpenWrite, { handleId, path: toRemoteUri(file) }, FsOpenWriteResult)).handleId;
+  }
+
+  /** Writes `chunk` (at most `FS_LIMITS.maxWriteBlockBytes`) at `offset` of a write handle. */
+  async writeBlock(handleId: string, offset: number, chunk: Uint8Array): Promise<void> {
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    await this.call(FsMethod.WriteBlock, { handleId, offset, chunk: bytes.toString('base64') }, FsEmptyResult);
+  }
+
+  /** Renames the written file over its target, with `mode` (permission bits) and `modifiedAtMs` when given. */
+  async commitWrite(handleId: string, attributes: { mode?: number; modifiedAtMs?: number } = {}): Promise<void> {
+    await this.call(FsMethod.CommitWrite, { handleId, ...attributes }, FsEmptyResult);
+  }
+
+  /** A path's permission bits and modification time (extension, capability `fileTransfer`). */
+  getAttributes(target: RemotePath): Promise<FsGetAttributesResult> {
+    return this.call(FsMethod.GetAttributes, { path: toRemoteUri(target) }, FsGetAttributesResult);
+  }
+
+  /** Sets what is given of a path's permission bits and modification time (extension, capability `fileTransfer`). */
+  async setAttributes(target: RemotePath, attributes: { mode?: number; modifiedAtMs?: number }): Promise<void> {
+    await this.call(FsMethod.SetAttributes, { path: toRemoteUri(target), ...attributes }, FsEmptyResult);
   }
 
   /**

@@ -16,6 +16,10 @@ export const FS_LIMITS = {
   maxReadBlockBytes: 1024 * 1024,
   /** Open `fs/open` handles one session may hold at once (-32600 past it). */
   maxOpenFileHandles: 128,
+  /** `fs/writeBlock` (extension, capability `fileTransfer`): decoded `chunk` bytes at most (-32600 past it). */
+  maxWriteBlockBytes: 1024 * 1024,
+  /** Open `fs/openWrite` handles (extension) one session may hold at once (-32600 past it). */
+  maxOpenWriteHandles: 32,
 } as const;
 
 /** The walk options the client sends when the caller leaves them out: the agent's hard caps. */

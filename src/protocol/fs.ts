@@ -115,3 +115,39 @@ export type FsCloseParams = z.output<typeof FsCloseParams>;
 
 /** Every fs method without a payload answers `{}`. */
 export const FsEmptyResult = z.object({});
+
+/** Permission bits a transfer carries (`fs/commitWrite`, `fs/setAttributes`): never setuid, setgid or sticky. */
+const permissionBits = z.number().int().min(0).max(0o777);
+/** A modification time in whole ms since the epoch (as `modifiedAtMs` of `fs/getMetadata`). */
+const timeMs = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * `fs/openWrite` (extension, capability `fileTransfer`): starts an atomic write of `path`. The agent
+ * creates a temporary file beside the target (the target's real directory) and writes nothing under
+ * the final name until `fs/commitWrite`; `fs/close` (or the session's end) discards it.
+ */
+export const FsOpenWriteParams = z.object({ handleId: callerId, path: fileUri });
+export type FsOpenWriteParams = z.output<typeof FsOpenWriteParams>;
+export const FsOpenWriteResult = z.object({ handleId: z.string() });
+export type FsOpenWriteResult = z.output<typeof FsOpenWriteResult>;
+
+/** `chunk` is base64 of at most `FS_LIMITS.maxWriteBlockBytes` bytes, written at `offset` (-32600 otherwise). */
+export const FsWriteBlockParams = z.object({ handleId: callerId, offset: nonNegativeInt, chunk: z.string() });
+export type FsWriteBlockParams = z.output<typeof FsWriteBlockParams>;
+
+/**
+ * Flushes the temporary file, gives it `mode` (else an existing target's permission bits, else the
+ * agent's default) and `modifiedAtMs` when given, and renames it over the target. The handle is gone.
+ */
+export const FsCommitWriteParams = z.object({ handleId: callerId, mode: permissionBits.nullish(), modifiedAtMs: timeMs.nullish() });
+export type FsCommitWriteParams = z.output<typeof FsCommitWriteParams>;
+
+/** A file's or directory's permission bits and modification time (a final symlink is followed). */
+export const FsGetAttributesParams = z.object({ path: fileUri });
+export type FsGetAttributesParams = z.output<typeof FsGetAttributesParams>;
+export const FsGetAttributesResult = z.object({ mode: permissionBits, modifiedAtMs: timeMs });
+export type FsGetAttributesResult = z.output<typeof FsGetAttributesResult>;
+
+/** Sets what is given of the permission bits and the modification time (a final symlink is followed). */
+export const FsSetAttributesParams = z.object({ path: fileUri, mode: permissionBits.nullish(), modifiedAtMs: timeMs.nullish() });
+export type FsSetAttributesParams = z.output<typeof FsSetAttributesParams>;

@@ -40,6 +40,15 @@ export const FsMethod = {
   Open: 'fs/open',
   ReadBlock: 'fs/readBlock',
   Close: 'fs/close',
+  /**
+   * execrelay extensions, offered as the `fileTransfer` capability of `initialize`: a streaming,
+   * atomic write (a temporary file renamed over the target at commit) and a file's mode and mtime.
+   */
+  OpenWrite: 'fs/openWrite',
+  WriteBlock: 'fs/writeBlock',
+  CommitWrite: 'fs/commitWrite',
+  GetAttributes: 'fs/getAttributes',
+  SetAttributes: 'fs/setAttributes',
 } as const;
 export type FsMethodName = (typeof FsMethod)[keyof typeof FsMethod];
 

@@ -10,10 +10,12 @@ export type InitializeParams = z.output<typeof InitializeParams>;
 /**
  * What an agent offers beyond the codex exec-server (execrelay extension; a codex peer sends none,
  * so every capability is absent = not offered). `ptyResize`: `process/start {ptySize}` and
- * `process/resizePty`.
+ * `process/resizePty`. `fileTransfer`: `fs/openWrite`, `fs/writeBlock`, `fs/commitWrite`,
+ * `fs/getAttributes` and `fs/setAttributes` (streaming writes of any size, modes and mtimes).
  */
 export const SessionCapabilities = z.object({
   ptyResize: z.boolean().optional(),
+  fileTransfer: z.boolean().optional(),
 });
 export type SessionCapabilities = z.output<typeof SessionCapabilities>;
 

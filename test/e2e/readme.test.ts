@@ -117,8 +117,10 @@ describe('README', () => {
       if (args.at(-2) === 'make') expect(result.stdout).toBe('made-test\n');
       if (args[0] === 'cat') expect(result.stdout).toBe(readFileSync(path.join(work, 'Makefile'), 'utf8'));
     }
-    expect(ran).toEqual(['relay', 'keygen', 'keygen', 'authorize', 'agent', 'exec', 'exec', 'walk', 'cat', 'put']);
+    expect(ran).toEqual(['relay', 'keygen', 'keygen', 'authorize', 'agent', 'exec', 'exec', 'walk', 'cat', 'put', 'cp']);
     expect(readFileSync(path.join(work, 'notes.txt'), 'utf8')).toBe('my notes\n');
+    expect(readFileSync(path.join(cwd, 'work-copy', 'notes.txt'), 'utf8')).toBe('my notes\n');
+    expect(readFileSync(path.join(cwd, 'work-copy', 'Makefile'), 'utf8')).toBe(readFileSync(path.join(work, 'Makefile'), 'utf8'));
 
     function writeConfig(): void {
       const configDir = path.join(home, '.config', 'execrelay');
