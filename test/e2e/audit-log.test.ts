@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -99,6 +99,22 @@ describe('audit log: a real agent process records sessions, processes and fs cha
     // Never on stdout: the agent's stdout is its URL line only, and the client's the command's output.
     expect(agent.firstLine).not.toContain('{');
     expect(exec.stdout).toBe('hello audit');
+  });
+
+  it('records a streamed cp upload as fs.openWrite per file, and fs.setAttributes for a directory with -r -p, with their paths', async () => {
+    const work = path.join(scratch, 'cp-work');
+    const tree = path.join(scratch, 'cp-tree');
+    await mkdir(tree, { recursive: true });
+    await writeFile(path.join(tree, 'a.txt'), 'copied by cp\n');
+    const made = await runCli(['exec', '--url', agent.firstLine, '--', 'mkdir', '-p', work]);
+    expect(made.code).toBe(0);
+    const cp = await runCli(['cp', '-r', '-p', '--url', agent.firstLine, tree, `:${work}/`]);
+    expect(cp).toMatchObject({ code: 0 });
+    const file = pathToFileURL(path.join(work, 'cp-tree', 'a.txt')).href;
+    const directory = pathToFileURL(path.join(work, 'cp-tree')).href;
+    const lines = await waitForLine(auditFile, (l) => l.event === 'fs.setAttributes', 'the cp -p attributes');
+    expect(lines.filter((l) => l.event === 'fs.openWrite')).toEqual([expect.objectContaining({ family: 'fs', method: 'fs/openWrite', path: file, ok: true, client: 'local' })]);
+    expect(lines.filter((l) => l.event === 'fs.setAttributes')).toEqual([expect.objectContaining({ method: 'fs/setAttributes', path: directory, ok: true })]);
   });
 });
 
