@@ -67,7 +67,8 @@ export function registerFsCommands(program: Command): void {
     .argument('<path>', 'absolute destination path (or file:// URI) on the executor; ENV:PATH for a named environment')
     .addHelpText(
       'after',
-      '\nThe file travels in one message, so it is bounded by the message size limit (64 MiB by default, about 48 MiB of data).\n' +
+      '\nStreamed in 64 KiB blocks to an agent that offers streaming writes (no size cap); the file appears under its name only once complete.\n' +
+        'A peer without them (a codex exec-server) gets one message: at most about 48 MiB.\n' +
         'Exit status: 0, 1 when the file cannot be read or written (the message names it), 255 when execrelay itself fails.',
     )
     .action(async (local: string, remote: string, options: ConnectionOptions) => {

@@ -1,5 +1,7 @@
-import { createReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import type { ExecClient } from '../src/client/exec-client.js';
+import { FileTooLargeForPeerError, ONE_MESSAGE_WRITE_MAX_BYTES, TRANSFER_BLOCK_BYTES, uploadStream } from '../src/client/file-transfer.js';
 import { toRemoteUri, type FsClient } from '../src/client/fs-client.js';
 import { connectClient } from './client-connection.js';
 import type { ConnectionOptions } from './connection-options.js';
@@ -24,7 +26,12 @@ export const CAT_INLINE_MAX_BYTES = 1024 * 1024;
  * client and the remote path, reports failures naming the path; returns the exit code: 1 when the
  * file operation fails, 255 for a relative path and when execrelay cannot connect.
  */
-async function withFs(name: string, operand: string, connection: ConnectionOptions, body: (fs: FsClient, remotePath: string) => Promise<number>): Promise<number> {
+async function withFs(
+  name: string,
+  operand: string,
+  connection: ConnectionOptions,
+  body: (fs: FsClient, remotePath: string, client: ExecClient) => Promise<number>,
+): Promise<number> {
   const { environment, path } = parseRemoteOperand(operand);
   try {
     toRemoteUri(path);
@@ -38,7 +45,7 @@ async function withFs(name: string, operand: string, connection: ConnectionOptio
   const { client } = connected;
   tolerateClosedOutput();
   try {
-    return await body(client.fs, path);
+    return await body(client.fs, path, client);
   } catch (error) {
     const message = describeError(error);
     const where = shown(path);
@@ -56,19 +63,6 @@ function shown(uri: string): string {
   } catch {
     return uri;
   }
-}
-
-async function readAllStdin(): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function readLocal(localPath: string): Promise<Buffer> {
-  if (localPath === '-') return readAllStdin();
-  const chunks: Buffer[] = [];
-  for await (const chunk of createReadStream(localPath)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** `execrelay walk ROOT`: one path per line (or JSON); 1 with per-path errors or when truncated. */
@@ -116,15 +110,39 @@ export function runCat(file: string, options: ConnectionOptions): Promise<number
 
 /** `execrelay put LOCAL REMOTE`: the local file (or stdin) written atomically on the executor. */
 export async function runPut(local: string, remote: string, options: ConnectionOptions): Promise<number> {
-  let data: Buffer;
-  try {
-    data = await readLocal(local);
-  } catch (error) {
-    process.stderr.write(`execrelay put: ${(error as Error).message}\n`);
-    return 1;
+  // The local side is opened first: a missing or unreadable file is told before connecting.
+  let file: FileHandle | null = null;
+  if (local !== '-') {
+    try {
+      file = await open(local, 'r');
+      if (!(await file.stat()).isFile()) throw new Error(`${local}: not a regular file`);
+    } catch (error) {
+      await file?.close();
+      const message = (error as Error).message;
+      process.stderr.write(`execrelay put: ${message.includes(local) ? message : `${local}: ${message}`}\n`);
+      return 1;
+    }
   }
-  return withFs('put', remote, options, async (fs, remotePath) => {
-    await fs.writeFile(remotePath, data);
-    return 0;
-  });
+  try {
+    return await withFs('put', remote, options, async (fs, remotePath, client) => {
+      const source = file ? file.createReadStream({ highWaterMark: TRANSFER_BLOCK_BYTES, autoClose: false }) : process.stdin;
+      if (client.supportsFileTransfer) {
+        // Streamed in blocks, committed atomically: no size cap.
+        await uploadStream(fs, source, remotePath);
+      } else {
+        // A peer without streaming writes (codex): one fs/writeFile, bounded by the message cap.
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of source) {
+          size += (chunk as Buffer).length;
+          if (size > ONE_MESSAGE_WRITE_MAX_BYTES) throw new FileTooLargeForPeerError(size);
+          chunks.push(chunk as Buffer);
+        }
+        await fs.writeFile(remotePath, Buffer.concat(chunks));
+      }
+      return 0;
+    });
+  } finally {
+    await file?.close().catch(() => undefined);
+  }
 }

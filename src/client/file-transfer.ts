@@ -78,42 +78,64 @@ class BoundedPipeline {
 }
 
 /**
- * Uploads the local file `localPath` to `remotePath` with the `fileTransfer` extension: blocks of
- * TRANSFER_BLOCK_BYTES, TRANSFER_WINDOW_BLOCKS in flight, committed (renamed over the target) only
- * once every block is written; on any failure the agent's temporary file is discarded.
+ * Uploads the local file `localPath` to `remotePath` with the `fileTransfer` extension (see
+ * {@link uploadStream}); only a regular file is sent.
  */
 export async function uploadFile(fs: FsClient, localPath: string, remotePath: RemotePath, options: TransferOptions = {}): Promise<void> {
   const local = await open(localPath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   try {
     if (!(await local.stat()).isFile()) throw new FileTransferError('not a regular file');
-    const handleId = await fs.openWrite(remotePath);
-    const pipeline = new BoundedPipeline(TRANSFER_WINDOW_BLOCKS);
-    try {
-      let offset = 0;
-      for (;;) {
-        const buffer = Buffer.allocUnsafe(TRANSFER_BLOCK_BYTES);
-        let filled = 0;
-        while (filled < buffer.length) {
-          const { bytesRead } = await local.read(buffer, filled, buffer.length - filled, offset + filled);
-          if (bytesRead === 0) break;
-          filled += bytesRead;
-        }
-        if (filled === 0) break;
-        const at = offset;
-        offset += filled;
-        await pipeline.add(fs.writeBlock(handleId, at, buffer.subarray(0, filled)).then(() => options.onBytes?.(filled)));
-        if (filled < buffer.length) break;
-      }
-      await pipeline.drain();
-      await fs.commitWrite(handleId, options.attributes ?? {});
-    } catch (error) {
-      await pipeline.settle();
-      await fs.close(handleId).catch(() => undefined);
-      throw error;
-    }
+    await uploadStream(fs, local.createReadStream({ highWaterMark: TRANSFER_BLOCK_BYTES, autoClose: false }), remotePath, options);
   } finally {
     await local.close().catch(() => undefined);
   }
+}
+
+/**
+ * Uploads the bytes of `source` (a file's read stream, stdin) to `remotePath` with the
+ * `fileTransfer` extension: blocks of TRANSFER_BLOCK_BYTES, TRANSFER_WINDOW_BLOCKS in flight (the
+ * source is read no faster than blocks are written), committed (renamed over the target) only once
+ * every block is written; on any failure, the source's included, the agent's temporary file is
+ * discarded and nothing appears under the target's name.
+ */
+export async function uploadStream(fs: FsClient, source: AsyncIterable<Uint8Array>, remotePath: RemotePath, options: TransferOptions = {}): Promise<void> {
+  const handleId = await fs.openWrite(remotePath);
+  const pipeline = new BoundedPipeline(TRANSFER_WINDOW_BLOCKS);
+  try {
+    let offset = 0;
+    for await (const block of blocksOf(source, TRANSFER_BLOCK_BYTES)) {
+      const at = offset;
+      offset += block.length;
+      await pipeline.add(fs.writeBlock(handleId, at, block).then(() => options.onBytes?.(block.length)));
+    }
+    await pipeline.drain();
+    await fs.commitWrite(handleId, options.attributes ?? {});
+  } catch (error) {
+    await pipeline.settle();
+    await fs.close(handleId).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Regroups `source`'s chunks (any sizes) into blocks of exactly `size` bytes, the last one shorter. */
+async function* blocksOf(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Buffer> {
+  let block = Buffer.allocUnsafe(size);
+  let filled = 0;
+  for await (const chunk of source) {
+    let used = 0;
+    while (used < chunk.length) {
+      const take = Math.min(size - filled, chunk.length - used);
+      block.set(chunk.subarray(used, used + take), filled);
+      filled += take;
+      used += take;
+      if (filled === size) {
+        yield block;
+        block = Buffer.allocUnsafe(size);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) yield block.subarray(0, filled);
 }
 
 /**

@@ -523,6 +523,14 @@ describe('execrelay cp against a codex exec-server', () => {
         `(capability fileTransfer; a codex exec-server), and one fs/writeFile carries at most ${ONE_MESSAGE_WRITE_MAX_BYTES} bytes\n`,
     });
     expect(existsSync(path.join(remote, 'too-large.bin'))).toBe(false);
+    // put falls back the same way: one fs/writeFile, refused past it before anything is written.
+    const smallPut = await runCli(['put', '--url', codex.url, small, path.join(remote, 'put-small.bin')]);
+    expect(smallPut).toMatchObject({ code: 0, stderr: '' });
+    expect(await sha256(path.join(remote, 'put-small.bin'))).toBe(await sha256(small));
+    const refusedPut = await runCli(['put', '--url', codex.url, tooLarge, path.join(remote, 'put-large.bin')]);
+    expect(refusedPut.code).toBe(1);
+    expect(refusedPut.stderr).toMatch(/too large for this executor: it does not offer streaming writes/);
+    expect(existsSync(path.join(remote, 'put-large.bin'))).toBe(false);
 
     // Downloads stream: a file larger than one message comes down in blocks.
     const down = path.join(dir, 'down');

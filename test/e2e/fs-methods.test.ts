@@ -376,7 +376,24 @@ describe('execrelay walk, cat and put', () => {
     const missingDirectory = await runCli(['put', '--url', running.url, '-', intoMissing], { input: 'x' });
     expect(missingDirectory.code).toBe(1);
     expect(missingDirectory.stderr).toMatch(new RegExp(`^execrelay put: ${intoMissing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*No such file or directory`));
+    const missingLocal = await runCli(['put', '--url', running.url, path.join(dir, 'no-such-local'), path.join(dir, 'put4.txt')]);
+    expect(missingLocal.code).toBe(1);
+    expect(missingLocal.stderr).toMatch(new RegExp(`^execrelay put: .*${path.join(dir, 'no-such-local').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
   });
+
+  it('put streams a file larger than one message (the old 64 MiB cap), from a file and from stdin', async () => {
+    const big = randomBytes(70 * 1024 * 1024 + 3);
+    await writeFile(path.join(dir, 'big-local.bin'), big);
+    const fromFile = await runCli(['put', '--url', running.url, path.join(dir, 'big-local.bin'), path.join(dir, 'big-put1.bin')], { timeoutMs: 120_000 });
+    expect(fromFile).toMatchObject({ code: 0, stderr: '' });
+    expect(Buffer.compare(await readFile(path.join(dir, 'big-put1.bin')), big)).toBe(0);
+    const fromStdin = await runCli(['put', '--url', running.url, '-', path.join(dir, 'big-put2.bin')], { input: big, timeoutMs: 120_000 });
+    expect(fromStdin).toMatchObject({ code: 0, stderr: '' });
+    expect(Buffer.compare(await readFile(path.join(dir, 'big-put2.bin')), big)).toBe(0);
+    const empty = await runCli(['put', '--url', running.url, '-', path.join(dir, 'empty-put.bin')], { input: '' });
+    expect(empty.code).toBe(0);
+    expect((await readFile(path.join(dir, 'empty-put.bin'))).length).toBe(0);
+  }, 180_000);
 
   it('walk prints one path per line, honours its flags and env vars, and reports truncation', async () => {
     const result = await runCli(['walk', '--url', running.url, path.join(dir, 'd')]);
