@@ -153,7 +153,7 @@ export function registerAgentCommand(program: Command): void {
         .default(false),
     )
     .addOption(metricsListenOption());
-  addAuditLogReadsOption(addAuditLogOptions(command, 'sessions, process starts and exits, file writes, removes and copies, HTTP requests (method, origin, status), drains'))
+  addAuditLogReadsOption(addAuditLogOptions(command, 'sessions, process starts and exits, file writes, removes and copies, HTTP requests (method, origin, status), clients refused at the secure channel, drains'))
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
     .action(async (options: AgentCommandOptions, command: Command) => {
       const logger = createLogger('execrelay-agent');
