@@ -85,7 +85,8 @@ describe('audit log: a real agent process records sessions, processes and fs cha
     const fsLines = lines.filter((l) => l.family === 'fs').map(({ event, method, path: p, sourcePath, destinationPath, ok }) => ({ event, method, p, sourcePath, destinationPath, ok }));
     const uri = (p: string) => pathToFileURL(p).href;
     expect(fsLines).toEqual([
-      { event: 'fs.write', method: 'fs/writeFile', p: uri(path.join(work, 'put.txt')), sourcePath: undefined, destinationPath: undefined, ok: true },
+      // put streams to this agent (fileTransfer): its write is recorded when the file is opened.
+      { event: 'fs.openWrite', method: 'fs/openWrite', p: uri(path.join(work, 'put.txt')), sourcePath: undefined, destinationPath: undefined, ok: true },
       { event: 'fs.createDirectory', method: 'fs/createDirectory', p: uri(path.join(work, 'dir')), sourcePath: undefined, destinationPath: undefined, ok: true },
       { event: 'fs.copy', method: 'fs/copy', p: undefined, sourcePath: uri(path.join(work, 'put.txt')), destinationPath: uri(path.join(work, 'dir', 'copy.txt')), ok: true },
       { event: 'fs.remove', method: 'fs/remove', p: uri(path.join(work, 'put.txt')), sourcePath: undefined, destinationPath: undefined, ok: true },
@@ -113,7 +114,10 @@ describe('audit log: a real agent process records sessions, processes and fs cha
     const file = pathToFileURL(path.join(work, 'cp-tree', 'a.txt')).href;
     const directory = pathToFileURL(path.join(work, 'cp-tree')).href;
     const lines = await waitForLine(auditFile, (l) => l.event === 'fs.setAttributes', 'the cp -p attributes');
-    expect(lines.filter((l) => l.event === 'fs.openWrite')).toEqual([expect.objectContaining({ family: 'fs', method: 'fs/openWrite', path: file, ok: true, client: 'local' })]);
+    const cpSession = lines.find((l) => l.event === 'fs.openWrite' && l.path === file)?.session;
+    expect(lines.filter((l) => l.event === 'fs.openWrite' && l.session === cpSession)).toEqual([
+      expect.objectContaining({ family: 'fs', method: 'fs/openWrite', path: file, ok: true, client: 'local' }),
+    ]);
     expect(lines.filter((l) => l.event === 'fs.setAttributes')).toEqual([expect.objectContaining({ method: 'fs/setAttributes', path: directory, ok: true })]);
   });
 });
