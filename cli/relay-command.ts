@@ -5,6 +5,7 @@ import { createLogger } from '../src/logging/logger.js';
 import { RelayServer } from '../relay/relay-server.js';
 import { DEFAULT_RELAY_LIMITS } from '../relay/relay-config.js';
 import { DEFAULT_REGISTRY_TTL_MS } from '../relay/fleet-registry.js';
+import { readFleetSecret } from '../relay/fleet-secret.js';
 import { fraction, insecureTokenPermissionsOption, positiveInteger } from './option-parsers.js';
 import { startTracing } from '../src/telemetry/tracing.js';
 import { startMetricsServer } from '../src/telemetry/metrics-server.js';
@@ -46,6 +47,7 @@ interface RelayCommandOptions extends AuditLogCommandOptions {
   instanceId?: string;
   registryTtlMs: number;
   registryReplicas: number;
+  fleetSecretFile?: string;
   bindingsFile?: string;
   environmentKeys?: string;
 }
@@ -98,6 +100,7 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--instance-id <id>', 'this instance\'s name in the fleet (letters, digits, _ and -; default: host name and a random suffix)').env('EXECRELAY_INSTANCE_ID'))
     .addOption(new Option('--registry-ttl-ms <n>', 'fleet registry entries of an instance that stopped refreshing them expire after this').env('EXECRELAY_REGISTRY_TTL_MS').argParser(positiveInteger(600_000)).default(DEFAULT_REGISTRY_TTL_MS))
     .addOption(new Option('--registry-replicas <n>', 'copies of the fleet registry in a NATS cluster (3 survives losing one NATS server)').env('EXECRELAY_REGISTRY_REPLICAS').argParser(positiveInteger(5)).default(1))
+    .addOption(new Option('--fleet-secret-file <file>', 'the secret every fleet instance shares (one line, at least 32 bytes, mode 0600): codex rendezvous URLs and authorizations signed by one instance verify on all').env('EXECRELAY_FLEET_SECRET_FILE'))
     .addOption(bindingsFileOption())
     .addOption(new Option('--environment-keys <file>', 'pinned agent keys, ENVIRONMENT_ID PUBLIC_IDENTITY per line: those environments accept only that key').env('EXECRELAY_ENVIRONMENT_KEYS'))
     .addHelpText('after', '\nEvery flag can also be set through the environment variable shown. Health: GET /livez, GET /readyz.\nMetrics: GET /metrics on the relay port, or only on --metrics-listen when given.\nToken file, scopes and reload: docs/relay.md. Environment bindings: docs/relay.md. Every limit: docs/limits.md.\nFleet deployment (several instances, NATS, a load balancer): docs/fleet.md.')
@@ -117,6 +120,8 @@ export function registerRelayCommand(program: Command): void {
       else throw new Error('execrelay relay: give --token-file FILE (accepted bearer tokens, one per line: TOKEN ROLE SCOPE)');
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('execrelay relay: --tls-cert and --tls-key go together');
       if (options.instanceId !== undefined && options.nats === undefined) throw new Error('execrelay relay: --instance-id names a fleet member; give --nats too');
+      if (options.fleetSecretFile !== undefined && options.nats === undefined) throw new Error('execrelay relay: --fleet-secret-file is shared by the instances of a fleet; give --nats too');
+      const fleetSecret = options.fleetSecretFile !== undefined ? await readFleetSecret(options.fleetSecretFile, tokenFileOptions) : undefined;
       if (options.bindingsFile !== undefined && options.nats !== undefined) throw new Error("execrelay relay: --bindings-file is a single relay's; a fleet (--nats) keeps its bindings in NATS");
       const environmentKeys = options.environmentKeys ? await loadKnownEnvironments(options.environmentKeys) : undefined;
       const bindingsFile = options.nats ? undefined : (options.bindingsFile ?? defaultBindingsFile());
@@ -138,7 +143,7 @@ export function registerRelayCommand(program: Command): void {
         ...(bindings ? { bindings } : {}),
         ...(environmentKeys ? { environmentKeys } : {}),
         ...(options.nats
-          ?  { fleet: { natsUrl: options.nats, registryTtlMs: options.registryTtlMs, registryReplicas: options.registryReplicas, ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}) } }
+          ?  { fleet: { natsUrl: options.nats, registryTtlMs: options.registryTtlMs, registryReplicas: options.registryReplicas, ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}), ...(fleetSecret ? { secret: fleetSecret } : {}) } }
           : {}),
         limits: {
           maxStreamsPerExecutor: options.maxStreamsPerExecutor,

@@ -5,7 +5,11 @@ import { RelayCloseCode, ResetReason, type ResetReasonValue } from '../src/relay
 import type { Logger } from '../src/logging/logger.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayRole } from './relay-credentials.js';
+import type { SecurityProfile } from '../src/telemetry/labels.js';
 import { NO_RELAY_EVENTS, type FrameDirection, type RelayEvents } from './relay-events.js';
+
+/** The `security_profile` of every stream routed here: codex's hybrid IK (X25519 + ML-KEM-768). */
+const SECURITY_PROFILE: SecurityProfile = 'pq_hybrid';
 
 /**
  * The codex rendezvous: routes codex relay frames (`codex.exec_server.relay.v1.RelayMessageFrame`)
@@ -289,7 +293,7 @@ export class CodexRendezvousRouter {
   private open(link: CodexHarnessLink, executor: CodexExecutorLink, streamId: string): void {
     const now = Date.now();
     const route: CodexRoute = { streamId, harness: link, executor, accepted: false, timer: undefined, lastFrameAt: now, openedAt: now };
-    this.events.streamOpened();
+    this.events.streamOpened(SECURITY_PROFILE);
     executor.routes.set(streamId, route);
     link.streams.add(streamId);
     executor.pendingHandshakes++;
@@ -305,7 +309,7 @@ export class CodexRendezvousRouter {
 
   private accept(route: CodexRoute): void {
     route.accepted = true;
-    this.events.streamAccepted(Date.now() - route.openedAt);
+    this.events.streamAccepted(Date.now() - route.openedAt, SECURITY_PROFILE);
     clearTimeout(route.timer);
     route.timer = undefined;
     route.executor.pendingHandshakes--;
@@ -338,7 +342,7 @@ export class CodexRendezvousRouter {
   private endRoute(route: CodexRoute, result: 'closed' | 'reset' = 'reset'): void {
     const { executor, harness, streamId } = route;
     if (executor.routes.get(streamId) !== route) return;
-    this.events.streamEnded(result);
+    this.events.streamEnded(result, SECURITY_PROFILE);
     executor.routes.delete(streamId);
     harness.streams.delete(streamId);
     clearTimeout(route.timer);
@@ -370,7 +374,7 @@ export class CodexRendezvousRouter {
   private forward(to: RendezvousSocket, data: Buffer, from: RendezvousSocket, direction: FrameDirection): void {
     if (to.readyState !== WebSocket.OPEN) return this.events.frameDropped('endpoint_detached');
     to.send(data, { binary: true });
-    this.events.frameRouted(direction, data.length);
+    this.events.frameRouted(direction, data.length, SECURITY_PROFILE);
     if (this.stopped || to.bufferedAmount <= this.limits.maxQueuedBytesPerSocket || this.pausedSources.has(from)) return;
     this.events.socketPaused();
     from.pause();

@@ -19,6 +19,12 @@ export interface FleetOptions {
   registryTtlMs?: number;
   /** Copies of the registry in a NATS cluster (1–5; 3 survives losing one NATS server). */
   registryReplicas?: number;
+  /**
+   * The fleet secret shared by every instance (`--fleet-secret-file`, `readFleetSecret`): the codex
+   * rendezvous URLs and harness key authorizations one instance signs verify on every other.
+   * Without it each instance signs with a secret of its own.
+   */
+  secret?: Uint8Array;
 }
 
 /** The longest an executor's `registered` waits for its registry entry. */

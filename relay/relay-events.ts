@@ -6,6 +6,7 @@ import type {
   FLEET_DIRECTIONS,
   FLEET_ERROR_KINDS,
   RELAY_REGISTRATION_RESULTS,
+  SecurityProfile,
   STREAM_END_RESULTS,
 } from '../src/telemetry/labels.js';
 
@@ -22,15 +23,17 @@ export type FleetErrorKind = (typeof FLEET_ERROR_KINDS)[number];
 
 /**
  * What the relay reports about itself (metrics and logs hook onto this). Every value is from a
- * fixed set: no ids, tokens or addresses.
+ * fixed set: no ids, tokens or addresses. The stream and traffic events carry the stream's
+ * `SecurityProfile`: `classical` from `StreamRouter` (execrelay's Noise XX), `pq_hybrid` from
+ * `CodexRendezvousRouter` (codex's hybrid IK).
  */
 export interface RelayEvents {
-  frameRouted(direction: FrameDirection, bytes: number): void;
+  frameRouted(direction: FrameDirection, bytes: number, profile: SecurityProfile): void;
   frameDropped(reason: DropReason): void;
-  streamOpened(): void;
-  streamAccepted(handshakeMs: number): void;
+  streamOpened(profile: SecurityProfile): void;
+  streamAccepted(handshakeMs: number, profile: SecurityProfile): void;
   /** How a routed stream left this instance: closed, reset, or moved to another fleet instance with its executor. */
-  streamEnded(result: (typeof STREAM_END_RESULTS)[number]): void;
+  streamEnded(result: (typeof STREAM_END_RESULTS)[number], profile: SecurityProfile): void;
   reset(reason: ResetReasonValue): void;
   registration(result: (typeof RELAY_REGISTRATION_RESULTS)[number]): void;
   authFailure(endpoint: (typeof AUTH_ENDPOINTS)[number]): void;

@@ -99,7 +99,7 @@ export class RelayServer {
     this.codexRegistry = new CodexRegistry({
       credentials: () => this.credentials,
       bindings: admittedBindings,
-      signer: new RendezvousSigner(),
+      signer: options.fleet?.secret ? RendezvousSigner.fromFleetSecret(options.fleet.secret) : new RendezvousSigner(),
       router: this.codexRouter,
       nativeExecutorLive: (environmentId) => this.router.hasLiveExecutor(environmentId),
       limits: this.limits,

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   RENDEZVOUS_QUERY,
   RENDEZVOUS_QUERY_VERSION,
@@ -33,13 +33,18 @@ export type AuthorizationCheck = { readonly ok: true; readonly nonce: string; re
 const URL_LABEL = 'execrelay codex rendezvous url v1\0';
 const AUTHORIZATION_LABEL = 'execrelay codex harness authorization v1\0';
 const AUTHORIZATION_PREFIX = 'hka1';
+/** HKDF-SHA256 `info` of the signing key derived from a fleet secret (a key for this use only). */
+const FLEET_KEY_INFO = 'execrelay codex rendezvous signing key v1';
 
 /**
  * The relay's signatures on what it hands out for the codex wire, HMAC-SHA256 (node:crypto) with a
  * secret of its own: the rendezvous WebSocket URLs (role, environment, registration, credential,
  * expiry in the query) and the harness key authorizations (environment, registration, harness key
- * fingerprint, expiry, a nonce). Only this relay can mint them, and only it checks them; the secret
- * is made at start (an authorization outlives no restart, which is shorter than its minute anyway).
+ * fingerprint, expiry, a nonce). A single relay makes its secret at start: only it can mint them
+ * and check them (an authorization outlives no restart, which is shorter than its minute anyway).
+ * The instances of a relay fleet given one fleet secret (`--fleet-secret-file`) each derive the
+ * same key from it (`fromFleetSecret`, HKDF-SHA256), so what one instance signs every instance
+ * verifies; the fleet secret itself signs nothing.
  */
 export class RendezvousSigner {
   private readonly secret: Buffer;
@@ -47,6 +52,12 @@ export class RendezvousSigner {
   constructor(secret: Uint8Array = randomBytes(32)) {
     if (secret.length < 32) throw new Error('the rendezvous secret must be at least 32 bytes');
     this.secret = Buffer.from(secret);
+  }
+
+  /** The signer of every instance of a fleet that shares `fleetSecret` (at least 32 bytes). */
+  static fromFleetSecret(fleetSecret: Uint8Array): RendezvousSigner {
+    if (fleetSecret.length < 32) throw new Error('the fleet secret must be at least 32 bytes');
+    return new RendezvousSigner(Buffer.from(hkdfSync('sha256', fleetSecret, Buffer.alloc(0), FLEET_KEY_INFO, 32)));
   }
 
   /** `base` (`ws://HOST:PORT/cloud/rendezvous`) with the signed query of `grant`. */

@@ -12,8 +12,12 @@ import {
 import type { Logger } from '../src/logging/logger.js';
 import { corkForThisTurn } from '../src/transport/burst-cork.js';
 import type { RelayLimits } from './relay-config.js';
+import type { SecurityProfile } from '../src/telemetry/labels.js';
 import type { RelayEvents } from './relay-events.js';
 import { RetiredStreamIds } from './retired-stream-ids.js';
+
+/** The `security_profile` of every stream routed here: execrelay's own Noise XX. */
+const SECURITY_PROFILE: SecurityProfile = 'classical';
 
 /**
  * What the router needs of a socket it forwards frames to: a WebSocket, or (in a relay fleet) an
@@ -288,7 +292,7 @@ export class StreamRouter {
       // A local client socket keeps counting the stream (it now flows through the fleet); a
       // remote one is no longer this instance's concern.
       if (route.client?.remote) route.client.streams.delete(route.streamId);
-      this.events.streamEnded('moved');
+      this.events.streamEnded('moved', SECURITY_PROFILE);
     }
     environment.routes.clear();
     environment.shares.clear();
@@ -575,7 +579,7 @@ export class StreamRouter {
       }
       // The agent accepts a stream (its Noise handshake completed) by answering `open`.
       this.accept(route);
-      this.events.streamAccepted(Date.now() - route.openedAt);
+      this.events.streamAccepted(Date.now() - route.openedAt, SECURITY_PROFILE);
     } else if (!route.accepted && route.resumed && header.type !== 'reset') {
       // The executor knows the resumed stream: it is a real one.
       this.accept(route);
@@ -658,7 +662,7 @@ export class StreamRouter {
       if (!route.resumed) environment.pendingOpens += 1;
     }
     client.streams.add(streamId);
-    this.events.streamOpened();
+    this.events.streamOpened(SECURITY_PROFILE);
   }
 
   /** The executor accepted (or, for a resumed stream, confirmed) the stream. */
@@ -822,7 +826,7 @@ export class StreamRouter {
       this.events.frameDropped('fleet_unavailable');
       return;
     }
-    this.events.frameRouted(direction, data.length);
+    this.events.frameRouted(direction, data.length, SECURITY_PROFILE);
     // Stop reading the client that feeds a congested socket until it drains: bounded memory,
     // and only that client waits.
     if (source && this.congested(target)) this.pauseUntilDrained(source, target);
@@ -880,7 +884,7 @@ export class StreamRouter {
     }
     route.client?.streams.delete(route.streamId);
     this.retired.add(route.streamId);
-    this.events.streamEnded(result);
+    this.events.streamEnded(result, SECURITY_PROFILE);
     if (!environment.link && environment.routes.size === 0 && environment.linkLostAt !== 0) this.forgetEnvironment(environment);
   }
 

@@ -4,7 +4,7 @@ import type { FleetState } from '../nats-fleet.js';
 import type { FrameDirection, RelayEvents } from '../relay-events.js';
 import type { ResetReasonValue } from '../../src/relay-control/relay-endpoints.js';
 import { PHASE_DURATION_BUCKETS } from '../../src/telemetry/histogram-buckets.js';
-import { AUTH_ENDPOINTS, DIRECTIONS, DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, OTHER_REASON, RELAY_REGISTRATION_RESULTS, RESET_REASONS, SpanAttribute, STREAM_END_RESULTS } from '../../src/telemetry/labels.js';
+import { AUTH_ENDPOINTS, DIRECTIONS, DROP_REASONS, FLEET_DIRECTIONS, FLEET_ERROR_KINDS, OTHER_REASON, RELAY_REGISTRATION_RESULTS, RESET_REASONS, SECURITY_PROFILES, SpanAttribute, STREAM_END_RESULTS } from '../../src/telemetry/labels.js';
 import { registerRuntimeMetrics } from '../../src/telemetry/runtime-metrics.js';
 import { metricsRoute, type HttpRoute } from '../../src/telemetry/metrics-server.js';
 
@@ -68,17 +68,21 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
   gauge('streams_open', 'Streams routed now (pending, accepted, or waiting for an endpoint to come back).', (s) => s.router.streamCount);
   gauge('queued_bytes', 'Bytes queued on the relay\'s sockets now (queue depth).', (s) => s.queuedBytes);
 
-  const streamOpens = new Counter({ name: `${p}stream_opens_total`, help: 'Stream opens routed to an executor.', registers });
-  const streamsAccepted = new Counter({ name: `${p}streams_accepted_total`, help: 'Streams the executor accepted (its Noise handshake completed).', registers });
-  const streamCloses = new Counter({ name: `${p}stream_closes_total`, help: 'Routed streams that ended here, by result (moved: it went on through another fleet instance, with its executor).', labelNames: ['result'], registers });
+  // Stream, handshake and traffic metrics by `security_profile` (classical: execrelay's Noise XX;
+  // pq_hybrid: codex's hybrid IK), every combination created at 0 so the series count is flat.
+  const profiled = ['security_profile'] as const;
+  const streamOpens = new Counter({ name: `${p}stream_opens_total`, help: 'Stream opens routed to an executor, by security profile.', labelNames: profiled, registers });
+  const streamsAccepted = new Counter({ name: `${p}streams_accepted_total`, help: 'Streams the executor accepted (its Noise handshake completed), by security profile.', labelNames: profiled, registers });
+  const streamCloses = new Counter({ name: `${p}stream_closes_total`, help: 'Routed streams that ended here, by result (moved: it went on through another fleet instance, with its executor) and security profile.', labelNames: ['result', 'security_profile'], registers });
   const handshakeDuration = new Histogram({
     name: `${p}stream_handshake_duration_seconds`,
-    help: 'Time from a stream\'s open to the executor accepting it (the handshake phase).',
+    help: 'Time from a stream\'s open to the executor accepting it (the handshake phase), by security profile.',
     buckets: PHASE_DURATION_BUCKETS,
+    labelNames: profiled,
     registers,
   });
-  const frames = new Counter({ name: `${p}frames_routed_total`, help: 'Frames routed, by direction.', labelNames: ['direction'], registers });
-  const bytes = new Counter({ name: `${p}bytes_routed_total`, help: 'Frame bytes routed, by direction.', labelNames: ['direction'], registers });
+  const frames = new Counter({ name: `${p}frames_routed_total`, help: 'Frames routed, by direction and security profile.', labelNames: ['direction', 'security_profile'], registers });
+  const bytes = new Counter({ name: `${p}bytes_routed_total`, help: 'Frame bytes routed, by direction and security profile.', labelNames: ['direction', 'security_profile'], registers });
   const dropped = new Counter({ name: `${p}frames_dropped_total`, help: 'Frames not routed, by reason.', labelNames: ['reason'], registers });
   const resets = new Counter({ name: `${p}resets_total`, help: 'Resets the relay sent, by reason.', labelNames: ['reason'], registers });
   const registrations = new Counter({ name: `${p}registrations_total`, help: 'Executor registrations, by result.', labelNames: ['result'], registers });
@@ -94,10 +98,15 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
   gauge('fleet_remote_clients', 'Client sockets held by other instances that this instance routes streams for.', (s) => s.fleetState?.remoteClients);
   const heartbeatMisses = new Counter({ name: `${p}heartbeat_misses_total`, help: 'Sockets dropped for missing the pong deadline.', registers });
 
-  for (const result of STREAM_END_RESULTS) streamCloses.inc({ result }, 0);
-  for (const direction of DIRECTIONS) {
-    frames.inc({ direction }, 0);
-    bytes.inc({ direction }, 0);
+  for (const security_profile of SECURITY_PROFILES) {
+    streamOpens.inc({ security_profile }, 0);
+    streamsAccepted.inc({ security_profile }, 0);
+    handshakeDuration.zero({ security_profile });
+    for (const result of STREAM_END_RESULTS) streamCloses.inc({ result, security_profile }, 0);
+    for (const direction of DIRECTIONS) {
+      frames.inc({ direction, security_profile }, 0);
+      bytes.inc({ direction, security_profile }, 0);
+    }
   }
   for (const reason of DROP_REASONS) dropped.inc({ reason }, 0);
   for (const reason of RESET_REASONS) resets.inc({ reason }, 0);
@@ -118,24 +127,24 @@ export function createRelayMetrics(getServer: () => RelayGaugeSource | undefined
   };
 
   const events: RelayEvents = {
-    frameRouted(direction: FrameDirection, size: number) {
-      frames.inc({ direction });
-      bytes.inc({ direction }, size);
+    frameRouted(direction: FrameDirection, size: number, security_profile) {
+      frames.inc({ direction, security_profile });
+      bytes.inc({ direction, security_profile }, size);
     },
     frameDropped(reason) {
       dropped.inc({ reason });
     },
-    streamOpened() {
-      streamOpens.inc();
+    streamOpened(security_profile) {
+      streamOpens.inc({ security_profile });
     },
-    streamAccepted(handshakeMs) {
-      streamsAccepted.inc();
-      handshakeDuration.observe(handshakeMs / 1000);
-      pointSpan('relay.stream.handshake', { [SpanAttribute.Result]: 'accepted' }, handshakeMs);
+    streamAccepted(handshakeMs, security_profile) {
+      streamsAccepted.inc({ security_profile });
+      handshakeDuration.observe({ security_profile }, handshakeMs / 1000);
+      pointSpan('relay.stream.handshake', { [SpanAttribute.Result]: 'accepted', [SpanAttribute.SecurityProfile]: security_profile }, handshakeMs);
     },
-    streamEnded(result) {
-      streamCloses.inc({ result });
-      pointSpan('relay.stream.end', { [SpanAttribute.Result]: result });
+    streamEnded(result, security_profile) {
+      streamCloses.inc({ result, security_profile });
+      pointSpan('relay.stream.end', { [SpanAttribute.Result]: result, [SpanAttribute.SecurityProfile]: security_profile });
     },
     reset(reason: ResetReasonValue) {
       resets.inc({ reason: KNOWN_RESET_REASONS.has(reason) ? reason : OTHER_REASON });

@@ -117,6 +117,15 @@ export const AUTH_ENDPOINTS = ['executor', 'client'] as const;
 /** Relay: how a routed stream ended. */
 export const STREAM_END_RESULTS = ['closed', 'reset', 'moved'] as const;
 
+/**
+ * Relay: which end-to-end channel a routed stream carries, so the two kinds of executor sharing one
+ * relay are told apart: `classical` for execrelay's own Noise XX (X25519, ChaCha20-Poly1305),
+ * `pq_hybrid` for the codex wire's `Noise_hybridIK_25519+MLKEM768_AESGCM_SHA256`. Fixed at two
+ * values, so every series that carries it at most doubles, and all of them exist from the start.
+ */
+export const SECURITY_PROFILES = ['classical', 'pq_hybrid'] as const;
+export type SecurityProfile = (typeof SECURITY_PROFILES)[number];
+
 /** Every label name with its fixed set of values (the leak test checks each exported series against this). */
 export const LABEL_VALUES: Readonly<Record<string, readonly string[]>> = {
   method: METHOD_LABELS,
@@ -125,6 +134,7 @@ export const LABEL_VALUES: Readonly<Record<string, readonly string[]>> = {
   kind: [...FLEET_ERROR_KINDS, ...RUNTIME_LABEL_VALUES.kind],
   reason: [...new Set<string>([...RECONNECT_REASONS, ...DROP_REASONS, ...RESET_REASONS, OTHER_REASON])],
   endpoint: AUTH_ENDPOINTS,
+  security_profile: SECURITY_PROFILES,
   result: [
     ...new Set<string>([
       ...REQUEST_RESULTS,
@@ -161,4 +171,6 @@ export const SpanAttribute = {
   RpcMethod: 'rpc.method',
   JsonRpcErrorCode: 'rpc.jsonrpc.error_code',
   Result: 'execrelay.result',
+  /** A `SECURITY_PROFILES` value (the relay's stream spans). */
+  SecurityProfile: 'execrelay.security_profile',
 } as const;

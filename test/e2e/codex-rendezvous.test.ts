@@ -14,6 +14,7 @@ import { ensureCodexInstalled } from '../support/codex-exec-server.js';
 import { startCodexRendezvous, type CodexRendezvousFixture } from '../support/codex-rendezvous-fixture.js';
 import { RENDEZVOUS_CONNECTED_LOG, startCodexRemoteExecutor } from '../support/codex-remote-executor.js';
 import { runCli } from '../support/cli.js';
+import { parseExposition, sumOf } from '../support/prometheus-exposition.js';
 import { spawnRelay } from '../support/resilience-helpers.js';
 import { TEST_TOKEN } from '../support/relay-harness.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
@@ -64,6 +65,28 @@ describe('a real codex executor behind an execrelay relay', () => {
     expect(result.stdout).toBe('hi\n');
     expect(result.stderr).toMatch(/^execrelay exec: environment codex-e2e is a codex executor with key hyb1:[a-z2-7]{32} \(as the relay names it; pin it with --agent-key\)\nerr\n$/);
     expect(result.code).toBe(3);
+  });
+
+  it('the relay counts codex streams and their traffic under security_profile="pq_hybrid", none under "classical"', async () => {
+    const before = parseExposition(await fixture.metrics.expose());
+    const result = await runCli(['exec', ...through(fixture.url), '--accept-relay-key', '--', 'true'], { timeoutMs: 60_000 });
+    expect(result.code, result.stderr).toBe(0);
+    const after = parseExposition(await fixture.metrics.expose());
+    const grew = (name: string, labels: Record<string, string>) => sumOf(after, name, labels) - sumOf(before, name, labels);
+    const pq = { security_profile: 'pq_hybrid' };
+    const classical = { security_profile: 'classical' };
+    expect(grew('execrelay_relay_stream_opens_total', pq)).toBe(1);
+    expect(grew('execrelay_relay_streams_accepted_total', pq)).toBe(1);
+    expect(grew('execrelay_relay_stream_handshake_duration_seconds_count', pq)).toBe(1);
+    expect(grew('execrelay_relay_frames_routed_total', { ...pq, direction: 'client_to_executor' })).toBeGreaterThan(0);
+    expect(grew('execrelay_relay_bytes_routed_total', { ...pq, direction: 'executor_to_client' })).toBeGreaterThan(0);
+    // Nothing classical happened on this relay: its series exist, at 0.
+    for (const name of ['execrelay_relay_stream_opens_total', 'execrelay_relay_streams_accepted_total', 'execrelay_relay_frames_routed_total', 'execrelay_relay_bytes_routed_total', 'execrelay_relay_stream_handshake_duration_seconds_count']) {
+      expect(after.some((s) => s.name === name && s.labels.security_profile === 'classical'), name).toBe(true);
+      expect(sumOf(after, name, classical), name).toBe(0);
+    }
+    // The stream's end is counted once the client's close reaches the relay.
+    await expect.poll(() => fixture.metrics.expose().then((text) => sumOf(parseExposition(text), 'execrelay_relay_stream_closes_total', pq) - sumOf(before, 'execrelay_relay_stream_closes_total', pq))).toBe(1);
   });
 
   it('pushed events complete the command: the library client issues no process/read', async () => {

@@ -212,6 +212,14 @@ describe('metrics: bounded, label values from fixed sets, no user content', () =
     expect(sumOf(relayLarge, 'execrelay_relay_frames_routed_total', { direction: 'client_to_executor' })).toBeGreaterThan(0);
     expect(sumOf(relayLarge, 'execrelay_relay_bytes_routed_total', { direction: 'executor_to_client' })).toBeGreaterThan(0);
     expect(sumOf(relayLarge, 'execrelay_relay_executors_registered')).toBe(1);
+    // Execrelay's own streams are `classical` (Noise XX); the `pq_hybrid` series of codex streams
+    // exist from the start, at 0, so the series count does not change when the first codex executor comes.
+    expect(sumOf(relayLarge, 'execrelay_relay_stream_opens_total', { security_profile: 'classical' })).toBe(relayClients);
+    expect(sumOf(relayLarge, 'execrelay_relay_stream_handshake_duration_seconds_count', { security_profile: 'classical' })).toBe(relayClients);
+    for (const name of ['execrelay_relay_stream_opens_total', 'execrelay_relay_streams_accepted_total', 'execrelay_relay_stream_closes_total', 'execrelay_relay_frames_routed_total', 'execrelay_relay_bytes_routed_total', 'execrelay_relay_stream_handshake_duration_seconds_count']) {
+      expect(relayLarge.some((s) => s.name === name && s.labels.security_profile === 'pq_hybrid'), name).toBe(true);
+      expect(sumOf(relayLarge, name, { security_profile: 'pq_hybrid' }), name).toBe(0);
+    }
 
     // A single relay exports every fleet series, at 0, so fleet panels and alerts see data; the
     // `fleet_unavailable` drop reason is there too, and nothing was dropped for it.

@@ -8,11 +8,14 @@ import path from 'node:path';
 import { RelayServer } from '../../relay/relay-server.js';
 import type { RelayLimits } from '../../relay/relay-config.js';
 import { RelayCredentials } from '../../relay/relay-credentials.js';
+import { createRelayMetrics, type RelayMetrics } from '../../relay/telemetry/relay-metrics.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { RENDEZVOUS_CONNECTED_LOG, startCodexRemoteExecutor, type CodexRemoteExecutor } from './codex-remote-executor.js';
 
 export interface CodexRendezvousFixture {
   relay: RelayServer;
+  /** The relay's Prometheus metrics (its `events`). */
+  metrics: RelayMetrics;
   /** `ws://127.0.0.1:P` */
   url: string;
   /** `http://127.0.0.1:P` (what codex registers with) */
@@ -30,7 +33,9 @@ export interface CodexRendezvousFixture {
  */
 export async function startCodexRendezvous(options: { tokens: string; environmentId: string; executorToken: string; limits?: Partial<RelayLimits> }): Promise<CodexRendezvousFixture> {
   const { credentials } = RelayCredentials.parse(options.tokens, 'test token file');
-  const relay = new RelayServer({ credentials, logger: createLogger('test-relay', 'silent'), ...(options.limits ? { limits: options.limits } : {}) });
+  let relay: RelayServer | undefined;
+  const metrics = createRelayMetrics(() => relay);
+  relay = new RelayServer({ credentials, logger: createLogger('test-relay', 'silent'), events: metrics.events, ...(options.limits ? { limits: options.limits } : {}) });
   const url = await relay.listen('127.0.0.1', 0);
   const registry = url.replace(/^ws:/, 'http:');
   let executor: CodexRemoteExecutor;
@@ -44,6 +49,7 @@ export async function startCodexRendezvous(options: { tokens: string; environmen
   const dir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-codex-rdv-'));
   return {
     relay,
+    metrics,
     url,
     registry,
     executor,

@@ -224,15 +224,15 @@ describe('CodexRendezvousRouter', () => {
     router.stop();
   });
 
-  it('reports to the relay metrics with fixed labels only: streams opened, accepted, ended, resets, routed and dropped frames', () => {
+  it('reports to the relay metrics with fixed labels only, security profile pq_hybrid: streams opened, accepted, ended, resets, routed and dropped frames', () => {
     const seen: string[] = [];
     const events: RelayEvents = {
       ...NO_RELAY_EVENTS,
-      streamOpened: () => seen.push('opened'),
-      streamAccepted: () => seen.push('accepted'),
-      streamEnded: (result) => seen.push(`ended:${result}`),
+      streamOpened: (profile) => seen.push(`opened:${profile}`),
+      streamAccepted: (_ms, profile) => seen.push(`accepted:${profile}`),
+      streamEnded: (result, profile) => seen.push(`ended:${result}:${profile}`),
       reset: (reason) => seen.push(`reset:${reason}`),
-      frameRouted: (direction) => seen.push(`routed:${direction}`),
+      frameRouted: (direction, _bytes, profile) => seen.push(`routed:${direction}:${profile}`),
       frameDropped: (reason) => seen.push(`dropped:${reason}`),
     };
     const router = new CodexRendezvousRouter(DEFAULT_RELAY_LIMITS, createLogger('test', 'silent'), () => 1, events);
@@ -245,12 +245,12 @@ describe('CodexRendezvousRouter', () => {
     router.fromExecutor(executor, data('s3'));
     router.fromHarness(h, Buffer.from([1, 2, 3]));
     expect(seen).toEqual([
-      'opened',
-      'routed:client_to_executor',
-      'accepted',
-      'routed:executor_to_client',
-      'ended:closed',
-      'routed:client_to_executor',
+      'opened:pq_hybrid',
+      'routed:client_to_executor:pq_hybrid',
+      'accepted:pq_hybrid',
+      'routed:executor_to_client:pq_hybrid',
+      'ended:closed:pq_hybrid',
+      'routed:client_to_executor:pq_hybrid',
       'reset:unknown_stream',
       'dropped:no_route',
       'dropped:invalid',

@@ -57,4 +57,38 @@ describe('RendezvousSigner', () => {
     expect(signer.verifyAuthorization(`${prefix}.${forged}.${signature}`, { ...expected, harnessFingerprint: 'hyb1:bbbb' })).toEqual({ ok: false, refusal: 'bad_signature' });
     expect(signer.verifyAuthorization('garbage', expected)).toEqual({ ok: false, refusal: 'malformed' });
   });
+
+  describe('fromFleetSecret (the instances of a fleet)', () => {
+    const fleetSecret = Buffer.from('a-fleet-secret-of-at-least-32-bytes-0123456789', 'utf8');
+
+    it('instances with one fleet secret verify each other\'s URLs and authorizations', () => {
+      const instanceA = RendezvousSigner.fromFleetSecret(fleetSecret);
+      const instanceB = RendezvousSigner.fromFleetSecret(Buffer.from(fleetSecret));
+      const url = new URL(instanceB.signedUrl('ws://relay-b:8080/cloud/rendezvous', grant));
+      expect(instanceA.verifyQuery(url.searchParams)).toEqual({ ok: true, grant });
+      const authorization = instanceB.mintAuthorization(claims);
+      expect(instanceA.verifyAuthorization(authorization, claims)).toMatchObject({ ok: true, expiresAt: claims.expiresAt });
+      // Still bound to exactly its key, environment and registration.
+      expect(instanceA.verifyAuthorization(authorization, { ...claims, harnessFingerprint: 'hyb1:bbbb' })).toEqual({ ok: false, refusal: 'other_key' });
+    });
+
+    it('another fleet secret, a single relay\'s own secret, or the fleet secret used as the key itself verify nothing', () => {
+      const url = new URL(RendezvousSigner.fromFleetSecret(fleetSecret).signedUrl('ws://h/cloud/rendezvous', grant));
+      const authorization = RendezvousSigner.fromFleetSecret(fleetSecret).mintAuthorization(claims);
+      const others = [
+        RendezvousSigner.fromFleetSecret(Buffer.from('another-fleet-secret-of-32-bytes-or-more-xyz', 'utf8')),
+        new RendezvousSigner(),
+        // The derived key is not the fleet secret: a signer keyed with the secret itself is another signer.
+        new RendezvousSigner(fleetSecret),
+      ];
+      for (const other of others) {
+        expect(other.verifyQuery(url.searchParams)).toMatchObject({ ok: false, rejection: { reason: 'invalid_signature' } });
+        expect(other.verifyAuthorization(authorization, claims)).toEqual({ ok: false, refusal: 'bad_signature' });
+      }
+    });
+
+    it('refuses a fleet secret shorter than 32 bytes', () => {
+      expect(() => RendezvousSigner.fromFleetSecret(Buffer.alloc(31, 1))).toThrow('the fleet secret must be at least 32 bytes');
+    });
+  });
 });
