@@ -45,13 +45,6 @@ const SIGNALS: Record<ProcessSignalName, NodeJS.Signals> = {
 
 /** After a pty process exits, its stream ends once no output came for this long. */
 const PTY_QUIET_MS = 100;
-/**
- * Pipe output read within one turn of the event loop is sent as one `process/output` of at most this
- * many bytes (a pipe read is 64 KiB at most, and a writer such as `head` makes it ~12 KiB): fewer
- * messages, Noise records, frames and writes per MiB. Nothing waits past the turn that read it; a
- * terminal's output is sent as it comes.
- */
-export const OUTPUT_BATCH_MAX_BYTES = 64 * 1024;
 /** How many recent writeIds each process remembers for retry dedupe. */
 const REMEMBERED_WRITE_IDS = 1024;
 
@@ -73,11 +66,6 @@ export class ManagedProcess {
   private killTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private ptyQuietTimer: NodeJS.Timeout | undefined;
-  /** Pipe output read this turn and not yet published (one stream at a time, so seqs keep read order). */
-  private batchStream: OutputStream | undefined;
-  private batchChunks: Buffer[] = [];
-  private batchBytes = 0;
-  private batchFlush: NodeJS.Immediate | undefined;
   private outputPaused = false;
   private readonly startedAt = Date.now();
   private terminateRequested = false;
@@ -278,7 +266,7 @@ export class ManagedProcess {
     ] as const) {
       if (!readable) continue;
       this.openStreams.add(stream);
-      readable.on('data', (data: Buffer) => this.batchOutput(stream, data));
+      readable.on('data', (data: Buffer) => this.emitOutput(stream, data));
       readable.on('close', () => this.streamEnded(stream));
       readable.on('error', () => this.streamEnded(stream));
     }
@@ -313,30 +301,6 @@ export class ManagedProcess {
     return this.nextSeqValue++;
   }
 
-  /** Gathers a pipe read into this turn's batch; a full batch, or one of the other stream, goes out first. */
-  private batchOutput(stream: OutputStream, chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    if (this.batchStream !== stream || this.batchBytes + chunk.length > OUTPUT_BATCH_MAX_BYTES) this.flushOutputBatch();
-    this.batchStream = stream;
-    this.batchChunks.push(chunk);
-    this.batchBytes += chunk.length;
-    this.batchFlush ??= setImmediate(() => {
-      this.batchFlush = undefined;
-      this.flushOutputBatch();
-    });
-  }
-
-  private flushOutputBatch(): void {
-    const stream = this.batchStream;
-    if (stream === undefined) return;
-    const chunks = this.batchChunks;
-    const bytes = this.batchBytes;
-    this.batchStream = undefined;
-    this.batchChunks = [];
-    this.batchBytes = 0;
-    this.emitOutput(stream, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes));
-  }
-
   private emitOutput(stream: OutputStream, chunk: Buffer): void {
     if (chunk.length === 0) return;
     const seq = this.nextEventSeq();
@@ -360,7 +324,6 @@ export class ManagedProcess {
 
   private publishExit(): void {
     if (this.exited || this.pendingExitCode === null) return;
-    this.flushOutputBatch();
     if (this.drainTimer) clearTimeout(this.drainTimer);
     const exitCode = this.pendingExitCode;
     const seq = this.nextEventSeq();
@@ -373,7 +336,6 @@ export class ManagedProcess {
   }
 
   private streamEnded(stream: OutputStream): void {
-    this.flushOutputBatch();
     if (!this.openStreams.delete(stream)) return;
     if (this.openStreams.size === 0 && this.pendingExitCode !== null) this.publishExit();
     this.maybeClose();
