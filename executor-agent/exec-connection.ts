@@ -3,6 +3,7 @@ import type { NotificationMessage } from '../src/jsonrpc/message.js';
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import { ClientNotification, Method, ServerNotification } from '../src/protocol/methods.js';
 import { InitializeParams, type InitializeResult, type SessionCapabilities } from '../src/protocol/session.js';
+import { encodeBinaryProcessOutput } from '../src/protocol/binary-output.js';
 import { parseOrThrow } from '../src/protocol/validation.js';
 import { processOutputParamsJson } from '../src/protocol/process.js';
 import type { Logger } from '../src/logging/logger.js';
@@ -17,6 +18,8 @@ import type { ConnectionAudit } from './session-audit.js';
 
 /** The execrelay extensions this agent offers at `initialize`. */
 const AGENT_CAPABILITIES: SessionCapabilities = { ptyResize: true, fileTransfer: true };
+/** … and to a client that asked for `binaryOutput`, on a transport that carries binary messages (WebSocket, Noise; not stdio). */
+const AGENT_CAPABILITIES_WITH_BINARY: SessionCapabilities = { ...AGENT_CAPABILITIES, binaryOutput: true };
 
 /** Where this connection stands among the agent's clients. */
 export interface ConnectionScope {
@@ -57,6 +60,8 @@ export class ExecConnection implements SessionAttachment {
   private readonly agentBudget: ByteBudget | undefined;
   private readonly audit: ConnectionAudit | undefined;
   private readonly draining: () => boolean;
+  /** True once the client asked for `binaryOutput` at `initialize` and this connection offered it. */
+  private binaryOutput = false;
 
   constructor(
     private readonly rpc: JsonRpcConnection,
@@ -96,10 +101,12 @@ export class ExecConnection implements SessionAttachment {
     let method: string;
     let params: Record<string, unknown> | undefined;
     let paramsJson: string | undefined;
+    let binary: Buffer | undefined;
     switch (event.type) {
       case 'output':
         method = ServerNotification.ProcessOutput;
-        paramsJson = processOutputParamsJson(processId, event.seq, event.stream, event.chunk);
+        if (this.binaryOutput) binary = encodeBinaryProcessOutput(processId, event.seq, event.stream, event.chunk);
+        if (binary === undefined) paramsJson = processOutputParamsJson(processId, event.seq, event.stream, event.chunk);
         break;
       case 'exited':
         method = ServerNotification.ProcessExited;
@@ -112,7 +119,7 @@ export class ExecConnection implements SessionAttachment {
         params = { processId, seq: event.seq };
         break;
     }
-    const cost = event.type === 'output' ? Math.ceil((event.chunk.length * 4) / 3) + 128 : 128;
+    const cost = event.type !== 'output' ? 128 : binary !== undefined ? binary.byteLength + 128 : Math.ceil((event.chunk.length * 4) / 3) + 128;
     if (this.session?.isOutputPaused && this.queuedPushBytes + cost > 2 * this.config.maxQueuedPushBytes) {
       // Past the hard bound while output is paused (an event already in flight when reading
       // paused): drop; the client sees the seq gap and reads the retained output instead. While
@@ -126,7 +133,12 @@ export class ExecConnection implements SessionAttachment {
       this.queuedPushBytes -= cost;
       if (this.queuedPushBytes * 2 <= this.config.maxQueuedPushBytes && this.session?.isOutputPaused) this.session.setOutputPaused(false);
     };
-    (paramsJson !== undefined ? this.rpc.notifySerialized(method, paramsJson) : this.rpc.notify(method, params)).then(settled, settled);
+    (binary !== undefined
+      ? this.rpc.sendBinary(binary)
+      : paramsJson !== undefined
+        ? this.rpc.notifySerialized(method, paramsJson)
+        : this.rpc.notify(method, params)
+    ).then(settled, settled);
   }
 
   /**
@@ -207,10 +219,13 @@ export class ExecConnection implements SessionAttachment {
     }
     const params = parseOrThrow(InitializeParams, rawParams);
     if (!params.resumeSessionId && this.draining()) throw drainingError('sessions');
+    // Before the session attaches: a resumed session's events may be pushed at once.
+    this.binaryOutput = params.capabilities?.binaryOutput === true && this.rpc.carriesBinary;
     this.session = this.registry.open(this, params.resumeSessionId, this.owner);
     this.audit?.sessionOpened(this.session.id, Boolean(params.resumeSessionId));
     this.logger.debug({ resumed: Boolean(params.resumeSessionId) }, 'session attached');
-    const result: InitializeResult = { sessionId: this.session.id, capabilities: AGENT_CAPABILITIES };
+    const capabilities = this.binaryOutput ? AGENT_CAPABILITIES_WITH_BINARY : AGENT_CAPABILITIES;
+    const result: InitializeResult = { sessionId: this.session.id, capabilities };
     return result;
   }
 

@@ -20,7 +20,8 @@ import {
   type PtySize,
   type WriteStatus,
 } from '../protocol/process.js';
-import { InitializeResult, type SessionCapabilities } from '../protocol/session.js';
+import { InitializeResult, type InitializeParams, type SessionCapabilities } from '../protocol/session.js';
+import { decodeBinaryMessage } from '../protocol/binary-output.js';
 import { parseOrThrow } from '../protocol/validation.js';
 import { ErrorCode } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
@@ -48,6 +49,12 @@ export interface ExecClientOptions {
    * non-loopback address with `--listen-token-file` requires it). Relay targets carry their own.
    */
   token?: string;
+  /**
+   * Ask for the binary output path at `initialize` (`capabilities.binaryOutput`; default true): where
+   * the agent offers it back, output arrives as raw bytes instead of base64 in JSON. A codex server
+   * ignores the ask and offers nothing; `connectCodex` does not ask.
+   */
+  binaryOutput?: boolean;
 }
 
 export interface ExecOptions {
@@ -137,11 +144,13 @@ export class ExecClient {
   private httpClient: ExecutorHttp | undefined;
   private agentIdentityValue: string | undefined;
   private capabilities: SessionCapabilities = {};
+  private binaryOutputOn = false;
 
   private constructor(transport: MessageTransport, maxMessageBytes: number) {
     // Each request carries W3C trace context: a client span under the caller's active context.
     this.rpc = new JsonRpcConnection(transport, { maxMessageBytes, traceProvider: clientRequestTraceProvider() });
     this.rpc.setNotificationHandler((n) => this.handleNotification(n));
+    this.rpc.setBinaryMessageHandler((bytes) => this.handleBinaryMessage(bytes));
     this.rpc.onClose((error) => {
       const failure = new Error(`connection to the agent closed${error ? `: ${error.message}` : ''}`);
       for (const tracker of this.trackers.values()) tracker.fail(failure);
@@ -205,7 +214,7 @@ export class ExecClient {
   static async connectCodex(target: CodexRendezvousTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
     const { openCodexRendezvousChannel } = await import('./codex-rendezvous-channel.js');
     const { channel, executorFingerprint } = await openCodexRendezvousChannel(target);
-    const client = await ExecClient.overTransport(channel, options);
+    const client = await ExecClient.overTransport(channel, { ...options, binaryOutput: false });
     client.agentIdentityValue = executorFingerprint;
     return client;
   }
@@ -214,19 +223,24 @@ export class ExecClient {
   static async overTransport(transport: MessageTransport, options: ExecClientOptions = {}): Promise<ExecClient> {
     const client = new ExecClient(transport, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
     const timeout = AbortSignal.timeout(options.connectTimeoutMs ?? 10_000);
+    // Asked for only where the transport carries binary messages; accepted from the moment it is asked
+    // (a resumed session's output may come before the answer).
+    client.binaryOutputOn = options.binaryOutput !== false && client.rpc.carriesBinary;
+    const params: InitializeParams = {
+      clientName: options.clientName ?? 'execrelay',
+      ...(options.resumeSessionId ? { resumeSessionId: options.resumeSessionId } : {}),
+      ...(client.binaryOutputOn ? { capabilities: { binaryOutput: true } } : {}),
+    };
     try {
       const result = parseOrThrow(
         InitializeResult,
-        await client.rpc.request(
-          Method.Initialize,
-          { clientName: options.clientName ?? 'execrelay', ...(options.resumeSessionId ? { resumeSessionId: options.resumeSessionId } : {}) },
-          { signal: timeout },
-        ),
+        await client.rpc.request(Method.Initialize, params, { signal: timeout }),
         ErrorCode.Internal,
         'invalid initialize result',
       );
       client.sessionIdValue = result.sessionId;
       client.capabilities = result.capabilities ?? {};
+      client.binaryOutputOn &&= client.capabilities.binaryOutput === true;
       await client.rpc.notify(ClientNotification.Initialized, {});
     } catch (error) {
       transport.close();
@@ -363,6 +377,19 @@ export class ExecClient {
     this.fullEventBuffers += full ? 1 : -1;
     if (full && this.fullEventBuffers === 1) this.rpc.transport.pauseReceiving();
     else if (!full && this.fullEventBuffers === 0) this.rpc.transport.resumeReceiving();
+  }
+
+  /** Whether output comes on the binary path (this client asked for `binaryOutput` and the agent offered it). */
+  get usesBinaryOutput(): boolean {
+    return this.binaryOutputOn;
+  }
+
+  /** One binary output message: a `process/output` event; a malformed one is lost like a malformed notification. */
+  private handleBinaryMessage(bytes: Uint8Array): void {
+    if (!this.binaryOutputOn) throw new Error('binary message without binaryOutput');
+    const decoded = decodeBinaryMessage(bytes);
+    if (!decoded.ok) return;
+    this.trackers.get(decoded.message.processId)?.push({ type: 'output', ...decoded.message });
   }
 
   private handleNotification(notification: NotificationMessage): void {

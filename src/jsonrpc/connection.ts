@@ -1,5 +1,6 @@
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { ErrorCode, RpcError, type RpcErrorObject } from '../protocol/error-codes.js';
+import { isBinaryMessage } from '../protocol/binary-output.js';
 import {
   parseMessage,
   UNKNOWN_REQUEST_ID,
@@ -29,6 +30,8 @@ export interface RequestContext {
 
 export type RequestHandler = (method: string, params: unknown, context: RequestContext) => Promise<unknown> | unknown;
 export type NotificationHandler = (notification: NotificationMessage) => void;
+/** Handles one binary message (the `binaryOutput` extension): its bytes, first byte the magic. */
+export type BinaryMessageHandler = (message: Uint8Array) => void;
 /** Called for inbound messages that were answered with an error without reaching a handler. */
 export type RejectedMessageListener = (reason: 'malformed' | 'oversized') => void;
 
@@ -89,6 +92,7 @@ export class JsonRpcConnection {
   private nextId = 1;
   private requestHandler: RequestHandler | undefined;
   private notificationHandler: NotificationHandler | undefined;
+  private binaryHandler: BinaryMessageHandler | undefined;
   private rejectedListener: RejectedMessageListener | undefined;
   private responseListener: ResponseListener | undefined;
   private readonly traceProvider: RequestTraceProvider | undefined;
@@ -110,6 +114,7 @@ export class JsonRpcConnection {
     this.maxConcurrentRequests = options.maxConcurrentRequests ?? Number.POSITIVE_INFINITY;
     this.maxQueuedRequests = options.maxQueuedRequests ?? Number.POSITIVE_INFINITY;
     transport.onMessage((raw) => this.receive(raw));
+    transport.onBinaryMessage?.((bytes) => this.receiveBinary(bytes));
     transport.onClose((error) => this.handleClose(error));
   }
 
@@ -123,6 +128,26 @@ export class JsonRpcConnection {
 
   setNotificationHandler(handler: NotificationHandler): void {
     this.notificationHandler = handler;
+  }
+
+  /** Binary messages (those starting with the magic byte); without a handler they are refused as malformed. */
+  setBinaryMessageHandler(handler: BinaryMessageHandler): void {
+    this.binaryHandler = handler;
+  }
+
+  /** Whether the transport carries binary messages (the agent offers `binaryOutput` only then). */
+  get carriesBinary(): boolean {
+    return typeof this.transport.sendBinary === 'function';
+  }
+
+  /** Sends one binary message; rejects where the transport carries none, over the size cap, or closed. */
+  sendBinary(message: Uint8Array): Promise<void> {
+    if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message, { cause: this.closedWith }));
+    if (!this.transport.sendBinary) return Promise.reject(new Error(`the ${this.transport.kind} transport carries no binary messages`));
+    if (message.byteLength > this.maxMessageBytes) {
+      return Promise.reject(new RpcError(ErrorCode.InvalidRequest, `message exceeds ${this.maxMessageBytes} bytes`));
+    }
+    return this.transport.sendBinary(message);
   }
 
   onRejectedMessage(listener: RejectedMessageListener): void {
@@ -207,6 +232,28 @@ export class JsonRpcConnection {
       throw new RpcError(ErrorCode.InvalidRequest, `message exceeds ${this.maxMessageBytes} bytes`);
     }
     await this.transport.send(text);
+  }
+
+  /**
+   * A binary message of the transport: the extension's message when it starts with the magic byte,
+   * else JSON text that came in a binary frame (a WebSocket peer may send those), handled as before.
+   */
+  private receiveBinary(bytes: Uint8Array): void {
+    if (this.isClosed) return;
+    if (!isBinaryMessage(bytes)) {
+      this.receive(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+      return;
+    }
+    if (bytes.byteLength > this.maxMessageBytes || !this.binaryHandler) {
+      this.rejectedListener?.(bytes.byteLength > this.maxMessageBytes ? 'oversized' : 'malformed');
+      this.sendError(UNKNOWN_REQUEST_ID, { code: ErrorCode.InvalidRequest, message: 'invalid request: unexpected binary message' });
+      return;
+    }
+    try {
+      this.binaryHandler(bytes);
+    } catch (error) {
+      this.sendError(UNKNOWN_REQUEST_ID, toErrorObject(error));
+    }
   }
 
   private receive(raw: string): void {

@@ -10,7 +10,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/message-transport.js';
 import type { DuplexGuard } from './duplex-guard.js';
 import { classifyReadError, messageOf } from './error-classification.js';
 import { NoiseChannelError } from './noise-channel-error.js';
-import { encodeAbortFrame, encodeMessageFrame, MAX_RECORD_PLAINTEXT_BYTES, PlaintextFrameParser } from './plaintext-framing.js';
+import { encodeAbortFrame, encodeBinaryFrameHeader, encodeMessageFrame, MAX_RECORD_PLAINTEXT_BYTES, PlaintextFrameParser } from './plaintext-framing.js';
 import { RecordQueue } from './record-queue.js';
 import type { NoiseCipherPair, SecureTransport } from './secure-connection-hook.js';
 import { openTransportMessage, sealTransportMessage, TransportMessageSplitter } from './transport-message.js';
@@ -31,6 +31,7 @@ export class NoiseMessageChannel implements SecureChannel {
   readonly kind = 'relay' as const;
   readonly localIdentity: string;
   private readonly messageListeners: Array<(message: string) => void> = [];
+  private readonly binaryListeners: Array<(message: Uint8Array) => void> = [];
   private readonly closeListeners: Array<(error?: Error) => void> = [];
   private readonly outbound: RecordQueue;
   private readonly maxMessageBytes: number;
@@ -57,7 +58,7 @@ export class NoiseMessageChannel implements SecureChannel {
     this.cipher = transport.cipher;
     this.allocateChunk = guard.allocateChunk;
     this.parser = new PlaintextFrameParser(this.maxMessageBytes, {
-      deliver: (body) => this.deliver(body),
+      deliver: (body, binary) => this.deliver(body, binary),
       fail: (error, peerNotice) => this.fail(error, peerNotice),
     });
     guard.onSinkError = (error) =>
@@ -86,9 +87,34 @@ export class NoiseMessageChannel implements SecureChannel {
     return sent;
   }
 
+  /**
+   * One binary message (the `binaryOutput` extension) in a binary frame: its 8-byte header, then
+   * `message` itself cut into records (views, no copy). Ordered with `send`.
+   */
+  sendBinary(message: Uint8Array): Promise<void> {
+    if (this.isClosed) return Promise.reject(this.closedError());
+    if (message.byteLength > this.maxMessageBytes) {
+      return Promise.reject(
+        new NoiseChannelError('message-too-large', `message of ${message.byteLength} bytes exceeds the maximum of ${this.maxMessageBytes} bytes`),
+      );
+    }
+    const header = encodeBinaryFrameHeader(message.byteLength);
+    const sent = this.sendChain.then(async () => {
+      await this.enqueueMessage(header);
+      await this.enqueueMessage(message);
+    });
+    this.sendChain = sent.catch(() => undefined);
+    return sent;
+  }
+
   onMessage(listener: (message: string) => void): void {
     this.messageListeners.push(listener);
     this.notifyReader();
+  }
+
+  /** Binary messages; one arriving while no binary listener is set fails the channel (a protocol error). */
+  onBinaryMessage(listener: (message: Uint8Array) => void): void {
+    this.binaryListeners.push(listener);
   }
 
   onClose(listener: (error?: Error) => void): void {
@@ -207,7 +233,8 @@ export class NoiseMessageChannel implements SecureChannel {
   }
 
   /** Hands one complete message to the listeners (waiting for the first one, and while paused); false once closed. */
-  private async deliver(body: Uint8Array): Promise<boolean> {
+  private async deliver(body: Uint8Array, binary: boolean): Promise<boolean> {
+    if (binary) return this.deliverBinary(body);
     let text: string;
     try {
       text = this.decoder.decode(body);
@@ -224,6 +251,30 @@ export class NoiseMessageChannel implements SecureChannel {
     for (const listener of this.messageListeners) {
       try {
         listener(text);
+      } catch (error) {
+        this.fail(new Error(`message listener threw: ${messageOf(error)}`, { cause: error }));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private async deliverBinary(body: Uint8Array): Promise<boolean> {
+    if (this.binaryListeners.length === 0) {
+      this.fail(new NoiseChannelError('protocol-error', 'peer sent a binary message on a channel that takes none; secure channel closed'), 'binary message not accepted');
+      return false;
+    }
+    while (this.receivePaused && !this.isClosed) {
+      await new Promise<void>((resolve) => {
+        this.wakeReader = resolve;
+      });
+    }
+    if (this.isClosed) return false;
+    // A view of the record's plaintext (decrypted in place into the received frame, never reused).
+    const message = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    for (const listener of this.binaryListeners) {
+      try {
+        listener(message);
       } catch (error) {
         this.fail(new Error(`message listener threw: ${messageOf(error)}`, { cause: error }));
         return false;

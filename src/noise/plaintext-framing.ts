@@ -4,6 +4,7 @@
  * ```text
  * message = length:u32be  utf8-json[length]          length ≤ maxMessageBytes (default 64 MiB)
  * abort   = 0xFFFFFFFF  reasonLength:u32be  reason   sender refuses/aborts the channel, reasonLength ≤ 1024
+ * binary  = 0xFFFFFFFE  length:u32be  bytes[length]   a binary message (`binaryOutput`), length ≤ maxMessageBytes
  * ```
  *
  * The framed byte stream is cut into records of at most 60 KiB, each written as one Noise transport
@@ -22,7 +23,22 @@ const MAX_ABORT_REASON_BYTES = 1024;
  * client's channel then fails with `client-not-authorized` (not a generic `peer-aborted`).
  */
 export const CLIENT_NOT_AUTHORIZED_ABORT_REASON = 'client identity not authorized by this agent';
+/** The length field value that marks a binary message frame (its length follows). */
+export const BINARY_MARKER = 0xfffffffe;
 const HEADER_BYTES = 4;
+
+/** `0xFFFFFFFE length:u32be`: the header of a binary message frame, whose body the caller sends after it. */
+export function encodeBinaryFrameHeader(byteLength: number): Uint8Array {
+  const header = Buffer.allocUnsafe(2 * HEADER_BYTES);
+  header.writeUInt32BE(BINARY_MARKER, 0);
+  header.writeUInt32BE(byteLength, HEADER_BYTES);
+  return header;
+}
+
+/** A marker whose frame has a second u32 (the abort reason's or the binary message's length). */
+function isMarker(value: number): boolean {
+  return value === ABORT_MARKER || value === BINARY_MARKER;
+}
 
 /** `length:u32be utf8` of `message`, whose UTF-8 length is `byteLength`: encoded straight from the string, one copy. */
 export function encodeMessageFrame(message: string, byteLength: number): Uint8Array {
@@ -46,14 +62,15 @@ export function encodeAbortFrame(reason: string): Uint8Array {
 
 /** Where the parser's output goes: the channel that owns it. */
 export interface PlaintextFrameSink {
-  /** One complete message body; resolves false once the channel is closed (parsing stops). */
-  deliver(body: Uint8Array): Promise<boolean>;
+  /** One complete message body (`binary`: a binary frame's); resolves false once the channel is closed (parsing stops). */
+  deliver(body: Uint8Array, binary: boolean): Promise<boolean>;
   /** The peer aborted or broke the framing; `peerNotice`, when given, is for an abort frame to the peer. */
   fail(error: NoiseChannelError, peerNotice?: string): void;
 }
 
 /**
- * Parses the plaintext of the records received, in order: `length:u32be body` messages (a body
+ * Parses the plaintext of the records received, in order: `length:u32be body` messages and binary
+ * frames (a body
  * inside one record is delivered as a view, one spanning records is gathered into a buffer of its
  * declared length) and the abort frame.
  */
@@ -65,6 +82,7 @@ export class PlaintextFrameParser {
   private body: Uint8Array | null = null;
   private bodyFill = 0;
   private bodyIsAbortReason = false;
+  private bodyIsBinary = false;
 
   constructor(
     private readonly maxMessageBytes: number,
@@ -90,7 +108,7 @@ export class PlaintextFrameParser {
         this.body = null;
         this.bodyFill = 0;
         if (this.bodyIsAbortReason) return this.receiveAbort(body);
-        if (!(await this.sink.deliver(body))) return false;
+        if (!(await this.sink.deliver(body, this.bodyIsBinary))) return false;
         continue;
       }
       // The header (4 bytes; 8 for the abort frame, whose reason length follows its marker): read in
@@ -98,16 +116,16 @@ export class PlaintextFrameParser {
       let declared: number;
       let reasonBytes = 0;
       const available = record.byteLength - offset;
-      if (this.headerFill === 0 && available >= HEADER_BYTES && (readU32(record, offset) !== ABORT_MARKER || available >= 2 * HEADER_BYTES)) {
+      if (this.headerFill === 0 && available >= HEADER_BYTES && (!isMarker(readU32(record, offset)) || available >= 2 * HEADER_BYTES)) {
         declared = readU32(record, offset);
         offset += HEADER_BYTES;
-        if (declared === ABORT_MARKER) {
+        if (isMarker(declared)) {
           reasonBytes = readU32(record, offset);
           offset += HEADER_BYTES;
         }
       } else {
         for (;;) {
-          const need = this.headerFill >= HEADER_BYTES && readU32(this.header, 0) === ABORT_MARKER ? 2 * HEADER_BYTES : HEADER_BYTES;
+          const need = this.headerFill >= HEADER_BYTES && isMarker(readU32(this.header, 0)) ? 2 * HEADER_BYTES : HEADER_BYTES;
           if (this.headerFill === need) break;
           if (offset === record.byteLength) return true;
           const take = Math.min(need - this.headerFill, record.byteLength - offset);
@@ -116,9 +134,10 @@ export class PlaintextFrameParser {
           offset += take;
         }
         declared = readU32(this.header, 0);
-        if (declared === ABORT_MARKER) reasonBytes = readU32(this.header, HEADER_BYTES);
+        if (isMarker(declared)) reasonBytes = readU32(this.header, HEADER_BYTES);
         this.headerFill = 0;
       }
+      const binary = declared === BINARY_MARKER;
       if (declared === ABORT_MARKER) {
         if (reasonBytes > MAX_ABORT_REASON_BYTES) {
           this.sink.fail(new NoiseChannelError('protocol-error', `peer sent an abort frame with a ${reasonBytes}-byte reason (maximum ${MAX_ABORT_REASON_BYTES}); secure channel closed`));
@@ -130,6 +149,7 @@ export class PlaintextFrameParser {
         this.bodyIsAbortReason = true;
         continue;
       }
+      if (binary) declared = reasonBytes;
       if (declared > this.maxMessageBytes) {
         this.sink.fail(
           new NoiseChannelError(
@@ -143,12 +163,13 @@ export class PlaintextFrameParser {
       if (record.byteLength - offset >= declared) {
         const body = record.subarray(offset, offset + declared);
         offset += declared;
-        if (!(await this.sink.deliver(body))) return false;
+        if (!(await this.sink.deliver(body, binary))) return false;
         continue;
       }
       this.body = Buffer.allocUnsafe(declared);
       this.bodyFill = 0;
       this.bodyIsAbortReason = false;
+      this.bodyIsBinary = binary;
     }
     return true;
   }

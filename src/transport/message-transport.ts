@@ -33,6 +33,14 @@ export interface MessageTransport {
   resumeReceiving(): void;
   close(reason?: string): void;
   readonly closed: boolean;
+  /**
+   * Binary messages (the `binaryOutput` extension), on transports that carry them (WebSocket binary
+   * frames, the Noise channel's binary frames; not stdio). Same ordering and backpressure as `send`:
+   * text and binary messages are delivered in one order.
+   */
+  sendBinary?(message: Uint8Array): Promise<void>;
+  /** Receives binary messages; a transport with no such listener treats them as it always did. */
+  onBinaryMessage?(listener: (message: Uint8Array) => void): void;
 }
 
 export type TransportKind = 'websocket' | 'stdio' | 'relay' | 'memory';

@@ -3,12 +3,12 @@
  * paused (so the peer's writes block in TCP or the pipe) and the few messages already parsed from
  * the last read are held here, then delivered in order on resume. A message is never dropped.
  */
-export class ReceiveGate {
+export class ReceiveGate<T = string> {
   private paused = false;
-  private held: string[] = [];
+  private held: T[] = [];
 
   constructor(
-    private readonly deliver: (message: string) => void,
+    private readonly deliver: (message: T) => void,
     private readonly source: { pause(): void; resume(): void },
   ) {}
 
@@ -17,7 +17,7 @@ export class ReceiveGate {
   }
 
   /** A message parsed from the stream: delivered now, or held while paused. */
-  accept(message: string): void {
+  accept(message: T): void {
     if (this.paused || this.held.length > 0) this.held.push(message);
     else this.deliver(message);
   }

@@ -4,23 +4,27 @@ import { ReceiveGate } from './receive-gate.js';
 
 /**
  * A MessageTransport over one WebSocket: one JSON-RPC message per WebSocket message (text frames,
- * as the codex exec-server uses; binary frames are accepted and decoded as UTF-8). `send` resolves
+ * as the codex exec-server uses; binary frames are accepted and decoded as UTF-8, unless a binary
+ * listener is set: then each binary frame is a binary message, see `sendBinary`). `send` resolves
  * once ws has written the frame to the socket, so a writer that awaits it feels backpressure.
  */
 export class WebSocketTransport implements MessageTransport {
   readonly kind = 'websocket' as const;
   private readonly messageListeners: Array<(message: string) => void> = [];
+  private readonly binaryListeners: Array<(message: Uint8Array) => void> = [];
   private readonly closeListeners: Array<(error?: Error) => void> = [];
   private closeError: Error | undefined;
   private isClosed = false;
-  private readonly gate: ReceiveGate;
+  private readonly gate: ReceiveGate<string | Uint8Array>;
 
   constructor(private readonly socket: WebSocket) {
-    this.gate = new ReceiveGate((text) => {
-      for (const listener of this.messageListeners) listener(text);
+    this.gate = new ReceiveGate<string | Uint8Array>((message) => {
+      if (typeof message === 'string') for (const listener of this.messageListeners) listener(message);
+      else for (const listener of this.binaryListeners) listener(message);
     }, socket);
     socket.on('message', (data, isBinary) => {
-      this.gate.accept(isBinary || typeof data !== 'string' ? rawToString(data) : data);
+      if (isBinary && this.binaryListeners.length > 0) this.gate.accept(rawToBytes(data));
+      else this.gate.accept(isBinary || typeof data !== 'string' ? rawToString(data) : data);
     });
     socket.on('error', (error) => {
       this.closeError ??= error;
@@ -47,8 +51,22 @@ export class WebSocketTransport implements MessageTransport {
     });
   }
 
+  /** One binary WebSocket frame (the `binaryOutput` extension); same ordering and backpressure as `send`. */
+  sendBinary(message: Uint8Array): Promise<void> {
+    if (this.isClosed || this.socket.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new Error('transport closed'));
+    }
+    return new Promise((resolve, reject) => {
+      this.socket.send(message, { binary: true }, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
   onMessage(listener: (message: string) => void): void {
     this.messageListeners.push(listener);
+  }
+
+  onBinaryMessage(listener: (message: Uint8Array) => void): void {
+    this.binaryListeners.push(listener);
   }
 
   onClose(listener: (error?: Error) => void): void {
@@ -86,4 +104,10 @@ function rawToString(data: WebSocket.RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
   if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
   return data.toString('utf8');
+}
+
+function rawToBytes(data: WebSocket.RawData): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return data;
 }
