@@ -2,7 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CODEX_SECURITY_PROFILE } from '../../src/codex-registry/registry-endpoints.js';
 import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
 import { encodeRegistryPublicKey } from '../../src/noise-hybrid/registry-public-key.js';
 import { ensureCodexInstalled } from '../support/codex-exec-server.js';
