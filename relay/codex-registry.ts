@@ -111,6 +111,10 @@ const HOST_HEADER = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{
  *   for an authorization minted here for exactly that key, environment and registration, unexpired
  *   and not used before.
  *
+ * In a relay fleet (`fleet`) `connect` and `validate` also find registrations other instances
+ * hold (the fleet registry), and an authorization is used once fleet-wide: its minting process is
+ * asked (`FleetAuthorizations`), and without its answer it is refused.
+ *
  * Every bad input is a 4xx with `{"error":{"code","message"}}`; bodies are bounded.
  */
 export class CodexRegistry {
