@@ -351,6 +351,29 @@ export class FleetSockets {
     }
   }
 
+  /**
+   * Resets the streams of codex harness sockets here whose executor no instance holds any more
+   * (its instance died: NATS knows at once that nobody listens). Codex streams cannot wait for
+   * their executor to come back, so the harness hears it now instead of waiting in silence.
+   */
+  async sweepCodexHarnesses(): Promise<void> {
+    const byEnvironment = new Map<string, CodexHarnessLink[]>();
+    for (const link of this.clients.values()) {
+      if (!(link instanceof CodexHarnessLink) || link.streams.size === 0) continue;
+      const links = byEnvironment.get(link.environmentId) ?? [];
+      links.push(link);
+      byEnvironment.set(link.environmentId, links);
+    }
+    for (const [environmentId, links] of byEnvironment) {
+      try {
+        if (await this.environmentAvailable(environmentId, 'codex')) continue;
+      } catch {
+        continue; // NATS is down: cannot tell; the streams wait
+      }
+      for (const link of links) for (const streamId of [...link.streams]) this.codexRouter?.executorUnavailable(link, streamId);
+    }
+  }
+
   /** Forgets claim times long past. */
   prune(now: number): void {
     for (const [id, at] of this.lastClaimAt) if (now - at > 10 * CLAIM_INTERVAL_MS) this.lastClaimAt.delete(id);

@@ -444,6 +444,7 @@ export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
     }
     await this.refreshAll();
     await this.sockets.sweepRemoteClients((instanceId) => this.registry.instanceBoot(instanceId), this.registry.ttlMs);
+    await this.sockets.sweepCodexHarnesses();
     const now = Date.now();
     this.registry.prune(now);
     this.sockets.prune(now);

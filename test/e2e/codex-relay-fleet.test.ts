@@ -6,7 +6,7 @@ import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
 import { encodeRegistryPublicKey } from '../../src/noise-hybrid/registry-public-key.js';
 import { ensureCodexInstalled } from '../support/codex-exec-server.js';
 import { RENDEZVOUS_CONNECTED_LOG, startCodexRemoteExecutor, type CodexRemoteExecutor } from '../support/codex-remote-executor.js';
-import { runCli } from '../support/cli.js';
+import { runCli, startCli } from '../support/cli.js';
 import { fleetToolsInstalled, relayMetric, spawnFleetRelay, startNats, type FleetRelay, type NatsServer } from '../support/fleet-harness.js';
 
 /**
@@ -62,8 +62,8 @@ describe.skipIf(toolsMissing && !process.env.CI)(
       await nats?.kill();
     });
 
-    const execAt = (relay: FleetRelay, command: string[]) =>
-      runCli(['exec', '--relay', relay.url, '--env', ENV, '--token-file', CLIENT_TOKEN_FILE, '--key', keyFile, '--accept-relay-key', '--', ...command], { timeoutMs: 60_000 });
+    const execArgs = (relay: FleetRelay, command: string[]) => ['exec', '--relay', relay.url, '--env', ENV, '--token-file', CLIENT_TOKEN_FILE, '--key', keyFile, '--accept-relay-key', '--', ...command];
+    const execAt = (relay: FleetRelay, command: string[]) => runCli(execArgs(relay, command), { timeoutMs: 60_000 });
 
     /** `POST /cloud/environment/ENV/ACTION` at `relay`: status and JSON body. */
     async function registry(relay: FleetRelay, action: 'connect' | 'validate', token: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -114,14 +114,25 @@ describe.skipIf(toolsMissing && !process.env.CI)(
       expect(await validateAt(a, mintedAtA)).toEqual({ valid: false });
     });
 
-    it('an instance down: its authorizations are refused (fail closed), and with the executor instance gone a client elsewhere is refused at once', async () => {
+    it('an instance down: its authorizations are refused (fail closed); with the executor instance gone a running command elsewhere ends and a new client is refused, at once', async () => {
       const mintedAtC = await authorizationFrom(c);
       await c.kill('SIGKILL');
       let started = Date.now();
       expect(await validateAt(a, mintedAtC)).toEqual({ valid: false });
       expect(Date.now() - started).toBeLessThan(5_000);
 
+      const running = await startCli(execArgs(b, ['sh', '-c', 'echo started; exec sleep 120']));
+      expect(running.firstLine).toBe('started');
+      const ended = new Promise<number | null>((resolve) => running.child.once('exit', (code) => resolve(code)));
       await a.kill('SIGKILL');
+      started = Date.now();
+      const code = await Promise.race([ended, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 10_000).unref())]);
+      await running.stop();
+      expect(code).not.toBe('still running');
+      expect(code).not.toBe(0);
+      expect(running.stderr()).toMatch(/executor_unavailable/);
+      expect(Date.now() - started).toBeLessThan(8_000);
+
       started = Date.now();
       const refused = await execAt(b, ['echo', 'never']);
       expect(refused.stdout).toBe('');
