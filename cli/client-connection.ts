@@ -224,7 +224,10 @@ export async function connectClient(command: string, options: ConnectionOptions,
   let client: ExecClient;
   try {
     if ('hybridKey' in target) {
-      client = await ExecClient.connectCodex(target, { clientName: 'execrelay-cli' });
+      client = await ExecClient.connectCodex(target, {
+        clientName: 'execrelay-cli',
+        onSessionResumed: ({ cause, attempts }) => say(`${cause}: resumed the session on a new stream (${attempts} ${attempts === 1 ? 'attempt' : 'attempts'})`),
+      });
       if (target.executorKey === ACCEPT_RELAY_KEY) say(`environment ${target.environmentId} is a codex executor with key ${client.agentIdentity ?? '?'} (as the relay names it; pin it with --agent-key)`);
       return entry ? { client, entry } : { client };
     }

@@ -4,12 +4,14 @@ import { CodexChannelError } from '../codex-channel/codex-channel-error.js';
 import { CodexNoiseChannel } from '../codex-channel/codex-noise-channel.js';
 import { decodeCodexRelayFrame, encodeCodexRelayFrame, MAX_CODEX_RELAY_FRAME_BYTES } from '../codex-relay-frame/codex-relay-frame.js';
 import { CODEX_REJECTION_REASON_HEADER } from '../codex-registry/registry-endpoints.js';
-import { requestCodexConnect } from '../codex-registry/registry-client.js';
+import { CodexRegistryRefusedError, requestCodexConnect } from '../codex-registry/registry-client.js';
 import { hybridFingerprint } from '../noise-hybrid/hybrid-fingerprint.js';
 import { HybridIkInitiator } from '../noise-hybrid/hybrid-ik-handshake.js';
 import { hybridPrologue } from '../noise-hybrid/prologue.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/message-transport.js';
+import { ProxyRefusedError } from '../relay-link/relay-proxy.js';
 import { ACCEPT_RELAY_KEY, type CodexRendezvousTarget } from './codex-rendezvous-target.js';
+import { DEFAULT_SESSION_RECOVERY, type StreamReopener } from './session-resume-retries.js';
 
 export { ACCEPT_RELAY_KEY, type CodexRendezvousTarget };
 
@@ -40,7 +42,13 @@ export interface CodexRendezvousChannel {
  */
 export async function openCodexRendezvousChannel(target: CodexRendezvousTarget): Promise<CodexRendezvousChannel> {
   const timeoutMs = target.handshakeTimeoutMs ?? 10_000;
-  const answer = await requestCodexConnect({ relay: target.relay, environmentId: target.environmentId, token: target.token, harnessKey: target.hybridKey.publicKey, timeoutMs });
+  const answer = await requestCodexConnect({
+    relay: target.relay,
+    environmentId: target.environmentId,
+    token: target.token,
+    harnessKey: target.hybridKey.publicKey,
+    timeoutMs,
+  });
   const executorFingerprint = hybridFingerprint(answer.executorKey);
   if (target.executorKey !== ACCEPT_RELAY_KEY && target.executorKey !== executorFingerprint) throw new CodexExecutorKeyMismatchError(target.executorKey, executorFingerprint);
   const socket = await openRendezvousSocket(answer.url, timeoutMs);
@@ -90,6 +98,36 @@ export async function openCodexRendezvousChannel(target: CodexRendezvousTarget):
     socket.close(1000);
     throw error;
   }
+}
+
+/**
+ * How `ExecClient` gets a new stream to the same executor when one ends: a new `connect` (a fresh
+ * authorization), a new stream id and handshake, pinned to the key the first handshake
+ * authenticated — a session lives in one executor process, so another key (another executor, or
+ * one the relay names instead) is refused, not resumed against.
+ */
+export function codexStreamReopener(target: CodexRendezvousTarget, executorFingerprint: string): StreamReopener | undefined {
+  const policy = target.recovery ?? DEFAULT_SESSION_RECOVERY;
+  if (policy.timeoutMs <= 0) return undefined;
+  const handshakeTimeoutMs = target.handshakeTimeoutMs ?? 10_000;
+  return {
+    policy,
+    reopen: async (remainingMs) => (await openCodexRendezvousChannel({ ...target, executorKey: executorFingerprint, handshakeTimeoutMs: Math.min(handshakeTimeoutMs, remainingMs) })).channel,
+    isPermanent: isPermanentCodexFailure,
+  };
+}
+
+/**
+ * A failure to open a stream that retrying will not change: another executor key, a registry
+ * refusal of the token or request, a proxy refusing the relay. The executor not being registered
+ * (yet, after a relay restart), the relay being unreachable, a handshake or socket failure are
+ * worth another attempt.
+ */
+export function isPermanentCodexFailure(error: unknown): boolean {
+  if (error instanceof CodexExecutorKeyMismatchError) return true;
+  if (error instanceof CodexRegistryRefusedError) return error.permanent;
+  if (error instanceof ProxyRefusedError) return error.permanent;
+  return false;
 }
 
 function handshakeResetMessage(reason: string): string {
