@@ -9,7 +9,7 @@ import { hybridFingerprint } from '../noise-hybrid/hybrid-fingerprint.js';
 import { HybridIkInitiator } from '../noise-hybrid/hybrid-ik-handshake.js';
 import { hybridPrologue } from '../noise-hybrid/prologue.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/message-transport.js';
-import { ProxyRefusedError } from '../relay-link/relay-proxy.js';
+import { proxyAgent, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, type RelayProxy } from '../relay-link/relay-proxy.js';
 import { ACCEPT_RELAY_KEY, type CodexRendezvousTarget } from './codex-rendezvous-target.js';
 import { DEFAULT_SESSION_RECOVERY, type StreamReopener } from './session-resume-retries.js';
 
@@ -48,10 +48,11 @@ export async function openCodexRendezvousChannel(target: CodexRendezvousTarget):
     token: target.token,
     harnessKey: target.hybridKey.publicKey,
     timeoutMs,
+    ...(target.proxy ? { proxy: target.proxy } : {}),
   });
   const executorFingerprint = hybridFingerprint(answer.executorKey);
   if (target.executorKey !== ACCEPT_RELAY_KEY && target.executorKey !== executorFingerprint) throw new CodexExecutorKeyMismatchError(target.executorKey, executorFingerprint);
-  const socket = await openRendezvousSocket(answer.url, timeoutMs);
+  const socket = await openRendezvousSocket(answer.url, timeoutMs, target.proxy);
   const streamId = randomUUID();
   try {
     const initiator = new HybridIkInitiator({
@@ -137,9 +138,17 @@ function handshakeResetMessage(reason: string): string {
   return `the handshake was refused: reset ${reason}`;
 }
 
-function openRendezvousSocket(url: string, timeoutMs: number): Promise<WebSocket> {
+/** The rendezvous WebSocket (its URL carries its own signed credential), through `proxy` when given. */
+function openRendezvousSocket(url: string, timeoutMs: number, proxy: RelayProxy | undefined): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, { maxPayload: MAX_CODEX_RELAY_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    let proxyRefusal: ProxyRefusedError | undefined;
+    const agent = proxy
+      ? proxyAgent(proxy, (status, statusText) => {
+          if (status !== 200) proxyRefusal = new ProxyRefusedError(redactProxyUrl(proxy.url), status, statusText, new URL(url).host, proxyUrlHasCredentials(proxy.url));
+        })
+      : undefined;
+    const via = proxy ? ` through proxy ${redactProxyUrl(proxy.url)}` : '';
+    const socket = new WebSocket(url, { maxPayload: MAX_CODEX_RELAY_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(agent ? { agent } : {}) });
     socket.once('open', () => {
       socket.removeAllListeners('error');
       socket.on('error', () => undefined);
@@ -149,8 +158,8 @@ function openRendezvousSocket(url: string, timeoutMs: number): Promise<WebSocket
       const reason = response.headers[CODEX_REJECTION_REASON_HEADER];
       response.resume();
       socket.terminate();
-      reject(new Error(`the relay refused the rendezvous socket: HTTP ${response.statusCode ?? 0}${reason ? ` ${String(reason)}` : ''}`));
+      reject(proxyRefusal ?? new Error(`the relay refused the rendezvous socket: HTTP ${response.statusCode ?? 0}${reason ? ` ${String(reason)}` : ''}`));
     });
-    socket.once('error', (error) => reject(new Error(`cannot open the rendezvous socket: ${error.message}`)));
+    socket.once('error', (error) => reject(proxyRefusal ?? new Error(`cannot open the rendezvous socket${via}: ${error.message}`)));
   });
 }

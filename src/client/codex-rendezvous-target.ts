@@ -1,4 +1,5 @@
 import type { HybridKeyPair } from '../noise-hybrid/hybrid-keys.js';
+import type { RelayProxy } from '../relay-link/relay-proxy.js';
 import type { SessionRecoveryPolicy } from './session-resume-retries.js';
 
 /** Accept whatever executor key the relay's connect answer names (the relay vouches for it). */
@@ -27,4 +28,6 @@ export interface CodexRendezvousTarget {
    * 25 s); `timeoutMs: 0` turns recovery off.
    */
   recovery?: SessionRecoveryPolicy;
+  /** An HTTP CONNECT proxy for the registry call and the rendezvous WebSocket (see `relayProxyFor`). */
+  proxy?: RelayProxy;
 }
