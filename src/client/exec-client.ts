@@ -158,6 +158,8 @@ export class ExecClient {
   /** Why the client cannot be used any more (recovery failed). */
   private failure: Error | undefined;
   private closedByCaller = false;
+  /** Aborted by `close()`: a recovery stops waiting between attempts. */
+  private readonly closing = new AbortController();
   private recoveries = 0;
 
   private constructor(
@@ -229,6 +231,7 @@ export class ExecClient {
       // Only "the session is still attached to the old stream" (the executor has not noticed yet) is retried among answers.
       (error) => (error instanceof RpcError ? error.code !== ErrorCode.SessionAlreadyAttached : this.closedByCaller || reopener.isPermanent(error)),
       reopener.policy,
+      this.closing.signal,
     ).then(
       (rpc) => {
         this.rpcValue = rpc;
@@ -313,15 +316,19 @@ export class ExecClient {
   static async connectCodex(target: CodexRendezvousTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
     const { openCodexRendezvousChannel, codexStreamReopener } = await import('./codex-rendezvous-channel.js');
     const { channel, executorFingerprint } = await openCodexRendezvousChannel(target);
-    const client = await ExecClient.overTransport(channel, { ...options, binaryOutput: false });
+    const client = await ExecClient.overTransport(channel, { ...options, binaryOutput: false }, codexStreamReopener(target, executorFingerprint));
     client.agentIdentityValue = executorFingerprint;
-    client.reopener = codexStreamReopener(target, executorFingerprint);
     return client;
   }
 
-  /** Runs the client over any MessageTransport (a Noise channel, stdio, a test transport). */
-  static async overTransport(transport: MessageTransport, options: ExecClientOptions = {}): Promise<ExecClient> {
+  /**
+   * Runs the client over any MessageTransport (a Noise channel, stdio, a test transport). With
+   * `reopener`, a transport that closes under the live session is replaced by a new one and the
+   * session resumed (as `connectCodex` does).
+   */
+  static async overTransport(transport: MessageTransport, options: ExecClientOptions = {}, reopener?: StreamReopener): Promise<ExecClient> {
     const client = new ExecClient(transport, options);
+    client.reopener = reopener;
     try {
       await client.initialize(client.rpc, options);
     } catch (error) {
@@ -490,6 +497,7 @@ export class ExecClient {
 
   close(): void {
     this.closedByCaller = true;
+    this.closing.abort();
     this.rpcValue.close();
   }
 

@@ -36,17 +36,20 @@ export class SessionRecoveryError extends Error {
  * The one reconnect loop of session recovery: calls `attempt` (a new stream, a new handshake,
  * `initialize {resumeSessionId}`) with the time left, first at once, then after each failure with
  * jittered backoff, until it succeeds, `isPermanent` says an error will not change by retrying, or
- * `policy.timeoutMs` has passed. Rejects with a {@link SessionRecoveryError} naming the last error.
+ * `policy.timeoutMs` has passed, or `signal` aborts (the client was closed: no further attempt, and
+ * no wait). Rejects with a {@link SessionRecoveryError} naming the last error.
  */
 export async function resumeWithRetries<T>(
   attempt: (remainingMs: number) => Promise<T>,
   isPermanent: (error: unknown) => boolean,
   policy: SessionRecoveryPolicy = DEFAULT_SESSION_RECOVERY,
+  signal?: AbortSignal,
 ): Promise<T> {
   const deadline = Date.now() + policy.timeoutMs;
   const backoff = new Backoff(policy.backoff.initialMs, policy.backoff.maxMs);
   let attempts = 0;
   for (;;) {
+    if (signal?.aborted) throw new SessionRecoveryError('the session was not resumed: the client was closed', attempts);
     attempts++;
     try {
       return await attempt(Math.max(1, deadline - Date.now()));
@@ -57,7 +60,7 @@ export async function resumeWithRetries<T>(
       if (left <= 0) {
         throw new SessionRecoveryError(`cannot resume the session within ${Number((policy.timeoutMs / 1000).toFixed(1))} s (${attempts} attempts); last: ${reason}`, attempts, { cause: error });
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(backoff.next(), left)));
+      await pause(Math.min(backoff.next(), left), signal);
     }
   }
 }
@@ -71,4 +74,17 @@ export interface StreamReopener {
   reopen(remainingMs: number): Promise<MessageTransport>;
   isPermanent(error: unknown): boolean;
   policy: SessionRecoveryPolicy;
+}
+
+/** Waits `ms`, or less if `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
