@@ -142,6 +142,8 @@ export class ProcessHandle {
 export class ExecClient {
   private rpcValue: JsonRpcConnection;
   private readonly trackers = new Map<string, ProcessTracker>();
+  /** Processes whose `process/start` is not answered yet: a resumed session has nothing of them to catch up. */
+  private readonly starting = new Set<string>();
   private sessionIdValue = '';
   private reads = 0;
   /** Event buffers that are full: the transport is paused while there is any. */
@@ -151,7 +153,7 @@ export class ExecClient {
   private agentIdentityValue: string | undefined;
   private capabilities: SessionCapabilities = {};
   private binaryOutputOn = false;
-  /** Set by `connectCodex`: the stream is replaced and the session resumed when it ends. */
+  /** From `connectCodex` (or `overTransport`'s caller): the stream is replaced and the session resumed when it ends. */
   private reopener: StreamReopener | undefined;
   /** A session resume in progress (calls wait for it). */
   private recovering: Promise<void> | undefined;
@@ -190,13 +192,12 @@ export class ExecClient {
         this.startRecovery(error);
         return;
       }
-      this.failAll(new Error(`connection to the agent closed${error ? `: ${error.message}` : ''}`));
+      this.failProcesses(new Error(`connection to the agent closed${error ? `: ${error.message}` : ''}`));
     });
     return rpc;
   }
 
-  private failAll(failure: Error): void {
-    this.failure ??= failure;
+  private failProcesses(failure: Error): void {
     for (const tracker of this.trackers.values()) tracker.fail(failure);
   }
 
@@ -239,12 +240,13 @@ export class ExecClient {
         this.fsClient = undefined;
         this.httpClient = undefined;
         this.recovering = undefined;
-        for (const tracker of this.trackers.values()) tracker.catchUp();
+        for (const [processId, tracker] of this.trackers) if (!this.starting.has(processId)) tracker.catchUp();
         this.options.onSessionResumed?.({ cause: lost, attempts });
       },
       (error: Error) => {
         this.recovering = undefined;
-        this.failAll(new Error(`${lost}; ${error.message}`, { cause: error }));
+        this.failure = new Error(`${lost}; ${error.message}`, { cause: error });
+        this.failProcesses(this.failure);
       },
     );
   }
@@ -409,11 +411,14 @@ export class ExecClient {
     };
     if (options.envPolicy) params.envPolicy = options.envPolicy;
     if (options.ptySize && params.tty && this.supportsPtyResize) params.ptySize = options.ptySize;
+    this.starting.add(processId);
     try {
       parseOrThrow(ProcessStartResult, await this.request(Method.ProcessStart, params), ErrorCode.Internal, 'invalid process/start result');
     } catch (error) {
       this.trackers.delete(processId);
       throw error;
+    } finally {
+      this.starting.delete(processId);
     }
     void tracker.completion.then(
       () => this.trackers.delete(processId),

@@ -148,6 +148,34 @@ describe('ExecClient session recovery', () => {
     client.close();
   });
 
+  it('a process started during the recovery starts on the new stream once the session is resumed (nothing to catch up before)', async () => {
+    const first = firstStream();
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const resumed = new ScriptedTransport((message, transport) => {
+      if (message.method === 'initialize') return { result: { sessionId: SESSION } };
+      if (message.method === 'process/start') {
+        queueMicrotask(() => {
+          transport.push('process/output', { processId: 'q', seq: 1, stream: 'stdout', chunk: b64('q\n') });
+          transport.push('process/exited', { processId: 'q', seq: 2, exitCode: 0, sandboxDenied: false });
+          transport.push('process/closed', { processId: 'q', seq: 3 });
+        });
+        return { result: { processId: 'q' } };
+      }
+      return { error: { code: -32004, message: 'unknown process' } };
+    });
+    const client = await ExecClient.overTransport(first, {}, { policy: quickPolicy, isPermanent: () => false, reopen: async () => (await gate, resumed) });
+    first.drop();
+    const started = client.exec(['sh'], { processId: 'q' });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    open();
+    const completion = await (await started).completion;
+    expect({ stdout: completion.stdout.toString(), exitCode: completion.exitCode }).toEqual({ stdout: 'q\n', exitCode: 0 });
+    expect(resumed.received.map((m) => m.method)).toEqual(['initialize', 'initialized', 'process/start']);
+    expect(client.readsIssued).toBe(0);
+    client.close();
+  });
+
   it('output the executor no longer retains is an OutputLostError, never a hole', async () => {
     const first = firstStream();
     // codex says nothing of an eviction: its read just starts at the oldest chunk it still has.
