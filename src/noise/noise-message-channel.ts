@@ -99,10 +99,7 @@ export class NoiseMessageChannel implements SecureChannel {
       );
     }
     const header = encodeBinaryFrameHeader(message.byteLength);
-    const sent = this.sendChain.then(async () => {
-      await this.enqueueMessage(header);
-      await this.enqueueMessage(message);
-    });
+    const sent = this.sendChain.then(() => this.enqueueMessage([header, message]));
     this.sendChain = sent.catch(() => undefined);
     return sent;
   }
@@ -194,13 +191,12 @@ export class NoiseMessageChannel implements SecureChannel {
 
   /**
    * Sends called while open are written even if a clean close follows; a failure drops them.
-   * `framed` is the header and body; it is cut into records of at most 60 KiB (views, no copy).
+   * `framed` is the header and body (one buffer, or its parts), queued as is: the record queue
+   * cuts the queued bytes into records of MAX_RECORD_PLAINTEXT_BYTES (views, no copy).
    */
-  private async enqueueMessage(framed: Uint8Array): Promise<void> {
+  private async enqueueMessage(framed: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.closeError !== undefined) throw this.closedError();
-    for (let offset = 0; offset < framed.byteLength; offset += MAX_RECORD_PLAINTEXT_BYTES) {
-      await this.outbound.push(framed.subarray(offset, Math.min(offset + MAX_RECORD_PLAINTEXT_BYTES, framed.byteLength)));
-    }
+    await this.outbound.push(framed);
   }
 
   /** The outbound records as Noise transport messages, one chunk each. */
