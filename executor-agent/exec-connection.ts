@@ -91,6 +91,11 @@ export class ExecConnection implements SessionAttachment {
     return this.detachController.signal;
   }
 
+  /** True while pushed events are still being sent: the session's processes coalesce pipe output meanwhile. */
+  get outputInFlight(): boolean {
+    return this.queuedPushBytes > 0;
+  }
+
   abortAttachment(reason: string): void {
     this.detachController.abort(reason);
     this.session = null;
@@ -132,6 +137,8 @@ export class ExecConnection implements SessionAttachment {
     const settled = () => {
       this.queuedPushBytes -= cost;
       if (this.queuedPushBytes * 2 <= this.config.maxQueuedPushBytes && this.session?.isOutputPaused) this.session.setOutputPaused(false);
+      // Every send settled: what the processes coalesced behind them goes out now.
+      if (this.queuedPushBytes === 0) this.session?.flushCoalescedOutput();
     };
     (binary !== undefined
       ? this.rpc.sendBinary(binary)
