@@ -89,17 +89,21 @@ export class NoiseMessageChannel implements SecureChannel {
 
   /**
    * One binary message (the `binaryOutput` extension) in a binary frame: its 8-byte header, then
-   * `message` itself cut into records (views, no copy). Ordered with `send`.
+   * `message` itself (or its parts, in order), packed into records as they are (views, no copy).
+   * Ordered with `send`.
    */
-  sendBinary(message: Uint8Array): Promise<void> {
+  sendBinary(message: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.isClosed) return Promise.reject(this.closedError());
-    if (message.byteLength > this.maxMessageBytes) {
+    const parts = message instanceof Uint8Array ? [message] : message;
+    let byteLength = 0;
+    for (const part of parts) byteLength += part.byteLength;
+    if (byteLength > this.maxMessageBytes) {
       return Promise.reject(
-        new NoiseChannelError('message-too-large', `message of ${message.byteLength} bytes exceeds the maximum of ${this.maxMessageBytes} bytes`),
+        new NoiseChannelError('message-too-large', `message of ${byteLength} bytes exceeds the maximum of ${this.maxMessageBytes} bytes`),
       );
     }
-    const header = encodeBinaryFrameHeader(message.byteLength);
-    const sent = this.sendChain.then(() => this.enqueueMessage([header, message]));
+    const framed = [encodeBinaryFrameHeader(byteLength), ...parts];
+    const sent = this.sendChain.then(() => this.enqueueMessage(framed));
     this.sendChain = sent.catch(() => undefined);
     return sent;
   }

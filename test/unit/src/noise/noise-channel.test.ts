@@ -134,6 +134,7 @@ describe('noise channel: round trip', () => {
   it('carries binary messages of every size, in order with text, packing the 8-byte frame header into the record of its body', async () => {
     const sizes: number[] = [];
     const { client, agent } = await connectedPair({
+      clientMax: 1024 * 1024,
       duplex: {
         tamperAToB: (chunk) => {
           sizes.push(chunk.byteLength);
@@ -156,13 +157,16 @@ describe('noise channel: round trip', () => {
     });
     const sends: Array<Promise<void>> = [];
     for (const [index, body] of bodies.entries()) {
-      sends.push(client.sendBinary!(body));
+      // Odd ones given as parts (a header and the rest): one message all the same.
+      sends.push(client.sendBinary!(index % 2 === 1 ? [body.subarray(0, 1), body.subarray(1)] : body));
       sends.push(client.send(`"text ${index}"`));
     }
     await Promise.all(sends);
     await waitFor(() => received.length === 1 + 2 * bodies.length);
     expect(received[0]).toEqual(oneRecord);
     expect(received.slice(1)).toEqual(bodies.flatMap((body, index) => [body, `"text ${index}"`]));
+    await expect(client.sendBinary!([Buffer.alloc(3), Buffer.alloc(1024 * 1024)])).rejects.toThrow('message of 1048579 bytes exceeds the maximum of 1048576 bytes');
+    expect(client.closed).toBe(false);
     client.close();
   });
 
