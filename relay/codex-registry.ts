@@ -121,7 +121,9 @@ const HOST_HEADER = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{
  *
  * In a relay fleet (`fleet`) `connect` and `validate` also find registrations other instances
  * hold (the fleet registry), and an authorization is used once fleet-wide: its minting process is
- * asked (`FleetAuthorizations`), and without its answer it is refused.
+ * asked (`FleetAuthorizations`), and without its answer it is refused. A registration id names the
+ * process that minted it, and an executor socket that a balancer sends to another instance claims
+ * the registration from there, once (`executorRegistration`, `handOver`, `FleetRegistrations`).
  *
  * Every bad input is a 4xx with `{"error":{"code","message"}}`; bodies are bounded.
  */

@@ -86,8 +86,10 @@ interface HeldEnvironment {
  *
  * Codex executors (`codex exec-server --remote`, `CodexRendezvousRouter`) are held the same way:
  * one registry entry per environment (with the codex registration in it, so `connect` and
- * `validate` work on every instance), the same subjects and takeovers; and every use of a codex
- * harness key authorization is asked of the relay process that minted it (`FleetAuthorizations`).
+ * `validate` work on every instance), the same subjects and takeovers; every use of a codex
+ * harness key authorization is asked of the relay process that minted it (`FleetAuthorizations`),
+ * and an executor's socket opening on another instance than its registration claims the
+ * registration from the process that minted it (`FleetRegistrations`).
  */
 export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
   readonly instanceId: string;
