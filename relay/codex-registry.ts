@@ -168,6 +168,11 @@ export class CodexRegistry {
     const minter = registrationMinter(registrationId);
     const mintedHere = !minter || !fleet || (minter.instance === fleet.minter.instance && minter.boot === fleet.minter.boot);
     if (mintedHere) return { ok: false, rejection: local ? RendezvousRejection.UnexpectedRegistrationId : RendezvousRejection.UnknownRoute };
+    // Bounded as registrations made here are (checked before the claim: a claimed registration is the minter's no more).
+    if (!local && this.registrations.size >= this.options.limits.maxExecutors) {
+      this.sweep();
+      if (this.registrations.size >= this.options.limits.maxExecutors) return { ok: false, rejection: RendezvousRejection.RouteUnavailable };
+    }
     const claim = await fleet.claimRegistration(minter, environmentId, registrationId).catch((): RegistrationClaim => ({ result: 'unavailable' }));
     if (claim.result !== 'handed_over') {
       this.options.logger.warn({ environmentId, minter: minter.instance, result: claim.result }, 'codex executor socket refused: its registration could not be claimed from the instance that minted it');

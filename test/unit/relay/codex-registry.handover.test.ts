@@ -184,6 +184,15 @@ describe('a codex executor socket on another fleet instance than its registratio
     expect(signer.verifyQuery(new URL(url).searchParams, grant.expiresAt + 1)).toEqual({ ok: false, rejection: { status: 403, reason: 'expired' } });
   });
 
+  it('a full instance (maxExecutors registrations) refuses before claiming: the registration stays its minter’s', async () => {
+    const full = await instance('relay-full', { ...DEFAULT_RELAY_LIMITS, maxExecutors: 1 });
+    await register(full, 'ho-full-own');
+    const { grant } = await register(a, 'ho-full');
+    expect(await full.registry.executorRegistration(grant)).toEqual({ ok: false, rejection: { status: 503, reason: 'route_unavailable' } });
+    expect(a.registry.registration('ho-full')?.registrationId).toBe(grant.registrationId);
+    expect((await b.registry.executorRegistration(grant)).ok).toBe(true);
+  });
+
   it('a single relay (no fleet) keeps today’s rule: the socket opens only where it registered', async () => {
     const single = new CodexRegistry({
       credentials: () => credentials,
