@@ -6,6 +6,8 @@ import {
   CODEX_SECURITY_PROFILE,
   CodexRegistryError,
   MAX_CODEX_REGISTRY_BODY_BYTES,
+  RendezvousRejection,
+  type RendezvousRejectionReason,
   type CodexRegistryAction,
   type AuthorizationRefusal,
   type CodexRegistryErrorReason,
@@ -21,11 +23,12 @@ import { RecentProofs } from './recent-proofs.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayCredential, RelayCredentials, RelayRole } from './relay-credentials.js';
 import type { CodexRendezvousRouter } from './codex-rendezvous-router.js';
-import type { RendezvousSigner } from './rendezvous-signer.js';
+import type { RendezvousGrant, RendezvousSigner } from './rendezvous-signer.js';
 import type { RelayEvents } from './relay-events.js';
 import type { RelayAudit } from './relay-audit.js';
 import type { AuthorizationMinter, AuthorizationUse } from './fleet-authorizations.js';
-import type { EnvironmentEntry } from './fleet-wire.js';
+import { fleetRegistrationId, registrationMinter, type EnvironmentEntry, type RegistrationClaimAnswer, type RegistrationClaimRequest } from './fleet-wire.js';
+import type { RegistrationClaim } from './fleet-registrations.js';
 
 /**
  * What the registry needs of a relay fleet (`NatsFleet`): registrations held by other instances,
@@ -38,7 +41,12 @@ export interface CodexRegistryFleet {
   codexRegistrationElsewhere(environmentId: string): Promise<EnvironmentEntry | null>;
   /** Uses an authorization's nonce (asking its minter); `unavailable` is refused. */
   useAuthorization(minter: AuthorizationMinter | null, nonce: string, expiresAt: number): Promise<AuthorizationUse>;
+  /** Claims a registration another process minted, for an executor socket opening here (see `FleetRegistrations`). */
+  claimRegistration(minter: AuthorizationMinter, environmentId: string, registrationId: string): Promise<RegistrationClaim>;
 }
+
+/** Whether an executor's rendezvous socket may open here for its grant: the registration, or why not. */
+export type ExecutorRegistrationCheck = { readonly ok: true; readonly registration: CodexRegistration } | { readonly ok: false; readonly rejection: RendezvousRejectionReason };
 
 /** A registration found for `connect`, `validate` or a harness socket: held here, or by another fleet instance. */
 export interface FoundRegistration {
@@ -113,12 +121,16 @@ const HOST_HEADER = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{
  *
  * In a relay fleet (`fleet`) `connect` and `validate` also find registrations other instances
  * hold (the fleet registry), and an authorization is used once fleet-wide: its minting process is
- * asked (`FleetAuthorizations`), and without its answer it is refused.
+ * asked (`FleetAuthorizations`), and without its answer it is refused. A registration id names the
+ * process that minted it, and an executor socket that a balancer sends to another instance claims
+ * the registration from there, once (`executorRegistration`, `handOver`, `FleetRegistrations`).
  *
  * Every bad input is a 4xx with `{"error":{"code","message"}}`; bodies are bounded.
  */
 export class CodexRegistry {
   private readonly registrations = new Map<string, CodexRegistration>();
+  /** Per environment, the registration id whose executor socket opened here (it is not handed to another instance any more). */
+  private readonly opened = new Map<string, string>();
   private readonly usedAuthorizations: RecentProofs;
 
   constructor(private readonly options: CodexRegistryOptions) {
@@ -131,7 +143,81 @@ export class CodexRegistry {
     if (!registration) return undefined;
     if (this.options.router.hasLiveExecutor(environmentId) || Date.now() - registration.registeredAt < this.options.limits.codexRegistrationTtlMs) return registration;
     this.registrations.delete(environmentId);
+    this.opened.delete(environmentId);
     return undefined;
+  }
+
+  /**
+   * Whether an executor's rendezvous socket (its URL's signature, expiry and token already
+   * checked) may open here: for the environment's latest registration made here, or — in a relay
+   * fleet, its socket steered here by a balancer — for one another instance minted, claimed from
+   * that minter (which hands it over once and forgets it: `FleetRegistrations`). A claimed
+   * registration is checked as a new one is (the environment's binding to its key, no execrelay
+   * agent holding the environment) and is then this instance's: later sockets of the same
+   * registration (codex reconnecting) open here, and anywhere else they are refused.
+   * Refusals are 4xx (404/403), on which codex registers again. Never rejects.
+   */
+  async executorRegistration(grant: RendezvousGrant): Promise<ExecutorRegistrationCheck> {
+    const { environmentId, registrationId } = grant;
+    const local = this.registration(environmentId);
+    if (local?.registrationId === registrationId) {
+      this.opened.set(environmentId, registrationId);
+      return { ok: true, registration: local };
+    }
+    const fleet = this.options.fleet;
+    const minter = registrationMinter(registrationId);
+    const mintedHere = !minter || !fleet || (minter.instance === fleet.minter.instance && minter.boot === fleet.minter.boot);
+    if (mintedHere) return { ok: false, rejection: local ? RendezvousRejection.UnexpectedRegistrationId : RendezvousRejection.UnknownRoute };
+    // Bounded as registrations made here are (checked before the claim: a claimed registration is the minter's no more).
+    if (!local && this.registrations.size >= this.options.limits.maxExecutors) {
+      this.sweep();
+      if (this.registrations.size >= this.options.limits.maxExecutors) return { ok: false, rejection: RendezvousRejection.RouteUnavailable };
+    }
+    const claim = await fleet.claimRegistration(minter, environmentId, registrationId).catch((): RegistrationClaim => ({ result: 'unavailable' }));
+    if (claim.result !== 'handed_over') {
+      this.options.logger.warn({ environmentId, minter: minter.instance, result: claim.result }, 'codex executor socket refused: its registration could not be claimed from the instance that minted it');
+      return { ok: false, rejection: RendezvousRejection.UnknownRoute };
+    }
+    let executorKey: HybridPublicKey;
+    try {
+      executorKey = parseRegistryPublicKey(claim.executorKey, 'executor_public_key');
+    } catch {
+      this.options.logger.warn({ environmentId }, 'a claimed codex registration has an invalid executor key; refused');
+      return { ok: false, rejection: RendezvousRejection.UnknownRoute };
+    }
+    if (claim.credentialId !== grant.credentialId) return { ok: false, rejection: RendezvousRejection.UnknownRoute };
+    if (this.options.nativeExecutorLive(environmentId)) return { ok: false, rejection: RendezvousRejection.UnknownRoute };
+    const fingerprint = hybridFingerprint(executorKey);
+    let bound;
+    try {
+      bound = await this.options.bindings.bind(environmentId, fingerprint);
+    } catch (error) {
+      this.options.logger.error({ err: (error as Error).message }, 'codex executor socket refused: the environment bindings cannot be read');
+      return { ok: false, rejection: RendezvousRejection.UnknownRoute };
+    }
+    if (bound === 'mismatch' || bound === 'full') return { ok: false, rejection: RendezvousRejection.UnknownRoute };
+    const newest = this.registration(environmentId);
+    if (newest && newest.registrationId !== registrationId && newest.registeredAt > claim.registeredAt) return { ok: false, rejection: RendezvousRejection.UnexpectedRegistrationId };
+    const registration: CodexRegistration = { environmentId, registrationId, executorKey, fingerprint, credentialId: claim.credentialId, registeredAt: claim.registeredAt };
+    this.registrations.set(environmentId, registration);
+    this.opened.set(environmentId, registrationId);
+    this.options.logger.info({ environmentId, minter: minter.instance }, 'codex executor registration claimed from the instance that minted it');
+    return { ok: true, registration };
+  }
+
+  /**
+   * Another fleet instance claims a registration minted here (its executor's socket opened
+   * there): handed over once — this instance forgets it — unless it is not the environment's
+   * latest registration here, expired, or its socket opened here already.
+   */
+  handOver(request: RegistrationClaimRequest): RegistrationClaimAnswer {
+    const registration = this.registration(request.environmentId);
+    if (!registration || registration.registrationId !== request.registrationId || this.opened.get(request.environmentId) === request.registrationId) {
+      return { result: 'refused' };
+    }
+    this.registrations.delete(request.environmentId);
+    this.options.logger.info({ environmentId: request.environmentId }, 'codex executor registration handed over to the instance its socket opened at');
+    return { result: 'handed_over', credentialId: registration.credentialId, executorKey: encodeRegistryPublicKey(registration.executorKey), registeredAt: registration.registeredAt };
   }
 
   /**
@@ -263,8 +349,12 @@ export class CodexRegistry {
     if (bound === 'full') return refusal(CodexRegistryError.TooManyEnvironments);
     if (bound === 'bound') this.options.logger.info({ environmentId, executorKey: fingerprint }, 'environment bound to its first codex executor key');
     const now = Date.now();
-    const registration: CodexRegistration = { environmentId, registrationId: `reg-${randomUUID()}`, executorKey, fingerprint, credentialId: credential.id, registeredAt: now };
+    const minter = this.options.fleet?.minter;
+    // In a fleet the id names this process: its socket may open at another instance, which claims it here.
+    const registrationId = minter ? fleetRegistrationId(minter.instance, minter.boot, randomUUID()) : `reg-${randomUUID()}`;
+    const registration: CodexRegistration = { environmentId, registrationId, executorKey, fingerprint, credentialId: credential.id, registeredAt: now };
     this.registrations.set(environmentId, registration);
+    this.opened.delete(environmentId);
     this.options.logger.info({ environmentId }, 'codex executor registered');
     const answer: RegisterResponse = {
       environment_id: environmentId,

@@ -19,6 +19,11 @@
  *                            process that minted a codex harness key authorization: "this nonce is
  *                            being used", answered once `fresh` and `replayed` after
  *                            (`AuthorizationUseAnswer`).
+ * - `execrelay.instance.INSTANCE.BOOT.reg` requests (JSON, `RegistrationClaimRequest`) to the relay
+ *                            process that minted a codex executor's registration (named in its
+ *                            registration id, `fleetRegistrationId`): "the executor's rendezvous
+ *                            socket is here, hand the registration over", answered once with the
+ *                            registration and refused after (`RegistrationClaimAnswer`).
  *
  * The same subjects carry both kinds of executor: an environment held by a codex executor
  * (`EnvironmentEntry.codex`) has codex relay frames (`RelayMessageFrame`) on `.up` and on its
@@ -58,7 +63,26 @@ export const FleetSubject = {
     `${FLEET_SUBJECT_ROOT}.client.${instanceId}.${boot}.${credentialId}.${connection}`,
   /** The relay process that minted codex harness key authorizations: their uses are asked here. */
   authorizationsOf: (instanceId: string, boot: string) => `${FLEET_SUBJECT_ROOT}.instance.${instanceId}.${boot}.hka`,
+  /** The relay process that minted codex executor registrations: another instance claims them here. */
+  registrationsOf: (instanceId: string, boot: string) => `${FLEET_SUBJECT_ROOT}.instance.${instanceId}.${boot}.reg`,
 } as const;
+
+/**
+ * A codex executor registration id minted by a fleet instance: `reg.INSTANCE.BOOT.UUID`. It names
+ * the minting process, and is signed into the executor's rendezvous URL, so the instance where the
+ * executor's socket lands knows whom to ask for the registration (`FleetRegistrations`).
+ */
+export function fleetRegistrationId(instanceId: string, boot: string, unique: string): string {
+  return `reg.${instanceId}.${boot}.${unique}`;
+}
+
+/** The minting process named in a fleet registration id, or null (a single relay's `reg-UUID`, or anything else). */
+export function registrationMinter(registrationId: string): { instance: string; boot: string } | null {
+  const parts = registrationId.split('.');
+  if (parts.length !== 4 || parts[0] !== 'reg') return null;
+  const [, instance, boot] = parts as [string, string, string, string];
+  return INSTANCE_ID_PATTERN.test(instance) && INSTANCE_ID_PATTERN.test(boot) ? { instance, boot } : null;
+}
 
 /** `execrelay.client.INSTANCE.BOOT.CRED.CONN` → its parts, or null for anything else. */
 export function parseClientSubject(subject: string): { instanceId: string; boot: string; credentialId: string; connection: string } | null {
@@ -147,6 +171,28 @@ export type AuthorizationUseRequest = z.infer<typeof AuthorizationUseRequest>;
 /** The minting process's answer: the first use of a nonce is `fresh`, every later one `replayed`. */
 export const AuthorizationUseAnswer = z.object({ use: z.enum(['fresh', 'replayed']) });
 export type AuthorizationUseAnswer = z.infer<typeof AuthorizationUseAnswer>;
+
+/** A request on `execrelay.instance.I.B.reg`: the executor of this registration opened its rendezvous socket at the asking instance. */
+export const RegistrationClaimRequest = z.object({
+  environmentId: z.string().min(1).max(256),
+  registrationId: z.string().min(1).max(128),
+});
+export type RegistrationClaimRequest = z.infer<typeof RegistrationClaimRequest>;
+
+/**
+ * The minting process's answer: the registration, handed over once (the minter forgets it), or
+ * `refused` — unknown, expired, replaced by a newer one, or its socket opened at the minter already.
+ */
+export const RegistrationClaimAnswer = z.discriminatedUnion('result', [
+  z.object({
+    result: z.literal('handed_over'),
+    credentialId: z.string().regex(INSTANCE_ID_PATTERN),
+    executorKey: CodexRegistrationEntry.shape.executorKey,
+    registeredAt: z.number().int().nonnegative(),
+  }),
+  z.object({ result: z.literal('refused') }),
+]);
+export type RegistrationClaimAnswer = z.infer<typeof RegistrationClaimAnswer>;
 
 /** JSON text of a fleet message, parsed with `schema`; null when it is not one. */
 export function parseFleetJson<T>(schema: { safeParse(value: unknown): { success: true; data: T } | { success: false } }, data: Uint8Array): T | null {

@@ -5,6 +5,7 @@ import type { Logger } from '../src/logging/logger.js';
 import { FleetConnection } from './fleet-connection.js';
 import { FleetRegistry } from './fleet-registry.js';
 import { FleetAuthorizations, type AuthorizationMinter, type AuthorizationUse } from './fleet-authorizations.js';
+import { FleetRegistrations, type RegistrationClaim } from './fleet-registrations.js';
 import { FleetSockets, type ExecutorKind } from './fleet-sockets.js';
 import {
   FleetSubject,
@@ -85,8 +86,10 @@ interface HeldEnvironment {
  *
  * Codex executors (`codex exec-server --remote`, `CodexRendezvousRouter`) are held the same way:
  * one registry entry per environment (with the codex registration in it, so `connect` and
- * `validate` work on every instance), the same subjects and takeovers; and every use of a codex
- * harness key authorization is asked of the relay process that minted it (`FleetAuthorizations`).
+ * `validate` work on every instance), the same subjects and takeovers; every use of a codex
+ * harness key authorization is asked of the relay process that minted it (`FleetAuthorizations`),
+ * and an executor's socket opening on another instance than its registration claims the
+ * registration from the process that minted it (`FleetRegistrations`).
  */
 export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
   readonly instanceId: string;
@@ -103,6 +106,8 @@ export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
   private registryHealthy = false;
   private readonly held = new Map<string, HeldEnvironment>();
   private readonly authorizations: FleetAuthorizations;
+  /** Codex executor registrations minted here and claimed by the instance their socket opens at. */
+  readonly registrations: FleetRegistrations;
 
   constructor(
     private readonly options: FleetOptions,
@@ -124,6 +129,7 @@ export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
     this.registry = new FleetRegistry(registryOptions, this.instanceId, this.boot, this.startedAt, connection, events, logger);
     this.sockets = new FleetSockets(this.instanceId, this.boot, connection, router, events, logger, (id, kind) => this.environmentAvailable(id, kind), codexRouter);
     this.authorizations = new FleetAuthorizations(this.minter, connection, new RecentProofs(limits.maxRecentProofs), events, logger);
+    this.registrations = new FleetRegistrations(this.minter, connection, events, logger);
     router.watcher = this;
     if (codexRouter) codexRouter.watcher = this;
   }
@@ -166,6 +172,7 @@ export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
     }
     this.sockets.subscribe();
     this.authorizations.subscribe();
+    this.registrations.subscribe();
     for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
     // Executors that registered while this instance waited for NATS.
     await this.refreshAll();
@@ -208,6 +215,11 @@ export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
   /** Uses a codex harness key authorization's nonce, fleet-wide (see `FleetAuthorizations`). */
   useAuthorization(minter: AuthorizationMinter | null, nonce: string, expiresAt: number): Promise<AuthorizationUse> {
     return this.authorizations.use(minter, nonce, expiresAt);
+  }
+
+  /** Claims a codex executor registration from the relay process that minted it (see `FleetRegistrations`). */
+  claimRegistration(minter: AuthorizationMinter, environmentId: string, registrationId: string): Promise<RegistrationClaim> {
+    return this.registrations.claim(minter, environmentId, registrationId);
   }
 
   /** The codex router's link for a harness socket here whose executor another instance holds. */

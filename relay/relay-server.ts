@@ -117,6 +117,7 @@ export class RelayServer {
       ...(this.audit ? { audit: this.audit } : {}),
       ...(fleet ? { fleet } : {}),
     });
+    if (fleet) fleet.registrations.handOver = (request) => this.codexRegistry.handOver(request);
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handleHttp(req, res);
     this.server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
     this.server.headersTimeout = 10_000;
@@ -347,13 +348,15 @@ export class RelayServer {
     const role: RelayRole = grant.role === 'executor' ? 'executor' : 'client';
     if (!this.credentials.permits(grant.credentialId, role, grant.environmentId)) return reject(RendezvousRejection.InvalidSignature);
     if (grant.role === 'executor') {
-      // An executor's socket opens where it registered.
-      const registration = this.codexRegistry.registration(grant.environmentId);
-      if (!registration) return reject(RendezvousRejection.UnknownRoute);
-      if (registration.registrationId !== grant.registrationId) return reject(RendezvousRejection.UnexpectedRegistrationId);
-      const refusal = this.codexRouter.executorRefusal(grant.environmentId);
-      if (refusal) return reject(refusal);
-      return this.acceptCodexSocket(req, socket, head, grant, registration.executorKey, false);
+      // An executor's socket opens where it registered or, in a fleet, wherever the balancer sends it (claimed from its minter).
+      void this.codexRegistry.executorRegistration(grant).then((check) => {
+        if (socket.destroyed) return;
+        if (!check.ok) return reject(check.rejection);
+        const refusal = this.codexRouter.executorRefusal(grant.environmentId);
+        if (refusal) return reject(refusal);
+        this.acceptCodexSocket(req, socket, head, grant, check.registration.executorKey, false);
+      });
+      return;
     }
     // A harness's may open on any instance of a fleet: the registration is looked up fleet-wide.
     void this.codexRegistry.findRegistration(grant.environmentId).then(

@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { CODEX_REJECTION_REASON_HEADER, CODEX_RENDEZVOUS_PATH } from '../../src/codex-registry/registry-endpoints.js';
 import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
 import { encodeRegistryPublicKey } from '../../src/noise-hybrid/registry-public-key.js';
 import { ensureCodexInstalled } from '../support/codex-exec-server.js';
@@ -12,6 +15,8 @@ import { fleetToolsInstalled, relayMetric, spawnFleetRelay, startNats, type Flee
 /**
  * Codex executors in a relay fleet (issue #15): the real `codex exec-server --remote` 0.169.0
  * registers at instance A; the execrelay CLI's `connect` and rendezvous socket land on instance B.
+ * A second executor registers at A through a balancer that steers its rendezvous socket to B: B
+ * claims the registration from A, and the same URL is refused at every other instance.
  * The registration is found through the fleet registry, the codex frames cross NATS on the fleet's
  * subjects, and each harness key authorization is good for one validation fleet-wide (its minter
  * is asked; a minter that cannot be asked means refused). Real relay processes of the built CLI, a
@@ -31,6 +36,65 @@ function file(name: string, text: string): string {
 const TOKENS = file('tokens', `${EXECUTOR_TOKEN} executor codex-*\n${CLIENT_TOKEN} client codex-*\n`);
 const SECRET = file('fleet.secret', 'codex-fleet-shared-secret-0123456789abcdef\n');
 const CLIENT_TOKEN_FILE = file('client.token', `${CLIENT_TOKEN}\n`);
+
+/**
+ * A stand-in for a balancer that happens to send an executor's rendezvous socket elsewhere than its
+ * registration: each TCP connection goes, by its request line, to `registryPort` (the `POST
+ * …/register`) or to `rendezvousPort` (`GET /cloud/rendezvous…`). The request lines seen are kept.
+ */
+async function startSteeringBalancer(registryPort: number, rendezvousPort: number) {
+  const requestLines = { registry: [] as string[], rendezvous: [] as string[] };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((inbound) => {
+    sockets.add(inbound);
+    inbound.on('error', () => undefined);
+    inbound.once('data', (first: Buffer) => {
+      inbound.pause();
+      const requestLine = first.toString('latin1').split('\r\n', 1)[0]!;
+      const toRendezvous = requestLine.startsWith(`GET ${CODEX_RENDEZVOUS_PATH}?`);
+      (toRendezvous ? requestLines.rendezvous : requestLines.registry).push(requestLine);
+      const outbound = net.connect(toRendezvous ? rendezvousPort : registryPort, '127.0.0.1', () => {
+        outbound.write(first);
+        inbound.pipe(outbound).pipe(inbound);
+      });
+      sockets.add(outbound);
+      outbound.on('error', () => inbound.destroy());
+      outbound.on('close', () => inbound.destroy());
+      inbound.on('close', () => outbound.destroy());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    requestLines,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A WebSocket upgrade of `pathAndQuery` at `port`: the status it is answered with, and the rejection reason. */
+function upgradeAt(port: number, pathAndQuery: string): Promise<{ status: number; reason: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request({
+      host: '127.0.0.1',
+      port,
+      path: pathAndQuery,
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' },
+    });
+    request.on('upgrade', (_response, socket) => {
+      socket.destroy();
+      resolve({ status: 101, reason: undefined });
+    });
+    request.on('response', (response) => {
+      response.resume();
+      resolve({ status: response.statusCode ?? 0, reason: response.headers[CODEX_REJECTION_REASON_HEADER] as string | undefined });
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
 
 const toolsMissing = !fleetToolsInstalled();
 describe.skipIf(toolsMissing && !process.env.CI)(
@@ -112,6 +176,42 @@ describe.skipIf(toolsMissing && !process.env.CI)(
       const mintedAtA = await authorizationFrom(a);
       expect(await validateAt(c, mintedAtA)).toEqual({ valid: true });
       expect(await validateAt(a, mintedAtA)).toEqual({ valid: false });
+    });
+
+    it('behind a balancer: registered at A, its rendezvous socket steered to B opens there; a client at C runs on it; the URL replayed at A or C is refused', async () => {
+      const balanced = 'codex-fleet-balanced';
+      const balancer = await startSteeringBalancer(a.port, b.port);
+      const steered = await startCodexRemoteExecutor({ registry: `http://127.0.0.1:${balancer.port}`, environmentId: balanced, bearer: EXECUTOR_TOKEN });
+      try {
+        await steered.waitForLog(RENDEZVOUS_CONNECTED_LOG);
+        // Registered once (at A), and its first rendezvous socket (at B) was accepted: no 404, no second registration.
+        expect(balancer.requestLines.registry).toEqual([expect.stringMatching(new RegExp(`^POST /cloud/environment/${balanced}/register `))]);
+        expect(balancer.requestLines.rendezvous).toHaveLength(1);
+        const rendezvousPath = balancer.requestLines.rendezvous[0]!.split(' ')[1]!;
+        expect(rendezvousPath).toContain('executor_registration_id=reg.codex-a.');
+
+        // The same URL again, at another instance than the one holding the socket: refused (codex would register again).
+        for (const other of [c, a]) {
+          const replay = await upgradeAt(other.port, rendezvousPath);
+          expect(replay, `replay at ${other.url}`).toEqual({ status: 404, reason: 'unknown_route' });
+        }
+
+        const result = await runCli(
+          ['exec', '--relay', c.url, '--env', balanced, '--token-file', CLIENT_TOKEN_FILE, '--key', keyFile, '--accept-relay-key', '--', 'sh', '-c', 'echo hi; exit 3'],
+          { timeoutMs: 60_000 },
+        );
+        expect(result.stdout).toBe('hi\n');
+        expect(result.stderr).toMatch(/^execrelay exec: environment codex-fleet-balanced is a codex executor with key hyb1:[a-z2-7]{32} \(as the relay names it; pin it with --agent-key\)\n$/);
+        expect(result.code).toBe(3);
+        // The stream was accepted where the executor's socket is (B), not where it registered (A) nor the client's (C).
+        expect(await relayMetric(b, 'execrelay_relay_streams_accepted_total', { security_profile: 'pq_hybrid' })).toBe(1);
+        expect(await relayMetric(c, 'execrelay_relay_streams_accepted_total', { security_profile: 'pq_hybrid' })).toBe(0);
+        expect(balancer.requestLines.registry).toHaveLength(1);
+        expect(balancer.requestLines.rendezvous).toHaveLength(1);
+      } finally {
+        await steered.stop();
+        await balancer.close();
+      }
     });
 
     it('an instance down: its authorizations are refused (fail closed); with the executor instance gone a running command elsewhere ends and a new client is refused, at once', async () => {

@@ -45,6 +45,9 @@ const fleet: CodexRegistryFleet = {
     uses.push({ minter, nonce });
     return use;
   },
+  async claimRegistration() {
+    return { result: 'unavailable' };
+  },
 };
 const heldAtA = (): EnvironmentEntry => ({
   instance: 'relay-a',
