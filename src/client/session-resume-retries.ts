@@ -48,6 +48,8 @@ export async function resumeWithRetries<T>(
   const deadline = Date.now() + policy.timeoutMs;
   const backoff = new Backoff(policy.backoff.initialMs, policy.backoff.maxMs);
   let attempts = 0;
+  /** The reason of the last attempt that ended before the deadline (the final one may be cut by it). */
+  let lastBeforeDeadline: string | undefined;
   for (;;) {
     if (signal?.aborted) throw new SessionRecoveryError('the session was not resumed: the client was closed', attempts);
     attempts++;
@@ -58,8 +60,11 @@ export async function resumeWithRetries<T>(
       if (isPermanent(error)) throw new SessionRecoveryError(`cannot resume the session: ${reason}`, attempts, { cause: error });
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new SessionRecoveryError(`cannot resume the session within ${Number((policy.timeoutMs / 1000).toFixed(1))} s (${attempts} attempts); last: ${reason}`, attempts, { cause: error });
+        // An attempt aborted because the window ran out says only that; the one before says why.
+        const last = lastBeforeDeadline !== undefined && abortedByTimeout(error) ? `${lastBeforeDeadline} (then the window ran out during attempt ${attempts})` : reason;
+        throw new SessionRecoveryError(`cannot resume the session within ${Number((policy.timeoutMs / 1000).toFixed(1))} s (${attempts} attempts); last: ${last}`, attempts, { cause: error });
       }
+      lastBeforeDeadline = reason;
       await pause(Math.min(backoff.next(), left), signal);
     }
   }
@@ -74,6 +79,14 @@ export interface StreamReopener {
   reopen(remainingMs: number): Promise<MessageTransport>;
   isPermanent(error: unknown): boolean;
   policy: SessionRecoveryPolicy;
+}
+
+/** Whether `error`, or an error it was caused by, is an abort (the attempt's time ran out). */
+function abortedByTimeout(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if (cause.name === 'AbortError' || cause.name === 'TimeoutError') return true;
+  }
+  return false;
 }
 
 /** Waits `ms`, or less if `signal` aborts. */

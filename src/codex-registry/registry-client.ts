@@ -116,7 +116,7 @@ function postJson(where: string, token: string, body: string, timeoutMs: number,
       signal: AbortSignal.timeout(timeoutMs),
       ...(agent ? { agent } : {}),
     });
-    request.once('error', (error) => reject(proxyRefusal ?? new Error(`cannot reach the relay's registry at ${base}${via}: ${error.message}`)));
+    request.once('error', (error) => reject(proxyRefusal ?? new Error(`cannot reach the relay's registry at ${base}${via}: ${error.message}`, { cause: error })));
     request.once('response', (response) => {
       if (proxyRefusal) {
         response.resume();

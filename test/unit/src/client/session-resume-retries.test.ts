@@ -62,6 +62,23 @@ describe('resumeWithRetries', () => {
     for (let i = 1; i < left.length; i++) expect(left[i]).toBeLessThan(left[i - 1]!);
   });
 
+  it('an attempt aborted because the window ran out names the reason of the attempt before it', async () => {
+    let calls = 0;
+    const error = await resumeWithRetries(
+      async (remainingMs) => {
+        calls++;
+        if (calls === 1) throw new Error('HTTP 404 executor_unavailable');
+        await new Promise((resolve) => setTimeout(resolve, remainingMs));
+        const aborted = new Error('The operation was aborted');
+        aborted.name = 'AbortError';
+        throw new Error("cannot reach the relay's registry at http://127.0.0.1:1: The operation was aborted", { cause: aborted });
+      },
+      () => false,
+      { timeoutMs: 200, backoff: { initialMs: 10, maxMs: 10 } },
+    ).catch((e: unknown) => e as SessionRecoveryError);
+    expect(error.message).toBe('cannot resume the session within 0.2 s (2 attempts); last: HTTP 404 executor_unavailable (then the window ran out during attempt 2)');
+  });
+
   it('the default window is inside codex\'s 30 s retention of a detached session', () => {
     expect(DEFAULT_SESSION_RECOVERY.timeoutMs).toBe(25_000);
     expect(DEFAULT_SESSION_RECOVERY.backoff).toEqual({ initialMs: 500, maxMs: 5000 });
