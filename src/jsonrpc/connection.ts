@@ -136,7 +136,7 @@ export class JsonRpcConnection {
     this.binaryHandler = handler;
   }
 
-  /** Whether the transport carries binary messages (the agent offers `binaryOutput` only then). */
+  /** Whether the transport carries binary messages (the agent offers `binaryOutput` and `binaryFileBlocks` only then). */
   get carriesBinary(): boolean {
     return typeof this.transport.sendBinary === 'function';
   }
