@@ -1,5 +1,5 @@
 import { constants as fsConstants } from 'node:fs';
-import { chmod, lstat, open, readdir, realpath, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { chmod, lstat, open, readdir, realpath, rename, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FS_LIMITS } from '../protocol/fs-limits.js';
@@ -85,24 +85,9 @@ export async function uploadFile(fs: FsClient, localPath: string, remotePath: Re
   const local = await open(localPath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   try {
     if (!(await local.stat()).isFile()) throw new FileTransferError('not a regular file');
-    await uploadBlocks(fs, fileBlocks(local, TRANSFER_BLOCK_BYTES), remotePath, options);
+    await uploadStream(fs, local.createReadStream({ highWaterMark: TRANSFER_BLOCK_BYTES, autoClose: false }), remotePath, options);
   } finally {
     await local.close().catch(() => undefined);
-  }
-}
-
-/** A regular file's bytes in blocks of exactly `size` (the last one shorter), each read straight into its own Buffer. */
-async function* fileBlocks(local: FileHandle, size: number): AsyncGenerator<Buffer> {
-  for (;;) {
-    const block = Buffer.allocUnsafe(size);
-    let filled = 0;
-    while (filled < size) {
-      const { bytesRead } = await local.read(block, filled, size - filled, null);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-    }
-    if (filled > 0) yield filled === size ? block : block.subarray(0, filled);
-    if (filled < size) return;
   }
 }
 
@@ -113,17 +98,12 @@ async function* fileBlocks(local: FileHandle, size: number): AsyncGenerator<Buff
  * every block is written; on any failure, the source's included, the agent's temporary file is
  * discarded and nothing appears under the target's name.
  */
-export function uploadStream(fs: FsClient, source: AsyncIterable<Uint8Array>, remotePath: RemotePath, options: TransferOptions = {}): Promise<void> {
-  return uploadBlocks(fs, blocksOf(source, TRANSFER_BLOCK_BYTES), remotePath, options);
-}
-
-/** {@link uploadStream} of `blocks` as they come (each at most TRANSFER_BLOCK_BYTES, written at the running offset). */
-async function uploadBlocks(fs: FsClient, blocks: AsyncIterable<Buffer>, remotePath: RemotePath, options: TransferOptions): Promise<void> {
+export async function uploadStream(fs: FsClient, source: AsyncIterable<Uint8Array>, remotePath: RemotePath, options: TransferOptions = {}): Promise<void> {
   const handleId = await fs.openWrite(remotePath);
   const pipeline = new BoundedPipeline(TRANSFER_WINDOW_BLOCKS);
   try {
     let offset = 0;
-    for await (const block of blocks) {
+    for await (const block of blocksOf(source, TRANSFER_BLOCK_BYTES)) {
       const at = offset;
       offset += block.length;
       await pipeline.add(fs.writeBlock(handleId, at, block).then(() => options.onBytes?.(block.length)));
