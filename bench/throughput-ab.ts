@@ -11,7 +11,8 @@
  * process of its own. Rounds run every variant and path once, the order rotated per round (A,B then
  * B,A…), so drift on a shared machine hits all. For each transfer: MiB/s and the CPU milliseconds per
  * MiB of output of the client (`process.cpuUsage()` in the client), the relay and the agent
- * (`/proc/PID/stat`, 10 ms ticks; the agent's child `head` is not counted). Prints medians per
+ * (`/proc/PID/stat`, 10 ms ticks; the agent's child `head` is not counted), and the mean output
+ * message size the client saw (clients that do not report it print none). Prints medians per
  * variant and path, the median over rounds of each variant's ratio to the first variant's
  * figure of the same round (paired ratios, steadier than ratios of medians), and each variant's
  * peak RSS of relay and agents.
@@ -35,6 +36,8 @@ interface Sample {
   clientMsPerMiB: number;
   relayMsPerMiB: number;
   agentMsPerMiB: number;
+  /** Mean bytes of output per `process/output` message received (NaN when the client does not say). */
+  bytesPerMessage: number;
 }
 
 type PathName = 'relay' | 'direct';
@@ -117,7 +120,15 @@ async function start(variant: Variant, dir: string, tokenFile: string): Promise<
   return { variant, relay, remoteAgent, directAgent, agentKey };
 }
 
-function runClient(r: Running, pathName: PathName, bytes: number): Promise<{ bytes: number; seconds: number; cpuMs: number }> {
+interface ClientResult {
+  bytes: number;
+  /** Output messages received (older builds' clients do not report it). */
+  messages?: number;
+  seconds: number;
+  cpuMs: number;
+}
+
+function runClient(r: Running, pathName: PathName, bytes: number): Promise<ClientResult> {
   const script = path.join(r.variant.dist, 'bench', 'throughput-client.js');
   const args =
     pathName === 'relay'
@@ -128,7 +139,7 @@ function runClient(r: Running, pathName: PathName, bytes: number): Promise<{ byt
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as { bytes: number; seconds: number; cpuMs: number }) : reject(new Error(`client exited with ${code}: ${out}`))));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as ClientResult) : reject(new Error(`client exited with ${code}: ${out}`))));
   });
 }
 
@@ -146,6 +157,7 @@ async function measure(r: Running, pathName: PathName, bytes: number): Promise<S
     clientMsPerMiB: result.cpuMs / mib,
     relayMsPerMiB: pathName === 'relay' ? (relayAfter - relayBefore) / mib : 0,
     agentMsPerMiB: (agentAfter - agentBefore) / mib,
+    bytesPerMessage: result.messages ? bytes / result.messages : NaN,
   };
 }
 
@@ -170,7 +182,7 @@ try {
       for (const p of paths) {
         const s = await measure(running[v]!, p, bytes);
         (samples.get(key(v, p)) ?? samples.set(key(v, p), []).get(key(v, p))!).push(s);
-        console.error(`round ${round + 1} ${running[v]!.variant.name} ${p}: ${fmt(s.mibPerSecond)} MiB/s, client ${fmt(s.clientMsPerMiB)} relay ${fmt(s.relayMsPerMiB)} agent ${fmt(s.agentMsPerMiB)} ms/MiB`);
+        console.error(`round ${round + 1} ${running[v]!.variant.name} ${p}: ${fmt(s.mibPerSecond)} MiB/s, client ${fmt(s.clientMsPerMiB)} relay ${fmt(s.relayMsPerMiB)} agent ${fmt(s.agentMsPerMiB)} ms/MiB${Number.isNaN(s.bytesPerMessage) ? '' : `, ${fmt(s.bytesPerMessage / 1024)} KiB per message`}`);
       }
     }
   }

@@ -1,8 +1,8 @@
 /**
  * One output-throughput transfer from a client in its own process (for bench/throughput-ab.ts, so
  * that each variant's client runs that variant's build): connects through the relay or directly,
- * streams `head -c BYTES /dev/zero`, and prints one JSON line: bytes received, seconds and the CPU
- * milliseconds this process spent during the transfer (`process.cpuUsage()`).
+ * streams `head -c BYTES /dev/zero`, and prints one JSON line: bytes received, output messages
+ * received, seconds and the CPU milliseconds this process spent during the transfer (`process.cpuUsage()`).
  *
  *   node dist/bench/throughput-client.js relay RELAY_URL ENV_ID AGENT_KEY TOKEN BYTES
  *   node dist/bench/throughput-client.js direct AGENT_URL BYTES
@@ -24,10 +24,15 @@ const cpuBefore = process.cpuUsage();
 const started = process.hrtime.bigint();
 const handle = await client.exec(['head', '-c', String(bytes), '/dev/zero'], { cwd: '/', env: COMMAND_ENV, collectOutput: false, streamEvents: true });
 let received = 0;
-for await (const event of handle.events) if (event.type === 'output') received += event.chunk.length;
+let messages = 0;
+for await (const event of handle.events) {
+  if (event.type !== 'output') continue;
+  received += event.chunk.length;
+  messages++;
+}
 await handle.completion;
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 const cpu = process.cpuUsage(cpuBefore);
 client.close();
-console.log(JSON.stringify({ bytes: received, seconds, cpuMs: (cpu.user + cpu.system) / 1000 }));
+console.log(JSON.stringify({ bytes: received, messages, seconds, cpuMs: (cpu.user + cpu.system) / 1000 }));
 process.exit(received === bytes ? 0 : 1);

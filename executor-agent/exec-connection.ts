@@ -16,6 +16,9 @@ import { LOCAL_CLIENT, type SessionRegistry } from './session-registry.js';
 import { ByteBudget } from './response-budget.js';
 import type { ConnectionAudit } from './session-audit.js';
 
+/** An empty chunk: `encodeBinaryProcessOutput` of it is a binary output message's header and processId alone. */
+const EMPTY_CHUNK = new Uint8Array(0);
+
 /** The execrelay extensions this agent offers at `initialize`. */
 const AGENT_CAPABILITIES: SessionCapabilities = { ptyResize: true, fileTransfer: true };
 /** … and on a transport that carries binary messages (WebSocket, Noise; not stdio), the binary paths (taken up in `initialized`). */
@@ -94,6 +97,11 @@ export class ExecConnection implements SessionAttachment {
     return this.detachController.signal;
   }
 
+  /** True while pushed events are still being sent: the session's processes coalesce pipe output meanwhile. */
+  get outputInFlight(): boolean {
+    return this.queuedPushBytes > 0;
+  }
+
   abortAttachment(reason: string): void {
     this.detachController.abort(reason);
     this.session = null;
@@ -104,11 +112,16 @@ export class ExecConnection implements SessionAttachment {
     let method: string;
     let params: Record<string, unknown> | undefined;
     let paramsJson: string | undefined;
-    let binary: Buffer | undefined;
+    let binary: [prefix: Buffer, chunk: Buffer] | undefined;
     switch (event.type) {
       case 'output':
         method = ServerNotification.ProcessOutput;
-        if (this.binaryOutput) binary = encodeBinaryProcessOutput(processId, event.seq, event.stream, event.chunk);
+        if (this.binaryOutput) {
+          // The message's header and processId, then the chunk as it came from the pipe: sent as two
+          // parts, so the chunk is never copied into a message buffer first.
+          const prefix = encodeBinaryProcessOutput(processId, event.seq, event.stream, EMPTY_CHUNK);
+          if (prefix !== undefined) binary = [prefix, event.chunk];
+        }
         if (binary === undefined) paramsJson = processOutputParamsJson(processId, event.seq, event.stream, event.chunk);
         break;
       case 'exited':
@@ -122,7 +135,7 @@ export class ExecConnection implements SessionAttachment {
         params = { processId, seq: event.seq };
         break;
     }
-    const cost = event.type !== 'output' ? 128 : binary !== undefined ? binary.byteLength + 128 : Math.ceil((event.chunk.length * 4) / 3) + 128;
+    const cost = event.type !== 'output' ? 128 : binary !== undefined ? binary[0].byteLength + event.chunk.length + 128 : Math.ceil((event.chunk.length * 4) / 3) + 128;
     if (this.session?.isOutputPaused && this.queuedPushBytes + cost > 2 * this.config.maxQueuedPushBytes) {
       // Past the hard bound while output is paused (an event already in flight when reading
       // paused): drop; the client sees the seq gap and reads the retained output instead. While
@@ -135,6 +148,8 @@ export class ExecConnection implements SessionAttachment {
     const settled = () => {
       this.queuedPushBytes -= cost;
       if (this.queuedPushBytes * 2 <= this.config.maxQueuedPushBytes && this.session?.isOutputPaused) this.session.setOutputPaused(false);
+      // Every send settled: what the processes coalesced behind them goes out now.
+      if (this.queuedPushBytes === 0) this.session?.flushCoalescedOutput();
     };
     (binary !== undefined
       ? this.rpc.sendBinary(binary)

@@ -20,6 +20,13 @@ export interface ManagedProcessOptions {
   /** How long `exited` waits for the output pipes to drain so it follows the last output. */
   exitDrainGraceMs?: number;
   onEvent: (event: ProcessEvent) => void;
+  /**
+   * True while an output message pushed earlier is still being sent on the attached connection:
+   * pipe output (never pty output) read meanwhile is coalesced into one bigger `output` event,
+   * up to COALESCED_OUTPUT_BYTES, published by `flushCoalescedOutput` (the connection calls it
+   * once its sends settled) or when the bound, another stream's output, or the stream's end comes.
+   */
+  outputInFlight?: () => boolean;
   onFinished?: (result: 'success' | 'failure' | 'signaled', durationMs: number) => void;
 }
 
@@ -47,6 +54,12 @@ const SIGNALS: Record<ProcessSignalName, NodeJS.Signals> = {
 const PTY_QUIET_MS = 100;
 /** How many recent writeIds each process remembers for retry dedupe. */
 const REMEMBERED_WRITE_IDS = 1024;
+/**
+ * Most bytes of pipe output coalesced into one `output` event while a send is in flight (see
+ * `ManagedProcessOptions.outputInFlight`): fewer, bigger messages when the connection is the
+ * bottleneck; a quarter of the retained window (DEFAULT_RETAINED_OUTPUT_BYTES).
+ */
+export const COALESCED_OUTPUT_BYTES = 256 * 1024;
 
 /**
  * One child process spawned for a session: its own process group (so signals reach the whole
@@ -67,6 +80,10 @@ export class ManagedProcess {
   private drainTimer: NodeJS.Timeout | undefined;
   private ptyQuietTimer: NodeJS.Timeout | undefined;
   private outputPaused = false;
+  /** Pipe output read while a send was in flight, not yet published (one stream's, in order). */
+  private coalesced: Buffer[] = [];
+  private coalescedBytes = 0;
+  private coalescedStream: OutputStream | undefined;
   private readonly startedAt = Date.now();
   private terminateRequested = false;
 
@@ -266,7 +283,7 @@ export class ManagedProcess {
     ] as const) {
       if (!readable) continue;
       this.openStreams.add(stream);
-      readable.on('data', (data: Buffer) => this.emitOutput(stream, data));
+      readable.on('data', (data: Buffer) => this.receivePipeOutput(stream, data));
       readable.on('close', () => this.streamEnded(stream));
       readable.on('error', () => this.streamEnded(stream));
     }
@@ -301,6 +318,32 @@ export class ManagedProcess {
     return this.nextSeqValue++;
   }
 
+  /** Publishes the output coalesced while a send was in flight, as one `output` event. */
+  flushCoalescedOutput(): void {
+    if (this.coalescedBytes === 0) return;
+    const chunks = this.coalesced;
+    const stream = this.coalescedStream!;
+    const bytes = this.coalescedBytes;
+    this.coalesced = [];
+    this.coalescedBytes = 0;
+    this.coalescedStream = undefined;
+    this.emitOutput(stream, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes));
+  }
+
+  /** Pipe output: published at once, or coalesced behind a send in flight (see `outputInFlight`). */
+  private receivePipeOutput(stream: OutputStream, chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    if (this.coalescedStream !== stream || this.coalescedBytes + chunk.length > COALESCED_OUTPUT_BYTES) this.flushCoalescedOutput();
+    if (this.options.outputInFlight?.() !== true) {
+      this.flushCoalescedOutput();
+      this.emitOutput(stream, chunk);
+      return;
+    }
+    this.coalesced.push(chunk);
+    this.coalescedBytes += chunk.length;
+    this.coalescedStream = stream;
+  }
+
   private emitOutput(stream: OutputStream, chunk: Buffer): void {
     if (chunk.length === 0) return;
     const seq = this.nextEventSeq();
@@ -325,6 +368,7 @@ export class ManagedProcess {
   private publishExit(): void {
     if (this.exited || this.pendingExitCode === null) return;
     if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.flushCoalescedOutput();
     const exitCode = this.pendingExitCode;
     const seq = this.nextEventSeq();
     this.exitSeq = seq;
@@ -336,7 +380,9 @@ export class ManagedProcess {
   }
 
   private streamEnded(stream: OutputStream): void {
-    if (!this.openStreams.delete(stream)) return;
+    if (!this.openStreams.has(stream)) return;
+    this.flushCoalescedOutput();
+    this.openStreams.delete(stream);
     if (this.openStreams.size === 0 && this.pendingExitCode !== null) this.publishExit();
     this.maybeClose();
   }

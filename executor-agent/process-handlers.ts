@@ -53,6 +53,7 @@ async function start(rawParams: unknown, context: HandlerContext): Promise<unkno
             session.push(params.processId, event);
           }
         : (event) => session.push(params.processId, event),
+      outputInFlight: () => session.outputInFlight,
       onFinished: observed?.onFinished,
     }).catch((error: unknown) => {
       audited?.failed(error);

@@ -6,6 +6,8 @@ import type { ManagedProcess, ProcessEvent } from './managed-process.js';
 /** The side of a connection a session pushes events to and aborts long-polls on. */
 export interface SessionAttachment {
   pushProcessEvent(processId: string, event: ProcessEvent): void;
+  /** True while pushed events are still being sent (processes then coalesce pipe output). */
+  readonly outputInFlight?: boolean;
   /** Aborted when the session moves to another connection or ends. */
   readonly detachSignal: AbortSignal;
   abortAttachment(reason: string): void;
@@ -68,6 +70,7 @@ export class Session {
     if (this.attachment !== attachment) return;
     this.attachment = null;
     this.detachedSince = performance.now();
+    this.flushCoalescedOutput();
     // Nobody to push to: keep reading output into the retained window instead of blocking.
     this.setOutputPaused(false);
     this.expiryTimer = setTimeout(onExpire, retentionMs);
@@ -86,6 +89,16 @@ export class Session {
 
   get isOutputPaused(): boolean {
     return this.outputPaused;
+  }
+
+  /** True while the attached connection is still sending pushed events. */
+  get outputInFlight(): boolean {
+    return this.attachment?.outputInFlight === true;
+  }
+
+  /** Publishes the output each process coalesced while sends were in flight (they have settled). */
+  flushCoalescedOutput(): void {
+    for (const proc of this.processes.values()) proc.flushCoalescedOutput();
   }
 
   push(processId: string, event: ProcessEvent): void {

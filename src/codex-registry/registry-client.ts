@@ -1,7 +1,10 @@
+import http from 'node:http';
+import https from 'node:https';
 import { codexRegistryPath, CODEX_SECURITY_PROFILE } from './registry-endpoints.js';
 import { ConnectResponse, RegistryErrorBody } from './registry-messages.js';
 import { encodeRegistryPublicKey, parseRegistryPublicKey } from '../noise-hybrid/registry-public-key.js';
 import type { HybridPublicKey } from '../noise-hybrid/hybrid-keys.js';
+import { proxyAgent, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, type RelayProxy } from '../relay-link/relay-proxy.js';
 
 /** Largest registry answer read (a connect answer is ≈ 2.5 KB). */
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -52,68 +55,89 @@ export async function requestCodexConnect(options: {
   token: string;
   harnessKey: HybridPublicKey;
   timeoutMs?: number;
+  /** Tunnel the call through this HTTP CONNECT proxy (the one the rendezvous socket goes through). */
+  proxy?: RelayProxy;
 }): Promise<CodexConnectAnswer> {
   const base = registryBaseUrl(options.relay);
   const where = `${base}${codexRegistryPath(options.environmentId, 'connect')}`;
-  let response: Response;
-  try {
-    response = await fetch(where, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${options.token}` },
-      body: JSON.stringify({ harness_public_key: encodeRegistryPublicKey(options.harnessKey) }),
-      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-      redirect: 'error',
-    });
-  } catch (error) {
-    throw new Error(`cannot reach the relay's registry at ${base}: ${(error as Error).message}`);
-  }
-  const text = await boundedText(response);
+  const body = JSON.stringify({ harness_public_key: encodeRegistryPublicKey(options.harnessKey) });
+  const response = await postJson(where, options.token, body, options.timeoutMs ?? 10_000, options.proxy);
+  return parseConnectAnswer(response.status, response.text, options.environmentId);
+}
+
+/** The connect answer checked (or the registry's refusal, as a CodexRegistryRefusedError). */
+function parseConnectAnswer(status: number, text: string, environmentId: string): CodexConnectAnswer {
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
-    throw new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's registry answered HTTP ${response.status} without JSON`);
+    throw new CodexRegistryRefusedError(status, 'malformed_answer', `the relay's registry answered HTTP ${status} without JSON`);
   }
-  if (!response.ok) {
+  if (status < 200 || status >= 300) {
     const error = RegistryErrorBody.safeParse(body);
     const code = error.success ? error.data.error.code : 'unknown';
     const message = error.success ? `: ${error.data.error.message}` : '';
-    throw new CodexRegistryRefusedError(response.status, code, `the relay refused to connect to environment ${options.environmentId}: HTTP ${response.status} ${code}${message}`);
+    throw new CodexRegistryRefusedError(status, code, `the relay refused to connect to environment ${environmentId}: HTTP ${status} ${code}${message}`);
   }
   const answer = ConnectResponse.safeParse(body);
-  if (!answer.success) throw new CodexRegistryRefusedError(response.status, 'malformed_answer', "the relay's connect answer is not a codex connect response");
-  if (answer.data.environment_id !== options.environmentId) throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the relay answered for another environment');
-  if (answer.data.security_profile !== CODEX_SECURITY_PROFILE) throw new CodexRegistryRefusedError(response.status, 'malformed_answer', `unsupported security profile ${JSON.stringify(answer.data.security_profile.slice(0, 64))}`);
+  if (!answer.success) throw new CodexRegistryRefusedError(status, 'malformed_answer', "the relay's connect answer is not a codex connect response");
+  if (answer.data.environment_id !== environmentId) throw new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered for another environment');
+  if (answer.data.security_profile !== CODEX_SECURITY_PROFILE) throw new CodexRegistryRefusedError(status, 'malformed_answer', `unsupported security profile ${JSON.stringify(answer.data.security_profile.slice(0, 64))}`);
   const rendezvous = new URL(answer.data.url);
-  if (rendezvous.protocol !== 'ws:' && rendezvous.protocol !== 'wss:') throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the rendezvous URL is not ws:// or wss://');
+  if (rendezvous.protocol !== 'ws:' && rendezvous.protocol !== 'wss:') throw new CodexRegistryRefusedError(status, 'malformed_answer', 'the rendezvous URL is not ws:// or wss://');
   let executorKey: HybridPublicKey;
   try {
     executorKey = parseRegistryPublicKey(answer.data.executor_public_key, 'executor_public_key');
   } catch (error) {
-    throw new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's connect answer: ${(error as Error).message}`);
+    throw new CodexRegistryRefusedError(status, 'malformed_answer', `the relay's connect answer: ${(error as Error).message}`);
   }
   return { url: answer.data.url, registrationId: answer.data.executor_registration_id, executorKey, authorization: answer.data.harness_key_authorization };
 }
 
-async function boundedText(response: Response): Promise<string> {
-  const declared = Number(response.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > MAX_ANSWER_BYTES) {
-    await response.body?.cancel();
-    throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the relay answered more than a connect answer holds');
-  }
-  const reader = response.body?.getReader();
-  if (!reader) return '';
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > MAX_ANSWER_BYTES) {
-      await reader.cancel();
-      throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the relay answered more than a connect answer holds');
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/**
+ * POSTs `body` with the bearer `token` and reads the answer, at most MAX_ANSWER_BYTES, within
+ * `timeoutMs` (redirects are not followed). Through `proxy`, the call is tunnelled with the
+ * relay's proxy dialer; the proxy refusing the CONNECT is a ProxyRefusedError.
+ */
+function postJson(where: string, token: string, body: string, timeoutMs: number, proxy: RelayProxy | undefined): Promise<{ status: number; text: string }> {
+  const url = new URL(where);
+  const base = url.origin;
+  let proxyRefusal: ProxyRefusedError | undefined;
+  const agent = proxy
+    ? proxyAgent(proxy, (status, statusText) => {
+        if (status !== 200) proxyRefusal = new ProxyRefusedError(redactProxyUrl(proxy.url), status, statusText, url.host, proxyUrlHasCredentials(proxy.url));
+      })
+    : undefined;
+  const via = proxy ? ` through proxy ${redactProxyUrl(proxy.url)}` : '';
+  return new Promise((resolve, reject) => {
+    const request = (url.protocol === 'https:' ? https : http).request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(timeoutMs),
+      ...(agent ? { agent } : {}),
+    });
+    request.once('error', (error) => reject(proxyRefusal ?? new Error(`cannot reach the relay's registry at ${base}${via}: ${error.message}`)));
+    request.once('response', (response) => {
+      if (proxyRefusal) {
+        response.resume();
+        return reject(proxyRefusal);
+      }
+      const status = response.statusCode ?? 0;
+      const tooLarge = () => {
+        response.destroy();
+        reject(new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered more than a connect answer holds'));
+      };
+      if (Number(response.headers['content-length'] ?? 0) > MAX_ANSWER_BYTES) return tooLarge();
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) return tooLarge();
+        chunks.push(chunk);
+      });
+      response.once('end', () => resolve({ status, text: Buffer.concat(chunks).toString('utf8') }));
+      response.once('error', (error) => reject(new Error(`cannot read the answer of the relay's registry at ${base}${via}: ${error.message}`)));
+    });
+    request.end(body);
+  });
 }

@@ -142,10 +142,11 @@ export class JsonRpcConnection {
   }
 
   /** Sends one binary message; rejects where the transport carries none, over the size cap, or closed. */
-  sendBinary(message: Uint8Array): Promise<void> {
+  sendBinary(message: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message, { cause: this.closedWith }));
     if (!this.transport.sendBinary) return Promise.reject(new Error(`the ${this.transport.kind} transport carries no binary messages`));
-    if (message.byteLength > this.maxMessageBytes) {
+    const byteLength = message instanceof Uint8Array ? message.byteLength : message.reduce((sum, part) => sum + part.byteLength, 0);
+    if (byteLength > this.maxMessageBytes) {
       return Promise.reject(new RpcError(ErrorCode.InvalidRequest, `message exceeds ${this.maxMessageBytes} bytes`));
     }
     return this.transport.sendBinary(message);

@@ -12,7 +12,7 @@
  * after which the channel takes libp2p-noise's cipher states over (secure-connection-hook.ts) and
  * moves the Noise transport messages itself (transport-message.ts) instead of libp2p-noise's
  * pipeline, without its per-record generators and copies; the established channel (noise-message-channel.ts) with its
- * plaintext framing in ≤ 60 KiB records (plaintext-framing.ts) and its bounded outbound buffer
+ * plaintext framing in records of ≤ 65,518 bytes (plaintext-framing.ts) and its bounded outbound buffer
  * (record-queue.ts); options (channel-options.ts) and errors (noise-channel-error.ts,
  * error-classification.ts, record-authentication.ts). Outbound messages are sealed into buffers
  * the duplex can send without another copy (`ByteDuplex.allocateChunk`). See docs/performance.md.

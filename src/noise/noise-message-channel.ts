@@ -89,20 +89,21 @@ export class NoiseMessageChannel implements SecureChannel {
 
   /**
    * One binary message (the `binaryOutput` extension) in a binary frame: its 8-byte header, then
-   * `message` itself cut into records (views, no copy). Ordered with `send`.
+   * `message` itself (or its parts, in order), packed into records as they are (views, no copy).
+   * Ordered with `send`.
    */
-  sendBinary(message: Uint8Array): Promise<void> {
+  sendBinary(message: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.isClosed) return Promise.reject(this.closedError());
-    if (message.byteLength > this.maxMessageBytes) {
+    const parts = message instanceof Uint8Array ? [message] : message;
+    let byteLength = 0;
+    for (const part of parts) byteLength += part.byteLength;
+    if (byteLength > this.maxMessageBytes) {
       return Promise.reject(
-        new NoiseChannelError('message-too-large', `message of ${message.byteLength} bytes exceeds the maximum of ${this.maxMessageBytes} bytes`),
+        new NoiseChannelError('message-too-large', `message of ${byteLength} bytes exceeds the maximum of ${this.maxMessageBytes} bytes`),
       );
     }
-    const header = encodeBinaryFrameHeader(message.byteLength);
-    const sent = this.sendChain.then(async () => {
-      await this.enqueueMessage(header);
-      await this.enqueueMessage(message);
-    });
+    const framed = [encodeBinaryFrameHeader(byteLength), ...parts];
+    const sent = this.sendChain.then(() => this.enqueueMessage(framed));
     this.sendChain = sent.catch(() => undefined);
     return sent;
   }
@@ -194,13 +195,12 @@ export class NoiseMessageChannel implements SecureChannel {
 
   /**
    * Sends called while open are written even if a clean close follows; a failure drops them.
-   * `framed` is the header and body; it is cut into records of at most 60 KiB (views, no copy).
+   * `framed` is the header and body (one buffer, or its parts), queued as is: the record queue
+   * cuts the queued bytes into records of MAX_RECORD_PLAINTEXT_BYTES (views, no copy).
    */
-  private async enqueueMessage(framed: Uint8Array): Promise<void> {
+  private async enqueueMessage(framed: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.closeError !== undefined) throw this.closedError();
-    for (let offset = 0; offset < framed.byteLength; offset += MAX_RECORD_PLAINTEXT_BYTES) {
-      await this.outbound.push(framed.subarray(offset, Math.min(offset + MAX_RECORD_PLAINTEXT_BYTES, framed.byteLength)));
-    }
+    await this.outbound.push(framed);
   }
 
   /** The outbound records as Noise transport messages, one chunk each. */

@@ -7,14 +7,25 @@
  * binary  = 0xFFFFFFFE  length:u32be  bytes[length]   a binary message (`binaryOutput`), length ≤ maxMessageBytes
  * ```
  *
- * The framed byte stream is cut into records of at most 60 KiB, each written as one Noise transport
- * message (≤ 65,535 bytes with its 16-byte tag). A declared length above the maximum fails the
+ * The framed byte stream is cut into records of at most MAX_RECORD_PLAINTEXT_BYTES (65,518), each
+ * written as one Noise transport message (≤ 65,535 bytes with its 16-byte tag); records are packed
+ * full while bytes are queued, regardless of message boundaries. A declared length above the maximum fails the
  * channel before any buffer of that size is allocated.
  */
+import { MAX_SEGMENT_PAYLOAD_BYTES } from '../relay-frame/limits.js';
 import { NoiseChannelError } from './noise-channel-error.js';
+import { MAX_NOISE_MESSAGE_BYTES, NOISE_LENGTH_BYTES, NOISE_TAG_BYTES } from './transport-message.js';
 
-/** Largest plaintext carried by one Noise transport message (the reference relay's record size). */
-export const MAX_RECORD_PLAINTEXT_BYTES = 60 * 1024;
+/**
+ * Largest plaintext this side puts in one Noise transport message: 65,518 bytes, so that the Noise
+ * message with its 2-byte length and 16-byte tag is 65,536 bytes, exactly one relay segment
+ * (MAX_SEGMENT_PAYLOAD_BYTES), one below the Noise limit (65,535 − 16 = 65,519). Receivers take any
+ * record up to the Noise limit (earlier builds sent at most 60 KiB; old and new interoperate both ways).
+ */
+export const MAX_RECORD_PLAINTEXT_BYTES = Math.min(
+  MAX_NOISE_MESSAGE_BYTES - NOISE_TAG_BYTES,
+  MAX_SEGMENT_PAYLOAD_BYTES - NOISE_LENGTH_BYTES - NOISE_TAG_BYTES,
+);
 /** The length field value that marks an abort frame; every message length is below it. */
 export const ABORT_MARKER = 0xffffffff;
 const MAX_ABORT_REASON_BYTES = 1024;

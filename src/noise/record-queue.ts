@@ -1,11 +1,15 @@
 import { FifoQueue } from '../queue/fifo-queue.js';
 
 /**
- * FIFO of plaintext records with a byte bound: `push` waits while the bound is reached, which is
- * how `send` feels backpressure from the Noise pipeline and the raw sink.
+ * FIFO of framed plaintext with a byte bound: `push` waits while the bound is reached, which is how
+ * `send` feels backpressure from the Noise pipeline and the raw sink. The consumer takes it as
+ * Noise records packed full: the queued bytes are one stream, cut into records of `maxRecordBytes`
+ * regardless of where the pushed buffers start and end (views, never a copy).
  */
 export class RecordQueue {
-  private readonly queued = new FifoQueue<Uint8Array>((record) => record.byteLength);
+  private readonly queued = new FifoQueue<Uint8Array>((buffer) => buffer.byteLength);
+  /** Bytes of the oldest queued buffer already handed out in a record. */
+  private headOffset = 0;
   private ended = false;
   private failure: Error | undefined;
   private wakeConsumer: (() => void) | undefined;
@@ -13,18 +17,27 @@ export class RecordQueue {
 
   constructor(private readonly capacityBytes: number) {}
 
-  async push(record: Uint8Array, options: { unbounded?: boolean } = {}): Promise<void> {
+  /** Bytes queued and not yet handed out in a record. */
+  get queuedBytes(): number {
+    return this.queued.byteLength - this.headOffset;
+  }
+
+  /** Queues `buffers` together (no record is cut between them while the consumer waits). */
+  async push(buffers: Uint8Array | readonly Uint8Array[], options: { unbounded?: boolean } = {}): Promise<void> {
+    const list = buffers instanceof Uint8Array ? [buffers] : buffers;
+    let byteLength = 0;
+    for (const buffer of list) byteLength += buffer.byteLength;
     while (
       this.failure === undefined &&
       options.unbounded !== true &&
-      this.queued.byteLength > 0 &&
-      this.queued.byteLength + record.byteLength > this.capacityBytes
+      this.queuedBytes > 0 &&
+      this.queuedBytes + byteLength > this.capacityBytes
     ) {
       await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
     }
     if (this.failure !== undefined) throw this.failure;
     if (this.ended) throw new Error('record queue already ended');
-    this.queued.push(record);
+    for (const buffer of list) this.queued.push(buffer);
     this.notifyConsumer();
   }
 
@@ -39,33 +52,22 @@ export class RecordQueue {
     if (this.failure !== undefined) return;
     this.failure = error;
     this.queued.clear();
+    this.headOffset = 0;
     this.notifySpace();
     this.notifyConsumer();
   }
 
   /**
-   * Yields the queued bytes as Noise records: a large record as is, consecutive small ones
-   * coalesced up to `maxRecordBytes` (fewer, fuller Noise messages for bursts of small messages).
+   * Yields the queued bytes as Noise records, each the parts (views) of one record's plaintext:
+   * as many bytes as are queued, up to `maxRecordBytes`. Never waits for more bytes than are there.
    */
-  async *records(maxRecordBytes: number): AsyncGenerator<Uint8Array> {
+  async *records(maxRecordBytes: number): AsyncGenerator<Uint8Array[]> {
     for (;;) {
       if (this.failure !== undefined) return;
-      const first = this.take();
-      if (first !== undefined) {
-        let next = this.queued.peek();
-        if (next === undefined || first.byteLength + next.byteLength > maxRecordBytes) {
-          yield first;
-          continue;
-        }
-        const parts = [first];
-        let size = first.byteLength;
-        while (next !== undefined && size + next.byteLength <= maxRecordBytes) {
-          parts.push(next);
-          size += next.byteLength;
-          this.take();
-          next = this.queued.peek();
-        }
-        yield Buffer.concat(parts, size);
+      if (this.queued.length > 0) {
+        const parts = this.take(maxRecordBytes);
+        this.notifySpace();
+        if (parts.length > 0) yield parts;
         continue;
       }
       if (this.ended) return;
@@ -75,10 +77,25 @@ export class RecordQueue {
     }
   }
 
-  private take(): Uint8Array | undefined {
-    const record = this.queued.shift();
-    if (record !== undefined) this.notifySpace();
-    return record;
+  /** Takes up to `maxBytes` from the front, cutting the last buffer taken if it does not fit. */
+  private take(maxBytes: number): Uint8Array[] {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    while (size < maxBytes) {
+      const head = this.queued.peek();
+      if (head === undefined) break;
+      const take = Math.min(head.byteLength - this.headOffset, maxBytes - size);
+      if (take > 0) {
+        parts.push(this.headOffset === 0 && take === head.byteLength ? head : head.subarray(this.headOffset, this.headOffset + take));
+        size += take;
+        this.headOffset += take;
+      }
+      if (this.headOffset === head.byteLength) {
+        this.queued.shift();
+        this.headOffset = 0;
+      }
+    }
+    return parts;
   }
 
   private notifyConsumer(): void {

@@ -8,18 +8,21 @@ import { RecordAuthenticationError } from './record-authentication.js';
 import type { NoiseCipherPair } from './secure-connection-hook.js';
 
 /** Bytes of a Noise message's length prefix (u16be) on the wire. */
-const NOISE_LENGTH_BYTES = 2;
+export const NOISE_LENGTH_BYTES = 2;
 /** ChaCha20-Poly1305 tag bytes at the end of every Noise transport message. */
-const NOISE_TAG_BYTES = 16;
+export const NOISE_TAG_BYTES = 16;
+/** Largest Noise message (ciphertext and tag): its length is a u16. */
+export const MAX_NOISE_MESSAGE_BYTES = 65_535;
 
 /**
- * Encrypts one plaintext record into a Noise transport message, written into one buffer from
- * `allocateChunk` (the duplex's, so it can be sent without another copy).
+ * Encrypts one plaintext record, given as its parts (views, in order), into a Noise transport
+ * message written into one buffer from `allocateChunk` (the duplex's, so it can be sent without
+ * another copy). The parts go to the cipher as they are: no concatenation of the plaintext.
  */
-export function sealTransportMessage(cipher: NoiseCipherPair, record: Uint8Array, allocateChunk: (length: number) => Uint8Array): Uint8Array {
-  // A list in, a list out: libp2p-noise's node:crypto path then returns [ciphertext, tag]
+export function sealTransportMessage(cipher: NoiseCipherPair, record: readonly Uint8Array[], allocateChunk: (length: number) => Uint8Array): Uint8Array {
+  // A list in, a list out: libp2p-noise's node:crypto path then returns [ciphertext..., tag]
   // without concatenating them (small records take its WebAssembly path and return one array).
-  const sealed = cipher.encrypt(new Uint8ArrayList(record));
+  const sealed = cipher.encrypt(new Uint8ArrayList(...record));
   const length = sealed.byteLength;
   const message = allocateChunk(NOISE_LENGTH_BYTES + length);
   message[0] = length >>> 8;

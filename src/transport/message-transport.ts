@@ -36,9 +36,10 @@ export interface MessageTransport {
   /**
    * Binary messages (the `binaryOutput` extension), on transports that carry them (WebSocket binary
    * frames, the Noise channel's binary frames; not stdio). Same ordering and backpressure as `send`:
-   * text and binary messages are delivered in one order.
+   * text and binary messages are delivered in one order. The message may be given as its parts, in
+   * order (one message all the same), so that a header and a body are never copied together first.
    */
-  sendBinary?(message: Uint8Array): Promise<void>;
+  sendBinary?(message: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /** Receives binary messages; a transport with no such listener treats them as it always did. */
   onBinaryMessage?(listener: (message: Uint8Array) => void): void;
 }

@@ -52,12 +52,14 @@ export class WebSocketTransport implements MessageTransport {
   }
 
   /** One binary WebSocket frame (the `binaryOutput` extension); same ordering and backpressure as `send`. */
-  sendBinary(message: Uint8Array): Promise<void> {
+  sendBinary(message: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.isClosed || this.socket.readyState !== WebSocket.OPEN) {
       return Promise.reject(new Error('transport closed'));
     }
+    // A WebSocket frame takes one buffer: parts are joined here (one copy, as the sender's encoding would have).
+    const whole = message instanceof Uint8Array ? message : message.length === 1 ? message[0]! : Buffer.concat(message);
     return new Promise((resolve, reject) => {
-      this.socket.send(message, { binary: true }, (error) => (error ? reject(error) : resolve()));
+      this.socket.send(whole, { binary: true }, (error) => (error ? reject(error) : resolve()));
     });
   }
 

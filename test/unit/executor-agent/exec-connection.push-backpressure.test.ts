@@ -31,7 +31,7 @@ function stalledRpc() {
 }
 
 function fakeSession() {
-  const state = { paused: false, changes: [] as boolean[] };
+  const state = { paused: false, changes: [] as boolean[], coalescedFlushes: 0 };
   const session = {
     get isOutputPaused() {
       return state.paused;
@@ -40,6 +40,9 @@ function fakeSession() {
       if (paused === state.paused) return;
       state.paused = paused;
       state.changes.push(paused);
+    },
+    flushCoalescedOutput() {
+      state.coalescedFlushes++;
     },
   };
   return { session: session as unknown as Session, state };
@@ -78,5 +81,18 @@ describe('ExecConnection push backpressure', () => {
     return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
       expect(state.changes).toEqual([true, false]);
     });
+  });
+
+  it('reports sends in flight, and has the session publish coalesced output once every push settled', async () => {
+    const { conn, state, flush } = connection(64 * 1024);
+    expect(conn.outputInFlight).toBe(false);
+    conn.pushProcessEvent('p', output(1, 1024));
+    conn.pushProcessEvent('p', output(2, 1024));
+    expect(conn.outputInFlight).toBe(true);
+    expect(state.coalescedFlushes).toBe(0);
+    flush();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(conn.outputInFlight).toBe(false);
+    expect(state.coalescedFlushes).toBe(1);
   });
 });

@@ -104,7 +104,7 @@ describe('noise channel: round trip', () => {
     expect(agent.closed).toBe(true);
   });
 
-  it('frames each record at most 60 KiB of plaintext (Noise messages stay under 65,535 bytes)', async () => {
+  it('frames each record at most MAX_RECORD_PLAINTEXT_BYTES of plaintext, packed full (Noise messages fit 65,535 bytes and one 64 KiB relay segment)', async () => {
     const sizes: number[] = [];
     const { client, agent } = await connectedPair({
       duplex: {
@@ -115,13 +115,58 @@ describe('noise channel: round trip', () => {
       },
     });
     const atAgent = collect(agent);
+    const handshakeChunks = sizes.length;
     const message = 'y'.repeat(1024 * 1024);
     await client.send(message);
     await waitFor(() => atAgent.messages.length === 1);
     expect(atAgent.messages[0]).toBe(message);
     // 2-byte Noise length prefix + ciphertext + 16-byte tag.
+    expect(MAX_RECORD_PLAINTEXT_BYTES).toBe(65_518);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(2 + MAX_RECORD_PLAINTEXT_BYTES + 16);
-    expect(Math.max(...sizes)).toBeLessThanOrEqual(2 + 65_535);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(65_536);
+    // Packed full: 1 MiB + its 4-byte header in 17 records, all but the last of the maximum size.
+    const records = sizes.slice(handshakeChunks);
+    expect(records.length).toBe(Math.ceil((1024 * 1024 + 4) / MAX_RECORD_PLAINTEXT_BYTES));
+    expect(records.slice(0, -1).every((size) => size === 2 + MAX_RECORD_PLAINTEXT_BYTES + 16)).toBe(true);
+    client.close();
+  });
+
+  it('carries binary messages of every size, in order with text, packing the 8-byte frame header into the record of its body', async () => {
+    const sizes: number[] = [];
+    const { client, agent } = await connectedPair({
+      clientMax: 1024 * 1024,
+      duplex: {
+        tamperAToB: (chunk) => {
+          sizes.push(chunk.byteLength);
+          return chunk;
+        },
+      },
+    });
+    const received: Array<string | Buffer> = [];
+    agent.onMessage((message) => received.push(message));
+    agent.onBinaryMessage!((message) => received.push(Buffer.from(message)));
+    // A body that with its 8-byte header fills one record exactly travels as one Noise message.
+    const oneRecord = Buffer.alloc(MAX_RECORD_PLAINTEXT_BYTES - 8, 1);
+    await client.sendBinary!(oneRecord);
+    await waitFor(() => received.length === 1);
+    expect(sizes.filter((size) => size > 1000)).toEqual([2 + MAX_RECORD_PLAINTEXT_BYTES + 16]);
+    const bodies = [0, 1, 4096, 65_536 + 20, 3 * MAX_RECORD_PLAINTEXT_BYTES + 5].map((length, index) => {
+      const body = Buffer.alloc(length);
+      for (let i = 0; i < length; i++) body[i] = (i * 7 + index) & 0xff;
+      return body;
+    });
+    const sends: Array<Promise<void>> = [];
+    for (const [index, body] of bodies.entries()) {
+      // Odd ones given as parts (a header and the rest): one message all the same.
+      sends.push(client.sendBinary!(index % 2 === 1 ? [body.subarray(0, 1), body.subarray(1)] : body));
+      sends.push(client.send(`"text ${index}"`));
+    }
+    await Promise.all(sends);
+    await waitFor(() => received.length === 1 + 2 * bodies.length);
+    expect(received[0]).toEqual(oneRecord);
+    expect(received.slice(1)).toEqual(bodies.flatMap((body, index) => [body, `"text ${index}"`]));
+    await expect(client.sendBinary!([Buffer.alloc(3), Buffer.alloc(1024 * 1024)])).rejects.toThrow('message of 1048579 bytes exceeds the maximum of 1048576 bytes');
+    expect(client.closed).toBe(false);
     client.close();
   });
 
