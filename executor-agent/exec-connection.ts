@@ -1,9 +1,9 @@
 import type { JsonRpcConnection, RequestContext, ResponseOutcome } from '../src/jsonrpc/connection.js';
-import type { NotificationMessage } from '../src/jsonrpc/message.js';
+import { UNKNOWN_REQUEST_ID, type NotificationMessage } from '../src/jsonrpc/message.js';
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
-import { ClientNotification, Method, ServerNotification } from '../src/protocol/methods.js';
-import { InitializeParams, type InitializeResult, type SessionCapabilities } from '../src/protocol/session.js';
-import { encodeBinaryProcessOutput } from '../src/protocol/binary-output.js';
+import { ClientNotification, FsMethod, Method, ServerNotification } from '../src/protocol/methods.js';
+import { InitializedParams, InitializeParams, type InitializeResult, type SessionCapabilities } from '../src/protocol/session.js';
+import { decodeBinaryMessage, encodeBinaryProcessOutput } from '../src/protocol/binary-message.js';
 import { parseOrThrow } from '../src/protocol/validation.js';
 import { processOutputParamsJson } from '../src/protocol/process.js';
 import type { Logger } from '../src/logging/logger.js';
@@ -21,8 +21,8 @@ const EMPTY_CHUNK = new Uint8Array(0);
 
 /** The execrelay extensions this agent offers at `initialize`. */
 const AGENT_CAPABILITIES: SessionCapabilities = { ptyResize: true, fileTransfer: true };
-/** … and to a client that asked for `binaryOutput`, on a transport that carries binary messages (WebSocket, Noise; not stdio). */
-const AGENT_CAPABILITIES_WITH_BINARY: SessionCapabilities = { ...AGENT_CAPABILITIES, binaryOutput: true };
+/** … and on a transport that carries binary messages (WebSocket, Noise; not stdio), the binary paths (taken up in `initialized`). */
+const AGENT_CAPABILITIES_WITH_BINARY: SessionCapabilities = { ...AGENT_CAPABILITIES, binaryOutput: true, binaryFileBlocks: true };
 
 /** Where this connection stands among the agent's clients. */
 export interface ConnectionScope {
@@ -63,8 +63,10 @@ export class ExecConnection implements SessionAttachment {
   private readonly agentBudget: ByteBudget | undefined;
   private readonly audit: ConnectionAudit | undefined;
   private readonly draining: () => boolean;
-  /** True once the client asked for `binaryOutput` at `initialize` and this connection offered it. */
+  /** True once the client took `binaryOutput` up (`initialized`; an older client: `initialize {capabilities}`) on a binary transport. */
   private binaryOutput = false;
+  /** True once the client took `binaryFileBlocks` up in `initialized` on a binary transport. */
+  private binaryFileBlocks = false;
 
   constructor(
     private readonly rpc: JsonRpcConnection,
@@ -85,6 +87,7 @@ export class ExecConnection implements SessionAttachment {
       telemetry ? this.handleObservedRequest(telemetry, method, params, context) : this.handleRequest(method, params, context),
     );
     rpc.setNotificationHandler((notification) => this.handleNotification(notification));
+    rpc.setBinaryMessageHandler((bytes) => this.handleBinaryMessage(bytes));
     if (telemetry) this.connectionClosed = telemetry.connectionOpened(rpc.transport.kind);
     rpc.onResponse((context, outcome) => this.responseQueued(context, outcome));
     rpc.onClose(() => this.handleClose());
@@ -211,6 +214,7 @@ export class ExecConnection implements SessionAttachment {
       config: this.config,
       notify: (notifyMethod, notifyParams) => this.rpc.notify(notifyMethod, notifyParams),
       admitResponseBytes: (bytes) => this.admitResponseBytes(context, bytes),
+      ...(this.binaryFileBlocks ? { binaryFileBlocks: true } : {}),
       ...(this.telemetry ? { telemetry: this.telemetry.process } : {}),
       ...(this.audit ? { auditProcess: this.audit.processStarting.bind(this.audit, session.id) } : {}),
     };
@@ -234,19 +238,57 @@ export class ExecConnection implements SessionAttachment {
     }
     const params = parseOrThrow(InitializeParams, rawParams);
     if (!params.resumeSessionId && this.draining()) throw drainingError('sessions');
-    // Before the session attaches: a resumed session's events may be pushed at once.
+    // An older client asks in `initialize {capabilities}` (today's take it up in `initialized`). Set
+    // before the session attaches: a resumed session's events may be pushed at once.
     this.binaryOutput = params.capabilities?.binaryOutput === true && this.rpc.carriesBinary;
     this.session = this.registry.open(this, params.resumeSessionId, this.owner);
     this.audit?.sessionOpened(this.session.id, Boolean(params.resumeSessionId));
     this.logger.debug({ resumed: Boolean(params.resumeSessionId) }, 'session attached');
-    const capabilities = this.binaryOutput ? AGENT_CAPABILITIES_WITH_BINARY : AGENT_CAPABILITIES;
+    const capabilities = this.rpc.carriesBinary ? AGENT_CAPABILITIES_WITH_BINARY : AGENT_CAPABILITIES;
     const result: InitializeResult = { sessionId: this.session.id, capabilities };
     return result;
   }
 
   private handleNotification(notification: NotificationMessage): void {
-    if (notification.method === ClientNotification.Initialized) return;
+    if (notification.method === ClientNotification.Initialized) return this.initialized(notification.params);
     throw new RpcError(ErrorCode.InvalidRequest, `unexpected notification: ${notification.method.slice(0, 100)}`);
+  }
+
+  /**
+   * `initialized`: the binary paths the client takes up (offered only on a binary transport), from
+   * this message on (messages are handled in order, so its next request may be binary). Params of
+   * another shape, or before `initialize`, take nothing up.
+   */
+  private initialized(rawParams: unknown): void {
+    const params = InitializedParams.safeParse(rawParams ?? {});
+    if (!params.success || !this.session || !this.rpc.carriesBinary) return;
+    if (params.data.binaryOutput === true) this.binaryOutput = true;
+    if (params.data.binaryFileBlocks === true) this.binaryFileBlocks = true;
+  }
+
+  /**
+   * A binary message from the client: with `binaryFileBlocks` taken up, an `fs/writeBlock` request,
+   * handed to the JSON-RPC connection as a request (the same queue, handler and limits as a JSON
+   * one, answered in JSON). Anything else is answered -32600: on the request's id once it was read,
+   * else on id -1.
+   */
+  private handleBinaryMessage(bytes: Uint8Array): void {
+    const unexpected = { code: ErrorCode.InvalidRequest, message: 'invalid request: unexpected binary message' };
+    if (!this.binaryFileBlocks) return this.rpc.rejectRequest(UNKNOWN_REQUEST_ID, unexpected);
+    const decoded = decodeBinaryMessage(bytes);
+    if (!decoded.ok) {
+      return this.rpc.rejectRequest(decoded.requestId ?? UNKNOWN_REQUEST_ID, {
+        code: ErrorCode.InvalidRequest,
+        message: `invalid request: malformed binary message: ${decoded.reason}`,
+      });
+    }
+    const message = decoded.message;
+    if (message.kind !== 'fsWriteBlock') return this.rpc.rejectRequest(UNKNOWN_REQUEST_ID, unexpected);
+    this.rpc.receiveDecodedRequest({
+      id: message.requestId,
+      method: FsMethod.WriteBlock,
+      params: { handleId: message.handleId, offset: message.offset, chunk: message.chunk },
+    });
   }
 
   private handleClose(): void {

@@ -1,5 +1,5 @@
 import { chmod, stat, utimes } from 'node:fs/promises';
-import { FsCommitWriteParams, FsGetAttributesParams, FsOpenWriteParams, FsSetAttributesParams, FsWriteBlockParams, type FsGetAttributesResult } from '../src/protocol/fs.js';
+import { FsCommitWriteParams, FsGetAttributesParams, FsOpenWriteParams, FsSetAttributesParams, FsWriteBlockBytesParams, FsWriteBlockParams, type FsGetAttributesResult } from '../src/protocol/fs.js';
 import { FsMethod } from '../src/protocol/methods.js';
 import { base64Bytes, parseOrThrow } from '../src/protocol/validation.js';
 import { invalidInput } from './fs-errors.js';
@@ -20,12 +20,26 @@ async function openWriteHandler(rawParams: unknown, context: HandlerContext): Pr
   return { handleId: params.handleId };
 }
 
+/**
+ * `fs/writeBlock` from JSON (`chunk` in base64) or from a binary message (`binaryFileBlocks`: `chunk`
+ * already bytes, a Buffer, which no JSON message can produce): one path to the write handle, with
+ * the same checks and errors.
+ */
 async function writeBlockHandler(rawParams: unknown, context: HandlerContext): Promise<unknown> {
+  const { handleId, offset, bytes } = writeBlockOf(rawParams);
+  await context.session.writeHandles.write(handleId, offset, bytes);
+  return {};
+}
+
+function writeBlockOf(rawParams: unknown): { handleId: string; offset: number; bytes: Buffer } {
+  if (rawParams !== null && typeof rawParams === 'object' && Buffer.isBuffer((rawParams as { chunk?: unknown }).chunk)) {
+    const params = parseOrThrow(FsWriteBlockBytesParams, rawParams);
+    return { handleId: params.handleId, offset: params.offset, bytes: params.chunk };
+  }
   const params = parseOrThrow(FsWriteBlockParams, rawParams);
   const decoded = base64Bytes.safeParse(params.chunk);
   if (!decoded.success) throw invalidInput('fs/writeBlock requires valid base64 chunk: not valid base64');
-  await context.session.writeHandles.write(params.handleId, params.offset, decoded.data);
-  return {};
+  return { handleId: params.handleId, offset: params.offset, bytes: decoded.data };
 }
 
 async function commitWriteHandler(rawParams: unknown, context: HandlerContext): Promise<unknown> {

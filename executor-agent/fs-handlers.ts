@@ -12,6 +12,8 @@ import type { HandlerContext, HandlerTable, MethodHandler } from './handler-tabl
 import { confinementFor, isInside, refusal, resolveExisting, type RootConfinement } from './root-confinement.js';
 import { base64ResponseBytes } from './response-budget.js';
 import { temporaryPathFor } from '../src/temporary-file-name.js';
+import { BinaryResponse } from '../src/jsonrpc/binary-response.js';
+import { BINARY_READ_BLOCK_HEADER_BYTES, encodeBinaryReadBlockResult } from '../src/protocol/binary-message.js';
 
 /** Room left for the JSON-RPC envelope when a file's base64 must fit in one message. */
 const MESSAGE_ENVELOPE_BYTES = 1024;
@@ -289,11 +291,17 @@ async function openHandler(rawParams: unknown, context: HandlerContext): Promise
   return { handleId: params.handleId };
 }
 
+/**
+ * `fs/readBlock`; on a connection that took `binaryFileBlocks` up, the result goes as one binary
+ * message (the raw bytes; JSON only where the request's id cannot be carried).
+ */
 async function readBlockHandler(rawParams: unknown, context: HandlerContext): Promise<unknown> {
   const params = parseOrThrow(FsReadBlockParams, rawParams);
-  await context.admitResponseBytes?.(base64ResponseBytes(params.len));
+  const binary = context.binaryFileBlocks === true;
+  await context.admitResponseBytes?.(binary ? BINARY_READ_BLOCK_HEADER_BYTES + params.len : base64ResponseBytes(params.len));
   const { bytes, eof } = await context.session.fileHandles.read(params.handleId, params.offset, params.len);
-  return { chunk: bytes.toString('base64'), eof };
+  const json = () => ({ chunk: bytes.toString('base64'), eof });
+  return binary ? new BinaryResponse((id) => encodeBinaryReadBlockResult(id, eof, bytes), json) : json();
 }
 
 async function closeHandler(rawParams: unknown, context: HandlerContext): Promise<unknown> {

@@ -24,6 +24,8 @@ export interface HandlerContext {
    * the transport. Call before building a large result. Absent outside a connection (unit tests).
    */
   readonly admitResponseBytes?: (bytes: number) => Promise<void>;
+  /** True when the connection took `binaryFileBlocks` up: `fs/readBlock` answers with a binary message. */
+  readonly binaryFileBlocks?: boolean;
   /** With `--audit-log`: the audit lines of a process about to start (session-audit.ts). */
   readonly auditProcess?: (params: ProcessStartParams) => AuditedProcess;
 }

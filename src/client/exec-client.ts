@@ -3,7 +3,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { JsonRpcConnection, type CallOptions } from '../jsonrpc/connection.js';
 import type { NotificationMessage } from '../jsonrpc/message.js';
-import { ClientNotification, Method, ServerNotification } from '../protocol/methods.js';
+import { ClientNotification, FsMethod, Method, ServerNotification } from '../protocol/methods.js';
 import { toFileUri } from '../protocol/path-uri.js';
 import {
   ProcessClosedNotification,
@@ -20,8 +20,8 @@ import {
   type PtySize,
   type WriteStatus,
 } from '../protocol/process.js';
-import { InitializeResult, type InitializeParams, type SessionCapabilities } from '../protocol/session.js';
-import { decodeBinaryMessage } from '../protocol/binary-output.js';
+import { InitializeResult, type InitializedParams, type InitializeParams, type SessionCapabilities } from '../protocol/session.js';
+import { BINARY_MESSAGE_KIND, decodeBinaryMessage } from '../protocol/binary-message.js';
 import { parseOrThrow } from '../protocol/validation.js';
 import { ErrorCode, RpcError } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
@@ -31,7 +31,7 @@ import type { CodexRendezvousTarget } from './codex-rendezvous-target.js';
 import { clientRefusalIn, type ClientNotAuthorizedError } from './client-not-authorized-error.js';
 import { explainRefusal, REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
 import { ProcessTracker, READ_BUDGET_BYTES, type PushedProcessEvent, type SlowConsumerPolicy } from './process-tracker.js';
-import { FsClient } from './fs-client.js';
+import { FsClient, type ReadBlock } from './fs-client.js';
 import { ExecutorHttp, type ExecutorFetch } from './executor-fetch.js';
 import { HttpNotification } from '../protocol/methods.js';
 import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
@@ -51,11 +51,17 @@ export interface ExecClientOptions {
    */
   token?: string;
   /**
-   * Ask for the binary output path at `initialize` (`capabilities.binaryOutput`; default true): where
-   * the agent offers it back, output arrives as raw bytes instead of base64 in JSON. A codex server
-   * ignores the ask and offers nothing; `connectCodex` does not ask.
+   * Take the binary output path up where the agent offers it (`capabilities.binaryOutput` in its
+   * `initialize` result; default true): output then arrives as raw bytes instead of base64 in JSON.
+   * Taken up in `initialized`, which is sent unchanged (`{}`) to a peer that offers nothing (a codex
+   * server), so such a peer sees exactly the JSON wire.
    */
   binaryOutput?: boolean;
+  /**
+   * Likewise for `binaryFileBlocks` (default true): `fs/writeBlock` requests and `fs/readBlock`
+   * results as raw bytes.
+   */
+  binaryFileBlocks?: boolean;
   /**
    * Told each time the session was resumed on a new stream after its stream ended (the codex wire;
    * see CodexRendezvousTarget.recovery): why the stream ended, and the attempts it took.
@@ -153,6 +159,7 @@ export class ExecClient {
   private agentIdentityValue: string | undefined;
   private capabilities: SessionCapabilities = {};
   private binaryOutputOn = false;
+  private binaryFileBlocksOn = false;
   /** From `connectCodex` (or `overTransport`'s caller): the stream is replaced and the session resumed when it ends. */
   private reopener: StreamReopener | undefined;
   /** A session resume in progress (calls wait for it). */
@@ -185,7 +192,7 @@ export class ExecClient {
     // Each request carries W3C trace context: a client span under the caller's active context.
     const rpc = new JsonRpcConnection(transport, { maxMessageBytes: this.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, traceProvider: clientRequestTraceProvider() });
     rpc.setNotificationHandler((n) => this.handleNotification(n));
-    rpc.setBinaryMessageHandler((bytes) => this.handleBinaryMessage(bytes));
+    rpc.setBinaryMessageHandler((bytes) => this.handleBinaryMessage(rpc, bytes));
     rpc.onClose((error) => {
       if (rpc !== this.rpcValue) return;
       if (this.reopener && !this.closedByCaller && this.failure === undefined) {
@@ -318,7 +325,7 @@ export class ExecClient {
   static async connectCodex(target: CodexRendezvousTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
     const { openCodexRendezvousChannel, codexStreamReopener } = await import('./codex-rendezvous-channel.js');
     const { channel, executorFingerprint } = await openCodexRendezvousChannel(target);
-    const client = await ExecClient.overTransport(channel, { ...options, binaryOutput: false }, codexStreamReopener(target, executorFingerprint));
+    const client = await ExecClient.overTransport(channel, { ...options, binaryOutput: false, binaryFileBlocks: false }, codexStreamReopener(target, executorFingerprint));
     client.agentIdentityValue = executorFingerprint;
     return client;
   }
@@ -343,20 +350,26 @@ export class ExecClient {
   /** `initialize` (resuming `options.resumeSessionId` if given) and `initialized` on `rpc`. */
   private async initialize(rpc: JsonRpcConnection, options: ExecClientOptions): Promise<void> {
     const timeout = AbortSignal.timeout(options.connectTimeoutMs ?? 10_000);
-    // Asked for only where the transport carries binary messages; accepted from the moment it is asked
-    // (a resumed session's output may come before the answer).
-    this.binaryOutputOn = options.binaryOutput !== false && rpc.carriesBinary;
+    // Exactly the codex exec-server's params: no extension is asked for here (an agent offers its
+    // extensions in the result, and the client takes the binary paths up in `initialized`).
     const params: InitializeParams = {
       clientName: options.clientName ?? 'execrelay',
       ...(options.resumeSessionId ? { resumeSessionId: options.resumeSessionId } : {}),
-      ...(this.binaryOutputOn ? { capabilities: { binaryOutput: true } } : {}),
     };
     const result = parseOrThrow(InitializeResult, await rpc.request(Method.Initialize, params, { signal: timeout }), ErrorCode.Internal, 'invalid initialize result');
     if (options.resumeSessionId && result.sessionId !== options.resumeSessionId) throw new RpcError(ErrorCode.Internal, `the executor resumed session ${result.sessionId}, not ${options.resumeSessionId}`);
     this.sessionIdValue = result.sessionId;
     this.capabilities = result.capabilities ?? {};
-    this.binaryOutputOn &&= this.capabilities.binaryOutput === true;
-    await rpc.notify(ClientNotification.Initialized, {});
+    // Taken up only where offered, and only on a transport that carries binary messages; on from
+    // this side before `initialized` goes (the agent sends none before it has it).
+    const binary = rpc.carriesBinary;
+    this.binaryOutputOn = binary && options.binaryOutput !== false && this.capabilities.binaryOutput === true;
+    this.binaryFileBlocksOn = binary && options.binaryFileBlocks !== false && this.capabilities.binaryFileBlocks === true;
+    const takenUp: InitializedParams = {
+      ...(this.binaryOutputOn ? { binaryOutput: true } : {}),
+      ...(this.binaryFileBlocksOn ? { binaryFileBlocks: true } : {}),
+    };
+    await rpc.notify(ClientNotification.Initialized, takenUp);
   }
 
   get sessionId(): string {
@@ -482,7 +495,7 @@ export class ExecClient {
 
   /** Typed `fs/*` calls on this session (`client.fs.walk(...)`, `client.fs.readFile(...)`, ...). */
   get fs(): FsClient {
-    return (this.fsClient ??= new FsClient(this));
+    return (this.fsClient ??= new FsClient(this, { binaryFileBlocks: () => this.binaryFileBlocksOn }));
   }
 
   /** HTTP through the executor: `client.http.fetchWith({...})` for a fetch with its own bounds. */
@@ -500,6 +513,11 @@ export class ExecClient {
     return (await this.connection()).request(method, params, options);
   }
 
+  /** A request sent as one binary message where it can be (`JsonRpcConnection.requestBinary`); during a session resume it waits for the new stream. */
+  async requestBinary(method: string, encode: (id: number) => Uint8Array | undefined, jsonParams: () => unknown, options?: CallOptions): Promise<unknown> {
+    return (await this.connection()).requestBinary(method, encode, jsonParams, options);
+  }
+
   close(): void {
     this.closedByCaller = true;
     this.closing.abort();
@@ -513,17 +531,41 @@ export class ExecClient {
     else if (!full && this.fullEventBuffers === 0) this.rpc.transport.resumeReceiving();
   }
 
-  /** Whether output comes on the binary path (this client asked for `binaryOutput` and the agent offered it). */
+  /** Whether output comes on the binary path (the agent offered `binaryOutput` and this client took it up). */
   get usesBinaryOutput(): boolean {
     return this.binaryOutputOn;
   }
 
-  /** One binary output message: a `process/output` event; a malformed one is lost like a malformed notification. */
-  private handleBinaryMessage(bytes: Uint8Array): void {
-    if (!this.binaryOutputOn) throw new Error('binary message without binaryOutput');
+  /** Whether file blocks go on the binary path (the agent offered `binaryFileBlocks` and this client took it up). */
+  get usesBinaryFileBlocks(): boolean {
+    return this.binaryFileBlocksOn;
+  }
+
+  /**
+   * One binary message: a `process/output` event (`binaryOutput`) or the result of an `fs/readBlock`
+   * (`binaryFileBlocks`), on the connection `rpc` that carried it. A malformed one is lost like a
+   * malformed notification (an output gap is read again; a read result malformed past its id fails
+   * that call); a kind this client did not take up is answered with an error.
+   */
+  private handleBinaryMessage(rpc: JsonRpcConnection, bytes: Uint8Array): void {
     const decoded = decodeBinaryMessage(bytes);
-    if (!decoded.ok) return;
-    this.trackers.get(decoded.message.processId)?.push({ type: 'output', ...decoded.message });
+    if (!decoded.ok) {
+      if (decoded.requestId !== undefined && bytes[1] === BINARY_MESSAGE_KIND.fsReadBlockResult && this.binaryFileBlocksOn) {
+        const failure = new RpcError(ErrorCode.Internal, `invalid ${FsMethod.ReadBlock} result: malformed binary message: ${decoded.reason}`);
+        rpc.resolveBinaryResult(decoded.requestId, FsMethod.ReadBlock, failure);
+      }
+      return;
+    }
+    const message = decoded.message;
+    if (message.kind === 'processOutput' && this.binaryOutputOn) {
+      const { processId, seq, stream, chunk } = message;
+      this.trackers.get(processId)?.push({ type: 'output', processId, seq, stream, chunk });
+    } else if (message.kind === 'fsReadBlockResult' && this.binaryFileBlocksOn) {
+      const result: ReadBlock = { chunk: message.chunk, eof: message.eof };
+      rpc.resolveBinaryResult(message.requestId, FsMethod.ReadBlock, result);
+    } else {
+      throw new Error(`unexpected binary message (${message.kind})`);
+    }
   }
 
   private handleNotification(notification: NotificationMessage): void {

@@ -8,6 +8,7 @@ import { toFileUri } from '../protocol/path-uri.js';
 import { parseOrThrow } from '../protocol/validation.js';
 import type { JsonRpcConnection } from '../jsonrpc/connection.js';
 import { DEFAULT_WALK_OPTIONS } from '../protocol/fs-limits.js';
+import { encodeBinaryWriteBlock } from '../protocol/binary-message.js';
 
 /** A path on the agent: a native absolute path (`/srv/x`) or a `file://` URI. */
 export type RemotePath = string;
@@ -35,9 +36,28 @@ export interface ReadBlock {
   eof: boolean;
 }
 
+/** What FsClient calls through: a JSON-RPC connection (`requestBinary` for the `binaryFileBlocks` path). */
+export type FsConnection = Pick<JsonRpcConnection, 'request'> & Partial<Pick<JsonRpcConnection, 'requestBinary'>>;
+
+export interface FsClientOptions {
+  /**
+   * Whether the session took `binaryFileBlocks` up (`ExecClient.usesBinaryFileBlocks`): `writeBlock`
+   * then sends raw bytes in a binary message, and `readBlock` results come as one.
+   */
+  binaryFileBlocks?: () => boolean;
+}
+
+/** A `fs/readBlock` result that came as a binary message (its chunk already bytes, which no JSON result can be). */
+function isBinaryReadBlock(result: unknown): result is ReadBlock {
+  return result !== null && typeof result === 'object' && Buffer.isBuffer((result as { chunk?: unknown }).chunk);
+}
+
 /** Typed `fs/*` calls on an ExecClient's session (its connection). Every method rejects with the agent's RpcError. */
 export class FsClient {
-  constructor(private readonly client: Pick<JsonRpcConnection, 'request'>) {}
+  constructor(
+    private readonly client: FsConnection,
+    private readonly options: FsClientOptions = {},
+  ) {}
 
   private async call<S extends z.ZodType>(method: string, params: Record<string, unknown>, schema: S): Promise<z.output<S>> {
     const raw = await this.client.request(method, params);
@@ -99,8 +119,11 @@ export class FsClient {
     return (await this.call(FsMethod.Open, { handleId, path: toRemoteUri(file) }, FsOpenResult)).handleId;
   }
 
+  /** Up to `len` bytes at `offset` of a read handle (raw bytes on the `binaryFileBlocks` path, else base64 in JSON). */
   async readBlock(handleId: string, offset: number, len: number = DEFAULT_READ_BLOCK_BYTES): Promise<ReadBlock> {
-    const result = await this.call(FsMethod.ReadBlock, { handleId, offset, len }, FsReadBlockResult);
+    const raw = await this.client.request(FsMethod.ReadBlock, { handleId, offset, len });
+    if (isBinaryReadBlock(raw)) return raw;
+    const result = parseOrThrow(FsReadBlockResult, raw, ErrorCode.Internal, `invalid ${FsMethod.ReadBlock} result`);
     return { chunk: Buffer.from(result.chunk, 'base64'), eof: result.eof };
   }
 
@@ -117,10 +140,18 @@ export class FsClient {
     return (await this.call(FsMethod.OpenWrite, { handleId, path: toRemoteUri(file) }, FsOpenWriteResult)).handleId;
   }
 
-  /** Writes `chunk` (at most `FS_LIMITS.maxWriteBlockBytes`) at `offset` of a write handle. */
+  /**
+   * Writes `chunk` (at most `FS_LIMITS.maxWriteBlockBytes`) at `offset` of a write handle: on the
+   * `binaryFileBlocks` path one binary message with the raw bytes (no base64, no JSON text), else
+   * JSON with base64.
+   */
   async writeBlock(handleId: string, offset: number, chunk: Uint8Array): Promise<void> {
-    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    await this.call(FsMethod.WriteBlock, { handleId, offset, chunk: bytes.toString('base64') }, FsEmptyResult);
+    const asJson = () => ({ handleId, offset, chunk: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('base64') });
+    const raw =
+      this.client.requestBinary && this.options.binaryFileBlocks?.() === true
+        ? await this.client.requestBinary(FsMethod.WriteBlock, (id) => encodeBinaryWriteBlock(id, handleId, offset, chunk), asJson)
+        : await this.client.request(FsMethod.WriteBlock, asJson());
+    parseOrThrow(FsEmptyResult, raw, ErrorCode.Internal, `invalid ${FsMethod.WriteBlock} result`);
   }
 
   /** Renames the written file over its target, with `mode` (permission bits) and `modifiedAtMs` when given. */

@@ -1,6 +1,7 @@
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { ErrorCode, RpcError, type RpcErrorObject } from '../protocol/error-codes.js';
-import { isBinaryMessage } from '../protocol/binary-output.js';
+import { isBinaryMessage } from '../protocol/binary-message.js';
+import { BinaryResponse } from './binary-response.js';
 import {
   parseMessage,
   UNKNOWN_REQUEST_ID,
@@ -30,7 +31,7 @@ export interface RequestContext {
 
 export type RequestHandler = (method: string, params: unknown, context: RequestContext) => Promise<unknown> | unknown;
 export type NotificationHandler = (notification: NotificationMessage) => void;
-/** Handles one binary message (the `binaryOutput` extension): its bytes, first byte the magic. */
+/** Handles one binary message (`src/protocol/binary-message.ts`): its bytes, first byte the magic. */
 export type BinaryMessageHandler = (message: Uint8Array) => void;
 /** Called for inbound messages that were answered with an error without reaching a handler. */
 export type RejectedMessageListener = (reason: 'malformed' | 'oversized') => void;
@@ -135,7 +136,7 @@ export class JsonRpcConnection {
     this.binaryHandler = handler;
   }
 
-  /** Whether the transport carries binary messages (the agent offers `binaryOutput` only then). */
+  /** Whether the transport carries binary messages (the agent offers `binaryOutput` and `binaryFileBlocks` only then). */
   get carriesBinary(): boolean {
     return typeof this.transport.sendBinary === 'function';
   }
@@ -167,16 +168,65 @@ export class JsonRpcConnection {
 
   /** Sends a request and resolves with its `result`, or rejects with an RpcError. */
   request(method: string, params: unknown, options: CallOptions = {}): Promise<unknown> {
+    return this.call(method, options, (id, trace) => this.sendRaw(requestMessage(id, method, params, trace)));
+  }
+
+  /**
+   * Sends a request as one binary message (a negotiated binary path: `fs/writeBlock` of
+   * `binaryFileBlocks`) built by `encode` for its id, and resolves with the `result` of the JSON
+   * response that answers it. Where `encode` cannot carry it (it returns undefined), the request goes
+   * as JSON with `jsonParams()`. Without a binary transport it is a JSON request.
+   */
+  requestBinary(method: string, encode: (id: number) => Uint8Array | undefined, jsonParams: () => unknown, options: CallOptions = {}): Promise<unknown> {
+    return this.call(method, options, (id, trace) => {
+      const encoded = this.carriesBinary ? encode(id) : undefined;
+      return encoded ? this.sendBinary(encoded) : this.sendRaw(requestMessage(id, method, jsonParams(), trace));
+    });
+  }
+
+  /**
+   * Settles the pending call `id` with a result that came in a binary message (the `fs/readBlock`
+   * result of `binaryFileBlocks`), or fails it with `result` when that is an Error (a result that
+   * could not be decoded). A call of another method is failed (the peer answered it with the wrong
+   * kind of result); an unknown id (a late answer to an aborted call) is ignored. False when no call
+   * was pending under `id`.
+   */
+  resolveBinaryResult(id: number, method: string, result: unknown): boolean {
+    const call = this.pending.get(id);
+    if (!call) return false;
+    this.pending.delete(id);
+    if (result instanceof Error) call.reject(result);
+    else if (call.method === method) call.resolve(result);
+    else call.reject(new RpcError(ErrorCode.Internal, `invalid ${call.method} result: a binary ${method} result`));
+    return true;
+  }
+
+  /**
+   * Admits a request that arrived as a binary message, decoded by the connection's owner (the
+   * agent's `fs/writeBlock` of `binaryFileBlocks`): from here on it is handled exactly as a JSON
+   * request (the same limits, queue, handler and JSON response).
+   */
+  receiveDecodedRequest(request: RequestMessage): void {
+    if (this.isClosed) return;
+    this.admitRequest(request);
+  }
+
+  /** Answers a request id with an error without handling it (a binary request that could not be decoded past its id). */
+  rejectRequest(id: RequestId, error: RpcErrorObject): void {
+    this.rejectedListener?.('malformed');
+    this.sendError(id, error);
+  }
+
+  /** One call: its id, pending entry, abort and trace; `send` puts the request on the wire. */
+  private call(method: string, options: CallOptions, send: (id: number, trace: TraceCarrier | undefined) => Promise<void>): Promise<unknown> {
     if (this.isClosed) return Promise.reject(new TransportClosedError(this.closedWith?.message, { cause: this.closedWith }));
     if (this.pending.size >= this.maxPendingRequests) {
       return Promise.reject(new Error(`too many pending requests (limit ${this.maxPendingRequests})`));
     }
     const id = this.nextId++;
-    const message: RequestMessage = { id, method, params };
     if (options.signal?.aborted) return Promise.reject(new Error('request aborted'));
     const traced = options.trace ? undefined : this.traceProvider?.(method);
-    if (options.trace) message.trace = options.trace;
-    else if (traced?.trace) message.trace = traced.trace;
+    const trace = options.trace ?? traced?.trace;
     return new Promise<unknown>((resolve, reject) => {
       const signal = options.signal;
       const onAbort = () => {
@@ -193,7 +243,7 @@ export class JsonRpcConnection {
         fn(value);
       };
       this.pending.set(id, { resolve: settle(resolve, false), reject: settle(reject, true), method });
-      this.sendRaw(message).catch((error: unknown) => {
+      send(id, trace).catch((error: unknown) => {
         const call = this.pending.get(id);
         if (call) {
           this.pending.delete(id);
@@ -365,7 +415,12 @@ export class JsonRpcConnection {
       listener(context, outcome(false));
       return;
     }
-    this.sendRaw(error ? { id: context.id, error } : { id: context.id, result }).then(
+    const sent = error
+      ? this.sendRaw({ id: context.id, error })
+      : result instanceof BinaryResponse
+        ? this.sendBinaryResult(context.id, result)
+        : this.sendRaw({ id: context.id, result });
+    sent.then(
       () => listener(context, outcome(true)),
       (sendError: unknown) => {
         if (!error && sendError instanceof RpcError) {
@@ -376,6 +431,12 @@ export class JsonRpcConnection {
         listener(context, outcome(false));
       },
     );
+  }
+
+  /** A BinaryResponse: one binary message where the id and the transport allow, else its JSON. */
+  private sendBinaryResult(id: RequestId, result: BinaryResponse): Promise<void> {
+    const encoded = typeof id === 'number' && this.carriesBinary ? result.encode(id) : undefined;
+    return encoded ? this.sendBinary(encoded) : this.sendRaw({ id, result: result.json() });
   }
 
   private sendError(id: RequestId, error: RpcErrorObject): void {
@@ -395,6 +456,13 @@ export class JsonRpcConnection {
     this.queuedRequests.length = 0;
     for (const listener of this.closeListeners.splice(0)) listener(error);
   }
+}
+
+/** A request as JSON, its members in the order they have always been sent: `id`, `method`, `params`, `trace`. */
+function requestMessage(id: number, method: string, params: unknown, trace: TraceCarrier | undefined): RequestMessage {
+  const message: RequestMessage = { id, method, params };
+  if (trace) message.trace = trace;
+  return message;
 }
 
 /** Converts anything a handler threw into a wire error: never a stack trace. */

@@ -134,6 +134,12 @@ export type FsOpenWriteResult = z.output<typeof FsOpenWriteResult>;
 /** `chunk` is base64 of at most `FS_LIMITS.maxWriteBlockBytes` bytes, written at `offset` (-32600 otherwise). */
 export const FsWriteBlockParams = z.object({ handleId: callerId, offset: nonNegativeInt, chunk: z.string() });
 export type FsWriteBlockParams = z.output<typeof FsWriteBlockParams>;
+/**
+ * `fs/writeBlock` as the agent gets it from a binary message (`binaryFileBlocks`,
+ * `src/protocol/binary-message.ts`): the same params with `chunk` as raw bytes (which no JSON can be).
+ */
+export const FsWriteBlockBytesParams = FsWriteBlockParams.extend({ chunk: z.instanceof(Buffer) });
+export type FsWriteBlockBytesParams = z.output<typeof FsWriteBlockBytesParams>;
 
 /**
  * Flushes the temporary file, gives it `mode` (else an existing target's permission bits, else the

@@ -1,8 +1,10 @@
 import { z } from 'zod';
 
 /**
- * What a client asks for at `initialize` (execrelay extension; a codex client sends none).
- * `binaryOutput`: `process/output` as raw bytes (`src/protocol/binary-output.ts`).
+ * What an older execrelay client asked for in `initialize {capabilities}` (before the agent offered
+ * extensions first). Still honoured, so those clients keep the binary output path; today's client
+ * sends none and takes extensions up in `initialized` ({@link InitializedParams}). A codex client
+ * sends none.
  */
 export const ClientCapabilities = z.object({
   binaryOutput: z.boolean().optional(),
@@ -22,14 +24,16 @@ export type InitializeParams = z.output<typeof InitializeParams>;
  * so every capability is absent = not offered). `ptyResize`: `process/start {ptySize}` and
  * `process/resizePty`. `fileTransfer`: `fs/openWrite`, `fs/writeBlock`, `fs/commitWrite`,
  * `fs/getAttributes` and `fs/setAttributes` (streaming writes of any size, modes and mtimes).
- * `binaryOutput`: `process/output` as raw bytes (`src/protocol/binary-output.ts`) from here on; offered
- * only to a client that asked for it in `initialize {capabilities}` and only on transports that carry
- * binary messages (WebSocket, Noise; not stdio).
+ * `binaryOutput` (`process/output` as raw bytes) and `binaryFileBlocks` (`fs/writeBlock` requests
+ * and `fs/readBlock` results as raw bytes), both `src/protocol/binary-message.ts`: offered only on
+ * transports that carry binary messages (WebSocket, Noise; not stdio), and used only once the client
+ * took them up in `initialized` ({@link InitializedParams}).
  */
 export const SessionCapabilities = z.object({
   ptyResize: z.boolean().optional(),
   fileTransfer: z.boolean().optional(),
   binaryOutput: z.boolean().optional(),
+  binaryFileBlocks: z.boolean().optional(),
 });
 export type SessionCapabilities = z.output<typeof SessionCapabilities>;
 
@@ -39,3 +43,14 @@ export const InitializeResult = z.object({
 });
 export type InitializeResult = z.output<typeof InitializeResult>;
 
+/**
+ * `initialized` params (execrelay extension): the offered binary paths the client takes up, from
+ * this message on. A client sends them only to an agent that offered them, so a codex server gets
+ * `initialized {}` as before; a codex client sends none (or nothing), which takes nothing up. Any
+ * other shape is ignored, as the codex exec-server ignores these params.
+ */
+export const InitializedParams = z.object({
+  binaryOutput: z.boolean().optional(),
+  binaryFileBlocks: z.boolean().optional(),
+});
+export type InitializedParams = z.output<typeof InitializedParams>;

@@ -124,7 +124,7 @@ describe('process scenarios (raw wire)', () => {
     const other = await RawRpcClient.connect(running.url);
     try {
       const init = await other.request('initialize', { clientName: 'resize-test' });
-      expect(init.result.capabilities).toEqual({ ptyResize: true, fileTransfer: true });
+      expect(init.result.capabilities).toEqual({ ptyResize: true, fileTransfer: true, binaryOutput: true, binaryFileBlocks: true });
       other.notify('initialized', {});
       const script = 'stty size; read x; stty size';
       await other.request('process/start', startParams('sized', ['sh', '-c', script], { tty: true, ptySize: { cols: 132, rows: 50 } }));

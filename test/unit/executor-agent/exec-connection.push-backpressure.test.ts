@@ -15,6 +15,7 @@ function stalledRpc() {
     transport: { kind: 'memory' },
     setRequestHandler: () => undefined,
     setNotificationHandler: () => undefined,
+    setBinaryMessageHandler: () => undefined,
     onResponse: () => undefined,
     onClose: () => undefined,
     notifySerialized: (method: string, params: string) => {
