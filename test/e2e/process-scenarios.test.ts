@@ -3,6 +3,8 @@ import { pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { RawRpcClient, b64, unb64, type RawMessage } from '../support/raw-rpc-client.js';
 import { startAgent, type RunningAgent } from '../support/agent-harness.js';
+import { startRelay } from '../support/relay-harness.js';
+import { startCodexWireAgent } from '../support/codex-wire-agent.js';
 
 const cwd = pathToFileURL(os.tmpdir()).href;
 const PATH = process.env.PATH ?? '/usr/bin:/bin';
@@ -15,19 +17,55 @@ async function waitClosed(client: RawRpcClient, processId: string, timeoutMs = 1
   return client.waitFor((m) => m.method === 'process/closed' && m.params.processId === processId, timeoutMs);
 }
 
-/** The codex exec-server scenario list, over the raw wire against a real agent. */
-describe('process scenarios (raw wire)', () => {
-  let running: RunningAgent;
+/** Where the scenarios run: a way to open raw JSON-RPC connections to one agent, and to stop it. */
+interface ScenarioTarget {
+  connect(): Promise<RawRpcClient>;
+  stop(): Promise<void>;
+}
+
+const TARGETS: Array<{ name: string; start: () => Promise<ScenarioTarget> }> = [
+  {
+    name: 'raw wire, direct WebSocket',
+    async start() {
+      const running = await startAgent({ terminateGraceMs: 500, retainedOutputBytes: 64 * 1024 });
+      return { connect: () => RawRpcClient.connect(running.url), stop: () => running.stop() };
+    },
+  },
+  {
+    // An `execrelay agent --wire codex` process through the relay: hybrid IK, codex relay frames, §8 records.
+    name: 'codex wire through the relay to execrelay agent --wire codex',
+    async start() {
+      const relay = await startRelay();
+      try {
+        const agent = await startCodexWireAgent(relay.url, 'scenarios-codex', ['--terminate-grace-ms', '500', '--retained-output-bytes', String(64 * 1024)]);
+        return {
+          connect: () => agent.connectRaw(),
+          stop: async () => {
+            await agent.stop();
+            await relay.stop();
+          },
+        };
+      } catch (error) {
+        await relay.stop();
+        throw error;
+      }
+    },
+  },
+];
+
+/** The codex exec-server scenario list, over the raw wire against a real agent, on each target. */
+describe.each(TARGETS)('process scenarios ($name)', ({ start }) => {
+  let running: ScenarioTarget;
   let client: RawRpcClient;
 
   beforeAll(async () => {
-    running = await startAgent({ terminateGraceMs: 500, retainedOutputBytes: 64 * 1024 });
-    client = await RawRpcClient.connect(running.url);
+    running = await start();
+    client = await running.connect();
     await client.initialize();
   });
   afterAll(async () => {
-    client.close();
-    await running.stop();
+    client?.close();
+    await running?.stop();
   });
 
   it('starts and exits', async () => {
@@ -121,7 +159,7 @@ describe('process scenarios (raw wire)', () => {
   });
 
   it('offers ptyResize at initialize, sizes a tty at start (80x24 without ptySize) and resizes it', async () => {
-    const other = await RawRpcClient.connect(running.url);
+    const other = await running.connect();
     try {
       const init = await other.request('initialize', { clientName: 'resize-test' });
       expect(init.result.capabilities).toEqual({ ptyResize: true, fileTransfer: true });
