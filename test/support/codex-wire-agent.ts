@@ -24,6 +24,8 @@ export interface CodexWireAgent {
   dir: string;
   /** The authorized client's key (its file: `dir/client.hkey`). */
   clientKey: HybridKeyPair;
+  /** The agent process's pid (it changes on restart). */
+  readonly pid: number;
   /** The agent process's stderr so far. */
   stderr(): string;
   /** A raw JSON-RPC peer on a new codex stream (not initialized). */
@@ -69,6 +71,9 @@ export async function startCodexWireAgent(relayUrl: string, environmentId: strin
     environmentId,
     dir,
     clientKey,
+    get pid() {
+      return process.child.pid ?? -1;
+    },
     stderr: () => process.stderr(),
     async connectRaw() {
       const { channel } = await openCodexRendezvousChannel(target(clientKey));
