@@ -28,6 +28,8 @@ export interface CodexWireAgent {
   readonly pid: number;
   /** The agent process's stderr so far. */
   stderr(): string;
+  /** Resolves once the agent's stderr (pino, info level) holds `text` `times` times; rejects after `timeoutMs`. */
+  waitForLog(text: string, times?: number, timeoutMs?: number): Promise<void>;
   /** A raw JSON-RPC peer on a new codex stream (not initialized). */
   connectRaw(): Promise<RawRpcClient>;
   /** An initialized ExecClient on a new codex stream, pinning the agent's key. */
@@ -62,7 +64,7 @@ export async function startCodexWireAgent(relayUrl: string, environmentId: strin
     path.join(dir, 'authorized'),
     ...flags,
   ];
-  const launch = () => startCli(args, { EXECRELAY_LOG_LEVEL: 'warn' });
+  const launch = () => startCli(args, { EXECRELAY_LOG_LEVEL: 'info' });
   let process = await launch();
   const fingerprint = process.firstLine.trim();
   const target = (key: HybridKeyPair) => ({ relay: relayUrl, environmentId, token: TEST_TOKEN, hybridKey: key, executorKey: fingerprint, handshakeTimeoutMs: 30_000 });
@@ -75,6 +77,25 @@ export async function startCodexWireAgent(relayUrl: string, environmentId: strin
       return process.child.pid ?? -1;
     },
     stderr: () => process.stderr(),
+    waitForLog(text, times = 1, timeoutMs = 20_000) {
+      const count = () => process.stderr().split(text).length - 1;
+      if (count() >= times) return Promise.resolve();
+      const { child } = process;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.stderr.off('data', onData);
+          reject(new Error(`the agent did not log "${text}" ${times} times within ${timeoutMs} ms: ${process.stderr().slice(-2000)}`));
+        }, timeoutMs);
+        // Registered after startCli's own listener: its text is in process.stderr() by now.
+        const onData = () => {
+          if (count() < times) return;
+          clearTimeout(timer);
+          child.stderr.off('data', onData);
+          resolve();
+        };
+        child.stderr.on('data', onData);
+      });
+    },
     async connectRaw() {
       const { channel } = await openCodexRendezvousChannel(target(clientKey));
       return RawRpcClient.over(channel);
