@@ -27,8 +27,9 @@ export class CodexRegistryRefusedError extends Error {
     super(message);
   }
 
-  /** A refusal retrying will not change (bad token, scope, request). */
+  /** A refusal retrying will not change (bad token, scope, request), or an answer that is not the registry's (codex exits on one). */
   get permanent(): boolean {
+    if (this.code === 'malformed_answer') return true;
     return this.status >= 400 && this.status < 500 && this.status !== 404 && this.status !== 409;
   }
 }
