@@ -171,6 +171,7 @@ export function registerAgentCommand(program: Command): void {
   addAuditLogReadsOption(addAuditLogOptions(command, 'sessions, process starts and exits, file writes, removes and copies, HTTP requests (method, origin, status), clients refused at the secure channel, drains'))
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
     .action(async (options: AgentCommandOptions, command: Command) => {
+      if (options.wire === 'codex' && !options.relay) throw new Error('--wire codex needs --relay URL (it is how the agent reaches a relay; a local listener speaks the exec protocol as codex does already)');
       const logger = createLogger('execrelay-agent');
       const roots = rootsFrom(options.root, command.getOptionValueSource('root'));
       const tracing = await startTracing({ serviceName: 'execrelay-agent' });
@@ -215,7 +216,6 @@ export function registerAgentCommand(program: Command): void {
         readiness.ready = false;
         void agent.drain().then(() => stop('SIGTERM (drained)'));
       });
-      if (options.wire === 'codex' && !options.relay) throw new Error('--wire codex needs --relay URL (it is how the agent reaches a relay; a local listener speaks the exec protocol as codex does already)');
       if (options.relay) {
         // A registration that ends for good (replaced, refused) ends the process: its supervisor restarts or alerts.
         await runRemoteAgent(agent, options, logger, telemetry, readiness, remote, () => stop('registration ended', 1));
@@ -263,9 +263,11 @@ async function authorizedClientsFrom(
       return await AuthorizedClients.open(options.authorizedClients, { logger, ...(parseIdentity ? { parseIdentity } : {}) });
     } catch (error) {
       const missing = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-      const hint = missing
-        ? `; create it with: execrelay authorize --authorized-clients ${options.authorizedClients} CLIENT_IDENTITY`
-        : '';
+      const hint = !missing
+        ? ''
+        : parseIdentity
+          ? `; create it with one hyb1: fingerprint per line (a client prints its own with: execrelay keygen --hybrid --show), mode 0600`
+          : `; create it with: execrelay authorize --authorized-clients ${options.authorizedClients} CLIENT_IDENTITY`;
       throw new Error(`--authorized-clients: ${(error as Error).message}${hint}`);
     }
   }
@@ -349,7 +351,7 @@ async function runCodexAgent(
   if (options.proxy !== undefined && options.proxy.trim() !== '') throw new Error('--proxy is not supported with --wire codex yet');
   if (relayProxyFor(options.relay!, undefined)) logger.warn('the proxy of the *_PROXY variables is not used with --wire codex yet: reaching the relay directly');
   const { loadHybridKeyFile } = await import('../src/noise-hybrid/hybrid-key-file.js');
-  const { parseHybridFingerprint } = await import('../src/noise-hybrid/hybrid-fingerprint.js');
+  const { isHybridFingerprint, parseHybridFingerprint } = await import('../src/noise-hybrid/hybrid-fingerprint.js');
   const { CodexRelayRegistration } = await import('../executor-agent/codex-registration.js');
   let hybridKey;
   try {
@@ -358,7 +360,12 @@ async function runCodexAgent(
     throw new Error(`--key: ${(error as Error).message} (--wire codex needs a hybrid key: execrelay keygen --hybrid --out FILE)`);
   }
   const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
-  const authorizedClients = await authorizedClientsFrom(options, logger, parseHybridFingerprint);
+  const authorizedClients = await authorizedClientsFrom(options, logger, (token) => {
+    if (!isHybridFingerprint(token)) {
+      throw new Error(`${token.slice(0, 60)} is not a hybrid key fingerprint: --wire codex serves clients by their hyb1: fingerprint (a client prints its own with: execrelay keygen --hybrid --show)`);
+    }
+    return parseHybridFingerprint(token);
+  });
   const registration = new CodexRelayRegistration(agent, {
     relayUrl: options.relay!,
     environmentId: options.environmentId,

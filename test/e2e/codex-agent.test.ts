@@ -5,6 +5,7 @@
  * reason while the agent keeps serving, and restarts (the agent's: same key; the relay's: the agent
  * registers again by itself).
  */
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
@@ -80,6 +81,27 @@ describe('execrelay agent --wire codex through the relay', () => {
   it('keeps its identity across a restart: the pinned hyb1: key still works', async () => {
     await agent.restart(); // throws when the restarted agent prints another fingerprint
     expect(await exec(['echo', 'same key'])).toMatchObject({ code: 0, stdout: 'same key\n' });
+  });
+
+  it('misuse of --wire codex is a clear one-line error, exit 255', async () => {
+    const edKey = path.join(agent.dir, 'ed25519.key');
+    const keygen = await runCli(['keygen', '--out', edKey]);
+    expect(keygen.code).toBe(0);
+    // An authorized clients file listing an Ed25519 identity (the native wire's) where hyb1: fingerprints belong.
+    writeFileSync(path.join(agent.dir, 'ed-authorized'), keygen.stdout, { mode: 0o600 });
+    const base = ['agent', '--wire', 'codex', '--relay', relay.url, '--environment-id', 'codex-misuse', '--token-file', path.join(agent.dir, 'token')];
+    const cases: Array<[string[], RegExp]> = [
+      [['agent', '--wire', 'codex'], /--wire codex needs --relay URL/],
+      [base, /--wire codex needs --key FILE holding a hybrid key \(create one with: execrelay keygen --hybrid --out FILE\)/],
+      [[...base, '--key', edKey], /--key: .*not a valid execrelay hybrid key file.*execrelay keygen --hybrid --out FILE/],
+      [[...base, '--key', path.join(agent.dir, 'agent.hkey'), '--authorized-clients', path.join(agent.dir, 'ed-authorized')], /--authorized-clients: .* line 1: 12D3KooW\S* is not a hybrid key fingerprint: --wire codex serves clients by their hyb1: fingerprint/],
+      [['agent', '--wire', 'bogus'], /argument 'bogus' is invalid\. Allowed choices are native, codex/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    for (const [index, result] of results.entries()) {
+      expect(result.code, cases[index]![0].join(' ')).toBe(255);
+      expect(result.stderr).toMatch(cases[index]![1]);
+    }
   });
 
   it('registers again by itself after the relay restarts', async () => {
