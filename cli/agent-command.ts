@@ -266,7 +266,7 @@ async function authorizedClientsFrom(
       const hint = !missing
         ? ''
         : parseIdentity
-          ? `; create it with one hyb1: fingerprint per line (a client prints its own with: execrelay keygen --hybrid --show), mode 0600`
+          ? `; create it with: execrelay authorize --authorized-clients ${options.authorizedClients} hyb1:CLIENT_FINGERPRINT (a client prints its own with: execrelay keygen --hybrid --show)`
           : `; create it with: execrelay authorize --authorized-clients ${options.authorizedClients} CLIENT_IDENTITY`;
       throw new Error(`--authorized-clients: ${(error as Error).message}${hint}`);
     }

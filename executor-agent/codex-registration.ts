@@ -37,6 +37,8 @@ export interface CodexRegistrationOptions extends Omit<RelayLinkTuning, 'proxy' 
    * of the relay's validation; or `'any'`: every client the relay validates.
    */
   authorizedClients: AuthorizedClientSet | 'any';
+  /** Streams served at once. Default {@link CODEX_EXECUTOR_MAX_STREAMS} (codex's 128). */
+  maxStreams?: number;
   /** Bound on the `/validate` call. Default 10 s (codex's). */
   validationTimeoutMs?: number;
   logger: Logger;
@@ -255,7 +257,7 @@ export class CodexRelayRegistration {
     };
     if (this.agent.draining) return this.sendReset(link, streamId, ResetReason.ExecutorDraining);
     if (this.pendingHandshakes >= CODEX_EXECUTOR_MAX_PENDING_HANDSHAKES) return this.sendReset(link, streamId, ResetReason.TooManyPendingOpens);
-    if (this.streams.size - this.pendingHandshakes >= CODEX_EXECUTOR_MAX_STREAMS) return this.sendReset(link, streamId, ResetReason.TooManyStreams);
+    if (this.streams.size - this.pendingHandshakes >= (this.options.maxStreams ?? CODEX_EXECUTOR_MAX_STREAMS)) return this.sendReset(link, streamId, ResetReason.TooManyStreams);
     const responder = new HybridIkResponder({
       staticKeyPair: this.options.hybridKey,
       prologue: hybridPrologue({ environmentId: this.options.environmentId, executorRegistrationId: link.registrationId, streamId }),

@@ -155,7 +155,7 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  async function start(options: { authorized?: (harnessKey: HybridKeyPair) => Set<string> | 'any'; client?: HybridKeyPair } = {}) {
+  async function start(options: { authorized?: (harnessKey: HybridKeyPair) => Set<string> | 'any'; client?: HybridKeyPair; maxStreams?: number } = {}) {
     const fake = await startFakeRendezvous();
     cleanups.push(() => fake.close());
     const executorKey = generateHybridKeyPair();
@@ -170,6 +170,7 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
       authorizedClients: options.authorized?.(client) ?? new Set([hybridFingerprint(client.publicKey)]),
       backoff: { initialMs: 20, maxMs: 100 },
       logger: createLogger('test-codex-registration', 'silent'),
+      ...(options.maxStreams === undefined ? {} : { maxStreams: options.maxStreams }),
     });
     cleanups.push(() => registration.stop());
     const socket = fake.nextSocket();
@@ -193,11 +194,11 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     const channel = new CodexNoiseChannel(fake.sockets[0]!, 's-1', transport, 1024 * 1024);
     const replies: any[] = [];
     channel.onMessage((message) => replies.push(JSON.parse(message)));
-    await channel.send(JSON.stringify({ id: 1, method: 'initialize', params: { clientName: 'unit' } }));
+    await channel.send(JSON.stringify({ id: 1, method: 'initialize', params: { clientName: 'unit', capabilities: { binaryOutput: true } } }));
     await expect.poll(() => replies.length).toBe(1);
     expect(replies[0].result.sessionId).toEqual(expect.any(String));
     // The codex wire is JSON only: binaryOutput is never offered, even when asked for.
-    expect(replies[0].result.capabilities?.binaryOutput).toBeUndefined();
+    expect(replies[0].result.capabilities).toEqual({ ptyResize: true, fileTransfer: true });
     expect(registration.activeStreams).toBe(1);
   });
 
@@ -261,6 +262,20 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     expect((await harness.next('one-more')).body).toEqual({ type: 'reset', reason: ResetReason.TooManyPendingOpens });
     for (const release of held) release();
     expect((await harness.next('pending-0')).body.type).toBe('handshake');
+  });
+
+  it('serves at most maxStreams streams (codex: 128); a stream that ends makes room', async () => {
+    const { executorKey, harness, registration } = await start({ maxStreams: 2 });
+    for (const streamId of ['a', 'b']) {
+      harness.handshake(streamId, executorKey, 'reg-1');
+      expect((await harness.next(streamId)).body.type).toBe('handshake');
+    }
+    harness.handshake('c', executorKey, 'reg-1');
+    expect((await harness.next('c')).body).toEqual({ type: 'reset', reason: ResetReason.TooManyStreams });
+    harness.send({ streamId: 'a', body: { type: 'reset', reason: 'client_closed' } });
+    await expect.poll(() => registration.activeStreams).toBe(1);
+    harness.handshake('d', executorKey, 'reg-1');
+    expect((await harness.next('d')).body.type).toBe('handshake');
   });
 
   it('registers again when its rendezvous socket drops, and answers handshakes of the new registration', async () => {
