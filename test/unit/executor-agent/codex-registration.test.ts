@@ -155,7 +155,7 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  async function start(options: { authorized?: (harnessKey: HybridKeyPair) => Set<string> | 'any'; client?: HybridKeyPair; maxStreams?: number } = {}) {
+  async function start(options: { authorized?: (harnessKey: HybridKeyPair) => Set<string> | 'any'; client?: HybridKeyPair; maxStreams?: number; validationTimeoutMs?: number } = {}) {
     const fake = await startFakeRendezvous();
     cleanups.push(() => fake.close());
     const executorKey = generateHybridKeyPair();
@@ -171,11 +171,12 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
       backoff: { initialMs: 20, maxMs: 100 },
       logger: createLogger('test-codex-registration', 'silent'),
       ...(options.maxStreams === undefined ? {} : { maxStreams: options.maxStreams }),
+      ...(options.validationTimeoutMs === undefined ? {} : { validationTimeoutMs: options.validationTimeoutMs }),
     });
     cleanups.push(() => registration.stop());
     const socket = fake.nextSocket();
     await registration.start();
-    return { fake, registration, executorKey, client, harness: new Harness(await socket, client) };
+    return { fake, agent, registration, executorKey, client, harness: new Harness(await socket, client) };
   }
 
   it('registers with its key and bearer, completes a validated handshake and serves JSON-RPC over the stream', async () => {
@@ -262,6 +263,17 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     expect((await harness.next('one-more')).body).toEqual({ type: 'reset', reason: ResetReason.TooManyPendingOpens });
     for (const release of held) release();
     expect((await harness.next('pending-0')).body.type).toBe('handshake');
+  });
+
+  it('resets a handshake whose validation is not answered in time (codex: 10 s), and one that arrives while draining', async () => {
+    const { fake, agent, executorKey, harness } = await start({ validationTimeoutMs: 200 });
+    fake.validate = () => new Promise(() => undefined); // never answers
+    harness.handshake('unanswered', executorKey, 'reg-1');
+    expect((await harness.next('unanswered')).body).toEqual({ type: 'reset', reason: CODEX_PROTOCOL_ERROR_RESET_REASON });
+    await agent.drain();
+    harness.handshake('draining', executorKey, 'reg-1');
+    expect((await harness.next('draining')).body).toEqual({ type: 'reset', reason: ResetReason.ExecutorDraining });
+    expect(fake.validations).toHaveLength(1);
   });
 
   it('serves at most maxStreams streams (codex: 128); a stream that ends makes room', async () => {
