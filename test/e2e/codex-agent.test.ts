@@ -71,6 +71,21 @@ describe('execrelay agent --wire codex through the relay', () => {
     expect(await exec(['echo', 'still serving'])).toMatchObject({ code: 0, stdout: 'still serving\n' });
   });
 
+  it('pushed events complete a command and 1 MB of output with no process/read (the library client)', async () => {
+    const client = await agent.connectClient();
+    try {
+      const handle = await client.exec(['sh', '-c', 'echo hi; echo err >&2; head -c 1000000 /dev/zero | tr "\\0" x; exit 3'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+      const completion = await handle.completion;
+      expect(completion.exitCode).toBe(3);
+      expect(completion.stderr.toString()).toBe('err\n');
+      expect(completion.stdout.length).toBe(3 + 1_000_000);
+      expect(client.readsIssued).toBe(0);
+      expect(client.agentIdentity).toBe(agent.fingerprint);
+    } finally {
+      client.close();
+    }
+  });
+
   it('a pin on another key is refused before the agent sees a handshake', async () => {
     const other = `hyb1:${'a'.repeat(32)}`;
     const result = await exec(['echo', 'never'], { pin: ['--agent-key', other] });
