@@ -152,9 +152,8 @@ async function resolveCodexTarget(
       );
     }
   }
-  // The codex connector dials the relay directly (no HTTP CONNECT proxy yet): say so rather than bypass one silently.
-  if (options.proxy !== undefined && options.proxy.trim() !== '') throw new ConnectionUsageError('--proxy is not supported for codex environments yet (--accept-relay-key, --agent-key hyb1:...)');
-  if (relayProxyFor(relay, undefined)) tokenOptions.warn('the proxy of the *_PROXY variables is not used for codex environments yet: connecting to the relay directly');
+  // The registry call and the rendezvous socket go through the same proxy as a native relay connection.
+  const proxy = relayProxyFor(relay, options.proxy);
   const token = options.token || options.tokenFile ? await resolveToken(options.token, options.tokenFile, '--relay', tokenOptions) : await resolveToken(undefined, entry?.tokenFile, '--relay', tokenOptions);
   const keyPath = options.key ?? entry?.key;
   let path: string;
@@ -175,7 +174,7 @@ async function resolveCodexTarget(
   } catch (error) {
     throw new ConnectionUsageError(`${(error as Error).message} (a codex environment needs a hybrid key: execrelay keygen --hybrid --out FILE)`);
   }
-  return { relay, environmentId, token, hybridKey, executorKey };
+  return { relay, environmentId, token, hybridKey, executorKey, ...(proxy ? { proxy } : {}) };
 }
 
 /**
@@ -224,7 +223,10 @@ export async function connectClient(command: string, options: ConnectionOptions,
   let client: ExecClient;
   try {
     if ('hybridKey' in target) {
-      client = await ExecClient.connectCodex(target, { clientName: 'execrelay-cli' });
+      client = await ExecClient.connectCodex(target, {
+        clientName: 'execrelay-cli',
+        onSessionResumed: ({ cause, attempts }) => say(`${cause}: resumed the session on a new stream (${attempts} ${attempts === 1 ? 'attempt' : 'attempts'})`),
+      });
       if (target.executorKey === ACCEPT_RELAY_KEY) say(`environment ${target.environmentId} is a codex executor with key ${client.agentIdentity ?? '?'} (as the relay names it; pin it with --agent-key)`);
       return entry ? { client, entry } : { client };
     }

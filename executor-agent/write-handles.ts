@@ -1,5 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
-import { chmod, open, realpath, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { lstat, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { ErrorCode, RpcError } from '../src/protocol/error-codes.js';
 import { FS_LIMITS } from '../src/protocol/fs.js';
 import { errorCode, invalidInput } from './fs-errors.js';
@@ -13,6 +14,8 @@ interface PendingWrite {
   target: string;
   /** The target's permission bits when it existed at open (kept unless the commit gives a mode). */
   existingMode: number | undefined;
+  /** The path as the client named it, for errors. */
+  shownPath: string;
 }
 
 /** What `commit` applies to the file before it takes the target's name. */
@@ -64,13 +67,20 @@ export class WriteHandleTable {
       } catch (error) {
         if (errorCode(error) !== 'ENOENT') throw error;
       }
+      // The directory as confinement saw it, by its real path: temporary file and target are named in it.
+      target = path.join(await realpath(path.dirname(target)), path.basename(target));
       const temporary = temporaryPathFor(target);
       const handle = await open(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+      const pending: PendingWrite = { handle, temporary, target, existingMode, shownPath };
+      if (!(await stillInPlace(pending))) {
+        await handle.close().catch(() => undefined);
+        throw movedAway(shownPath);
+      }
       if (this.closed) {
-        await discard({ handle, temporary, target, existingMode });
+        await discard(pending);
         throw invalidInput('the session has ended');
       }
-      this.writes.set(handleId, { handle, temporary, target, existingMode });
+      this.writes.set(handleId, pending);
     } finally {
       this.opening.delete(handleId);
     }
@@ -91,28 +101,33 @@ export class WriteHandleTable {
   }
 
   /**
-   * Flushes and closes the temporary file, applies `attributes` (the permission bits default to the
-   * replaced file's, else the agent's default for a new file), and renames it over the target.
-   * The handle is gone afterwards, whether this succeeds or not (a failed commit removes the file).
+   * Flushes the temporary file, applies `attributes` through its descriptor (the permission bits
+   * default to the replaced file's, else the agent's default for a new file), and renames it over
+   * the target — refused when the temporary file or its directory was swapped since the open. The
+   * handle is gone afterwards, whether this succeeds or not (a failed commit removes the file).
    */
   async commit(handleId: string, attributes: CommitAttributes): Promise<void> {
     const pending = this.pendingWrite(handleId);
     this.writes.delete(handleId);
     try {
       await pending.handle.datasync();
-      await pending.handle.close();
-      const mode = attributes.mode ?? pending.existingMode ?? 0o666 & ~process.umask();
-      await chmod(pending.temporary, mode);
+      // Mode and time go through the open file, never its name: a name swapped for a link since
+      // the open cannot point them at another file.
+      await pending.handle.chmod(attributes.mode ?? pending.existingMode ?? 0o666 & ~process.umask());
       if (attributes.modifiedAtMs !== undefined && attributes.modifiedAtMs !== null) {
         const when = new Date(attributes.modifiedAtMs);
-        await utimes(pending.temporary, when, when);
+        await pending.handle.utimes(when, when);
       }
+      // The client chooses how long a write stays open; renaming by name is safe only while the
+      // temporary name is still this file, in the directory confinement checked.
+      if (!(await stillInPlace(pending))) throw movedAway(pending.shownPath);
       await rename(pending.temporary, pending.target);
     } catch (error) {
-      await pending.handle.close().catch(() => undefined);
-      await unlink(pending.temporary).catch(() => undefined);
+      await discard(pending);
       throw error;
     }
+    // Flushed above; the file has its name now whatever closing the descriptor says.
+    await pending.handle.close().catch(() => undefined);
   }
 
   /** Discards an uncommitted write (its temporary file is removed); true when `handleId` was one. */
@@ -140,6 +155,27 @@ export class WriteHandleTable {
 }
 
 async function discard(pending: PendingWrite): Promise<void> {
+  const removable = await stillInPlace(pending);
   await pending.handle.close().catch(() => undefined);
-  await unlink(pending.temporary).catch(() => undefined);
+  if (removable) await unlink(pending.temporary).catch(() => undefined);
+}
+
+/**
+ * Whether the temporary name still is the file the write has open (same device and inode, not a
+ * link), in a directory whose real path is the one it was opened in: false once a process swapped
+ * the file, or a directory on its path, for a link or another entry.
+ */
+async function stillInPlace(pending: PendingWrite): Promise<boolean> {
+  try {
+    const [opened, named] = await Promise.all([pending.handle.stat(), lstat(pending.temporary)]);
+    if (!named.isFile() || opened.dev !== named.dev || opened.ino !== named.ino) return false;
+    const directory = path.dirname(pending.temporary);
+    return (await realpath(directory)) === directory;
+  } catch {
+    return false;
+  }
+}
+
+function movedAway(shownPath: string): RpcError {
+  return invalidInput(`path \`${shownPath}\` was moved or replaced while being written; nothing was written`);
 }

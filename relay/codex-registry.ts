@@ -24,6 +24,28 @@ import type { CodexRendezvousRouter } from './codex-rendezvous-router.js';
 import type { RendezvousSigner } from './rendezvous-signer.js';
 import type { RelayEvents } from './relay-events.js';
 import type { RelayAudit } from './relay-audit.js';
+import type { AuthorizationMinter, AuthorizationUse } from './fleet-authorizations.js';
+import type { EnvironmentEntry } from './fleet-wire.js';
+
+/**
+ * What the registry needs of a relay fleet (`NatsFleet`): registrations held by other instances,
+ * and one use per authorization fleet-wide.
+ */
+export interface CodexRegistryFleet {
+  /** This relay process, named in the authorizations it mints. */
+  readonly minter: AuthorizationMinter;
+  /** The registry entry of a codex executor another live instance holds, or null. Rejects when NATS is down. */
+  codexRegistrationElsewhere(environmentId: string): Promise<EnvironmentEntry | null>;
+  /** Uses an authorization's nonce (asking its minter); `unavailable` is refused. */
+  useAuthorization(minter: AuthorizationMinter | null, nonce: string, expiresAt: number): Promise<AuthorizationUse>;
+}
+
+/** A registration found for `connect`, `validate` or a harness socket: held here, or by another fleet instance. */
+export interface FoundRegistration {
+  readonly registration: CodexRegistration;
+  /** Its executor's socket is on this instance (false: another instance of the fleet holds it). */
+  readonly here: boolean;
+}
 
 /** One codex executor's registration of an environment (the latest one wins). */
 export interface CodexRegistration {
@@ -53,6 +75,8 @@ export interface CodexRegistryOptions {
   readonly tls: boolean;
   /** With `--audit-log`: registrations and refusals. */
   readonly audit?: RelayAudit;
+  /** In a relay fleet: registrations of other instances, and fleet-wide single use of authorizations. */
+  readonly fleet?: CodexRegistryFleet;
 }
 
 /** An answer of the registry: a status and a JSON body (and what the audit log records of it). */
@@ -87,6 +111,10 @@ const HOST_HEADER = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{
  *   for an authorization minted here for exactly that key, environment and registration, unexpired
  *   and not used before.
  *
+ * In a relay fleet (`fleet`) `connect` and `validate` also find registrations other instances
+ * hold (the fleet registry), and an authorization is used once fleet-wide: its minting process is
+ * asked (`FleetAuthorizations`), and without its answer it is refused.
+ *
  * Every bad input is a 4xx with `{"error":{"code","message"}}`; bodies are bounded.
  */
 export class CodexRegistry {
@@ -104,6 +132,36 @@ export class CodexRegistry {
     if (this.options.router.hasLiveExecutor(environmentId) || Date.now() - registration.registeredAt < this.options.limits.codexRegistrationTtlMs) return registration;
     this.registrations.delete(environmentId);
     return undefined;
+  }
+
+  /**
+   * The registration a client may reach now: the one whose executor's socket is here or, in a
+   * fleet, the one another live instance holds (from the fleet registry). Rejects when the fleet
+   * cannot be asked (NATS is down).
+   */
+  async findRegistration(environmentId: string): Promise<FoundRegistration | null> {
+    const local = this.registration(environmentId);
+    const fleet = this.options.fleet;
+    if (local && (!fleet || this.options.router.executor(environmentId)?.registrationId === local.registrationId)) return { registration: local, here: true };
+    if (!fleet) return null;
+    const entry = await fleet.codexRegistrationElsewhere(environmentId);
+    if (!entry?.codex) return null;
+    let executorKey: HybridPublicKey;
+    try {
+      executorKey = parseRegistryPublicKey(entry.codex.executorKey, 'executor_public_key');
+    } catch {
+      this.options.logger.warn({ environmentId }, 'the fleet registry holds a codex registration with an invalid executor key; ignored');
+      return null;
+    }
+    const registration: CodexRegistration = {
+      environmentId,
+      registrationId: entry.codex.registrationId,
+      executorKey,
+      fingerprint: hybridFingerprint(executorKey),
+      credentialId: entry.codex.credentialId,
+      registeredAt: entry.registeredAt,
+    };
+    return { registration, here: false };
   }
 
   /** The grant of a rendezvous upgrade's signed query, or why it is refused. */
@@ -166,8 +224,8 @@ export class CodexRegistry {
     let answer: Answer;
     if (!body.ok) answer = refusal(body.error, body.message);
     else if (action === 'register') answer = await this.register(req, environmentId, check.credential, body.value);
-    else if (action === 'connect') answer = this.connect(req, environmentId, check.credential, body.value);
-    else answer = this.validate(environmentId, check.credential, body.value);
+    else if (action === 'connect') answer = await this.connect(req, environmentId, check.credential, body.value);
+    else answer = await this.validate(environmentId, check.credential, body.value);
     if (action === 'register') this.options.events.registration(answer.status === 200 ? 'registered' : 'rejected');
     answer.tokenLine = check.credential.line;
     return answer;
@@ -223,7 +281,7 @@ export class CodexRegistry {
     return { status: 200, body: answer, executorKey: fingerprint };
   }
 
-  private connect(req: http.IncomingMessage, environmentId: string, credential: RelayCredential, value: unknown): Answer {
+  private async connect(req: http.IncomingMessage, environmentId: string, credential: RelayCredential, value: unknown): Promise<Answer> {
     const request = ConnectRequest.safeParse(value);
     if (!request.success) return refusal(CodexRegistryError.InvalidRequest, 'connect takes {"harness_public_key"}');
     let harnessKey: HybridPublicKey;
@@ -234,10 +292,18 @@ export class CodexRegistry {
     }
     const base = this.rendezvousBase(req);
     if (!base) return refusal(CodexRegistryError.InvalidRequest, 'the Host header is not a host name or address');
-    const registration = this.registration(environmentId);
+    let found: FoundRegistration | null;
+    try {
+      found = await this.findRegistration(environmentId);
+    } catch {
+      return refusal(CodexRegistryError.FleetUnavailable);
+    }
+    if (!found) return refusal(CodexRegistryError.ExecutorUnavailable);
+    const { registration } = found;
     const executor = this.options.router.executor(environmentId);
-    if (!registration || !executor || executor.registrationId !== registration.registrationId) return refusal(CodexRegistryError.ExecutorUnavailable);
+    if (found.here && (!executor || executor.registrationId !== registration.registrationId)) return refusal(CodexRegistryError.ExecutorUnavailable);
     const now = Date.now();
+    const minter = this.options.fleet?.minter;
     const answer: ConnectResponse = {
       environment_id: environmentId,
       url: this.options.signer.signedUrl(base, {
@@ -255,19 +321,26 @@ export class CodexRegistry {
         registrationId: registration.registrationId,
         harnessFingerprint: hybridFingerprint(harnessKey),
         expiresAt: now + this.options.limits.codexAuthorizationTtlMs,
+        ...(minter ? { minter } : {}),
       }),
     };
     return { status: 200, body: answer };
   }
 
-  private validate(environmentId: string, credential: RelayCredential, value: unknown): Answer {
+  private async validate(environmentId: string, credential: RelayCredential, value: unknown): Promise<Answer> {
     const request = ValidateRequest.safeParse(value);
     if (!request.success) return refusal(CodexRegistryError.InvalidRequest, 'validate takes {"executor_registration_id","harness_public_key","harness_key_authorization"}');
     const invalid = (reason: AuthorizationRefusal): Answer => {
       this.options.logger.warn({ environmentId, reason }, 'codex harness key refused');
       return { status: 200, body: { valid: false }, refusal: reason };
     };
-    const registration = this.registration(environmentId);
+    let found: FoundRegistration | null;
+    try {
+      found = await this.findRegistration(environmentId);
+    } catch {
+      return invalid('fleet_unavailable');
+    }
+    const registration = found?.registration;
     // Only the executor that registered (its token, its registration) asks about its harnesses.
     if (!registration || registration.credentialId !== credential.id) return invalid('unknown_registration');
     if (request.data.executor_registration_id !== registration.registrationId) return invalid('other_registration');
@@ -283,7 +356,11 @@ export class CodexRegistry {
       harnessFingerprint: hybridFingerprint(harnessKey),
     });
     if (!check.ok) return invalid(check.refusal);
-    if (this.usedAuthorizations.remember(check.nonce, check.expiresAt) === 'replayed') return invalid('replayed');
+    // Once fleet-wide: the process that minted it is asked (and without an answer it is refused).
+    const fleet = this.options.fleet;
+    const use = fleet ? await fleet.useAuthorization(check.minter, check.nonce, check.expiresAt) : this.usedAuthorizations.remember(check.nonce, check.expiresAt);
+    if (use === 'replayed') return invalid('replayed');
+    if (use === 'unavailable') return invalid('minter_unavailable');
     return { status: 200, body: { valid: true } };
   }
 

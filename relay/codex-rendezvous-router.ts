@@ -7,6 +7,8 @@ import type { RelayLimits } from './relay-config.js';
 import type { RelayRole } from './relay-credentials.js';
 import type { SecurityProfile } from '../src/telemetry/labels.js';
 import { NO_RELAY_EVENTS, type FrameDirection, type RelayEvents } from './relay-events.js';
+import type { FrameSocket } from './stream-router.js';
+import type { HybridPublicKey } from '../src/noise-hybrid/hybrid-keys.js';
 
 /** The `security_profile` of every stream routed here: codex's hybrid IK (X25519 + ML-KEM-768). */
 const SECURITY_PROFILE: SecurityProfile = 'pq_hybrid';
@@ -25,10 +27,43 @@ const SECURITY_PROFILE: SecurityProfile = 'pq_hybrid';
  * environment (a cool-down), and per executor (a window). Resume, Ack and Heartbeat frames of
  * harnesses are not forwarded (0.169.0 ignores them); Data on a stream that is not accepted, or of
  * another socket, is refused with a Reset and not forwarded.
+ *
+ * In a relay fleet ([fleet.md](../docs/fleet.md)) a harness socket here may reach an executor held
+ * by another instance: its frames are published there (`CodexExecutorElsewhere`) and that
+ * instance's router takes them from a remote harness link (`remoteHarness`, whose socket publishes
+ * back) and checks every executor limit, as for its own harness sockets. Here only the harness
+ * socket's own limits apply.
  */
 
-/** What the router needs of a socket. */
-export type RendezvousSocket = Pick<WebSocket, 'readyState' | 'bufferedAmount' | 'send' | 'pause' | 'resume' | 'close' | 'terminate'>;
+/**
+ * What the router needs of a socket: a WebSocket, or (in a fleet) a harness socket of another
+ * instance reached through NATS (`RemoteClientSocket`).
+ */
+export type RendezvousSocket = FrameSocket;
+
+/**
+ * In a relay fleet, how a harness socket here reaches its environment's codex executor while
+ * another instance holds it (`RemoteExecutorSocket`): a frame sent is published to that instance.
+ */
+export interface CodexExecutorElsewhere {
+  /** `false`: the frame could not be passed on (NATS is down). */
+  send(data: Uint8Array): boolean;
+  /**
+   * A handshake on a new stream went out: the fleet makes sure some instance still holds the
+   * environment, and calls the router's `executorUnavailable` if none does.
+   */
+  streamOpened(link: CodexHarnessLink, streamId: string): void;
+  /** The harness socket closed; `detach`: some of its streams went through the fleet. */
+  clientClosed(detach: boolean): void;
+}
+
+/** What a relay fleet (`NatsFleet`) hears from the codex router about the executors it holds. */
+export interface CodexExecutorWatcher {
+  /** A codex executor's socket is open here for its registration (first time, again, or replacing one). */
+  codexLinkUp(link: CodexExecutorLink): void;
+  /** The environment's codex executor socket here is gone (closed, revoked or replaced elsewhere). */
+  codexLinkDown(environmentId: string): void;
+}
 
 /** A codex executor's rendezvous socket. */
 export class CodexExecutorLink {
@@ -41,20 +76,32 @@ export class CodexExecutorLink {
     readonly environmentId: string,
     readonly registrationId: string,
     readonly credentialId: string,
+    /** The executor's registered hybrid key (what a relay fleet names at `connect` on other instances). */
+    readonly executorKey: HybridPublicKey | null = null,
   ) {}
 }
 
 /** A harness's rendezvous socket (one per `connect`; it may carry several streams). */
 export class CodexHarnessLink {
   readonly streams = new Set<string>();
+  /** Streams through the fleet (`elsewhere`) whose handshake the executor has not answered yet. */
+  readonly handshaking = new Set<string>();
   pendingHandshakes = 0;
   failedHandshakes = 0;
+  /** In a fleet: the way to the executor while another instance holds it (a harness socket here). */
+  readonly elsewhere: CodexExecutorElsewhere | null;
+  /** A harness socket of another instance (its socket publishes there). */
+  readonly remote: boolean;
   constructor(
     readonly socket: RendezvousSocket,
     readonly environmentId: string,
     readonly registrationId: string,
     readonly credentialId: string,
-  ) {}
+    options: { elsewhere?: CodexExecutorElsewhere; remote?: boolean } = {},
+  ) {
+    this.elsewhere = options.elsewhere ?? null;
+    this.remote = options.remote ?? false;
+  }
 }
 
 interface CodexRoute {
@@ -76,6 +123,10 @@ interface TokenFailures {
 export class CodexRendezvousRouter {
   private readonly executors = new Map<string, CodexExecutorLink>();
   private readonly harnesses = new Set<CodexHarnessLink>();
+  /** Harness sockets of other fleet instances with streams to executors here (not counted in `maxClients`: their instance counts them). */
+  private readonly remoteHarnesses = new Set<CodexHarnessLink>();
+  /** In a relay fleet: told when executor sockets come and go here. */
+  watcher: CodexExecutorWatcher | null = null;
   private readonly tokenFailures = new Map<string, TokenFailures>();
   private readonly pausedSources = new Map<RendezvousSocket, NodeJS.Timeout>();
   private stopped = false;
@@ -108,11 +159,14 @@ export class CodexRendezvousRouter {
     return null;
   }
 
-  /** Why a new harness socket for this registration, of this token, is refused now. */
-  harnessRefusal(environmentId: string, registrationId: string, credentialId: string): RendezvousRejectionReason | null {
+  /**
+   * Why a new harness socket for this registration, of this token, is refused now.
+   * `heldElsewhere`: the fleet found the registration held by another instance.
+   */
+  harnessRefusal(environmentId: string, registrationId: string, credentialId: string, heldElsewhere = false): RendezvousRejectionReason | null {
     const executor = this.executors.get(environmentId);
-    if (!executor) return RendezvousRejection.UnknownRoute;
-    if (executor.registrationId !== registrationId) return RendezvousRejection.UnexpectedRegistrationId;
+    if (!executor && !heldElsewhere) return RendezvousRejection.UnknownRoute;
+    if (executor && executor.registrationId !== registrationId) return RendezvousRejection.UnexpectedRegistrationId;
     if (this.harnesses.size >= this.limits.maxClients) return RendezvousRejection.RouteUnavailable;
     if (this.clientTokenCount() > 1) {
       let held = 0;
@@ -123,21 +177,48 @@ export class CodexRendezvousRouter {
   }
 
   /** A codex executor's socket is open: it replaces the environment's previous one (whose streams are reset). */
-  executorConnected(socket: RendezvousSocket, environmentId: string, registrationId: string, credentialId: string): CodexExecutorLink {
+  executorConnected(socket: RendezvousSocket, environmentId: string, registrationId: string, credentialId: string, executorKey?: HybridPublicKey): CodexExecutorLink {
     const previous = this.executors.get(environmentId);
     if (previous) {
       this.dropExecutor(previous, ResetReason.ExecutorReplaced);
       previous.socket.close(RelayCloseCode.Replaced, 'replaced by a newer registration');
     }
-    const link = new CodexExecutorLink(socket, environmentId, registrationId, credentialId);
+    const link = new CodexExecutorLink(socket, environmentId, registrationId, credentialId, executorKey ?? null);
     this.executors.set(environmentId, link);
+    this.watcher?.codexLinkUp(link);
     return link;
   }
 
-  harnessConnected(socket: RendezvousSocket, environmentId: string, registrationId: string, credentialId: string): CodexHarnessLink {
-    const link = new CodexHarnessLink(socket, environmentId, registrationId, credentialId);
+  /** A harness socket here; `elsewhere`: its executor is held by another fleet instance. */
+  harnessConnected(socket: RendezvousSocket, environmentId: string, registrationId: string, credentialId: string, elsewhere?: CodexExecutorElsewhere): CodexHarnessLink {
+    const link = new CodexHarnessLink(socket, environmentId, registrationId, credentialId, elsewhere ? { elsewhere } : {});
     this.harnesses.add(link);
     return link;
+  }
+
+  /**
+   * A harness socket of another fleet instance (`socket` publishes to it) that sent a frame to the
+   * executor held here; null when no codex executor is held here. Its streams count against every
+   * executor limit here; the socket itself is its own instance's to count.
+   */
+  remoteHarness(socket: RendezvousSocket, environmentId: string, credentialId: string): CodexHarnessLink | null {
+    const executor = this.executors.get(environmentId);
+    if (!executor) return null;
+    const link = new CodexHarnessLink(socket, environmentId, executor.registrationId, credentialId, { remote: true });
+    this.remoteHarnesses.add(link);
+    return link;
+  }
+
+  /**
+   * Another fleet instance holds a newer registration of this environment: the executor socket
+   * here is closed (4001) and its streams reset (codex streams do not move between sockets).
+   */
+  releaseEnvironment(environmentId: string): void {
+    const link = this.executors.get(environmentId);
+    if (!link) return;
+    this.dropExecutor(link, ResetReason.ExecutorReplaced);
+    this.events.registration('replaced');
+    link.socket.close(RelayCloseCode.Replaced, 'replaced by a newer registration');
   }
 
   executorClosed(link: CodexExecutorLink): void {
@@ -145,7 +226,15 @@ export class CodexRendezvousRouter {
   }
 
   harnessClosed(link: CodexHarnessLink): void {
-    if (!this.harnesses.delete(link)) return;
+    if (!this.harnesses.delete(link) && !this.remoteHarnesses.delete(link)) return;
+    if (link.elsewhere) {
+      const detach = link.streams.size > 0;
+      link.streams.clear();
+      link.handshaking.clear();
+      link.elsewhere.clientClosed(detach);
+      this.stopWatching(link.socket);
+      return;
+    }
     const executor = this.executors.get(link.environmentId);
     for (const streamId of link.streams) {
       const route = executor?.routes.get(streamId);
@@ -175,13 +264,14 @@ export class CodexRendezvousRouter {
     this.forward(route.harness.socket, data, link.socket, 'executor_to_client');
   }
 
-  /** A binary message from a harness. */
+  /** A binary message from a harness (a socket here, or one of another fleet instance). */
   fromHarness(link: CodexHarnessLink, data: Buffer): void {
-    if (!this.harnesses.has(link)) return;
+    if (!this.harnesses.has(link) && !this.remoteHarnesses.has(link)) return;
     const decoded = data.length > this.limits.codexMaxMessageBytes ? null : decodeCodexRelayFrame(data);
     if (!decoded?.ok) return this.events.frameDropped('invalid');
     const { streamId, body } = decoded.frame;
     const executor = this.executors.get(link.environmentId);
+    if (!executor && link.elsewhere) return this.toExecutorElsewhere(link, link.elsewhere, streamId, body.type, data);
     if (!executor || executor.registrationId !== link.registrationId) {
       if (body.type !== 'reset') this.sendReset(link.socket, streamId, ResetReason.ExecutorUnavailable);
       return;
@@ -212,6 +302,82 @@ export class CodexRendezvousRouter {
   }
 
   /**
+   * A harness frame for an executor another fleet instance holds: it goes there, whose router
+   * checks the executor's limits. Here the harness socket's own limits apply, and a stream starts
+   * with a handshake.
+   */
+  private toExecutorElsewhere(link: CodexHarnessLink, executor: CodexExecutorElsewhere, streamId: string, type: string, data: Buffer): void {
+    const limits = this.limits;
+    switch (type) {
+      case 'handshake': {
+        if (link.streams.has(streamId)) return this.sendReset(link.socket, streamId, ResetReason.StreamIdInUse);
+        if (link.streams.size >= limits.codexMaxStreamsPerHarnessSocket) return this.sendReset(link.socket, streamId, ResetReason.TooManyStreams);
+        if (link.handshaking.size >= limits.codexMaxPendingHandshakesPerHarnessSocket) return this.sendReset(link.socket, streamId, ResetReason.TooManyPendingOpens);
+        if (link.failedHandshakes >= limits.codexMaxFailedHandshakesPerHarnessSocket) return this.sendReset(link.socket, streamId, ResetReason.TooManyFailedHandshakes);
+        link.streams.add(streamId);
+        link.handshaking.add(streamId);
+        this.forwardElsewhere(executor, data);
+        executor.streamOpened(link, streamId);
+        return;
+      }
+      case 'data':
+        if (!link.streams.has(streamId) || link.handshaking.has(streamId)) return this.sendReset(link.socket, streamId, ResetReason.UnknownStream);
+        return this.forwardElsewhere(executor, data);
+      case 'reset':
+        if (!link.streams.delete(streamId)) return;
+        link.handshaking.delete(streamId);
+        return this.forwardElsewhere(executor, data);
+      default:
+        return; // resume, ack, heartbeat: 0.169.0 ignores them
+    }
+  }
+
+  private forwardElsewhere(executor: CodexExecutorElsewhere, data: Buffer): void {
+    if (executor.send(data)) this.events.frameRouted('client_to_executor', data.length, SECURITY_PROFILE);
+    else this.events.frameDropped('fleet_unavailable');
+  }
+
+  /**
+   * A frame from the executor of a harness socket here, passed on by the instance holding it.
+   * Returns false when it is not a codex relay frame (dropped as `invalid`).
+   */
+  fromExecutorElsewhere(link: CodexHarnessLink, data: Buffer): boolean {
+    if (!this.harnesses.has(link)) return true;
+    const decoded = data.length > this.limits.codexMaxMessageBytes ? null : decodeCodexRelayFrame(data);
+    if (!decoded?.ok) {
+      this.events.frameDropped('invalid');
+      return false;
+    }
+    const { streamId, body } = decoded.frame;
+    if (!link.streams.has(streamId)) {
+      this.events.frameDropped('no_route');
+      return true;
+    }
+    if (body.type === 'handshake') link.handshaking.delete(streamId);
+    if (body.type === 'reset') {
+      if (link.handshaking.delete(streamId)) link.failedHandshakes++;
+      link.streams.delete(streamId);
+    }
+    if (link.socket.readyState !== WebSocket.OPEN) {
+      this.events.frameDropped('endpoint_detached');
+      return true;
+    }
+    link.socket.send(data, { binary: true });
+    this.events.frameRouted('executor_to_client', data.length, SECURITY_PROFILE);
+    return true;
+  }
+
+  /**
+   * The fleet found no instance holding the environment of a stream opened through it: the
+   * stream is refused (`executor_unavailable`) at once rather than left to time out.
+   */
+  executorUnavailable(link: CodexHarnessLink, streamId: string): void {
+    if (!link.streams.delete(streamId)) return;
+    link.handshaking.delete(streamId);
+    this.sendReset(link.socket, streamId, ResetReason.ExecutorUnavailable);
+  }
+
+  /**
    * Closes every socket whose credential `stillPermits` no longer lets in (the token file changed),
    * after resetting its streams. Returns how many were closed.
    */
@@ -232,9 +398,13 @@ export class CodexRendezvousRouter {
           this.endRoute(route);
           this.sendReset(executor!.socket, streamId, ResetReason.CredentialRevoked);
         }
+        // Through the fleet: the executor's instance ends the stream on the reset.
+        link.elsewhere?.send(encodeCodexRelayFrame({ streamId, body: { type: 'reset', reason: ResetReason.CredentialRevoked } }));
         this.sendReset(link.socket, streamId, ResetReason.CredentialRevoked);
       }
       link.streams.clear();
+      link.handshaking.clear();
+      link.elsewhere?.clientClosed(false);
       this.harnesses.delete(link);
       link.socket.close(RelayCloseCode.CredentialRevoked, 'token revoked');
       closed++;
@@ -353,12 +523,14 @@ export class CodexRendezvousRouter {
   }
 
   private dropExecutor(link: CodexExecutorLink, reason: ResetReasonValue): void {
-    if (this.executors.get(link.environmentId) === link) this.executors.delete(link.environmentId);
+    const current = this.executors.get(link.environmentId) === link;
+    if (current) this.executors.delete(link.environmentId);
     for (const route of [...link.routes.values()]) {
       this.endRoute(route);
       this.sendReset(route.harness.socket, route.streamId, reason);
     }
     this.stopWatching(link.socket);
+    if (current) this.watcher?.codexLinkDown(link.environmentId);
   }
 
   private sendReset(socket: RendezvousSocket, streamId: string, reason: ResetReasonValue): void {

@@ -3,6 +3,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   EnvironmentEntry,
+  type CodexRegistrationEntry,
   InstanceEntry,
   REGISTRY_BUCKET,
   RegistryKey,
@@ -70,10 +71,10 @@ export class EnvironmentRegistry {
    * happening now). Its `registeredAt` is `now`, or one past the entry it replaces when that one is
    * ahead (another instance's clock): see `isNewerRegistration`.
    */
-  async register(environmentId: string, now: number): Promise<{ revision: number; registeredAt: number }> {
+  async register(environmentId: string, now: number, codex?: CodexRegistrationEntry): Promise<{ revision: number; registeredAt: number }> {
     const previous = await this.lookup(environmentId);
     const registeredAt = Math.max(now, (previous?.registeredAt ?? 0) + 1);
-    return { revision: await this.rewrite(environmentId, registeredAt), registeredAt };
+    return { revision: await this.rewrite(environmentId, registeredAt, codex), registeredAt };
   }
 
   /**
@@ -82,9 +83,9 @@ export class EnvironmentRegistry {
    * the bucket was lost with a NATS restart) is recreated — unless another instance recreated it
    * first.
    */
-  async refresh(environmentId: string, registeredAt: number, revision: number): Promise<Announcement> {
+  async refresh(environmentId: string, registeredAt: number, revision: number, codex?: CodexRegistrationEntry): Promise<Announcement> {
     const key = environmentKey(environmentId);
-    const value = this.entry(registeredAt);
+    const value = this.entry(registeredAt, codex);
     if (revision > 0) {
       try {
         return { held: true, revision: await this.kv.update(key, value, revision), recreated: false };
@@ -111,8 +112,8 @@ export class EnvironmentRegistry {
   }
 
   /** Writes this instance's entry unconditionally (a new registration, or one found newer than the entry: see `isNewerRegistration`). */
-  async rewrite(environmentId: string, registeredAt: number): Promise<number> {
-    return this.kv.put(environmentKey(environmentId), this.entry(registeredAt));
+  async rewrite(environmentId: string, registeredAt: number, codex?: CodexRegistrationEntry): Promise<number> {
+    return this.kv.put(environmentKey(environmentId), this.entry(registeredAt, codex));
   }
 
   /** Removes this instance's entry (only if nobody wrote since `revision`). */
@@ -145,8 +146,9 @@ export class EnvironmentRegistry {
     return { revision: entry.revision, value: entry.operation === 'PUT' ? parseJson(schema, entry.string()) : null };
   }
 
-  private entry(registeredAt: number): string {
-    const entry: EnvironmentEntry = { instance: this.instanceId, boot: this.boot, registeredAt };
+  /** This instance's entry; `codex`: the registration of the codex executor held (none: an execrelay agent). */
+  private entry(registeredAt: number, codex?: CodexRegistrationEntry): string {
+    const entry: EnvironmentEntry = { instance: this.instanceId, boot: this.boot, registeredAt, ...(codex ? { codex } : {}) };
     return JSON.stringify(entry);
   }
 }

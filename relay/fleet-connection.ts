@@ -112,6 +112,16 @@ export class FleetConnection {
     }
   }
 
+  /** A request answered by one subscriber: its answer, or null (nobody listens, no answer in time, or disconnected). */
+  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array | null> {
+    if (!this.connectedNow) return null;
+    try {
+      return (await this.nc.request(subject, data, { timeout: timeoutMs })).data;
+    } catch {
+      return null;
+    }
+  }
+
   async close(): Promise<void> {
     this.connectedNow = false;
     await this.nc.close().catch(() => undefined);

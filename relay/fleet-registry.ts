@@ -1,7 +1,7 @@
 import type { Logger } from '../src/logging/logger.js';
 import { EnvironmentRegistry, NoJetStreamError } from './environment-registry.js';
 import type { FleetConnection } from './fleet-connection.js';
-import { FleetSubject, encodeFleetControlMessage, environmentToken } from './fleet-wire.js';
+import { FleetSubject, encodeFleetControlMessage, environmentToken, type EnvironmentEntry } from './fleet-wire.js';
 import type { RelayEvents } from './relay-events.js';
 
 export const DEFAULT_REGISTRY_TTL_MS = 15_000;
@@ -23,7 +23,8 @@ export class FleetRegistry {
   readonly ttlMs: number;
   private readonly replicas: number;
   private registry: EnvironmentRegistry | null = null;
-  private readonly availableUntil = new Map<string, number>();
+  /** Positive lookups, reused until `until`: the holder's entry (null: no entry, the holder answered a probe). */
+  private readonly available = new Map<string, { until: number; entry: EnvironmentEntry | null }>();
 
   constructor(
     options: { ttlMs?: number; replicas?: number },
@@ -92,18 +93,42 @@ export class FleetRegistry {
    * registry cannot be asked (NATS is down).
    */
   async heldElsewhere(environmentId: string): Promise<boolean> {
-    if ((this.availableUntil.get(environmentId) ?? 0) > Date.now()) return true;
+    const holder = await this.holderElsewhere(environmentId);
+    // An environment a codex executor holds is not one an execrelay client can use.
+    return holder !== null && !holder.entry?.codex;
+  }
+
+  /**
+   * The registration of the codex executor another live instance holds for the environment, or
+   * null (nobody, an execrelay agent, or this instance's stale entry). Rejects when the registry
+   * cannot be asked (NATS is down). Always asked afresh (no reused answer): a codex executor's
+   * registration changes with every start, and a client told of a dead holder would only time out.
+   */
+  async codexRegistrationElsewhere(environmentId: string): Promise<EnvironmentEntry | null> {
+    const holder = await this.holderElsewhere(environmentId, false);
+    return holder?.entry?.codex ? holder.entry : null;
+  }
+
+  /**
+   * Another live instance holding the environment: its registry entry (null when there is none
+   * but the holder answered a probe), or null when none does. Rejects when NATS is down.
+   */
+  private async holderElsewhere(environmentId: string, reuse = true): Promise<{ entry: EnvironmentEntry | null } | null> {
+    const cached = this.available.get(environmentId);
+    if (reuse && cached && cached.until > Date.now()) return cached;
     const link = this.connection();
     if (!this.registry || !link?.connected) throw new Error('NATS unavailable');
     const holder = await this.registry.lookup(environmentId);
-    if (holder?.instance === this.instanceId) return false; // this instance's entry, its executor gone
+    if (holder?.instance === this.instanceId) return null; // this instance's entry, its executor gone
     // The entry of an instance that died lives until its TTL, but NATS knows at once that nobody
     // subscribes to the environment any more. Without an entry (a NATS restart emptied the
     // registry moments ago, holders are rewriting it) a holder that answers is proof enough.
     const probe = await this.probeHolder(link, environmentId);
     const available = holder ? probe !== 'nobody' : probe === 'answered';
-    if (available) this.availableUntil.set(environmentId, Date.now() + AVAILABILITY_CACHE_MS);
-    return available;
+    if (!available) return null;
+    const found = { until: Date.now() + AVAILABILITY_CACHE_MS, entry: holder };
+    this.available.set(environmentId, found);
+    return found;
   }
 
   /** The boot token of an instance's live process, or null when the instance is not alive. */
@@ -119,7 +144,7 @@ export class FleetRegistry {
 
   /** Forgets availability answers that expired. */
   prune(now: number): void {
-    for (const [id, until] of this.availableUntil) if (until <= now) this.availableUntil.delete(id);
+    for (const [id, { until }] of this.available) if (until <= now) this.available.delete(id);
   }
 
   /**

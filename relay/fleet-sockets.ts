@@ -5,6 +5,13 @@ import type { FleetConnection } from './fleet-connection.js';
 import { FleetSubject, environmentToken, parseClientSubject } from './fleet-wire.js';
 import type { RelayEvents } from './relay-events.js';
 import { ClientLink, type ExecutorElsewhere, type FrameSocket, type StreamRouter } from './stream-router.js';
+import { CodexHarnessLink, type CodexExecutorElsewhere, type CodexRendezvousRouter } from './codex-rendezvous-router.js';
+
+/** Which router an environment's frames belong to: execrelay's own, or the codex rendezvous. */
+export type ExecutorKind = 'native' | 'codex';
+
+/** A client socket as a router sees it: an execrelay client's, or a codex harness's. */
+type AnyClientLink = ClientLink | CodexHarnessLink;
 
 /** One `claim` per stream per this long, however many orphan frames arrive. */
 const CLAIM_INTERVAL_MS = 250;
@@ -37,8 +44,9 @@ export class RemoteClientSocket implements FrameSocket {
 /**
  * The executor of a client socket here, held by another instance: sending a frame publishes it to
  * the environment's `.up` subject with the client socket's subject to answer to. Nothing queues here.
+ * The same for both kinds of executor (an execrelay client's or a codex harness's socket).
  */
-export class RemoteExecutorSocket implements ExecutorElsewhere {
+export class RemoteExecutorSocket implements ExecutorElsewhere, CodexExecutorElsewhere {
   readyState: number = WebSocket.OPEN;
   readonly bufferedAmount = 0;
   constructor(
@@ -47,15 +55,15 @@ export class RemoteExecutorSocket implements ExecutorElsewhere {
     readonly clientSubject: string,
     private readonly fleet: {
       publish(subject: string, data: Uint8Array, reply: string): boolean;
-      streamOpened(client: ClientLink, streamId: string): void;
+      streamOpened(streamId: string): void;
       clientClosed(detach: boolean): void;
     },
   ) {}
   send(data: Uint8Array | string): boolean {
     return this.readyState === WebSocket.OPEN && typeof data !== 'string' && this.fleet.publish(this.subject, data, this.clientSubject);
   }
-  streamOpened(client: ClientLink, streamId: string): void {
-    this.fleet.streamOpened(client, streamId);
+  streamOpened(_client: AnyClientLink, streamId: string): void {
+    this.fleet.streamOpened(streamId);
   }
   clientClosed(detach: boolean): void {
     this.readyState = WebSocket.CLOSED;
@@ -77,14 +85,20 @@ export class RemoteExecutorSocket implements ExecutorElsewhere {
  * - for a client socket here, a `RemoteExecutorSocket`; the executor's frames come back on the
  *   client socket's subject, and its environment's orphans are claimed for the client socket that
  *   carries the stream.
+ *
+ * Codex harness sockets and executors (`CodexRendezvousRouter`) use the same subjects and the
+ * same remote sockets: an environment a codex executor holds here takes the `.up` frames into the
+ * codex router, and a harness socket here reaches its executor elsewhere through a
+ * `RemoteExecutorSocket`. Codex streams do not move between sockets, so they have no orphans or
+ * claims; `detach` and the dead-instance sweep apply to them as to execrelay's.
  */
 export class FleetSockets {
   /** Client sockets of other instances, by their subject. */
-  private readonly remoteClients = new Map<string, ClientLink>();
+  private readonly remoteClients = new Map<string, AnyClientLink>();
   /** When each remote instance was first seen missing from the registry (for its clients' grace). */
   private readonly instanceMissingSince = new Map<string, number>();
   /** This instance's client sockets, by connection token (the last part of their subject). */
-  private readonly clients = new Map<string, ClientLink>();
+  private readonly clients = new Map<string, AnyClientLink>();
   /** Per environment with client sockets here: how many, and the subscription to its orphans. */
   private readonly orphans = new Map<string, { clients: number; subscription: Subscription | null }>();
   private readonly lastClaimAt = new Map<string, number>();
@@ -98,8 +112,10 @@ export class FleetSockets {
     private readonly router: StreamRouter,
     private readonly events: RelayEvents,
     private readonly logger: Logger,
-    /** Whether some instance holds the environment; rejects when that cannot be told (NATS down). */
-    private readonly environmentAvailable: (environmentId: string) => Promise<boolean>,
+    /** Whether some instance holds the environment with that kind of executor; rejects when that cannot be told (NATS down). */
+    private readonly environmentAvailable: (environmentId: string, kind: ExecutorKind) => Promise<boolean>,
+    /** The codex rendezvous router (null: codex frames are not routed through the fleet). */
+    private readonly codexRouter: CodexRendezvousRouter | null = null,
   ) {}
 
   /** Client sockets of other instances this instance routes streams for. */
@@ -121,19 +137,13 @@ export class FleetSockets {
    * environment, the router reaches the executor through a `RemoteExecutorSocket`.
    */
   clientLink(socket: FrameSocket, environmentId: string, credentialId: string): ClientLink {
-    const connection = `c${(this.nextConnection++).toString(36)}`;
-    const subject = FleetSubject.client(this.instanceId, this.boot, credentialId, connection);
-    const executor = new RemoteExecutorSocket(FleetSubject.toExecutor(environmentToken(environmentId)), subject, {
-      publish: (target, data, reply) => this.publish(target, data, reply),
-      streamOpened: (client, streamId) => void this.confirmOpen(client, streamId),
-      clientClosed: (detach) => {
-        this.clients.delete(connection);
-        if (detach) this.connection()?.publishControl(environmentId, { type: 'detach', client: subject });
-        this.unsubscribeOrphans(environmentId);
-      },
+    let client: ClientLink | undefined;
+    const executor = this.executorElsewhere(environmentId, credentialId, {
+      opened: (streamId) => void this.confirmOpen(environmentId, 'native', () => this.router.executorUnavailable(client!, streamId)),
+      closed: () => this.unsubscribeOrphans(environmentId),
     });
-    const client = new ClientLink(socket, environmentId, credentialId, { elsewhere: executor });
-    this.clients.set(connection, client);
+    client = new ClientLink(socket, environmentId, credentialId, { elsewhere: executor.socket });
+    this.clients.set(executor.connection, client);
     const orphans = this.orphans.get(environmentId);
     if (orphans) {
       orphans.clients += 1;
@@ -144,14 +154,50 @@ export class FleetSockets {
     return client;
   }
 
-  /** A new stream towards an environment held elsewhere: refused at once if nobody holds it. */
-  private async confirmOpen(client: ClientLink, streamId: string): Promise<void> {
+  /**
+   * The codex router's link for a harness socket connected here whose executor another instance
+   * holds (the caller checked the registration in the registry): its frames go to that instance.
+   */
+  harnessLink(socket: FrameSocket, environmentId: string, registrationId: string, credentialId: string): CodexHarnessLink {
+    const codex = this.codexRouter!;
+    let link: CodexHarnessLink | undefined;
+    const executor = this.executorElsewhere(environmentId, credentialId, {
+      opened: (streamId) => void this.confirmOpen(environmentId, 'codex', () => codex.executorUnavailable(link!, streamId)),
+      closed: () => undefined,
+    });
+    link = codex.harnessConnected(socket, environmentId, registrationId, credentialId, executor.socket);
+    this.clients.set(executor.connection, link);
+    return link;
+  }
+
+  /** A client socket's subject and its way to the executor another instance holds. */
+  private executorElsewhere(
+    environmentId: string,
+    credentialId: string,
+    hooks: { opened(streamId: string): void; closed(): void },
+  ): { connection: string; socket: RemoteExecutorSocket } {
+    const connection = `c${(this.nextConnection++).toString(36)}`;
+    const subject = FleetSubject.client(this.instanceId, this.boot, credentialId, connection);
+    const socket = new RemoteExecutorSocket(FleetSubject.toExecutor(environmentToken(environmentId)), subject, {
+      publish: (target, data, reply) => this.publish(target, data, reply),
+      streamOpened: (streamId) => hooks.opened(streamId),
+      clientClosed: (detach) => {
+        this.clients.delete(connection);
+        if (detach) this.connection()?.publishControl(environmentId, { type: 'detach', client: subject });
+        hooks.closed();
+      },
+    });
+    return { connection, socket };
+  }
+
+  /** A new stream towards an environment held elsewhere: refused (`refuse`) at once if nobody holds it. */
+  private async confirmOpen(environmentId: string, kind: ExecutorKind, refuse: () => void): Promise<void> {
     try {
-      if (await this.environmentAvailable(client.environmentId)) return;
+      if (await this.environmentAvailable(environmentId, kind)) return;
     } catch {
       return; // NATS is down: the stream waits (and its handshake times out) rather than guessing
     }
-    this.router.executorUnavailable(client, streamId);
+    refuse();
   }
 
   /** An executor's frame for one of this instance's client sockets (`execrelay.client.I.B.C`). */
@@ -161,7 +207,8 @@ export class FleetSockets {
       this.events.frameDropped('endpoint_detached');
       return;
     }
-    if (this.router.fromExecutorElsewhere(client, frameOf(msg))) this.events.fleetFrame('received', msg.data.length);
+    const delivered = client instanceof CodexHarnessLink ? this.codexRouter!.fromExecutorElsewhere(client, frameOf(msg)) : this.router.fromExecutorElsewhere(client, frameOf(msg));
+    if (delivered) this.events.fleetFrame('received', msg.data.length);
   }
 
   /** An executor frame without a route at its holder: claim it if its client socket is here. */
@@ -198,28 +245,30 @@ export class FleetSockets {
 
   /** A client frame published by another instance for an executor held here (`execrelay.env.T.up`). */
   fromRemoteClient(environmentId: string, msg: Msg): void {
-    const link = msg.reply ? this.remoteClient(msg.reply, environmentId) : null;
+    // A codex executor held here takes codex relay frames; otherwise the environment is an execrelay agent's.
+    const kind: ExecutorKind = this.codexRouter?.hasLiveExecutor(environmentId) ? 'codex' : 'native';
+    const link = msg.reply ? this.remoteClient(msg.reply, environmentId, kind) : null;
     if (!link) {
-      this.events.frameDropped('invalid');
+      this.events.frameDropped(kind === 'codex' && msg.reply ? 'no_route' : 'invalid');
       return;
     }
     this.events.fleetFrame('received', msg.data.length);
-    this.router.fromClient(link, frameOf(msg));
+    if (link instanceof CodexHarnessLink) this.codexRouter!.fromHarness(link, frameOf(msg));
+    else this.router.fromClient(link, frameOf(msg));
   }
 
-  /** `detach`: the client socket behind `subject` closed; its streams wait for the client's grace. */
+  /** `detach`: the client socket behind `subject` closed; its streams wait for the client's grace (codex: are reset). */
   detach(subject: string): void {
     const link = this.remoteClients.get(subject);
     if (!link) return;
     this.remoteClients.delete(subject);
-    this.router.clientClosed(link);
-    link.socket.close();
+    this.closeRemote(link);
   }
 
   /** `claim`: the client socket behind `subject` carries the stream (answering an orphan frame). */
   claim(environmentId: string, subject: string, streamId: string): void {
-    const link = this.remoteClient(subject, environmentId);
-    if (link) this.router.claimStream(link, streamId);
+    const link = this.remoteClient(subject, environmentId, 'native');
+    if (link instanceof ClientLink) this.router.claimStream(link, streamId);
   }
 
   /** An executor frame no client socket here carries: for the instance holding the stream's client. */
@@ -230,19 +279,31 @@ export class FleetSockets {
   /** The router forgot an environment held here: its remote client sockets go with it. */
   forgetEnvironment(environmentId: string): void {
     for (const [subject, link] of this.remoteClients) {
-      if (link.environmentId === environmentId) this.remoteClients.delete(subject);
+      if (link.environmentId !== environmentId) continue;
+      this.remoteClients.delete(subject);
+      if (link instanceof CodexHarnessLink) this.codexRouter?.harnessClosed(link);
     }
   }
 
-  private remoteClient(subject: string, environmentId: string): ClientLink | null {
+  /** The link of a client socket of another instance (made on its first frame); null for a bad subject, or no codex executor here. */
+  private remoteClient(subject: string, environmentId: string, kind: ExecutorKind): AnyClientLink | null {
     const existing = this.remoteClients.get(subject);
-    if (existing && existing.socket.readyState === WebSocket.OPEN && existing.environmentId === environmentId) return existing;
+    if (existing && existing.socket.readyState === WebSocket.OPEN && existing.environmentId === environmentId && (existing instanceof CodexHarnessLink) === (kind === 'codex')) return existing;
+    if (existing) this.closeRemote(existing);
     const parsed = parseClientSubject(subject);
     if (!parsed) return null;
     const socket = new RemoteClientSocket(subject, (target, data) => this.publish(target, data));
-    const link = new ClientLink(socket, environmentId, parsed.credentialId, { remote: true });
+    const link = kind === 'codex' ? this.codexRouter!.remoteHarness(socket, environmentId, parsed.credentialId) : new ClientLink(socket, environmentId, parsed.credentialId, { remote: true });
+    if (!link) return null;
     this.remoteClients.set(subject, link);
     return link;
+  }
+
+  /** A client socket of another instance is gone: its router hears it (execrelay's streams get their grace, codex's are reset). */
+  private closeRemote(link: AnyClientLink): void {
+    if (link instanceof CodexHarnessLink) this.codexRouter?.harnessClosed(link);
+    else this.router.clientClosed(link);
+    link.socket.close();
   }
 
   /**
@@ -252,10 +313,11 @@ export class FleetSockets {
    * an instance may be missing (a NATS restart emptied the registry) before it counts as dead.
    */
   async sweepRemoteClients(instanceBoot: (instanceId: string) => Promise<string | null>, graceMs: number): Promise<void> {
-    const byInstance = new Map<string, { boot: string; subject: string; link: ClientLink }[]>();
+    const byInstance = new Map<string, { boot: string; subject: string; link: AnyClientLink }[]>();
     for (const [subject, link] of this.remoteClients) {
       if (link.socket.readyState !== WebSocket.OPEN || link.streams.size === 0) {
         this.remoteClients.delete(subject);
+        if (link instanceof CodexHarnessLink) this.codexRouter?.harnessClosed(link);
         continue;
       }
       const parsed = parseClientSubject(subject)!;
@@ -283,10 +345,32 @@ export class FleetSockets {
       if (now - since < graceMs) continue;
       for (const { subject, link } of dead) {
         this.remoteClients.delete(subject);
-        this.router.clientClosed(link);
-        link.socket.close();
+        this.closeRemote(link);
       }
       this.logger.info({ instance: instanceId, clients: dead.length }, 'relay instance gone; its client sockets get their grace');
+    }
+  }
+
+  /**
+   * Resets the streams of codex harness sockets here whose executor no instance holds any more
+   * (its instance died: NATS knows at once that nobody listens). Codex streams cannot wait for
+   * their executor to come back, so the harness hears it now instead of waiting in silence.
+   */
+  async sweepCodexHarnesses(): Promise<void> {
+    const byEnvironment = new Map<string, CodexHarnessLink[]>();
+    for (const link of this.clients.values()) {
+      if (!(link instanceof CodexHarnessLink) || link.streams.size === 0) continue;
+      const links = byEnvironment.get(link.environmentId) ?? [];
+      links.push(link);
+      byEnvironment.set(link.environmentId, links);
+    }
+    for (const [environmentId, links] of byEnvironment) {
+      try {
+        if (await this.environmentAvailable(environmentId, 'codex')) continue;
+      } catch {
+        continue; // NATS is down: cannot tell; the streams wait
+      }
+      for (const link of links) for (const streamId of [...link.streams]) this.codexRouter?.executorUnavailable(link, streamId);
     }
   }
 

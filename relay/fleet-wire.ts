@@ -15,9 +15,17 @@
  *                            here): every instance with a client socket for the environment listens,
  *                            and the one holding the stream's client answers with a `claim`.
  * - `execrelay.client.INSTANCE.BOOT.CRED.CONN` executor frames towards one client socket.
+ * - `execrelay.instance.INSTANCE.BOOT.hka` requests (JSON, `AuthorizationUseRequest`) to the relay
+ *                            process that minted a codex harness key authorization: "this nonce is
+ *                            being used", answered once `fresh` and `replayed` after
+ *                            (`AuthorizationUseAnswer`).
  *
- * Frames cross NATS as the endpoints sent them: the relay still reads only the header, and loss or
- * reordering between instances is repaired by the endpoints' reliable stream.
+ * The same subjects carry both kinds of executor: an environment held by a codex executor
+ * (`EnvironmentEntry.codex`) has codex relay frames (`RelayMessageFrame`) on `.up` and on its
+ * harnesses' client subjects, an execrelay agent's has execrelay relay frames. Frames cross NATS as
+ * the endpoints sent them: the relay still reads only what routing needs, and loss or reordering
+ * between instances is repaired by the endpoints (execrelay's reliable stream; a codex stream that
+ * loses a frame fails and the harness opens a new one).
  */
 import { z } from 'zod';
 import { isStreamId } from '../src/relay-frame/relay-frame.js';
@@ -48,6 +56,8 @@ export const FleetSubject = {
   /** One client socket: its instance's prefix, its credential id and its connection token. */
   client: (instanceId: string, boot: string, credentialId: string, connection: string) =>
     `${FLEET_SUBJECT_ROOT}.client.${instanceId}.${boot}.${credentialId}.${connection}`,
+  /** The relay process that minted codex harness key authorizations: their uses are asked here. */
+  authorizationsOf: (instanceId: string, boot: string) => `${FLEET_SUBJECT_ROOT}.instance.${instanceId}.${boot}.hka`,
 } as const;
 
 /** `execrelay.client.INSTANCE.BOOT.CRED.CONN` → its parts, or null for anything else. */
@@ -102,13 +112,51 @@ export const RegistryKey = {
   instance: (instanceId: string) => `instance.${instanceId}`,
 } as const;
 
-/** `env.T`: which instance holds the environment's executor, since when. */
+/**
+ * A codex executor's registration (`codex exec-server --remote`), in its environment's entry: what
+ * `connect` and `validate` on any instance need — the registration id, the credential (token id)
+ * it registered with, and its hybrid public key as the registry's key object (parsed strictly,
+ * `parseRegistryPublicKey`, where it is used).
+ */
+export const CodexRegistrationEntry = z.object({
+  registrationId: z.string().min(1).max(128),
+  credentialId: z.string().regex(INSTANCE_ID_PATTERN),
+  executorKey: z.object({ suite: z.string().max(128), x25519_public_key: z.string().max(128), mlkem768_public_key: z.string().max(4096) }),
+});
+export type CodexRegistrationEntry = z.infer<typeof CodexRegistrationEntry>;
+
+/**
+ * `env.T`: which instance holds the environment's executor, since when; for a codex executor, its
+ * registration (absent: an execrelay agent). One entry per environment: one namespace for both kinds.
+ */
 export const EnvironmentEntry = z.object({
   instance: z.string().regex(INSTANCE_ID_PATTERN),
   boot: z.string().regex(INSTANCE_ID_PATTERN),
   registeredAt: z.number().int().nonnegative(),
+  codex: CodexRegistrationEntry.optional(),
 });
 export type EnvironmentEntry = z.infer<typeof EnvironmentEntry>;
+
+/** A request on `execrelay.instance.I.B.hka`: a codex harness key authorization minted there is being used. */
+export const AuthorizationUseRequest = z.object({
+  nonce: z.string().regex(/^[0-9a-f]{32}$/),
+  expiresAt: z.number().int().positive(),
+});
+export type AuthorizationUseRequest = z.infer<typeof AuthorizationUseRequest>;
+
+/** The minting process's answer: the first use of a nonce is `fresh`, every later one `replayed`. */
+export const AuthorizationUseAnswer = z.object({ use: z.enum(['fresh', 'replayed']) });
+export type AuthorizationUseAnswer = z.infer<typeof AuthorizationUseAnswer>;
+
+/** JSON text of a fleet message, parsed with `schema`; null when it is not one. */
+export function parseFleetJson<T>(schema: { safeParse(value: unknown): { success: true; data: T } | { success: false } }, data: Uint8Array): T | null {
+  try {
+    const parsed = schema.safeParse(JSON.parse(Buffer.from(data).toString('utf8')));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
 
 /** `instance.ID`: the instance is alive; `boot` tells its current process from an earlier one. */
 export const InstanceEntry = z.object({ boot: z.string().regex(INSTANCE_ID_PATTERN), startedAt: z.number().int().nonnegative() });

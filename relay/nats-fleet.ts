@@ -4,11 +4,23 @@ import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../src/logging/logger.js';
 import { FleetConnection } from './fleet-connection.js';
 import { FleetRegistry } from './fleet-registry.js';
-import { FleetSockets } from './fleet-sockets.js';
-import { FleetSubject, environmentToken, parseFleetControlMessage, isNewerRegistration, validateInstanceId } from './fleet-wire.js';
+import { FleetAuthorizations, type AuthorizationMinter, type AuthorizationUse } from './fleet-authorizations.js';
+import { FleetSockets, type ExecutorKind } from './fleet-sockets.js';
+import {
+  FleetSubject,
+  environmentToken,
+  parseFleetControlMessage,
+  isNewerRegistration,
+  validateInstanceId,
+  type CodexRegistrationEntry,
+  type EnvironmentEntry,
+} from './fleet-wire.js';
 import type { RelayLimits } from './relay-config.js';
 import type { RelayEvents } from './relay-events.js';
+import { RecentProofs } from './recent-proofs.js';
 import type { ClientLink, EnvironmentWatcher, FrameSocket, StreamRouter } from './stream-router.js';
+import type { CodexExecutorLink, CodexExecutorWatcher, CodexHarnessLink, CodexRendezvousRouter } from './codex-rendezvous-router.js';
+import { encodeRegistryPublicKey } from '../src/noise-hybrid/registry-public-key.js';
 
 export interface FleetOptions {
   /** `nats://[user:password@]host:port`, several separated by commas. */
@@ -52,6 +64,8 @@ interface HeldEnvironment {
   announcing: boolean;
   /** A registration being written: a `takeover` heard meanwhile is judged once it is done. */
   registering: Promise<void> | null;
+  /** Held by a codex executor: its registration, written into the entry (absent: an execrelay agent). */
+  codex: CodexRegistrationEntry | undefined;
 }
 
 /**
@@ -68,8 +82,13 @@ interface HeldEnvironment {
  * moved too) or, for a client whose socket stayed put, the executor's first frames — published as
  * orphans, which the instance holding the stream's client claims. Nothing is acknowledged by an
  * instance: whatever NATS loses, the endpoints retransmit.
+ *
+ * Codex executors (`codex exec-server --remote`, `CodexRendezvousRouter`) are held the same way:
+ * one registry entry per environment (with the codex registration in it, so `connect` and
+ * `validate` work on every instance), the same subjects and takeovers; and every use of a codex
+ * harness key authorization is asked of the relay process that minted it (`FleetAuthorizations`).
  */
-export class NatsFleet implements EnvironmentWatcher {
+export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
   readonly instanceId: string;
   /** Tells this process from an earlier one with the same instance id (in client subjects). */
   readonly boot = randomBytes(6).toString('base64url');
@@ -83,6 +102,7 @@ export class NatsFleet implements EnvironmentWatcher {
   /** The last resync (registry reopened, entries rewritten) succeeded; a tick retries it if not. */
   private registryHealthy = false;
   private readonly held = new Map<string, HeldEnvironment>();
+  private readonly authorizations: FleetAuthorizations;
 
   constructor(
     private readonly options: FleetOptions,
@@ -90,6 +110,8 @@ export class NatsFleet implements EnvironmentWatcher {
     private readonly limits: RelayLimits,
     private readonly events: RelayEvents,
     private readonly logger: Logger,
+    /** The codex rendezvous router: codex executors held here are fleet-wide too (null: not routed through the fleet). */
+    private readonly codexRouter: CodexRendezvousRouter | null = null,
   ) {
     this.instanceId = options.instanceId ?? defaultInstanceId();
     const invalid = validateInstanceId(this.instanceId);
@@ -100,8 +122,15 @@ export class NatsFleet implements EnvironmentWatcher {
       ...(options.registryReplicas !== undefined ? { replicas: options.registryReplicas } : {}),
     };
     this.registry = new FleetRegistry(registryOptions, this.instanceId, this.boot, this.startedAt, connection, events, logger);
-    this.sockets = new FleetSockets(this.instanceId, this.boot, connection, router, events, logger, (id) => this.environmentAvailable(id));
+    this.sockets = new FleetSockets(this.instanceId, this.boot, connection, router, events, logger, (id, kind) => this.environmentAvailable(id, kind), codexRouter);
+    this.authorizations = new FleetAuthorizations(this.minter, connection, new RecentProofs(limits.maxRecentProofs), events, logger);
     router.watcher = this;
+    if (codexRouter) codexRouter.watcher = this;
+  }
+
+  /** This relay process, as the minter of codex harness key authorizations. */
+  get minter(): AuthorizationMinter {
+    return { instance: this.instanceId, boot: this.boot };
   }
 
   /** The NATS connection (null until joined), for the fleet's other buckets (`FleetBindings`). */
@@ -124,9 +153,10 @@ export class NatsFleet implements EnvironmentWatcher {
     const link = await FleetConnection.open(this.options.natsUrl, `execrelay-relay ${this.instanceId}`, this.events, this.logger, () => void this.resync());
     this.link = link;
     const maxPayload = link.maxPayload;
-    if (maxPayload < this.limits.maxFrameBytes) {
+    const largestFrame = Math.max(this.limits.maxFrameBytes, this.limits.codexMaxMessageBytes);
+    if (maxPayload < largestFrame) {
       await link.close();
-      throw new Error(`NATS max_payload is ${maxPayload} bytes, smaller than a relay frame (${this.limits.maxFrameBytes}): raise max_payload in nats-server's config`);
+      throw new Error(`NATS max_payload is ${maxPayload} bytes, smaller than a relay frame (${largestFrame}): raise max_payload in nats-server's config`);
     }
     try {
       await this.registry.open();
@@ -135,6 +165,7 @@ export class NatsFleet implements EnvironmentWatcher {
       throw error;
     }
     this.sockets.subscribe();
+    this.authorizations.subscribe();
     for (const environmentId of this.held.keys()) this.subscribeHeld(environmentId);
     // Executors that registered while this instance waited for NATS.
     await this.refreshAll();
@@ -161,8 +192,27 @@ export class NatsFleet implements EnvironmentWatcher {
    * Whether a client may connect for this environment: held here, or held by a live instance
    * according to the registry. Rejects when the registry cannot be asked (NATS is down).
    */
-  async environmentAvailable(environmentId: string): Promise<boolean> {
+  async environmentAvailable(environmentId: string, kind: ExecutorKind = 'native'): Promise<boolean> {
+    if (kind === 'codex') return Boolean(this.codexRouter?.hasLiveExecutor(environmentId)) || (await this.registry.codexRegistrationElsewhere(environmentId)) !== null;
     return this.router.hasLiveExecutor(environmentId) || this.registry.heldElsewhere(environmentId);
+  }
+
+  /**
+   * The codex registration another live instance holds for the environment (its registry entry),
+   * or null. Rejects when the registry cannot be asked (NATS is down).
+   */
+  codexRegistrationElsewhere(environmentId: string): Promise<EnvironmentEntry | null> {
+    return this.registry.codexRegistrationElsewhere(environmentId);
+  }
+
+  /** Uses a codex harness key authorization's nonce, fleet-wide (see `FleetAuthorizations`). */
+  useAuthorization(minter: AuthorizationMinter | null, nonce: string, expiresAt: number): Promise<AuthorizationUse> {
+    return this.authorizations.use(minter, nonce, expiresAt);
+  }
+
+  /** The codex router's link for a harness socket here whose executor another instance holds. */
+  harnessLink(socket: FrameSocket, environmentId: string, registrationId: string, credentialId: string): CodexHarnessLink {
+    return this.sockets.harnessLink(socket, environmentId, registrationId, credentialId);
   }
 
   /** The router's link for a client socket connected here (see `FleetSockets.clientLink`). */
@@ -173,13 +223,14 @@ export class NatsFleet implements EnvironmentWatcher {
   // -------------------------------------------------------------------------------------------
   // Executors held here (EnvironmentWatcher)
 
-  linkUp(environmentId: string, registeredAt: number): Promise<void> {
+  linkUp(environmentId: string, registeredAt: number, codex?: CodexRegistrationEntry): Promise<void> {
     let held = this.held.get(environmentId);
     if (!held) {
-      held = { token: environmentToken(environmentId), subscriptions: [], revision: 0, registeredAt: 0, announcing: false, registering: null };
+      held = { token: environmentToken(environmentId), subscriptions: [], revision: 0, registeredAt: 0, announcing: false, registering: null, codex };
       this.held.set(environmentId, held);
       this.subscribeHeld(environmentId);
     }
+    held.codex = codex;
     held.registeredAt = 0;
     held.revision = 0;
     const registering = this.beginRegistration(environmentId, held, registeredAt);
@@ -211,6 +262,37 @@ export class NatsFleet implements EnvironmentWatcher {
     this.sockets.publishOrphan(environmentId, data);
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Codex executors held here (CodexExecutorWatcher)
+
+  codexLinkUp(link: CodexExecutorLink): void {
+    // Without its key no other instance could name the executor at `connect`: it stays this instance's.
+    if (!link.executorKey) return;
+    void this.linkUp(link.environmentId, Date.now(), {
+      registrationId: link.registrationId,
+      credentialId: link.credentialId,
+      executorKey: encodeRegistryPublicKey(link.executorKey),
+    });
+  }
+
+  /** A codex executor's streams end with its socket (they do not wait for it): the environment is let go at once. */
+  codexLinkDown(environmentId: string): void {
+    if (this.router.hasLiveExecutor(environmentId)) return;
+    this.linkDown(environmentId);
+    this.forgotten(environmentId);
+  }
+
+  /** Whether an executor of either kind is connected here for the environment. */
+  private holdsLive(environmentId: string): boolean {
+    return this.router.hasLiveExecutor(environmentId) || Boolean(this.codexRouter?.hasLiveExecutor(environmentId));
+  }
+
+  /** Another instance holds a newer registration: let go of the executor here, whichever kind. */
+  private release(environmentId: string): void {
+    this.router.releaseEnvironment(environmentId);
+    this.codexRouter?.releaseEnvironment(environmentId);
+  }
+
   private subscribeHeld(environmentId: string): void {
     const held = this.held.get(environmentId);
     if (!this.link || !held || held.subscriptions.length > 0) return;
@@ -231,7 +313,7 @@ export class NatsFleet implements EnvironmentWatcher {
     switch (message.type) {
       case 'probe':
         // Only while the executor is connected: within its grace it is offline for new clients.
-        if (msg.reply && this.router.hasLiveExecutor(environmentId)) msg.respond(new Uint8Array(0));
+        if (msg.reply && this.holdsLive(environmentId)) msg.respond(new Uint8Array(0));
         return;
       case 'takeover': {
         if (message.instance === this.instanceId) return;
@@ -240,14 +322,14 @@ export class NatsFleet implements EnvironmentWatcher {
           return;
         }
         const mine = { registeredAt: held.registeredAt, instance: this.instanceId };
-        if (this.router.hasLiveExecutor(environmentId) && held.registeredAt > 0 && isNewerRegistration(mine, message)) {
+        if (this.holdsLive(environmentId) && held.registeredAt > 0 && isNewerRegistration(mine, message)) {
           // This registration is the newer one: tell the other instance to let go.
           this.link?.publishControl(environmentId, { type: 'takeover', ...mine });
           return;
         }
         this.logger.info({ holder: message.instance }, 'environment taken over by another relay instance');
         held.revision = 0; // the entry is the other instance's now: do not withdraw it
-        this.router.releaseEnvironment(environmentId);
+        this.release(environmentId);
         return;
       }
       case 'detach':
@@ -276,8 +358,8 @@ export class NatsFleet implements EnvironmentWatcher {
     const entries = this.registry.entries;
     if (!entries || !this.link?.connected) return;
     try {
-      const { revision, registeredAt } = await entries.register(environmentId, now);
-      if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
+      const { revision, registeredAt } = await entries.register(environmentId, now, held.codex);
+      if (this.held.get(environmentId) !== held || !this.holdsLive(environmentId)) return;
       held.revision = revision;
       held.registeredAt = registeredAt;
       this.link.publishControl(environmentId, { type: 'takeover', instance: this.instanceId, registeredAt });
@@ -293,7 +375,7 @@ export class NatsFleet implements EnvironmentWatcher {
    */
   private async refresh(environmentId: string, held: HeldEnvironment): Promise<void> {
     const entries = this.registry.entries;
-    if (!entries || held.announcing || held.registering || !this.router.hasLiveExecutor(environmentId)) return;
+    if (!entries || held.announcing || held.registering || !this.holdsLive(environmentId)) return;
     if (held.registeredAt === 0) {
       // The registration was never written (NATS was down when the executor came): write it now.
       void this.beginRegistration(environmentId, held, Date.now());
@@ -301,20 +383,20 @@ export class NatsFleet implements EnvironmentWatcher {
     }
     held.announcing = true;
     try {
-      const result = await entries.refresh(environmentId, held.registeredAt, held.revision);
-      if (this.held.get(environmentId) !== held || !this.router.hasLiveExecutor(environmentId)) return;
+      const result = await entries.refresh(environmentId, held.registeredAt, held.revision, held.codex);
+      if (this.held.get(environmentId) !== held || !this.holdsLive(environmentId)) return;
       const mine = { registeredAt: held.registeredAt, instance: this.instanceId };
       if (result.held) {
         held.revision = result.revision;
         // A recreated entry (expired, or the bucket was lost with a NATS restart): say so again.
         if (result.recreated) this.link?.publishControl(environmentId, { type: 'takeover', ...mine });
       } else if (isNewerRegistration(mine, result.holder)) {
-        held.revision = await entries.rewrite(environmentId, held.registeredAt);
+        held.revision = await entries.rewrite(environmentId, held.registeredAt, held.codex);
         this.link?.publishControl(environmentId, { type: 'takeover', ...mine });
       } else {
         this.logger.warn({ holder: result.holder.instance }, 'another relay instance holds a newer registration of this environment; letting go');
         held.revision = 0;
-        this.router.releaseEnvironment(environmentId);
+        this.release(environmentId);
       }
     } catch (error) {
       this.registry.error(error);
@@ -362,6 +444,7 @@ export class NatsFleet implements EnvironmentWatcher {
     }
     await this.refreshAll();
     await this.sockets.sweepRemoteClients((instanceId) => this.registry.instanceBoot(instanceId), this.registry.ttlMs);
+    await this.sockets.sweepCodexHarnesses();
     const now = Date.now();
     this.registry.prune(now);
     this.sockets.prune(now);

@@ -25,10 +25,18 @@ import { FleetBindings, openBindingsBucket } from './fleet-bindings.js';
 import { PinnedEnvironmentKeys } from './pinned-environment-keys.js';
 import { ClientLink, StreamRouter, type ExecutorLink } from './stream-router.js';
 import type { RelayCredentials, RelayRole } from './relay-credentials.js';
-import { CODEX_REGISTRY_PATH_PATTERN, CODEX_RENDEZVOUS_PATH, rendezvousRejectionResponse, RendezvousRejection, type CodexRegistryAction } from '../src/codex-registry/registry-endpoints.js';
+import {
+  CODEX_REGISTRY_PATH_PATTERN,
+  CODEX_RENDEZVOUS_PATH,
+  rendezvousRejectionResponse,
+  RendezvousRejection,
+  type CodexRegistryAction,
+  type RendezvousRejectionReason,
+} from '../src/codex-registry/registry-endpoints.js';
+import type { HybridPublicKey } from '../src/noise-hybrid/hybrid-keys.js';
 import { CodexRegistry } from './codex-registry.js';
 import { CodexRendezvousRouter } from './codex-rendezvous-router.js';
-import { RendezvousSigner } from './rendezvous-signer.js';
+import { RendezvousSigner, type RendezvousGrant } from './rendezvous-signer.js';
 
 export interface RelayServerOptions {
   /** The accepted tokens, each with its role and scope (`replaceCredentials` swaps them while running). */
@@ -88,14 +96,14 @@ export class RelayServer {
     this.router = new StreamRouter(this.limits, this.events, this.logger);
     this.credentials = options.credentials;
     this.router.setTokenCounts({ client: this.credentials.countFor('client'), executor: this.credentials.countFor('executor') });
-    this.fleet = options.fleet ? new NatsFleet(options.fleet, this.router, this.limits, this.events, this.logger) : null;
+    this.codexRouter = new CodexRendezvousRouter(this.limits, this.logger, () => this.credentials.countFor('client'), this.events);
+    this.fleet = options.fleet ? new NatsFleet(options.fleet, this.router, this.limits, this.events, this.logger, this.codexRouter) : null;
     const fleet = this.fleet;
     const bindings =
       options.bindings ??
       (fleet ? new FleetBindings(() => fleet.connection, (nc) => openBindingsBucket(nc, options.fleet?.registryReplicas ?? 1), this.limits.maxBindings) : new MemoryBindings(this.limits.maxBindings));
     const admittedBindings = options.environmentKeys ? new PinnedEnvironmentKeys(options.environmentKeys, bindings) : bindings;
     this.admission = new ExecutorAdmission(admittedBindings, this.limits.maxRecentProofs, this.logger);
-    this.codexRouter = new CodexRendezvousRouter(this.limits, this.logger, () => this.credentials.countFor('client'), this.events);
     this.codexRegistry = new CodexRegistry({
       credentials: () => this.credentials,
       bindings: admittedBindings,
@@ -107,6 +115,7 @@ export class RelayServer {
       events: this.events,
       tls: options.tls !== undefined,
       ...(this.audit ? { audit: this.audit } : {}),
+      ...(fleet ? { fleet } : {}),
     });
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handleHttp(req, res);
     this.server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler);
@@ -333,18 +342,41 @@ export class RelayServer {
     const verified = this.codexRegistry.verifyRendezvousQuery(url.searchParams);
     if (!verified.ok) return void socket.end(rendezvousRejectionResponse(verified.rejection));
     const { grant } = verified;
-    const registration = this.codexRegistry.registration(grant.environmentId);
     // A codex executor answers a 4xx by registering again, and anything else by reconnecting.
-    if (!registration) return void socket.end(rendezvousRejectionResponse(RendezvousRejection.UnknownRoute));
-    if (registration.registrationId !== grant.registrationId) return void socket.end(rendezvousRejectionResponse(RendezvousRejection.UnexpectedRegistrationId));
+    const reject = (rejection: RendezvousRejectionReason) => void socket.end(rendezvousRejectionResponse(rejection));
     const role: RelayRole = grant.role === 'executor' ? 'executor' : 'client';
-    if (!this.credentials.permits(grant.credentialId, role, grant.environmentId)) return void socket.end(rendezvousRejectionResponse(RendezvousRejection.InvalidSignature));
-    const refusal = grant.role === 'executor' ? this.codexRouter.executorRefusal(grant.environmentId) : this.codexRouter.harnessRefusal(grant.environmentId, grant.registrationId, grant.credentialId);
-    if (refusal) return void socket.end(rendezvousRejectionResponse(refusal));
+    if (!this.credentials.permits(grant.credentialId, role, grant.environmentId)) return reject(RendezvousRejection.InvalidSignature);
+    if (grant.role === 'executor') {
+      // An executor's socket opens where it registered.
+      const registration = this.codexRegistry.registration(grant.environmentId);
+      if (!registration) return reject(RendezvousRejection.UnknownRoute);
+      if (registration.registrationId !== grant.registrationId) return reject(RendezvousRejection.UnexpectedRegistrationId);
+      const refusal = this.codexRouter.executorRefusal(grant.environmentId);
+      if (refusal) return reject(refusal);
+      return this.acceptCodexSocket(req, socket, head, grant, registration.executorKey, false);
+    }
+    // A harness's may open on any instance of a fleet: the registration is looked up fleet-wide.
+    void this.codexRegistry.findRegistration(grant.environmentId).then(
+      (found) => {
+        if (socket.destroyed) return;
+        if (!found) return reject(RendezvousRejection.UnknownRoute);
+        if (found.registration.registrationId !== grant.registrationId) return reject(RendezvousRejection.UnexpectedRegistrationId);
+        const refusal = this.codexRouter.harnessRefusal(grant.environmentId, grant.registrationId, grant.credentialId, !found.here);
+        if (refusal) return reject(refusal);
+        this.acceptCodexSocket(req, socket, head, grant, null, !found.here);
+      },
+      () => {
+        if (!socket.destroyed) reject(RendezvousRejection.RouteUnavailable);
+      },
+    );
+  }
+
+  /** Opens a codex rendezvous socket (executor or harness; `elsewhere`: a harness whose executor another fleet instance holds). */
+  private acceptCodexSocket(req: http.IncomingMessage, socket: Duplex, head: Buffer, grant: RendezvousGrant, executorKey: HybridPublicKey | null, elsewhere: boolean): void {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.watchLiveness(ws);
       if (grant.role === 'executor') {
-        const link = this.codexRouter.executorConnected(ws, grant.environmentId, grant.registrationId, grant.credentialId);
+        const link = this.codexRouter.executorConnected(ws, grant.environmentId, grant.registrationId, grant.credentialId, executorKey ?? undefined);
         this.logger.info('codex executor connected');
         ws.on('message', (data, isBinary) => {
           if (isBinary) this.codexRouter.fromExecutor(link, data as Buffer);
@@ -354,7 +386,10 @@ export class RelayServer {
           this.logger.info('codex executor disconnected');
         });
       } else {
-        const link = this.codexRouter.harnessConnected(ws, grant.environmentId, grant.registrationId, grant.credentialId);
+        const link =
+          elsewhere && this.fleet
+            ? this.fleet.harnessLink(ws, grant.environmentId, grant.registrationId, grant.credentialId)
+            : this.codexRouter.harnessConnected(ws, grant.environmentId, grant.registrationId, grant.credentialId);
         ws.on('message', (data, isBinary) => {
           if (isBinary) this.codexRouter.fromHarness(link, data as Buffer);
         });

@@ -26,9 +26,16 @@ export interface HarnessAuthorizationClaims {
   /** `hyb1:` fingerprint of the harness's hybrid key. */
   readonly harnessFingerprint: string;
   readonly expiresAt: number;
+  /**
+   * In a relay fleet: the relay process that mints it (instance id and boot), which owns its
+   * nonce: every use is asked of it (`FleetAuthorizations`).
+   */
+  readonly minter?: { readonly instance: string; readonly boot: string };
 }
 
-export type AuthorizationCheck = { readonly ok: true; readonly nonce: string; readonly expiresAt: number } | { readonly ok: false; readonly refusal: AuthorizationRefusal };
+export type AuthorizationCheck =
+  | { readonly ok: true; readonly nonce: string; readonly expiresAt: number; readonly minter: { readonly instance: string; readonly boot: string } | null }
+  | { readonly ok: false; readonly refusal: AuthorizationRefusal };
 
 const URL_LABEL = 'execrelay codex rendezvous url v1\0';
 const AUTHORIZATION_LABEL = 'execrelay codex harness authorization v1\0';
@@ -44,7 +51,8 @@ const FLEET_KEY_INFO = 'execrelay codex rendezvous signing key v1';
  * and check them (an authorization outlives no restart, which is shorter than its minute anyway).
  * The instances of a relay fleet given one fleet secret (`--fleet-secret-file`) each derive the
  * same key from it (`fromFleetSecret`, HKDF-SHA256), so what one instance signs every instance
- * verifies; the fleet secret itself signs nothing.
+ * verifies; the fleet secret itself signs nothing. There an authorization also names the relay
+ * process that minted it, which alone says whether it was used (`FleetAuthorizations`).
  */
 export class RendezvousSigner {
   private readonly secret: Buffer;
@@ -112,7 +120,14 @@ export class RendezvousSigner {
   /** A harness key authorization: `hka1.<claims, base64url JSON>.<HMAC, base64url>` (≈ 250 bytes). */
   mintAuthorization(claims: HarnessAuthorizationClaims): string {
     const body = Buffer.from(
-      JSON.stringify({ e: claims.environmentId, r: claims.registrationId, k: claims.harnessFingerprint, x: claims.expiresAt, n: randomBytes(16).toString('hex') }),
+      JSON.stringify({
+        e: claims.environmentId,
+        r: claims.registrationId,
+        k: claims.harnessFingerprint,
+        x: claims.expiresAt,
+        n: randomBytes(16).toString('hex'),
+        ...(claims.minter ? { i: claims.minter.instance, b: claims.minter.boot } : {}),
+      }),
       'utf8',
     ).toString('base64url');
     return `${AUTHORIZATION_PREFIX}.${body}.${this.authorizationSignature(body)}`;
@@ -129,18 +144,20 @@ export class RendezvousSigner {
     const wanted = Buffer.from(this.authorizationSignature(body), 'base64url');
     const presented = Buffer.from(signature, 'base64url');
     if (presented.length !== wanted.length || !timingSafeEqual(presented, wanted)) return { ok: false, refusal: 'bad_signature' };
-    let claims: { e?: unknown; r?: unknown; k?: unknown; x?: unknown; n?: unknown };
+    let claims: { e?: unknown; r?: unknown; k?: unknown; x?: unknown; n?: unknown; i?: unknown; b?: unknown };
     try {
       claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as typeof claims;
     } catch {
       return { ok: false, refusal: 'malformed' };
     }
     if (typeof claims.x !== 'number' || typeof claims.n !== 'string') return { ok: false, refusal: 'malformed' };
+    const minted = claims.i !== undefined || claims.b !== undefined;
+    if (minted && (typeof claims.i !== 'string' || typeof claims.b !== 'string')) return { ok: false, refusal: 'malformed' };
     if (claims.e !== expected.environmentId) return { ok: false, refusal: 'other_environment' };
     if (claims.r !== expected.registrationId) return { ok: false, refusal: 'other_registration' };
     if (claims.k !== expected.harnessFingerprint) return { ok: false, refusal: 'other_key' };
     if (claims.x < now) return { ok: false, refusal: 'expired' };
-    return { ok: true, nonce: claims.n, expiresAt: claims.x };
+    return { ok: true, nonce: claims.n, expiresAt: claims.x, minter: minted ? { instance: claims.i as string, boot: claims.b as string } : null };
   }
 
   private urlSignature(role: string, environmentId: string, registrationId: string, credentialId: string, expires: string): string {

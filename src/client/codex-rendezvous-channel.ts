@@ -4,12 +4,14 @@ import { CodexChannelError } from '../codex-channel/codex-channel-error.js';
 import { CodexNoiseChannel } from '../codex-channel/codex-noise-channel.js';
 import { decodeCodexRelayFrame, encodeCodexRelayFrame, MAX_CODEX_RELAY_FRAME_BYTES } from '../codex-relay-frame/codex-relay-frame.js';
 import { CODEX_REJECTION_REASON_HEADER } from '../codex-registry/registry-endpoints.js';
-import { requestCodexConnect } from '../codex-registry/registry-client.js';
+import { CodexRegistryRefusedError, requestCodexConnect } from '../codex-registry/registry-client.js';
 import { hybridFingerprint } from '../noise-hybrid/hybrid-fingerprint.js';
 import { HybridIkInitiator } from '../noise-hybrid/hybrid-ik-handshake.js';
 import { hybridPrologue } from '../noise-hybrid/prologue.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/message-transport.js';
+import { proxyAgent, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, type RelayProxy } from '../relay-link/relay-proxy.js';
 import { ACCEPT_RELAY_KEY, type CodexRendezvousTarget } from './codex-rendezvous-target.js';
+import { DEFAULT_SESSION_RECOVERY, type StreamReopener } from './session-resume-retries.js';
 
 export { ACCEPT_RELAY_KEY, type CodexRendezvousTarget };
 
@@ -40,10 +42,17 @@ export interface CodexRendezvousChannel {
  */
 export async function openCodexRendezvousChannel(target: CodexRendezvousTarget): Promise<CodexRendezvousChannel> {
   const timeoutMs = target.handshakeTimeoutMs ?? 10_000;
-  const answer = await requestCodexConnect({ relay: target.relay, environmentId: target.environmentId, token: target.token, harnessKey: target.hybridKey.publicKey, timeoutMs });
+  const answer = await requestCodexConnect({
+    relay: target.relay,
+    environmentId: target.environmentId,
+    token: target.token,
+    harnessKey: target.hybridKey.publicKey,
+    timeoutMs,
+    ...(target.proxy ? { proxy: target.proxy } : {}),
+  });
   const executorFingerprint = hybridFingerprint(answer.executorKey);
   if (target.executorKey !== ACCEPT_RELAY_KEY && target.executorKey !== executorFingerprint) throw new CodexExecutorKeyMismatchError(target.executorKey, executorFingerprint);
-  const socket = await openRendezvousSocket(answer.url, timeoutMs);
+  const socket = await openRendezvousSocket(answer.url, timeoutMs, target.proxy);
   const streamId = randomUUID();
   try {
     const initiator = new HybridIkInitiator({
@@ -92,6 +101,36 @@ export async function openCodexRendezvousChannel(target: CodexRendezvousTarget):
   }
 }
 
+/**
+ * How `ExecClient` gets a new stream to the same executor when one ends: a new `connect` (a fresh
+ * authorization), a new stream id and handshake, pinned to the key the first handshake
+ * authenticated — a session lives in one executor process, so another key (another executor, or
+ * one the relay names instead) is refused, not resumed against.
+ */
+export function codexStreamReopener(target: CodexRendezvousTarget, executorFingerprint: string): StreamReopener | undefined {
+  const policy = target.recovery ?? DEFAULT_SESSION_RECOVERY;
+  if (policy.timeoutMs <= 0) return undefined;
+  const handshakeTimeoutMs = target.handshakeTimeoutMs ?? 10_000;
+  return {
+    policy,
+    reopen: async (remainingMs) => (await openCodexRendezvousChannel({ ...target, executorKey: executorFingerprint, handshakeTimeoutMs: Math.min(handshakeTimeoutMs, remainingMs) })).channel,
+    isPermanent: isPermanentCodexFailure,
+  };
+}
+
+/**
+ * A failure to open a stream that retrying will not change: another executor key, a registry
+ * refusal of the token or request, a proxy refusing the relay. The executor not being registered
+ * (yet, after a relay restart), the relay being unreachable, a handshake or socket failure are
+ * worth another attempt.
+ */
+export function isPermanentCodexFailure(error: unknown): boolean {
+  if (error instanceof CodexExecutorKeyMismatchError) return true;
+  if (error instanceof CodexRegistryRefusedError) return error.permanent;
+  if (error instanceof ProxyRefusedError) return error.permanent;
+  return false;
+}
+
 function handshakeResetMessage(reason: string): string {
   if (reason === 'noise_relay_protocol_error') {
     return 'the codex executor refused the handshake (reset noise_relay_protocol_error): the relay did not validate this client\'s authorization, or the executor key changed';
@@ -99,9 +138,17 @@ function handshakeResetMessage(reason: string): string {
   return `the handshake was refused: reset ${reason}`;
 }
 
-function openRendezvousSocket(url: string, timeoutMs: number): Promise<WebSocket> {
+/** The rendezvous WebSocket (its URL carries its own signed credential), through `proxy` when given. */
+function openRendezvousSocket(url: string, timeoutMs: number, proxy: RelayProxy | undefined): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, { maxPayload: MAX_CODEX_RELAY_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    let proxyRefusal: ProxyRefusedError | undefined;
+    const agent = proxy
+      ? proxyAgent(proxy, (status, statusText) => {
+          if (status !== 200) proxyRefusal = new ProxyRefusedError(redactProxyUrl(proxy.url), status, statusText, new URL(url).host, proxyUrlHasCredentials(proxy.url));
+        })
+      : undefined;
+    const via = proxy ? ` through proxy ${redactProxyUrl(proxy.url)}` : '';
+    const socket = new WebSocket(url, { maxPayload: MAX_CODEX_RELAY_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(agent ? { agent } : {}) });
     socket.once('open', () => {
       socket.removeAllListeners('error');
       socket.on('error', () => undefined);
@@ -111,8 +158,8 @@ function openRendezvousSocket(url: string, timeoutMs: number): Promise<WebSocket
       const reason = response.headers[CODEX_REJECTION_REASON_HEADER];
       response.resume();
       socket.terminate();
-      reject(new Error(`the relay refused the rendezvous socket: HTTP ${response.statusCode ?? 0}${reason ? ` ${String(reason)}` : ''}`));
+      reject(proxyRefusal ?? new Error(`the relay refused the rendezvous socket: HTTP ${response.statusCode ?? 0}${reason ? ` ${String(reason)}` : ''}`));
     });
-    socket.once('error', (error) => reject(new Error(`cannot open the rendezvous socket: ${error.message}`)));
+    socket.once('error', (error) => reject(proxyRefusal ?? new Error(`cannot open the rendezvous socket${via}: ${error.message}`)));
   });
 }

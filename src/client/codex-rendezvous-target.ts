@@ -1,4 +1,6 @@
 import type { HybridKeyPair } from '../noise-hybrid/hybrid-keys.js';
+import type { RelayProxy } from '../relay-link/relay-proxy.js';
+import type { SessionRecoveryPolicy } from './session-resume-retries.js';
 
 /** Accept whatever executor key the relay's connect answer names (the relay vouches for it). */
 export const ACCEPT_RELAY_KEY = Symbol('accept-relay-key');
@@ -20,4 +22,12 @@ export interface CodexRendezvousTarget {
   executorKey: string | typeof ACCEPT_RELAY_KEY;
   handshakeTimeoutMs?: number;
   maxMessageBytes?: number;
+  /**
+   * When the stream ends under a live session (a dropped link, a relay restart), `ExecClient`
+   * opens a new one and resumes the session within this policy (default DEFAULT_SESSION_RECOVERY:
+   * 25 s); `timeoutMs: 0` turns recovery off.
+   */
+  recovery?: SessionRecoveryPolicy;
+  /** An HTTP CONNECT proxy for the registry call and the rendezvous WebSocket (see `relayProxyFor`). */
+  proxy?: RelayProxy;
 }

@@ -23,7 +23,7 @@ import {
 import { InitializeResult, type InitializeParams, type SessionCapabilities } from '../protocol/session.js';
 import { decodeBinaryMessage } from '../protocol/binary-output.js';
 import { parseOrThrow } from '../protocol/validation.js';
-import { ErrorCode } from '../protocol/error-codes.js';
+import { ErrorCode, RpcError } from '../protocol/error-codes.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, type MessageTransport } from '../transport/message-transport.js';
 import { WebSocketTransport } from '../transport/websocket-transport.js';
 import type { RelayTarget } from './relay-channel.js';
@@ -36,6 +36,7 @@ import { ExecutorHttp, type ExecutorFetch } from './executor-fetch.js';
 import { HttpNotification } from '../protocol/methods.js';
 import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
 import { clientRequestTraceProvider } from '../telemetry/client-tracing.js';
+import { resumeWithRetries, type StreamReopener } from './session-resume-retries.js';
 
 export interface ExecClientOptions {
   clientName?: string;
@@ -55,6 +56,11 @@ export interface ExecClientOptions {
    * ignores the ask and offers nothing; `connectCodex` does not ask.
    */
   binaryOutput?: boolean;
+  /**
+   * Told each time the session was resumed on a new stream after its stream ended (the codex wire;
+   * see CodexRendezvousTarget.recovery): why the stream ended, and the attempts it took.
+   */
+  onSessionResumed?: (detail: { cause: string; attempts: number }) => void;
 }
 
 export interface ExecOptions {
@@ -134,8 +140,10 @@ export class ProcessHandle {
  * complete and in order; `readsIssued` counts every `process/read` it had to make.
  */
 export class ExecClient {
-  readonly rpc: JsonRpcConnection;
+  private rpcValue: JsonRpcConnection;
   private readonly trackers = new Map<string, ProcessTracker>();
+  /** Processes whose `process/start` is not answered yet: a resumed session has nothing of them to catch up. */
+  private readonly starting = new Set<string>();
   private sessionIdValue = '';
   private reads = 0;
   /** Event buffers that are full: the transport is paused while there is any. */
@@ -145,16 +153,112 @@ export class ExecClient {
   private agentIdentityValue: string | undefined;
   private capabilities: SessionCapabilities = {};
   private binaryOutputOn = false;
+  /** From `connectCodex` (or `overTransport`'s caller): the stream is replaced and the session resumed when it ends. */
+  private reopener: StreamReopener | undefined;
+  /** A session resume in progress (calls wait for it). */
+  private recovering: Promise<void> | undefined;
+  /** Why the client cannot be used any more (recovery failed). */
+  private failure: Error | undefined;
+  private closedByCaller = false;
+  /** Aborted by `close()`: a recovery stops waiting between attempts. */
+  private readonly closing = new AbortController();
+  private recoveries = 0;
 
-  private constructor(transport: MessageTransport, maxMessageBytes: number) {
+  private constructor(
+    transport: MessageTransport,
+    private readonly options: ExecClientOptions,
+  ) {
+    this.rpcValue = this.attach(transport);
+  }
+
+  /** The current JSON-RPC connection (a new one after each session resume). */
+  get rpc(): JsonRpcConnection {
+    return this.rpcValue;
+  }
+
+  /** How many times the session was resumed on a new stream. */
+  get sessionRecoveries(): number {
+    return this.recoveries;
+  }
+
+  private attach(transport: MessageTransport): JsonRpcConnection {
     // Each request carries W3C trace context: a client span under the caller's active context.
-    this.rpc = new JsonRpcConnection(transport, { maxMessageBytes, traceProvider: clientRequestTraceProvider() });
-    this.rpc.setNotificationHandler((n) => this.handleNotification(n));
-    this.rpc.setBinaryMessageHandler((bytes) => this.handleBinaryMessage(bytes));
-    this.rpc.onClose((error) => {
-      const failure = new Error(`connection to the agent closed${error ? `: ${error.message}` : ''}`);
-      for (const tracker of this.trackers.values()) tracker.fail(failure);
+    const rpc = new JsonRpcConnection(transport, { maxMessageBytes: this.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, traceProvider: clientRequestTraceProvider() });
+    rpc.setNotificationHandler((n) => this.handleNotification(n));
+    rpc.setBinaryMessageHandler((bytes) => this.handleBinaryMessage(bytes));
+    rpc.onClose((error) => {
+      if (rpc !== this.rpcValue) return;
+      if (this.reopener && !this.closedByCaller && this.failure === undefined) {
+        this.startRecovery(error);
+        return;
+      }
+      this.failProcesses(new Error(`connection to the agent closed${error ? `: ${error.message}` : ''}`));
     });
+    return rpc;
+  }
+
+  private failProcesses(failure: Error): void {
+    for (const tracker of this.trackers.values()) tracker.fail(failure);
+  }
+
+  /**
+   * The stream ended under a live session: open a new stream (new handshake), resume the session,
+   * then let every process catch up from the last seq it saw (its tracker's read), as codex's own
+   * harness does. Calls made meanwhile wait; a recovery that fails fails them and every process.
+   */
+  private startRecovery(cause: Error | undefined): void {
+    if (this.recovering || !this.reopener) return;
+    const reopener = this.reopener;
+    const lost = `the stream to the executor ended${cause ? ` (${cause.message})` : ''}`;
+    let attempts = 0;
+    this.recovering = resumeWithRetries(
+      async (remainingMs) => {
+        attempts++;
+        if (this.closedByCaller) throw new Error('the client was closed');
+        const transport = await reopener.reopen(remainingMs);
+        const rpc = this.attach(transport);
+        try {
+          await this.initialize(rpc, { ...this.options, resumeSessionId: this.sessionIdValue, connectTimeoutMs: Math.min(this.options.connectTimeoutMs ?? 10_000, remainingMs) });
+        } catch (error) {
+          rpc.close();
+          throw error;
+        }
+        if (this.closedByCaller) {
+          rpc.close();
+          throw new Error('the client was closed');
+        }
+        return rpc;
+      },
+      // Only "the session is still attached to the old stream" (the executor has not noticed yet) is retried among answers.
+      (error) => (error instanceof RpcError ? error.code !== ErrorCode.SessionAlreadyAttached : this.closedByCaller || reopener.isPermanent(error)),
+      reopener.policy,
+      this.closing.signal,
+    ).then(
+      (rpc) => {
+        this.rpcValue = rpc;
+        this.recoveries++;
+        this.fsClient = undefined;
+        this.httpClient = undefined;
+        this.recovering = undefined;
+        for (const [processId, tracker] of this.trackers) if (!this.starting.has(processId)) tracker.catchUp();
+        this.options.onSessionResumed?.({ cause: lost, attempts });
+      },
+      (error: Error) => {
+        this.recovering = undefined;
+        this.failure = new Error(`${lost}; ${error.message}`, { cause: error });
+        this.failProcesses(this.failure);
+      },
+    );
+  }
+
+  /** The connection to send on: waits for a recovery in progress; rejects once the client cannot recover. */
+  private async connection(): Promise<JsonRpcConnection> {
+    for (;;) {
+      if (this.recovering) await this.recovering;
+      if (this.failure) throw this.failure;
+      if (!this.rpcValue.closed || !this.reopener || this.closedByCaller) return this.rpcValue;
+      this.startRecovery(undefined);
+    }
   }
 
   /**
@@ -212,41 +316,47 @@ export class ExecClient {
    * executor key's `hyb1:` fingerprint.
    */
   static async connectCodex(target: CodexRendezvousTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
-    const { openCodexRendezvousChannel } = await import('./codex-rendezvous-channel.js');
+    const { openCodexRendezvousChannel, codexStreamReopener } = await import('./codex-rendezvous-channel.js');
     const { channel, executorFingerprint } = await openCodexRendezvousChannel(target);
-    const client = await ExecClient.overTransport(channel, { ...options, binaryOutput: false });
+    const client = await ExecClient.overTransport(channel, { ...options, binaryOutput: false }, codexStreamReopener(target, executorFingerprint));
     client.agentIdentityValue = executorFingerprint;
     return client;
   }
 
-  /** Runs the client over any MessageTransport (a Noise channel, stdio, a test transport). */
-  static async overTransport(transport: MessageTransport, options: ExecClientOptions = {}): Promise<ExecClient> {
-    const client = new ExecClient(transport, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
-    const timeout = AbortSignal.timeout(options.connectTimeoutMs ?? 10_000);
-    // Asked for only where the transport carries binary messages; accepted from the moment it is asked
-    // (a resumed session's output may come before the answer).
-    client.binaryOutputOn = options.binaryOutput !== false && client.rpc.carriesBinary;
-    const params: InitializeParams = {
-      clientName: options.clientName ?? 'execrelay',
-      ...(options.resumeSessionId ? { resumeSessionId: options.resumeSessionId } : {}),
-      ...(client.binaryOutputOn ? { capabilities: { binaryOutput: true } } : {}),
-    };
+  /**
+   * Runs the client over any MessageTransport (a Noise channel, stdio, a test transport). With
+   * `reopener`, a transport that closes under the live session is replaced by a new one and the
+   * session resumed (as `connectCodex` does).
+   */
+  static async overTransport(transport: MessageTransport, options: ExecClientOptions = {}, reopener?: StreamReopener): Promise<ExecClient> {
+    const client = new ExecClient(transport, options);
+    client.reopener = reopener;
     try {
-      const result = parseOrThrow(
-        InitializeResult,
-        await client.rpc.request(Method.Initialize, params, { signal: timeout }),
-        ErrorCode.Internal,
-        'invalid initialize result',
-      );
-      client.sessionIdValue = result.sessionId;
-      client.capabilities = result.capabilities ?? {};
-      client.binaryOutputOn &&= client.capabilities.binaryOutput === true;
-      await client.rpc.notify(ClientNotification.Initialized, {});
+      await client.initialize(client.rpc, options);
     } catch (error) {
       transport.close();
       throw error;
     }
     return client;
+  }
+
+  /** `initialize` (resuming `options.resumeSessionId` if given) and `initialized` on `rpc`. */
+  private async initialize(rpc: JsonRpcConnection, options: ExecClientOptions): Promise<void> {
+    const timeout = AbortSignal.timeout(options.connectTimeoutMs ?? 10_000);
+    // Asked for only where the transport carries binary messages; accepted from the moment it is asked
+    // (a resumed session's output may come before the answer).
+    this.binaryOutputOn = options.binaryOutput !== false && rpc.carriesBinary;
+    const params: InitializeParams = {
+      clientName: options.clientName ?? 'execrelay',
+      ...(options.resumeSessionId ? { resumeSessionId: options.resumeSessionId } : {}),
+      ...(this.binaryOutputOn ? { capabilities: { binaryOutput: true } } : {}),
+    };
+    const result = parseOrThrow(InitializeResult, await rpc.request(Method.Initialize, params, { signal: timeout }), ErrorCode.Internal, 'invalid initialize result');
+    if (options.resumeSessionId && result.sessionId !== options.resumeSessionId) throw new RpcError(ErrorCode.Internal, `the executor resumed session ${result.sessionId}, not ${options.resumeSessionId}`);
+    this.sessionIdValue = result.sessionId;
+    this.capabilities = result.capabilities ?? {};
+    this.binaryOutputOn &&= this.capabilities.binaryOutput === true;
+    await rpc.notify(ClientNotification.Initialized, {});
   }
 
   get sessionId(): string {
@@ -280,7 +390,7 @@ export class ExecClient {
     if (this.trackers.has(processId)) throw new Error(`processId already in use on this client: ${processId}`);
     const cwd = options.cwd ?? '/';
     const tracker = new ProcessTracker({
-      read: (afterSeq) => this.read(processId, afterSeq, { maxBytes: READ_BUDGET_BYTES }),
+      read: (afterSeq) => this.trackerRead(processId, afterSeq),
       onReadIssued: () => this.reads++,
       collectOutput: options.collectOutput ?? true,
       maxCollectedBytes: options.maxCollectedBytes ?? DEFAULT_MAX_COLLECTED_BYTES,
@@ -301,11 +411,14 @@ export class ExecClient {
     };
     if (options.envPolicy) params.envPolicy = options.envPolicy;
     if (options.ptySize && params.tty && this.supportsPtyResize) params.ptySize = options.ptySize;
+    this.starting.add(processId);
     try {
-      parseOrThrow(ProcessStartResult, await this.rpc.request(Method.ProcessStart, params), ErrorCode.Internal, 'invalid process/start result');
+      parseOrThrow(ProcessStartResult, await this.request(Method.ProcessStart, params), ErrorCode.Internal, 'invalid process/start result');
     } catch (error) {
       this.trackers.delete(processId);
       throw error;
+    } finally {
+      this.starting.delete(processId);
     }
     void tracker.completion.then(
       () => this.trackers.delete(processId),
@@ -314,9 +427,28 @@ export class ExecClient {
     return new ProcessHandle(processId, this, tracker);
   }
 
+  /**
+   * A tracker's catch-up read: one that a stream's end interrupts is made again on the resumed
+   * session's stream (the tracker then sees no failure, only the answer).
+   */
+  private async trackerRead(processId: string, afterSeq: number): Promise<ProcessReadResult> {
+    for (;;) {
+      const rpc = await this.connection();
+      try {
+        return await this.readOn(rpc, processId, afterSeq, { maxBytes: READ_BUDGET_BYTES });
+      } catch (error) {
+        if (!(rpc.closed && this.reopener && !this.closedByCaller)) throw error;
+      }
+    }
+  }
+
   /** Raw `process/read`. */
   async read(processId: string, afterSeq: number, options: { maxBytes?: number; waitMs?: number } = {}): Promise<ProcessReadResult> {
-    const raw = await this.rpc.request(Method.ProcessRead, {
+    return this.readOn(await this.connection(), processId, afterSeq, options);
+  }
+
+  private async readOn(rpc: JsonRpcConnection, processId: string, afterSeq: number, options: { maxBytes?: number; waitMs?: number }): Promise<ProcessReadResult> {
+    const raw = await rpc.request(Method.ProcessRead, {
       processId,
       afterSeq,
       maxBytes: options.maxBytes ?? null,
@@ -329,28 +461,28 @@ export class ExecClient {
     const chunk = Buffer.from(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes).toString('base64');
     const params: Record<string, unknown> = { processId, chunk, writeId: options.writeId ?? randomUUID() };
     if (options.closeStdin) params.closeStdin = true;
-    const result = parseOrThrow(ProcessWriteResult, await this.rpc.request(Method.ProcessWrite, params), ErrorCode.Internal, 'invalid process/write result');
+    const result = parseOrThrow(ProcessWriteResult, await this.request(Method.ProcessWrite, params), ErrorCode.Internal, 'invalid process/write result');
     return result.status;
   }
 
   async signal(processId: string, signal: ProcessSignalName): Promise<void> {
-    await this.rpc.request(Method.ProcessSignal, { processId, signal });
+    await this.request(Method.ProcessSignal, { processId, signal });
   }
 
   /** `process/resizePty`: fails without sending anything when the agent did not offer `ptyResize`. */
   async resizePty(processId: string, size: PtySize): Promise<void> {
     if (!this.supportsPtyResize) throw new Error('the agent does not offer process/resizePty (capability ptyResize)');
-    parseOrThrow(ProcessResizePtyResult, await this.rpc.request(Method.ProcessResizePty, { processId, cols: size.cols, rows: size.rows }), ErrorCode.Internal, 'invalid process/resizePty result');
+    parseOrThrow(ProcessResizePtyResult, await this.request(Method.ProcessResizePty, { processId, cols: size.cols, rows: size.rows }), ErrorCode.Internal, 'invalid process/resizePty result');
   }
 
   async terminate(processId: string): Promise<boolean> {
-    const result = parseOrThrow(ProcessTerminateResult, await this.rpc.request(Method.ProcessTerminate, { processId }), ErrorCode.Internal, 'invalid process/terminate result');
+    const result = parseOrThrow(ProcessTerminateResult, await this.request(Method.ProcessTerminate, { processId }), ErrorCode.Internal, 'invalid process/terminate result');
     return result.running;
   }
 
   /** Typed `fs/*` calls on this session (`client.fs.walk(...)`, `client.fs.readFile(...)`, ...). */
   get fs(): FsClient {
-    return (this.fsClient ??= new FsClient(this.rpc));
+    return (this.fsClient ??= new FsClient(this));
   }
 
   /** HTTP through the executor: `client.http.fetchWith({...})` for a fetch with its own bounds. */
@@ -363,13 +495,15 @@ export class ExecClient {
     return this.http.fetch;
   }
 
-  /** Any request by method name (for methods without a typed wrapper). */
-  request(method: string, params: unknown, options?: CallOptions): Promise<unknown> {
-    return this.rpc.request(method, params, options);
+  /** Any request by method name (for methods without a typed wrapper); during a session resume it waits for the new stream. */
+  async request(method: string, params: unknown, options?: CallOptions): Promise<unknown> {
+    return (await this.connection()).request(method, params, options);
   }
 
   close(): void {
-    this.rpc.close();
+    this.closedByCaller = true;
+    this.closing.abort();
+    this.rpcValue.close();
   }
 
   /** Pauses reading the connection while any process's event buffer is full (see SlowConsumerPolicy). */

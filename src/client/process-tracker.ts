@@ -111,6 +111,15 @@ export class ProcessTracker {
     if (this.pending.size > 0 || this.lagging) this.requestRead();
   }
 
+  /**
+   * The session was resumed on a new stream: pushed events sent meanwhile are lost, so read from
+   * the last seq seen (what was missed, the exit, the close; a loss is an OutputLostError).
+   */
+  catchUp(): void {
+    if (this.finished || this.lagging) return;
+    this.requestRead();
+  }
+
   /** Fails the process (transport lost and not recoverable, or similar). */
   fail(error: Error): void {
     if (this.finished) return;

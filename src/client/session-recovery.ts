@@ -1,6 +1,8 @@
 /**
- * Session recovery, the fallback for when the stream itself is gone (not merely its link: a dropped
- * link is repaired underneath by the reliable stream's resume, and nothing here is needed then).
+ * Session recovery, the fallback for when the stream itself is gone (not merely its link: on the
+ * native wire a dropped link is repaired underneath by the reliable stream's resume, and nothing
+ * here is needed then; on the codex wire, which has no reliable stream, a dropped link ends the
+ * stream and `ExecClient` recovers by itself through {@link resumeWithRetries}).
  * A stream ends when a bound was passed — the client could not reach the relay within its give-up
  * window, or the relay's grace for the executor or the client ran out — while the agent keeps the
  * session and its processes for its retention window (default 5 min). Recovery opens a new stream,

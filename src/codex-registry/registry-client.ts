@@ -1,7 +1,10 @@
-import { codexRegistryPath, CODEX_NOISE_STREAM_ID_HEADER, CODEX_SECURITY_PROFILE, type CodexRegistryAction } from './registry-endpoints.js';
+import http from 'node:http';
+import https from 'node:https';
+import { codexRegistryPath, CODEX_NOISE_STREAM_ID_HEADER, CODEX_SECURITY_PROFILE } from './registry-endpoints.js';
 import { ConnectResponse, RegisterResponse, RegistryErrorBody, ValidateResponse } from './registry-messages.js';
 import { encodeRegistryPublicKey, parseRegistryPublicKey } from '../noise-hybrid/registry-public-key.js';
 import type { HybridPublicKey } from '../noise-hybrid/hybrid-keys.js';
+import { proxyAgent, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, type RelayProxy } from '../relay-link/relay-proxy.js';
 
 /** Largest registry answer read (a connect answer is ≈ 2.5 KB, the largest). */
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -27,9 +30,12 @@ export class CodexRegistryRefusedError extends Error {
     super(message);
   }
 
-  /** A refusal retrying will not change (bad token, scope, request), or an answer that is not the registry's (codex exits on one). */
+  /**
+   * A refusal retrying will not change (bad token, scope, request), or a 2xx answer that is not the
+   * registry's (codex exits on one); a non-JSON 5xx (a proxy in front of a restarting relay) is not.
+   */
   get permanent(): boolean {
-    if (this.code === 'malformed_answer') return true;
+    if (this.code === 'malformed_answer') return this.status >= 200 && this.status < 300;
     return this.status >= 400 && this.status < 500 && this.status !== 404 && this.status !== 409;
   }
 }
@@ -53,12 +59,39 @@ export async function requestCodexConnect(options: {
   token: string;
   harnessKey: HybridPublicKey;
   timeoutMs?: number;
+  /** Tunnel the call through this HTTP CONNECT proxy (the one the rendezvous socket goes through). */
+  proxy?: RelayProxy;
 }): Promise<CodexConnectAnswer> {
-  const body = await postRegistry(options.relay, options.environmentId, 'connect', options.token, { harness_public_key: encodeRegistryPublicKey(options.harnessKey) }, options.timeoutMs);
-  const status = 200; // a refusal threw in postRegistry
+  const base = registryBaseUrl(options.relay);
+  const where = `${base}${codexRegistryPath(options.environmentId, 'connect')}`;
+  const body = JSON.stringify({ harness_public_key: encodeRegistryPublicKey(options.harnessKey) });
+  const response = await postJson(where, options.token, body, options.timeoutMs ?? 10_000, options.proxy);
+  return parseConnectAnswer(response.status, response.text, options.environmentId);
+}
+
+/** A 2xx answer's JSON body; otherwise the registry's refusal (`what` it refused) as a CodexRegistryRefusedError. */
+function registryAnswerBody(status: number, text: string, what: string): unknown {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new CodexRegistryRefusedError(status, 'malformed_answer', `the relay's registry answered HTTP ${status} without JSON`);
+  }
+  if (status < 200 || status >= 300) {
+    const error = RegistryErrorBody.safeParse(body);
+    const code = error.success ? error.data.error.code : 'unknown';
+    const message = error.success ? `: ${error.data.error.message}` : '';
+    throw new CodexRegistryRefusedError(status, code, `the relay refused to ${what}: HTTP ${status} ${code}${message}`);
+  }
+  return body;
+}
+
+/** The connect answer checked (or the registry's refusal, as a CodexRegistryRefusedError). */
+function parseConnectAnswer(status: number, text: string, environmentId: string): CodexConnectAnswer {
+  const body = registryAnswerBody(status, text, `connect to environment ${environmentId}`);
   const answer = ConnectResponse.safeParse(body);
   if (!answer.success) throw new CodexRegistryRefusedError(status, 'malformed_answer', "the relay's connect answer is not a codex connect response");
-  if (answer.data.environment_id !== options.environmentId) throw new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered for another environment');
+  if (answer.data.environment_id !== environmentId) throw new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered for another environment');
   if (answer.data.security_profile !== CODEX_SECURITY_PROFILE) throw new CodexRegistryRefusedError(status, 'malformed_answer', `unsupported security profile ${JSON.stringify(answer.data.security_profile.slice(0, 64))}`);
   const rendezvous = new URL(answer.data.url);
   if (rendezvous.protocol !== 'ws:' && rendezvous.protocol !== 'wss:') throw new CodexRegistryRefusedError(status, 'malformed_answer', 'the rendezvous URL is not ws:// or wss://');
@@ -81,8 +114,9 @@ export interface CodexRegisterAnswer {
 /**
  * `POST {relay}/cloud/environment/{id}/register` with an executor-role bearer token and the
  * executor's hybrid public key, as `codex exec-server --remote` does; the answer is checked as
- * codex checks it (same environment, the one security profile, the bearer never echoed).
- * @throws CodexRegistryRefusedError with the registry's reason.
+ * codex checks it (same environment, the one security profile, the bearer never echoed, a
+ * `ws(s)://` URL). @throws CodexRegistryRefusedError with the registry's reason (a malformed
+ * answer is `permanent`: codex exits on one).
  */
 export async function requestCodexRegister(options: {
   relay: string;
@@ -91,14 +125,16 @@ export async function requestCodexRegister(options: {
   executorKey: HybridPublicKey;
   timeoutMs?: number;
 }): Promise<CodexRegisterAnswer> {
-  const request = { security_profile: CODEX_SECURITY_PROFILE, executor_public_key: encodeRegistryPublicKey(options.executorKey) };
-  const body = await postRegistry(options.relay, options.environmentId, 'register', options.token, request, options.timeoutMs);
+  const where = `${registryBaseUrl(options.relay)}${codexRegistryPath(options.environmentId, 'register')}`;
+  const request = JSON.stringify({ security_profile: CODEX_SECURITY_PROFILE, executor_public_key: encodeRegistryPublicKey(options.executorKey) });
+  const response = await postJson(where, options.token, request, options.timeoutMs ?? 10_000, undefined);
+  const body = registryAnswerBody(response.status, response.text, `register environment ${options.environmentId}`);
   const answer = RegisterResponse.safeParse(body);
-  const malformed = (why: string) => new CodexRegistryRefusedError(200, 'malformed_answer', `the relay's register answer ${why}`);
+  const malformed = (why: string) => new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's register answer ${why}`);
   if (!answer.success) throw malformed('is not a codex registration response');
   if (answer.data.environment_id !== options.environmentId) throw malformed('is for another environment');
   if (answer.data.security_profile !== CODEX_SECURITY_PROFILE) throw malformed(`names an unsupported security profile ${JSON.stringify(answer.data.security_profile.slice(0, 64))}`);
-  if (JSON.stringify(body).includes(options.token)) throw malformed('echoes the bearer token');
+  if (response.text.includes(options.token)) throw malformed('echoes the bearer token');
   const rendezvous = new URL(answer.data.url);
   if (rendezvous.protocol !== 'ws:' && rendezvous.protocol !== 'wss:') throw malformed('has a rendezvous URL that is not ws:// or wss://');
   return { url: answer.data.url, registrationId: answer.data.executor_registration_id };
@@ -120,80 +156,72 @@ export async function requestCodexValidate(options: {
   authorization: string;
   timeoutMs?: number;
 }): Promise<boolean> {
-  const request = {
+  const where = `${registryBaseUrl(options.relay)}${codexRegistryPath(options.environmentId, 'validate')}`;
+  const request = JSON.stringify({
     executor_registration_id: options.registrationId,
     harness_public_key: encodeRegistryPublicKey(options.harnessKey),
     harness_key_authorization: options.authorization,
-  };
+  });
   try {
-    const body = await postRegistry(options.relay, options.environmentId, 'validate', options.token, request, options.timeoutMs, { [CODEX_NOISE_STREAM_ID_HEADER]: options.streamId });
-    const answer = ValidateResponse.safeParse(body);
+    const response = await postJson(where, options.token, request, options.timeoutMs ?? 10_000, undefined, { [CODEX_NOISE_STREAM_ID_HEADER]: options.streamId });
+    const answer = ValidateResponse.safeParse(registryAnswerBody(response.status, response.text, 'validate'));
     return answer.success && answer.data.valid;
   } catch {
     return false;
   }
 }
 
-/** One registry call: POST the JSON `request`, read a bounded JSON answer. @throws CodexRegistryRefusedError on a refusal or a non-JSON answer. */
-async function postRegistry(
-  relay: string,
-  environmentId: string,
-  action: CodexRegistryAction,
+/**
+ * POSTs `body` with the bearer `token` and reads the answer, at most MAX_ANSWER_BYTES, within
+ * `timeoutMs` (redirects are not followed). Through `proxy`, the call is tunnelled with the
+ * relay's proxy dialer; the proxy refusing the CONNECT is a ProxyRefusedError.
+ */
+function postJson(
+  where: string,
   token: string,
-  request: unknown,
-  timeoutMs = 10_000,
-  headers: Record<string, string> = {},
-): Promise<unknown> {
-  const base = registryBaseUrl(relay);
-  const where = `${base}${codexRegistryPath(environmentId, action)}`;
-  let response: Response;
-  try {
-    response = await fetch(where, {
+  body: string,
+  timeoutMs: number,
+  proxy: RelayProxy | undefined,
+  headers: Readonly<Record<string, string>> = {},
+): Promise<{ status: number; text: string }> {
+  const url = new URL(where);
+  const base = url.origin;
+  let proxyRefusal: ProxyRefusedError | undefined;
+  const agent = proxy
+    ? proxyAgent(proxy, (status, statusText) => {
+        if (status !== 200) proxyRefusal = new ProxyRefusedError(redactProxyUrl(proxy.url), status, statusText, url.host, proxyUrlHasCredentials(proxy.url));
+      })
+    : undefined;
+  const via = proxy ? ` through proxy ${redactProxyUrl(proxy.url)}` : '';
+  return new Promise((resolve, reject) => {
+    const request = (url.protocol === 'https:' ? https : http).request(url, {
       method: 'POST',
-      headers: { ...headers, 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body: JSON.stringify(request),
+      headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(timeoutMs),
-      redirect: 'error',
+      ...(agent ? { agent } : {}),
     });
-  } catch (error) {
-    throw new Error(`cannot reach the relay's registry at ${base}: ${(error as Error).message}`);
-  }
-  const text = await boundedText(response);
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's registry answered HTTP ${response.status} without JSON`);
-  }
-  if (!response.ok) {
-    const error = RegistryErrorBody.safeParse(body);
-    const code = error.success ? error.data.error.code : 'unknown';
-    const message = error.success ? `: ${error.data.error.message}` : '';
-    const what = action === 'connect' ? 'connect to' : action === 'register' ? 'register' : 'validate a client for';
-    throw new CodexRegistryRefusedError(response.status, code, `the relay refused to ${what} environment ${environmentId}: HTTP ${response.status} ${code}${message}`);
-  }
-  return body;
-}
-
-async function boundedText(response: Response): Promise<string> {
-  const declared = Number(response.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > MAX_ANSWER_BYTES) {
-    await response.body?.cancel();
-    throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the relay answered more than a registry answer holds');
-  }
-  const reader = response.body?.getReader();
-  if (!reader) return '';
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > MAX_ANSWER_BYTES) {
-      await reader.cancel();
-      throw new CodexRegistryRefusedError(response.status, 'malformed_answer', 'the relay answered more than a registry answer holds');
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+    request.once('error', (error) => reject(proxyRefusal ?? new Error(`cannot reach the relay's registry at ${base}${via}: ${error.message}`)));
+    request.once('response', (response) => {
+      if (proxyRefusal) {
+        response.resume();
+        return reject(proxyRefusal);
+      }
+      const status = response.statusCode ?? 0;
+      const tooLarge = () => {
+        response.destroy();
+        reject(new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered more than a registry answer holds'));
+      };
+      if (Number(response.headers['content-length'] ?? 0) > MAX_ANSWER_BYTES) return tooLarge();
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) return tooLarge();
+        chunks.push(chunk);
+      });
+      response.once('end', () => resolve({ status, text: Buffer.concat(chunks).toString('utf8') }));
+      response.once('error', (error) => reject(new Error(`cannot read the answer of the relay's registry at ${base}${via}: ${error.message}`)));
+    });
+    request.end(body);
+  });
 }

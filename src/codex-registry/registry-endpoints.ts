@@ -103,6 +103,11 @@ export const CodexRegistryError = {
   TooManyEnvironments: { status: 503, code: 'too_many_environments', message: 'the relay holds as many environments as it may' },
   BindingsUnavailable: { status: 503, code: 'bindings_unavailable', message: 'the relay cannot read or write its environment bindings now; retry' },
   ExecutorUnavailable: { status: 404, code: 'executor_unavailable', message: 'no codex executor is connected for that environment' },
+  FleetUnavailable: {
+    status: 503,
+    code: 'fleet_unavailable',
+    message: "this relay instance cannot reach its fleet (NATS) to find the environment's executor now; retry",
+  },
 } as const satisfies Record<string, { status: number; code: string; message: string }>;
 export type CodexRegistryErrorReason = (typeof CodexRegistryError)[keyof typeof CodexRegistryError];
 
@@ -116,5 +121,9 @@ export const AUTHORIZATION_REFUSALS = [
   'other_key',
   'replayed',
   'unknown_registration',
+  /** Relay fleet: the registration could not be looked up (NATS down). */
+  'fleet_unavailable',
+  /** Relay fleet: the relay process that minted it cannot be asked whether it was used (down, restarted, NATS down). */
+  'minter_unavailable',
 ] as const;
 export type AuthorizationRefusal = (typeof AUTHORIZATION_REFUSALS)[number];

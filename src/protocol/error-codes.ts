@@ -14,6 +14,11 @@ export const ErrorCode = {
    * Retry against the restarted (or another) agent.
    */
   Draining: -32005,
+  /**
+   * codex: `initialize {resumeSessionId}` for a session still attached to another stream (the
+   * executor has not yet seen the old one end). Retried by a resuming client.
+   */
+  SessionAlreadyAttached: -32010,
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

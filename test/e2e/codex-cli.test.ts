@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { runCli } from '../support/cli.js';
 import { startRelay, TEST_TOKEN, type RelayFixture } from '../support/relay-harness.js';
+import { freePort } from '../support/loopback-port.js';
 
 /**
  * The CLI's side of codex environments without a codex executor: `keygen --hybrid`, and every
@@ -88,16 +89,18 @@ describe('exec towards a codex environment: usage errors', () => {
     expect(result.stderr).toBe('execrelay exec: the relay refused to connect to environment codex-cli: HTTP 404 executor_unavailable: no codex executor is connected for that environment\n');
   });
 
-  it('--proxy is refused for a codex environment (not supported yet); a *_PROXY variable is named and not used', async () => {
+  it('--proxy and the *_PROXY variables are used for a codex environment: an unreachable proxy is named; a bad proxy URL is a usage error', async () => {
     const key = path.join(dir, 'h3.key');
     expect((await runCli(['keygen', '--hybrid', '--out', key])).code).toBe(0);
-    const explicit = await exec(['--accept-relay-key', '--key', key, '--proxy', 'http://127.0.0.1:9']);
-    expect(explicit).toMatchObject({ code: 255, stderr: 'execrelay exec: --proxy is not supported for codex environments yet (--accept-relay-key, --agent-key hyb1:...)\n' });
-    const fromEnv = await exec(['--accept-relay-key', '--key', key], { HTTP_PROXY: 'http://127.0.0.1:9', http_proxy: 'http://127.0.0.1:9', NO_PROXY: '', no_proxy: '' });
+    const deadProxy = `http://127.0.0.1:${await freePort()}`;
+    const registry = relay.url.replace('ws:', 'http:');
+    const explicit = await exec(['--accept-relay-key', '--key', key, '--proxy', deadProxy]);
+    expect(explicit.code).toBe(255);
+    expect(explicit.stderr).toMatch(new RegExp(`^execrelay exec: cannot reach the relay's registry at ${registry} through proxy ${deadProxy}: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+\\n$`));
+    const fromEnv = await exec(['--accept-relay-key', '--key', key], { HTTP_PROXY: deadProxy, http_proxy: deadProxy, NO_PROXY: '', no_proxy: '' });
     expect(fromEnv.code).toBe(255);
-    expect(fromEnv.stderr).toBe(
-      'execrelay exec: warning: the proxy of the *_PROXY variables is not used for codex environments yet: connecting to the relay directly\n' +
-        'execrelay exec: the relay refused to connect to environment codex-cli: HTTP 404 executor_unavailable: no codex executor is connected for that environment\n',
-    );
+    expect(fromEnv.stderr).toContain(`through proxy ${deadProxy}: connect ECONNREFUSED`);
+    const badUrl = await exec(['--accept-relay-key', '--key', key, '--proxy', 'ftp://127.0.0.1:9']);
+    expect(badUrl).toMatchObject({ code: 255, stderr: 'execrelay exec: --proxy: ftp://127.0.0.1:9: only http:// and https:// proxies (HTTP CONNECT) are supported\n' });
   });
 });

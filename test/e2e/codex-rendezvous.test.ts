@@ -18,6 +18,7 @@ import { parseExposition, sumOf } from '../support/prometheus-exposition.js';
 import { spawnRelay } from '../support/resilience-helpers.js';
 import { TEST_TOKEN } from '../support/relay-harness.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { hasTinyproxy, startTinyproxy } from '../support/tinyproxy.js';
 
 /**
  * The real `codex exec-server --remote` 0.169.0 registers with an execrelay relay (its bearer from
@@ -173,6 +174,32 @@ describe('a real codex executor behind an execrelay relay', () => {
       for (const client of clients) client.close();
     }
   }, 120_000);
+
+  it('--proxy and HTTP_PROXY: the registry call and the rendezvous socket go through an HTTP CONNECT proxy (tinyproxy logs both); a refusing proxy is named', async () => {
+    if (process.env.CI && !hasTinyproxy()) throw new Error('CI is set but tinyproxy is not installed; install with: apt-get install -y tinyproxy');
+    const proxy = await startTinyproxy();
+    // Tunnels only to 443: a CONNECT to the relay's port is refused 403.
+    const refusing = await startTinyproxy({ connectPorts: [443] });
+    try {
+      const port = new URL(fixture.url).port;
+      const connects = () => proxy.log().split(`CONNECT 127.0.0.1:${port} HTTP/1.1`).length - 1;
+      const flag = await runCli(['exec', ...through(fixture.url), '--accept-relay-key', '--proxy', proxy.url, '--', 'echo', 'via-proxy'], { timeoutMs: 60_000 });
+      expect(flag.code, flag.stderr).toBe(0);
+      expect(flag.stdout).toBe('via-proxy\n');
+      expect(connects()).toBe(2);
+      const fromEnv = await runCli(['exec', ...through(fixture.url), '--accept-relay-key', '--', 'echo', 'via-proxy'], { timeoutMs: 60_000, env: { HTTP_PROXY: proxy.url, http_proxy: '', NO_PROXY: '', no_proxy: '' } });
+      expect(fromEnv.code, fromEnv.stderr).toBe(0);
+      expect(fromEnv.stdout).toBe('via-proxy\n');
+      expect(connects()).toBe(4);
+      const refused = await runCli(['exec', ...through(fixture.url), '--accept-relay-key', '--proxy', refusing.url, '--', 'echo', 'never'], { timeoutMs: 60_000 });
+      expect(refused.code).toBe(255);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toBe(`execrelay exec: proxy ${refusing.url} refused to connect to relay 127.0.0.1:${port}: HTTP 403 Access violation\n`);
+    } finally {
+      await proxy.stop();
+      await refusing.stop();
+    }
+  });
 
   it('a byte capture between client and relay holds neither the output nor method names', async () => {
     const canary = 'canary-output-6d2f91c4';

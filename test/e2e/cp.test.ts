@@ -272,7 +272,7 @@ describe('execrelay cp', () => {
     expect(temporaryFiles(work)).toEqual([]);
     expect(readdirSync(ref)).toEqual([]);
     expect(readdirSync(outside)).toEqual([]);
-  });
+  }, 120_000);
 
   it('says "Permission denied" naming the path when the agent\'s user may not write there', async () => {
     const locked = path.join(dir, 'locked');

@@ -76,7 +76,10 @@ describe('exec -t in a real terminal (tmux)', () => {
     const pids = stdout.trim().split('\n').map(Number);
     expect(pids).toHaveLength(1);
     process.kill(pids[0]!, 'SIGTERM');
-    await pane.waitFor(/LOCAL>$/m);
+    // The local prompt comes back on the remote prompt's line: after it ("REMOTE2> LOCAL>") or, when
+    // the local shell returns the cursor to the line's start first, over it ("LOCAL> " over
+    // "REMOTE2> " leaves "LOCAL> >").
+    await pane.waitFor(/LOCAL>(?: >)?$/m);
     await pane.typeLine('echo rc=$?; stty -a | tr " " "\\n" | grep -x -e icanon -e -icanon');
     await pane.waitFor(/^rc=143$/m);
     const restored = await pane.waitFor(/^-?icanon$/m);

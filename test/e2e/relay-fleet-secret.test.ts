@@ -101,8 +101,8 @@ describe.skipIf(toolsMissing && !process.env.CI)(
       const { url } = (await response.json()) as { url: string };
       // Where it was signed, the executor's socket opens.
       expect(await upgrade(a, url)).toEqual({ status: 101, reason: undefined });
-      // B verifies A's signature; it does not hold the registration (codex registrations are not yet
-      // shared through NATS), so it answers unknown_route, which a codex executor answers by registering again.
+      // B verifies A's signature; an executor's socket opens only where it registered, so B answers
+      // unknown_route, which a codex executor answers by registering again.
       expect(await upgrade(b, url)).toEqual({ status: 404, reason: 'unknown_route' });
       // C, with another fleet secret, refuses the signature itself.
       expect(await upgrade(c, url)).toEqual({ status: 403, reason: 'invalid_signature' });

@@ -277,4 +277,123 @@ describe('CodexRendezvousRouter', () => {
     expect(router.hasLiveExecutor('env')).toBe(false);
     router.stop();
   });
+
+  describe('in a relay fleet', () => {
+    /** A harness socket here whose executor another instance holds: what it publishes there, and what the fleet hears. */
+    function harnessElsewhere(limits: Partial<RelayLimits> = {}, events: RelayEvents = NO_RELAY_EVENTS) {
+      const router = new CodexRendezvousRouter({ ...DEFAULT_RELAY_LIMITS, ...limits }, createLogger('test', 'silent'), () => 1, events);
+      const published: Buffer[] = [];
+      const opened: string[] = [];
+      const closed: boolean[] = [];
+      let up = true;
+      const socket = new FakeSocket();
+      const link = router.harnessConnected(socket, 'env', 'reg-1', 'client-cred', {
+        send: (bytes) => (up ? (published.push(Buffer.from(bytes)), true) : false),
+        streamOpened: (_link, streamId) => opened.push(streamId),
+        clientClosed: (detach) => closed.push(detach),
+      });
+      const publishedFrames = () => {
+        const recorder = new FakeSocket();
+        for (const bytes of published) recorder.send(bytes);
+        return recorder.frames();
+      };
+      return { router, socket, link, publishedFrames, opened, closed, down: () => (up = false) };
+    }
+
+    it('a harness socket here reaches an executor held elsewhere: its handshake and data go out, the executor\'s frames come back', () => {
+      const { router, socket, link, publishedFrames, opened } = harnessElsewhere();
+      expect(router.harnessRefusal('env', 'reg-1', 'client-cred')).toMatchObject({ reason: 'unknown_route' });
+      expect(router.harnessRefusal('env', 'reg-1', 'client-cred', true)).toBeNull();
+      router.fromHarness(link, handshake('s1'));
+      // Data before the executor's answer is refused here, not published.
+      router.fromHarness(link, data('s1'));
+      expect(socket.frames()).toEqual(['reset:s1:unknown_stream']);
+      expect(router.fromExecutorElsewhere(link, handshake('s1'))).toBe(true);
+      router.fromHarness(link, data('s1'));
+      expect(router.fromExecutorElsewhere(link, data('s1', 0))).toBe(true);
+      expect(publishedFrames()).toEqual(['handshake:s1', 'data:s1']);
+      expect(opened).toEqual(['s1']);
+      expect(socket.frames()).toEqual(['reset:s1:unknown_stream', 'handshake:s1', 'data:s1']);
+      // Not a codex frame, or a stream this socket does not carry: nothing reaches the harness.
+      expect(router.fromExecutorElsewhere(link, Buffer.from('garbage'))).toBe(false);
+      expect(router.fromExecutorElsewhere(link, data('other'))).toBe(true);
+      expect(socket.frames()).toHaveLength(3);
+      router.stop();
+    });
+
+    it('the harness socket\'s own limits apply here: streams, pending handshakes, failed handshakes; a dead holder refuses at once', () => {
+      const { router, socket, link, publishedFrames } = harnessElsewhere({ codexMaxStreamsPerHarnessSocket: 3, codexMaxPendingHandshakesPerHarnessSocket: 2 });
+      router.fromHarness(link, handshake('p1'));
+      router.fromHarness(link, handshake('p2'));
+      router.fromHarness(link, handshake('p3'));
+      expect(socket.frames()).toEqual(['reset:p3:too_many_pending_opens']);
+      router.fromExecutorElsewhere(link, handshake('p1'));
+      router.fromHarness(link, handshake('p3'));
+      router.fromHarness(link, handshake('p4'));
+      expect(socket.frames().slice(1)).toEqual(['handshake:p1', 'reset:p4:too_many_streams']);
+      expect(publishedFrames()).toEqual(['handshake:p1', 'handshake:p2', 'handshake:p3']);
+      // Two handshakes reset by the executor: the socket's next one is refused here.
+      router.fromExecutorElsewhere(link, reset('p2'));
+      router.fromExecutorElsewhere(link, reset('p3'));
+      router.fromHarness(link, handshake('p5'));
+      expect(socket.frames().at(-1)).toBe('reset:p5:too_many_failed_handshakes');
+      // The fleet found nobody holding the environment: the stream is refused now, not timed out.
+      const other = harnessElsewhere();
+      other.router.fromHarness(other.link, handshake('q1'));
+      other.router.executorUnavailable(other.link, 'q1');
+      expect(other.socket.frames()).toEqual(['reset:q1:executor_unavailable']);
+      router.stop();
+      other.router.stop();
+    });
+
+    it('a frame NATS cannot take is counted as dropped; the socket closing tells the fleet whether streams went through it', () => {
+      const events: string[] = [];
+      const { router, link, closed, down } = harnessElsewhere({}, { ...NO_RELAY_EVENTS, frameDropped: (reason) => void events.push(reason) });
+      down();
+      router.fromHarness(link, handshake('s1'));
+      expect(events).toEqual(['fleet_unavailable']);
+      router.harnessClosed(link);
+      expect(closed).toEqual([true]);
+      const idle = harnessElsewhere();
+      idle.router.harnessClosed(idle.link);
+      expect(idle.closed).toEqual([false]);
+      router.stop();
+      idle.router.stop();
+    });
+
+    it('a harness socket of another instance counts against every executor limit here, not against the relay\'s harness sockets', () => {
+      const { router, executor, executorSocket } = setup({ maxClients: 1, codexMaxPendingHandshakesPerHarnessSocket: 64, codexMaxStreamsPerHarnessSocket: 1000 });
+      const remoteSocket = new FakeSocket();
+      const remote = router.remoteHarness(remoteSocket, 'env', 'client-cred')!;
+      expect(router.remoteHarness(new FakeSocket(), 'no-such-env', 'client-cred')).toBeNull();
+      // The relay's own harness sockets are not taken by it.
+      expect(router.harnessRefusal('env', 'reg-1', 'client-cred')).toBeNull();
+      for (let i = 0; i < 33; i++) router.fromHarness(remote, handshake(`r${i}`));
+      expect(executorSocket.sent.length).toBe(32);
+      expect(remoteSocket.frames()).toEqual(['reset:r32:too_many_pending_opens']);
+      router.fromExecutor(executor, handshake('r0'));
+      expect(remoteSocket.frames().at(-1)).toBe('handshake:r0');
+      // Its instance says it closed (detach): its streams are reset towards the executor.
+      router.harnessClosed(remote);
+      expect(executorSocket.frames().filter((f) => f.startsWith('reset:'))).toHaveLength(32);
+      router.stop();
+    });
+
+    it('tells the fleet when executor sockets come and go; a newer registration elsewhere closes the one here (4001) and resets its streams', () => {
+      const { router, executor, executorSocket, harness } = setup();
+      const heard: string[] = [];
+      router.watcher = { codexLinkUp: (link) => heard.push(`up:${link.environmentId}:${link.registrationId}`), codexLinkDown: (id) => heard.push(`down:${id}`) };
+      const h = harness();
+      router.fromHarness(h.link, handshake('s1'));
+      router.fromExecutor(executor, handshake('s1'));
+      router.releaseEnvironment('env');
+      expect(executorSocket.closedWith).toBe(4001);
+      expect(h.socket.frames().at(-1)).toBe('reset:s1:executor_replaced');
+      expect(router.hasLiveExecutor('env')).toBe(false);
+      const next = router.executorConnected(new FakeSocket(), 'env', 'reg-2', 'exec-cred');
+      router.executorClosed(next);
+      expect(heard).toEqual(['down:env', 'up:env:reg-2', 'down:env']);
+      router.stop();
+    });
+  });
 });

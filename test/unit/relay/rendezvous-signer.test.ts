@@ -72,6 +72,25 @@ describe('RendezvousSigner', () => {
       expect(instanceA.verifyAuthorization(authorization, { ...claims, harnessFingerprint: 'hyb1:bbbb' })).toEqual({ ok: false, refusal: 'other_key' });
     });
 
+    it('an authorization names the relay process that minted it (its instance and boot), under the signature; a single relay\'s names none', () => {
+      const signer = RendezvousSigner.fromFleetSecret(fleetSecret);
+      const minted = signer.mintAuthorization({ ...claims, minter: { instance: 'relay-b', boot: 'b00t' } });
+      expect(signer.verifyAuthorization(minted, claims)).toMatchObject({ ok: true, minter: { instance: 'relay-b', boot: 'b00t' } });
+      expect(signer.verifyAuthorization(signer.mintAuthorization(claims), claims)).toMatchObject({ ok: true, minter: null });
+      // Naming another minter breaks the signature.
+      const [prefix, body, signature] = minted.split('.');
+      const claimed = JSON.parse(Buffer.from(body!, 'base64url').toString()) as Record<string, unknown>;
+      const moved = Buffer.from(JSON.stringify({ ...claimed, i: 'relay-c' })).toString('base64url');
+      expect(signer.verifyAuthorization(`${prefix}.${moved}.${signature}`, claims)).toEqual({ ok: false, refusal: 'bad_signature' });
+      // A signed minter that is not two strings is malformed.
+      const bare = new RendezvousSigner();
+      const oneSided = bare.mintAuthorization({ ...claims, minter: { instance: 'relay-b', boot: 'b00t' } });
+      const parts = oneSided.split('.');
+      const half = Buffer.from(JSON.stringify({ ...(JSON.parse(Buffer.from(parts[1]!, 'base64url').toString()) as object), b: 7 })).toString('base64url');
+      const resigned = (bare as unknown as { authorizationSignature(body: string): string }).authorizationSignature(half);
+      expect(bare.verifyAuthorization(`${parts[0]}.${half}.${resigned}`, claims)).toEqual({ ok: false, refusal: 'malformed' });
+    });
+
     it('another fleet secret, a single relay\'s own secret, or the fleet secret used as the key itself verify nothing', () => {
       const url = new URL(RendezvousSigner.fromFleetSecret(fleetSecret).signedUrl('ws://h/cloud/rendezvous', grant));
       const authorization = RendezvousSigner.fromFleetSecret(fleetSecret).mintAuthorization(claims);

@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ExecClient } from '../../src/client/exec-client.js';
+import { ACCEPT_RELAY_KEY } from '../../src/client/codex-rendezvous-target.js';
+import { loadHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
+import { ensureCodexInstalled } from '../support/codex-exec-server.js';
+import { RENDEZVOUS_CONNECTED_LOG, startCodexRemoteExecutor, type CodexRemoteExecutor } from '../support/codex-remote-executor.js';
+import { runCli, type CliResult } from '../support/cli.js';
+import { spawnRelay, type RelayProcess } from '../support/resilience-helpers.js';
+import { TEST_TOKEN } from '../support/relay-harness.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+
+/**
+ * Recovery of an execrelay client on the codex wire (issue #15): the real `codex exec-server
+ * --remote` 0.169.0 behind a real `execrelay relay` process. When the client's stream ends under a
+ * running command — its link dropped, or the relay restarted (the executor then registers again by
+ * itself, the relay's bindings file keeping its key) — the client opens a new stream with a new
+ * handshake, resumes the session, and reads what it missed by seq: every numbered line exactly
+ * once, and the exit status. Fails (does not skip) when the binary cannot be installed.
+ */
+
+const ENV = 'codex-recovery';
+const LINES = 300;
+const COMMAND = `for i in $(seq 1 ${LINES}); do echo $i; sleep 0.01; done; exit 7`;
+const EXPECTED = Array.from({ length: LINES }, (_, i) => `${i + 1}\n`).join('');
+
+describe('a codex client recovers its command across a lost stream', () => {
+  let stateEnv: NodeJS.ProcessEnv;
+  let relay: RelayProcess;
+  let executor: CodexRemoteExecutor;
+  let proxy: TcpProxy;
+  let tokenFile: string;
+  let keyFile: string;
+
+  beforeAll(async () => {
+    await ensureCodexInstalled();
+    const scratch = mkdtempSync(path.join(os.tmpdir(), 'execrelay-codex-recovery-'));
+    stateEnv = { XDG_STATE_HOME: path.join(scratch, 'state') };
+    tokenFile = path.join(scratch, 'client.token');
+    writeFileSync(tokenFile, `${TEST_TOKEN}\n`, { mode: 0o600 });
+    keyFile = path.join(scratch, 'client-hybrid.key');
+    const keygen = await runCli(['keygen', '--hybrid', '--out', keyFile]);
+    expect(keygen.code, keygen.stderr).toBe(0);
+    relay = await spawnRelay(0, [], stateEnv);
+    executor = await startCodexRemoteExecutor({ registry: relay.url.replace('ws:', 'http:'), environmentId: ENV, bearer: TEST_TOKEN });
+    await executor.waitForLog(RENDEZVOUS_CONNECTED_LOG);
+    proxy = await startTcpProxy(relay.port);
+  }, 600_000);
+  afterAll(async () => {
+    await proxy?.close();
+    await executor?.stop();
+    await relay?.kill('SIGTERM');
+  });
+
+  /** Runs the numbered command through `relayUrl`; `midway` runs once line 40 has been printed. */
+  async function runNumbered(relayUrl: string, midway: () => Promise<void>): Promise<CliResult & { midwayDone: boolean }> {
+    let child: ChildProcessWithoutNullStreams | undefined;
+    let midwayDone = false;
+    let midwayRun: Promise<void> | undefined;
+    const result = await runCli(['exec', '--relay', relayUrl, '--env', ENV, '--token-file', tokenFile, '--key', keyFile, '--accept-relay-key', '--', 'sh', '-c', COMMAND], {
+      timeoutMs: 90_000,
+      onSpawn: (spawned) => {
+        child = spawned;
+        let seen = '';
+        const onData = (d: Buffer) => {
+          seen += d.toString();
+          if (!/(^|\n)40\n/.test(seen)) return;
+          child!.stdout.off('data', onData);
+          midwayRun = midway().then(() => void (midwayDone = true));
+        };
+        spawned.stdout.on('data', onData);
+      },
+    });
+    await midwayRun;
+    return { ...result, midwayDone };
+  }
+
+  it('a dropped link (the client\'s connection cut between it and the relay): every line once, exit 7', async () => {
+    const result = await runNumbered(proxy.url, async () => proxy.cutAll());
+    expect(result.midwayDone).toBe(true);
+    expect(result.stdout, result.stderr).toBe(EXPECTED);
+    expect(result.code, result.stderr).toBe(7);
+    expect(result.stderr).toMatch(/execrelay exec: the stream to the executor ended \(.*\): resumed the session on a new stream \(\d+ attempts?\)/);
+  }, 120_000);
+
+  it('a relay restart (same port, same bindings file; the executor registers again by itself): every line once, exit 7', async () => {
+    const registrations = () => (executor.log().match(/Noise executor registration completed/g) ?? []).length;
+    const before = registrations();
+    const result = await runNumbered(relay.url, async () => {
+      const port = relay.port;
+      await relay.kill('SIGTERM');
+      relay = await spawnRelay(port, [], stateEnv);
+    });
+    expect(result.midwayDone).toBe(true);
+    expect(result.stdout, result.stderr).toBe(EXPECTED);
+    expect(result.code, result.stderr).toBe(7);
+    expect(registrations()).toBeGreaterThan(before);
+    expect(result.stderr).toMatch(/execrelay exec: the stream to the executor ended \(.*\): resumed the session on a new stream \(\d+ attempts\)/);
+  }, 120_000);
+
+  it('gives up after its recovery window with a clear error when the relay stays out of reach', async () => {
+    const doomed = await startTcpProxy(relay.port);
+    const client = await ExecClient.connectCodex({
+      relay: doomed.url,
+      environmentId: ENV,
+      token: TEST_TOKEN,
+      hybridKey: await loadHybridKeyFile(keyFile),
+      executorKey: ACCEPT_RELAY_KEY,
+      recovery: { timeoutMs: 2000, backoff: { initialMs: 100, maxMs: 400 } },
+    });
+    try {
+      const handle = await client.exec(['sh', '-c', 'echo started; sleep 5'], { cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, streamEvents: true });
+      const events = handle.events[Symbol.asyncIterator]();
+      expect((await events.next()).value).toMatchObject({ type: 'output' });
+      await doomed.close();
+      const failure = /^the stream to the executor ended \(.*\); cannot resume the session within 2 s \(\d+ attempts\); last: cannot reach the relay's registry at http:\/\/127\.0\.0\.1:\d+: .+$/;
+      await expect(handle.completion).rejects.toThrow(failure);
+      await expect(client.exec(['true'])).rejects.toThrow(failure);
+      expect(client.sessionRecoveries).toBe(0);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
+});
