@@ -63,6 +63,7 @@ interface AgentCommandOptions extends Pick<AgentConfig, BoundKey>, AuditLogComma
   httpAllow: string[];
   httpAllowPrivate: boolean;
   proxy?: string;
+  wire: 'native' | 'codex';
 }
 
 /** Commander collector for a repeatable option (`--root`, `--allow-origin`). */
@@ -107,8 +108,22 @@ export function registerAgentCommand(program: Command): void {
         .default([]),
     )
     .addOption(new Option('--relay <url>', 'dial out to this relay (ws:// or wss://) and register an environment instead of listening').env('EXECRELAY_RELAY'))
+    .addOption(
+      new Option(
+        '--wire <wire>',
+        'with --relay: "native" (execrelay relay frames, Noise XX, an Ed25519 --key) or "codex" (register as a codex exec-server does: the registry API, ' +
+          'hybrid post-quantum Noise IK, a hybrid --key from `execrelay keygen --hybrid --out FILE`, --authorized-clients listing hyb1: fingerprints)',
+      )
+        .choices(['native', 'codex'])
+        .env('EXECRELAY_WIRE')
+        .default('native'),
+    )
     .addOption(new Option('--environment-id <id>', 'environment to register with the relay').env('EXECRELAY_ENVIRONMENT_ID'))
-    .addOption(new Option('--key <file>', 'this agent\'s identity key (from `execrelay keygen`); clients pin its public identity').env('EXECRELAY_KEY'))
+    .addOption(
+      new Option('--key <file>', 'this agent\'s identity key (from `execrelay keygen`; with --wire codex a hybrid key from `execrelay keygen --hybrid --out FILE`); clients pin its public identity').env(
+        'EXECRELAY_KEY',
+      ),
+    )
     .addOption(new Option('--token-file <file>', 'bearer token for the relay (first token in the file)').env('EXECRELAY_TOKEN_FILE'))
     .addOption(new Option('--token <token>').env('EXECRELAY_TOKEN').hideHelp())
     .addOption(proxyOption())
@@ -156,6 +171,7 @@ export function registerAgentCommand(program: Command): void {
   addAuditLogReadsOption(addAuditLogOptions(command, 'sessions, process starts and exits, file writes, removes and copies, HTTP requests (method, origin, status), clients refused at the secure channel, drains'))
     .addOption(new Option('--legacy-exit-events', 'behave like a legacy server: omit sandboxDenied (for compatibility tests)').hideHelp().default(false))
     .action(async (options: AgentCommandOptions, command: Command) => {
+      if (options.wire === 'codex' && !options.relay) throw new Error('--wire codex needs --relay URL (it is how the agent reaches a relay; a local listener speaks the exec protocol as codex does already)');
       const logger = createLogger('execrelay-agent');
       const roots = rootsFrom(options.root, command.getOptionValueSource('root'));
       const tracing = await startTracing({ serviceName: 'execrelay-agent' });
@@ -181,7 +197,7 @@ export function registerAgentCommand(program: Command): void {
         logger.info({ url: `${metricsServer.url}/metrics` }, 'metrics listening');
       }
       // The relay registration (remote mode), stopped with the agent.
-      const remote: { registration?: RelayRegistration } = {};
+      const remote: { registration?: { stop(): void } } = {};
       let stopped = false;
       const stop = (signal: string, exitCode = 0) => {
         if (stopped) return;
@@ -228,7 +244,12 @@ export function registerAgentCommand(program: Command): void {
  * `'any'` with --allow-any-client (warned), or nobody (warned). An empty setting, both at once, or a
  * missing, unreadable or invalid file is an error: the agent does not start.
  */
-async function authorizedClientsFrom(options: AgentCommandOptions, logger: Logger): Promise<AuthorizedClients | ReadonlySet<string> | 'any'> {
+async function authorizedClientsFrom(
+  options: AgentCommandOptions,
+  logger: Logger,
+  /** Checks one listed identity (default: Ed25519 public identities; `--wire codex`: hyb1: fingerprints). */
+  parseIdentity?: (token: string) => string,
+): Promise<AuthorizedClients | ReadonlySet<string> | 'any'> {
   if (options.authorizedClients !== undefined && options.allowAnyClient) {
     throw new Error('give either --authorized-clients FILE or --allow-any-client, not both');
   }
@@ -239,12 +260,14 @@ async function authorizedClientsFrom(options: AgentCommandOptions, logger: Logge
       );
     }
     try {
-      return await AuthorizedClients.open(options.authorizedClients, { logger });
+      return await AuthorizedClients.open(options.authorizedClients, { logger, ...(parseIdentity ? { parseIdentity } : {}) });
     } catch (error) {
       const missing = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-      const hint = missing
-        ? `; create it with: execrelay authorize --authorized-clients ${options.authorizedClients} CLIENT_IDENTITY`
-        : '';
+      const hint = !missing
+        ? ''
+        : parseIdentity
+          ? `; create it with: execrelay authorize --authorized-clients ${options.authorizedClients} hyb1:CLIENT_FINGERPRINT (a client prints its own with: execrelay keygen --hybrid --show)`
+          : `; create it with: execrelay authorize --authorized-clients ${options.authorizedClients} CLIENT_IDENTITY`;
       throw new Error(`--authorized-clients: ${(error as Error).message}${hint}`);
     }
   }
@@ -269,9 +292,10 @@ async function runRemoteAgent(
   logger: Logger,
   telemetry: AgentTelemetry,
   readiness: { ready: boolean },
-  remote: { registration?: RelayRegistration },
+  remote: { registration?: { stop(): void } },
   onRegistrationEnded: () => void,
 ): Promise<void> {
+  if (options.wire === 'codex') return runCodexAgent(agent, options, logger, telemetry, readiness, remote, onRegistrationEnded);
   if (!options.environmentId) throw new Error('execrelay agent --relay needs --environment-id ID');
   const invalid = validateEnvironmentId(options.environmentId);
   if (invalid) throw new Error(`--environment-id: ${invalid}`);
@@ -302,5 +326,65 @@ async function runRemoteAgent(
   logger.info(
     { environmentId: options.environmentId, publicIdentity: identity.publicIdentity, authorizedClients: authorizedClients === 'any' ? 'any' : authorizedClients.size },
     'agent registered with relay',
+  );
+}
+
+/**
+ * `agent --relay URL --wire codex`: register as a codex executor (the registry API, a persistent
+ * hybrid key), serve every validated and authorized stream; prints the key's hyb1: fingerprint on
+ * stdout.
+ */
+async function runCodexAgent(
+  agent: ExecutorAgent,
+  options: AgentCommandOptions,
+  logger: Logger,
+  telemetry: AgentTelemetry,
+  readiness: { ready: boolean },
+  remote: { registration?: { stop(): void } },
+  onRegistrationEnded: () => void,
+): Promise<void> {
+  if (!options.environmentId) throw new Error('execrelay agent --relay --wire codex needs --environment-id ID');
+  const invalid = validateEnvironmentId(options.environmentId);
+  if (invalid) throw new Error(`--environment-id: ${invalid}`);
+  if (!options.key) throw new Error('execrelay agent --wire codex needs --key FILE holding a hybrid key (create one with: execrelay keygen --hybrid --out FILE)');
+  // The registry's HTTP calls do not go through a proxy yet: refuse rather than bypass one silently.
+  if (options.proxy !== undefined && options.proxy.trim() !== '') throw new Error('--proxy is not supported with --wire codex yet');
+  if (relayProxyFor(options.relay!, undefined)) logger.warn('the proxy of the *_PROXY variables is not used with --wire codex yet: reaching the relay directly');
+  const { loadHybridKeyFile } = await import('../src/noise-hybrid/hybrid-key-file.js');
+  const { isHybridFingerprint, parseHybridFingerprint } = await import('../src/noise-hybrid/hybrid-fingerprint.js');
+  const { CodexRelayRegistration } = await import('../executor-agent/codex-registration.js');
+  let hybridKey;
+  try {
+    hybridKey = await loadHybridKeyFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
+  } catch (error) {
+    throw new Error(`--key: ${(error as Error).message} (--wire codex needs a hybrid key: execrelay keygen --hybrid --out FILE)`);
+  }
+  const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
+  const authorizedClients = await authorizedClientsFrom(options, logger, (token) => {
+    if (!isHybridFingerprint(token)) {
+      throw new Error(`${token.slice(0, 60)} is not a hybrid key fingerprint: --wire codex serves clients by their hyb1: fingerprint (a client prints its own with: execrelay keygen --hybrid --show)`);
+    }
+    return parseHybridFingerprint(token);
+  });
+  const registration = new CodexRelayRegistration(agent, {
+    relayUrl: options.relay!,
+    environmentId: options.environmentId,
+    token,
+    hybridKey,
+    authorizedClients,
+    logger,
+    onFatal: onRegistrationEnded,
+    onEvent: (event) => {
+      telemetry.onRegistrationEvent(event);
+      if (event.type === 'registered') readiness.ready = !agent.draining;
+      else if (event.type === 'disconnected') readiness.ready = false;
+    },
+  });
+  remote.registration = registration;
+  await registration.start();
+  process.stdout.write(`${registration.fingerprint}\n`);
+  logger.info(
+    { environmentId: options.environmentId, executorKey: registration.fingerprint, authorizedClients: authorizedClients === 'any' ? 'any' : authorizedClients.size },
+    'agent registered with relay (codex wire)',
   );
 }

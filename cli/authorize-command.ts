@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { IdentityError, parseAuthorizedClients, parsePublicIdentity } from '../src/noise/identity.js';
+import { isHybridFingerprint, parseHybridFingerprint } from '../src/noise-hybrid/hybrid-fingerprint.js';
 import { ExitStatus } from './exit-status.js';
 
 /** Mode of an authorized clients file that `execrelay authorize` creates. */
@@ -38,7 +39,7 @@ export async function authorizeClient(file: string, identity: string): Promise<A
     }
     return 'created';
   }
-  if (parseExisting(file, text).has(canonical)) return 'unchanged';
+  if (parseExisting(file, text, identityKind(identity).parse).has(canonical)) return 'unchanged';
   // One append of one line: a reader (the agent) sees the file before or after it, never half a line
   // that it would keep (a failed parse keeps its last good list; the next change is read again).
   const separator = text.length > 0 && !text.endsWith('\n') ? '\n' : '';
@@ -60,7 +61,7 @@ export async function revokeClient(file: string, identity: string): Promise<Auth
   const canonical = canonicalIdentity(identity);
   const text = await readExisting(file);
   if (text === undefined) throw new IdentityError(`authorized clients file ${file} does not exist`);
-  if (!parseExisting(file, text).has(canonical)) return 'unchanged';
+  if (!parseExisting(file, text, identityKind(identity).parse).has(canonical)) return 'unchanged';
   const kept = text.split(/(?<=\n)/).filter((line) => {
     const hash = line.indexOf('#');
     return (hash === -1 ? line : line.slice(0, hash)).trim() !== canonical;
@@ -79,8 +80,17 @@ export async function revokeClient(file: string, identity: string): Promise<Auth
   return 'removed';
 }
 
+/**
+ * The identity's canonical form and the parser of the file it belongs in: a `hyb1:` fingerprint
+ * (an agent with `--wire codex`, whose file lists hybrid client keys) or an Ed25519 identity.
+ */
+function identityKind(identity: string): { canonical: string; parse: (token: string) => string } {
+  if (isHybridFingerprint(identity)) return { canonical: parseHybridFingerprint(identity), parse: parseHybridFingerprint };
+  return { canonical: parsePublicIdentity(identity).toString(), parse: (token) => parsePublicIdentity(token).toString() };
+}
+
 function canonicalIdentity(identity: string): string {
-  return parsePublicIdentity(identity).toString();
+  return identityKind(identity).canonical;
 }
 
 /** The file's text, or undefined when it does not exist. */
@@ -96,9 +106,9 @@ async function readExisting(file: string): Promise<string | undefined> {
   }
 }
 
-function parseExisting(file: string, text: string): Set<string> {
+function parseExisting(file: string, text: string, parseIdentity: (token: string) => string): Set<string> {
   try {
-    return parseAuthorizedClients(text, `authorized clients file ${file}`);
+    return parseAuthorizedClients(text, `authorized clients file ${file}`, parseIdentity);
   } catch (error) {
     throw new IdentityError(`refusing to change ${file}, which does not parse: ${(error as Error).message}`);
   }
@@ -134,7 +144,7 @@ export async function runAuthorize(
   }
   try {
     const change = request.remove ? await revokeClient(request.file, request.identity) : await authorizeClient(request.file, request.identity);
-    const identity = parsePublicIdentity(request.identity).toString();
+    const identity = canonicalIdentity(request.identity);
     const said: Record<AuthorizationChange, string> = {
       created: `created ${request.file} (mode 0600) authorizing ${identity}`,
       added: `added ${identity} to ${request.file}`,
@@ -154,13 +164,16 @@ export function registerAuthorizeCommand(program: Command): void {
   program
     .command('authorize')
     .description("let a client identity use this agent: add it to the agent's authorized clients file (run on the agent's host)")
-    .argument('<identity>', "the client's public identity (12D3KooW..., what `execrelay keygen` printed on the client)")
+    .argument(
+      '<identity>',
+      "the client's public identity (12D3KooW..., what `execrelay keygen` printed on the client; for an agent with --wire codex its hyb1: fingerprint, what `execrelay keygen --hybrid` printed)",
+    )
     .addOption(new Option('--authorized-clients <file>', "the agent's authorized clients file (its --authorized-clients)").env('EXECRELAY_AUTHORIZED_CLIENTS'))
     .addOption(new Option('--remove', 'take the identity out of the file instead (the agent refuses it from its next connection)').default(false))
     .addHelpText(
       'after',
       `
-The file lists one public identity per line; "#" starts a comment. A missing file is created with
+The file lists one public identity per line (an agent with --wire codex: hyb1: fingerprints only); "#" starts a comment. A missing file is created with
 mode 0600 (its directory must exist); an identity already listed is left alone (exit 0); existing
 lines and comments are kept; a file that does not parse is not changed (exit 1). A running agent
 re-reads the file when it changes: no restart. Messages go to stderr; errors exit 1.`,

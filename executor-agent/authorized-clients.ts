@@ -24,6 +24,11 @@ export interface AuthorizedClientsOptions {
   logger: Logger;
   /** Period of the fallback `stat` of the file. Default 1 s. */
   pollIntervalMs?: number;
+  /**
+   * Checks one listed identity and returns its canonical form. Default: an Ed25519 public identity
+   * (`12D3KooW…`); a codex-wire agent lists hybrid fingerprints (`parseHybridFingerprint`, `hyb1:…`).
+   */
+  parseIdentity?: (token: string) => string;
   /** Wait after a change is noticed before the file is read. Default 25 ms. */
   settleMs?: number;
 }
@@ -44,7 +49,7 @@ export class AuthorizedClients implements AuthorizedClientSet {
     if (filePath.trim() === '') throw new IdentityError('the authorized clients file path is empty');
     const absolute = path.resolve(filePath);
     const signature = await FileChangeWatcher.signatureOf(absolute);
-    const identities = await loadGuarded(absolute);
+    const identities = await loadGuarded(absolute, options.parseIdentity);
     if (identities.size === 0) {
       options.logger.warn({ file: absolute }, 'the authorized clients file lists nobody: every client is refused until an identity is added');
     }
@@ -101,7 +106,7 @@ export class AuthorizedClients implements AuthorizedClientSet {
     }
     let next: Set<string>;
     try {
-      next = await loadGuarded(this.file);
+      next = await loadGuarded(this.file, this.options.parseIdentity);
     } catch (error) {
       logger.error(
         { err: (error as Error).message, file: this.file, kept: this.identities.size },
@@ -125,7 +130,7 @@ export class AuthorizedClients implements AuthorizedClientSet {
  * others, or in a directory they can write without the sticky bit (they could rename another file
  * over it), is refused (not checked on Windows).
  */
-async function loadGuarded(file: string): Promise<Set<string>> {
+async function loadGuarded(file: string, parseIdentity: ((token: string) => string) | undefined): Promise<Set<string>> {
   if (process.platform !== 'win32') {
     const [fileStats, directoryStats] = await Promise.all([stat(file).catch(() => undefined), stat(path.dirname(file)).catch(() => undefined)]);
     if (fileStats && (fileStats.mode & 0o022) !== 0) {
@@ -142,5 +147,5 @@ async function loadGuarded(file: string): Promise<Set<string>> {
       );
     }
   }
-  return loadAuthorizedClients(file);
+  return loadAuthorizedClients(file, parseIdentity);
 }

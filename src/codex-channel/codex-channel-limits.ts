@@ -15,3 +15,11 @@ export const CODEX_REORDER_BUFFER_BYTES = 1024 * 1024;
 export const CODEX_CLIENT_CLOSED_RESET_REASON = 'client_closed';
 /** The reset reason our client sends when the executor broke the stream's protocol. */
 export const CODEX_PROTOCOL_ERROR_RESET_REASON = 'noise_relay_protocol_error';
+/** The reset reason our executor (`agent --wire codex`) sends when it ends a stream. */
+export const CODEX_EXECUTOR_CLOSED_RESET_REASON = 'executor_closed';
+/** Streams one codex executor serves at once on its socket (codex 0.169.0's limit, enforced by our executor too). */
+export const CODEX_EXECUTOR_MAX_STREAMS = 128;
+/** Handshakes one codex executor holds at once while the relay validates them (codex 0.169.0's limit). */
+export const CODEX_EXECUTOR_MAX_PENDING_HANDSHAKES = 32;
+/** Bound on the executor's `/validate` call; no answer by then resets the handshake (as codex: 10 s). */
+export const CODEX_VALIDATION_TIMEOUT_MS = 10_000;

@@ -1,12 +1,12 @@
 import http from 'node:http';
 import https from 'node:https';
-import { codexRegistryPath, CODEX_SECURITY_PROFILE } from './registry-endpoints.js';
-import { ConnectResponse, RegistryErrorBody } from './registry-messages.js';
+import { codexRegistryPath, CODEX_NOISE_STREAM_ID_HEADER, CODEX_SECURITY_PROFILE } from './registry-endpoints.js';
+import { ConnectResponse, RegisterResponse, RegistryErrorBody, ValidateResponse } from './registry-messages.js';
 import { encodeRegistryPublicKey, parseRegistryPublicKey } from '../noise-hybrid/registry-public-key.js';
 import type { HybridPublicKey } from '../noise-hybrid/hybrid-keys.js';
 import { proxyAgent, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, type RelayProxy } from '../relay-link/relay-proxy.js';
 
-/** Largest registry answer read (a connect answer is ≈ 2.5 KB). */
+/** Largest registry answer read (a connect answer is ≈ 2.5 KB, the largest). */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
 /** What `connect` answers, checked. */
@@ -30,8 +30,12 @@ export class CodexRegistryRefusedError extends Error {
     super(message);
   }
 
-  /** A refusal retrying will not change (bad token, scope, request). */
+  /**
+   * A refusal retrying will not change (bad token, scope, request), or a 2xx answer that is not the
+   * registry's (codex exits on one); a non-JSON 5xx (a proxy in front of a restarting relay) is not.
+   */
   get permanent(): boolean {
+    if (this.code === 'malformed_answer') return this.status >= 200 && this.status < 300;
     return this.status >= 400 && this.status < 500 && this.status !== 404 && this.status !== 409;
   }
 }
@@ -65,8 +69,8 @@ export async function requestCodexConnect(options: {
   return parseConnectAnswer(response.status, response.text, options.environmentId);
 }
 
-/** The connect answer checked (or the registry's refusal, as a CodexRegistryRefusedError). */
-function parseConnectAnswer(status: number, text: string, environmentId: string): CodexConnectAnswer {
+/** A 2xx answer's JSON body; otherwise the registry's refusal (`what` it refused) as a CodexRegistryRefusedError. */
+function registryAnswerBody(status: number, text: string, what: string): unknown {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -77,8 +81,14 @@ function parseConnectAnswer(status: number, text: string, environmentId: string)
     const error = RegistryErrorBody.safeParse(body);
     const code = error.success ? error.data.error.code : 'unknown';
     const message = error.success ? `: ${error.data.error.message}` : '';
-    throw new CodexRegistryRefusedError(status, code, `the relay refused to connect to environment ${environmentId}: HTTP ${status} ${code}${message}`);
+    throw new CodexRegistryRefusedError(status, code, `the relay refused to ${what}: HTTP ${status} ${code}${message}`);
   }
+  return body;
+}
+
+/** The connect answer checked (or the registry's refusal, as a CodexRegistryRefusedError). */
+function parseConnectAnswer(status: number, text: string, environmentId: string): CodexConnectAnswer {
+  const body = registryAnswerBody(status, text, `connect to environment ${environmentId}`);
   const answer = ConnectResponse.safeParse(body);
   if (!answer.success) throw new CodexRegistryRefusedError(status, 'malformed_answer', "the relay's connect answer is not a codex connect response");
   if (answer.data.environment_id !== environmentId) throw new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered for another environment');
@@ -94,12 +104,86 @@ function parseConnectAnswer(status: number, text: string, environmentId: string)
   return { url: answer.data.url, registrationId: answer.data.executor_registration_id, executorKey, authorization: answer.data.harness_key_authorization };
 }
 
+/** What `register` answers, checked as codex checks it. */
+export interface CodexRegisterAnswer {
+  /** The executor's rendezvous WebSocket URL (signed by the relay, short-lived), used verbatim. */
+  readonly url: string;
+  readonly registrationId: string;
+}
+
+/**
+ * `POST {relay}/cloud/environment/{id}/register` with an executor-role bearer token and the
+ * executor's hybrid public key, as `codex exec-server --remote` does; the answer is checked as
+ * codex checks it (same environment, the one security profile, the bearer never echoed, a
+ * `ws(s)://` URL). @throws CodexRegistryRefusedError with the registry's reason (a malformed
+ * answer is `permanent`: codex exits on one).
+ */
+export async function requestCodexRegister(options: {
+  relay: string;
+  environmentId: string;
+  token: string;
+  executorKey: HybridPublicKey;
+  timeoutMs?: number;
+}): Promise<CodexRegisterAnswer> {
+  const where = `${registryBaseUrl(options.relay)}${codexRegistryPath(options.environmentId, 'register')}`;
+  const request = JSON.stringify({ security_profile: CODEX_SECURITY_PROFILE, executor_public_key: encodeRegistryPublicKey(options.executorKey) });
+  const response = await postJson(where, options.token, request, options.timeoutMs ?? 10_000, undefined);
+  const body = registryAnswerBody(response.status, response.text, `register environment ${options.environmentId}`);
+  const answer = RegisterResponse.safeParse(body);
+  const malformed = (why: string) => new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's register answer ${why}`);
+  if (!answer.success) throw malformed('is not a codex registration response');
+  if (answer.data.environment_id !== options.environmentId) throw malformed('is for another environment');
+  if (answer.data.security_profile !== CODEX_SECURITY_PROFILE) throw malformed(`names an unsupported security profile ${JSON.stringify(answer.data.security_profile.slice(0, 64))}`);
+  if (response.text.includes(options.token)) throw malformed('echoes the bearer token');
+  const rendezvous = new URL(answer.data.url);
+  if (rendezvous.protocol !== 'ws:' && rendezvous.protocol !== 'wss:') throw malformed('has a rendezvous URL that is not ws:// or wss://');
+  return { url: answer.data.url, registrationId: answer.data.executor_registration_id };
+}
+
+/**
+ * `POST {relay}/cloud/environment/{id}/validate` (the executor's bearer token, the stream in
+ * `x-codex-noise-stream-id`): whether the relay minted `authorization` for exactly this client key,
+ * environment and registration. True only for `{"valid":true}`; any other answer, refusal or
+ * failure is false (codex resets the handshake on each).
+ */
+export async function requestCodexValidate(options: {
+  relay: string;
+  environmentId: string;
+  token: string;
+  streamId: string;
+  registrationId: string;
+  harnessKey: HybridPublicKey;
+  authorization: string;
+  timeoutMs?: number;
+}): Promise<boolean> {
+  const where = `${registryBaseUrl(options.relay)}${codexRegistryPath(options.environmentId, 'validate')}`;
+  const request = JSON.stringify({
+    executor_registration_id: options.registrationId,
+    harness_public_key: encodeRegistryPublicKey(options.harnessKey),
+    harness_key_authorization: options.authorization,
+  });
+  try {
+    const response = await postJson(where, options.token, request, options.timeoutMs ?? 10_000, undefined, { [CODEX_NOISE_STREAM_ID_HEADER]: options.streamId });
+    const answer = ValidateResponse.safeParse(registryAnswerBody(response.status, response.text, 'validate'));
+    return answer.success && answer.data.valid;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * POSTs `body` with the bearer `token` and reads the answer, at most MAX_ANSWER_BYTES, within
  * `timeoutMs` (redirects are not followed). Through `proxy`, the call is tunnelled with the
  * relay's proxy dialer; the proxy refusing the CONNECT is a ProxyRefusedError.
  */
-function postJson(where: string, token: string, body: string, timeoutMs: number, proxy: RelayProxy | undefined): Promise<{ status: number; text: string }> {
+function postJson(
+  where: string,
+  token: string,
+  body: string,
+  timeoutMs: number,
+  proxy: RelayProxy | undefined,
+  headers: Readonly<Record<string, string>> = {},
+): Promise<{ status: number; text: string }> {
   const url = new URL(where);
   const base = url.origin;
   let proxyRefusal: ProxyRefusedError | undefined;
@@ -112,7 +196,7 @@ function postJson(where: string, token: string, body: string, timeoutMs: number,
   return new Promise((resolve, reject) => {
     const request = (url.protocol === 'https:' ? https : http).request(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${token}` },
+      headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(timeoutMs),
       ...(agent ? { agent } : {}),
     });
@@ -125,7 +209,7 @@ function postJson(where: string, token: string, body: string, timeoutMs: number,
       const status = response.statusCode ?? 0;
       const tooLarge = () => {
         response.destroy();
-        reject(new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered more than a connect answer holds'));
+        reject(new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered more than a registry answer holds'));
       };
       if (Number(response.headers['content-length'] ?? 0) > MAX_ANSWER_BYTES) return tooLarge();
       const chunks: Buffer[] = [];

@@ -17,12 +17,13 @@ export const RegisterRequest = z.object({
 export type RegisterRequest = z.infer<typeof RegisterRequest>;
 
 /** The answer to `register` (every member required by codex). */
-export interface RegisterResponse {
-  environment_id: string;
-  url: string;
-  security_profile: string;
-  executor_registration_id: string;
-}
+export const RegisterResponse = z.object({
+  environment_id: z.string(),
+  url: z.string().max(4096),
+  security_profile: z.string(),
+  executor_registration_id: z.string().max(MAX_REGISTRATION_ID_CHARS),
+});
+export type RegisterResponse = z.infer<typeof RegisterResponse>;
 
 /** `POST …/connect` from a harness (client). */
 export const ConnectRequest = z.object({ harness_public_key: z.unknown() });
@@ -47,9 +48,9 @@ export const ValidateRequest = z.object({
 });
 export type ValidateRequest = z.infer<typeof ValidateRequest>;
 
-export interface ValidateResponse {
-  valid: boolean;
-}
+/** The answer to `validate`: only `{"valid":true}` completes a handshake. */
+export const ValidateResponse = z.object({ valid: z.boolean() });
+export type ValidateResponse = z.infer<typeof ValidateResponse>;
 
 /** Every registry error body. */
 export const RegistryErrorBody = z.object({ error: z.object({ code: z.string().max(128), message: z.string().max(1024) }) });

@@ -231,20 +231,25 @@ export function isPublicIdentity(text: string): boolean {
  * Returns the set of canonical public identity strings. `source` names the file in error messages.
  * @throws IdentityError naming the line number of the first invalid line.
  */
-export function parseAuthorizedClients(text: string, source = 'authorized clients file'): Set<string> {
+export function parseAuthorizedClients(
+  text: string,
+  source = 'authorized clients file',
+  /** Checks one identity and returns its canonical form; default: an Ed25519 public identity (a codex-wire agent passes the `hyb1:` parser). */
+  parseIdentity: (token: string) => string = canonicalPublicIdentity,
+): Set<string> {
   const identities = new Set<string>();
   for (const { lineNumber, tokens } of meaningfulLines(text)) {
     if (tokens.length !== 1) {
       throw new IdentityError(`${source} line ${lineNumber}: expected one public identity per line, found ${tokens.length} fields`);
     }
-    identities.add(parseListedIdentity(tokens[0] ?? '', source, lineNumber, canonicalPublicIdentity));
+    identities.add(parseListedIdentity(tokens[0] ?? '', source, lineNumber, parseIdentity));
   }
   return identities;
 }
 
 /** Reads and parses an authorized clients file (see {@link parseAuthorizedClients}). */
-export async function loadAuthorizedClients(path: string): Promise<Set<string>> {
-  return parseAuthorizedClients(await readListFile('authorized clients file', path), `authorized clients file ${path}`);
+export async function loadAuthorizedClients(path: string, parseIdentity?: (token: string) => string): Promise<Set<string>> {
+  return parseAuthorizedClients(await readListFile('authorized clients file', path), `authorized clients file ${path}`, parseIdentity);
 }
 
 /** One environment of a known environments file: its identity and the line that gives it. */

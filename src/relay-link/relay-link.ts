@@ -47,6 +47,12 @@ export interface RelayLinkOptions {
   dialHeaders?: () => Promise<Record<string, string>>;
   /** The endpoint's backoff when `tuning.backoff` is absent. */
   defaultBackoff: BackoffSettings;
+  /**
+   * Dials the link's socket instead of `relayUrl` + `path` with the token (the codex executor
+   * registers over HTTP first, then opens the rendezvous URL the relay answered). Its rejection is a
+   * failed dial like any other: final when the error says `permanent`.
+   */
+  dial?: () => Promise<WebSocket>;
   /** Re-dials stop (the failure is final) once the link has been down this long. Re-dials go on forever when absent. */
   giveUpMs?: number;
   /** The endpoint's options (only the {@link RelayLinkTuning} settings are read). */
@@ -71,6 +77,11 @@ export interface RelayLinkHooks {
   controlMessage?(message: RelayControlMessage): void;
   /** A relay frame that arrived while the link is ready. */
   frameReceived(frame: RelayFrame): void;
+  /**
+   * When present, every binary message of the ready socket goes here undecoded instead of
+   * `frameReceived` (the codex wire: its owner decodes codex relay frames).
+   */
+  rawFrameReceived?(data: Buffer): void;
   /** A binary message that is not a relay frame (dropped). */
   undecodableFrame?(error: RelayFrameDecodeError): void;
   /** No pong came back within the pong timeout: the socket is being terminated. */
@@ -198,6 +209,7 @@ export class RelayLink {
   }
 
   private async dial(): Promise<WebSocket> {
+    if (this.options.dial) return this.options.dial();
     const url = `${this.options.relayUrl.replace(/\/+$/, '')}${this.options.path}`;
     const headers = (await this.options.dialHeaders?.()) ?? {};
     return connectRelaySocket(url, this.options.token, this.options.tuning.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers, this.options.tuning.proxy);
@@ -229,6 +241,7 @@ export class RelayLink {
         return;
       }
       if (this.readySocket !== socket) return;
+      if (this.hooks.rawFrameReceived) return this.hooks.rawFrameReceived(data as Buffer);
       const decoded = decodeRelayFrame(data as Buffer);
       if (decoded.ok) this.hooks.frameReceived(decoded.frame);
       else this.hooks.undecodableFrame?.(decoded.error);
@@ -276,10 +289,11 @@ export class RelayLink {
     } catch (error) {
       // Network errors and refusals that may change (404 executor_unavailable while the agent has
       // not re-registered after a relay restart, 503) are retried; 400/401/403 are final, and so is a
-      // proxy that forbids the relay (403) or wants credentials (407).
+      // proxy that forbids the relay (403) or wants credentials (407), and a codex registry's refusal
+      // of the token or request (CodexRegistryRefusedError: any error with \`permanent\` says so).
       const failure = error instanceof Error ? error : new Error(String(error));
       const giveUpMs = this.options.giveUpMs;
-      const refusedForGood = (failure instanceof RelayRefusedError || failure instanceof ProxyRefusedError) && failure.permanent;
+      const refusedForGood = isPermanentRefusal(failure);
       const final = refusedForGood || (giveUpMs !== undefined && Date.now() - this.lostAt > giveUpMs);
       if (final) this.stopped = true;
       this.hooks.dialFailed(failure, final);
@@ -292,4 +306,10 @@ export class RelayLink {
     }
     this.adopt(socket, dialStartedAt);
   }
+}
+
+/** A dial failure retrying will not change: a refusal (of the relay, the proxy, the codex registry) that says it is `permanent`. */
+function isPermanentRefusal(failure: Error): boolean {
+  if (failure instanceof RelayRefusedError || failure instanceof ProxyRefusedError) return failure.permanent;
+  return (failure as Error & { permanent?: unknown }).permanent === true;
 }

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import { MAX_RELAY_FRAME_BYTES } from '../relay-frame/limits.js';
+import { CODEX_REJECTION_REASON_HEADER } from '../codex-registry/registry-endpoints.js';
 import { explainRefusal, REFUSAL_REASON_HEADER } from '../relay-control/relay-endpoints.js';
 import { proxyAgent, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, type RelayProxy } from './relay-proxy.js';
 
@@ -22,7 +23,7 @@ export class RelayRefusedError extends Error {
 
 
 /**
- * Opens a WebSocket to the relay with a bearer token (and `headers`, e.g. an executor's proof of
+ * Opens a WebSocket to the relay with a bearer token (none when `token` is '') (and `headers`, e.g. an executor's proof of
  * identity), tunnelled through `proxy` (HTTP CONNECT) when given; rejects with RelayRefusedError on
  * an HTTP refusal of the relay, ProxyRefusedError when the proxy refuses the CONNECT. The socket
  * comes back paused: attach listeners, then call `socket.resume()`.
@@ -50,7 +51,8 @@ export function connectRelaySocket(
         })
       : undefined;
     const socket = new WebSocket(url, {
-      headers: { ...headers, Authorization: `Bearer ${token}` },
+      // No token (''): the URL carries its own credential (a codex rendezvous URL).
+      headers: token === '' ? { ...headers } : { ...headers, Authorization: `Bearer ${token}` },
       maxPayload: MAX_RELAY_FRAME_BYTES * 2,
       perMessageDeflate: false,
       handshakeTimeout: timeoutMs,
@@ -62,7 +64,7 @@ export function connectRelaySocket(
       reject(error);
     };
     socket.once('unexpected-response', (_req, res) => {
-      const reason = String(res.headers[REFUSAL_REASON_HEADER.toLowerCase()] ?? res.statusMessage ?? 'refused');
+      const reason = String(res.headers[REFUSAL_REASON_HEADER.toLowerCase()] ?? res.headers[CODEX_REJECTION_REASON_HEADER] ?? res.statusMessage ?? 'refused');
       res.resume();
       socket.terminate();
       fail(proxyRefusal ?? new RelayRefusedError(res.statusCode ?? 0, reason));

@@ -17,6 +17,8 @@ import { FS_LIMITS } from '../../src/protocol/fs.js';
 import { startAgent, type RunningAgent } from '../support/agent-harness.js';
 import { CLI_PATH, runCli } from '../support/cli.js';
 import { RawRpcClient, type RawMessage } from '../support/raw-rpc-client.js';
+import { startRelay, type RelayFixture } from '../support/relay-harness.js';
+import { startCodexWireAgent } from '../support/codex-wire-agent.js';
 
 const uri = (p: string) => pathToFileURL(p).href;
 const b64 = (data: string | Buffer) => Buffer.from(data).toString('base64');
@@ -25,6 +27,9 @@ let running: RunningAgent;
 let raw: RawRpcClient;
 let client: ExecClient;
 let dir: string;
+/** The target agent's process (file descriptors are counted in /proc/PID/fd) and its raw connections. */
+let target: { pid: number; connectRaw(): Promise<RawRpcClient> };
+const dirs: string[] = [];
 
 /** One request on the raw wire: its result, or its error. */
 async function call(method: string, params: unknown): Promise<RawMessage> {
@@ -60,27 +65,77 @@ async function cliBytes(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Bu
 }
 const ENOTDIR = 'Not a directory (os error 20)';
 
+/** A fresh tree for one target (the methods below change it). */
+async function makeTree(): Promise<string> {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'execrelay-fs-methods-'));
+  dirs.push(root);
+  await writeFile(path.join(root, 'f.txt'), 'hello\n');
+  await mkdir(path.join(root, 'd', 'sub'), { recursive: true });
+  await writeFile(path.join(root, 'd', 'a.txt'), 'a');
+  await writeFile(path.join(root, 'd', 'sub', 'deep.txt'), 'deep');
+  await symlink('f.txt', path.join(root, 'link'));
+  await symlink('d', path.join(root, 'dlink'));
+  await symlink('nowhere', path.join(root, 'dangling'));
+  execFileSync('mkfifo', [path.join(root, 'fifo')]);
+  return root;
+}
+
 beforeAll(async () => {
   running = await startAgent({ sessionRetentionMs: 200 });
-  raw = await RawRpcClient.connect(running.url);
+});
+
+afterAll(async () => {
+  await running?.stop();
+  for (const root of dirs) await rm(root, { recursive: true, force: true });
+});
+
+/** Where the fs methods run: this process's agent on a direct WebSocket, or an `execrelay agent --wire codex` process through the relay. */
+const TARGETS: Array<{ name: string; start: () => Promise<{ pid: number; connectRaw(): Promise<RawRpcClient>; connectClient(): Promise<ExecClient>; stop(): Promise<void> }> }> = [
+  {
+    name: 'direct WebSocket',
+    start: async () => ({ pid: process.pid, connectRaw: () => RawRpcClient.connect(running.url), connectClient: () => ExecClient.connect(running.url), stop: async () => undefined }),
+  },
+  {
+    name: 'codex wire through the relay',
+    async start() {
+      const relay: RelayFixture = await startRelay();
+      try {
+        const agent = await startCodexWireAgent(relay.url, 'fs-methods-codex', ['--session-retention-ms', '200']);
+        return {
+          pid: agent.pid,
+          connectRaw: () => agent.connectRaw(),
+          connectClient: () => agent.connectClient(),
+          stop: async () => {
+            await agent.stop();
+            await relay.stop();
+          },
+        };
+      } catch (error) {
+        await relay.stop();
+        throw error;
+      }
+    },
+  },
+];
+
+// The describes below run once per target (left unindented to keep this change small).
+describe.each(TARGETS)('fs methods ($name)', ({ start }) => {
+let stopTarget: () => Promise<void>;
+
+beforeAll(async () => {
+  const started = await start();
+  stopTarget = () => started.stop();
+  target = started;
+  dir = await makeTree();
+  raw = await started.connectRaw();
   await raw.initialize();
-  client = await ExecClient.connect(running.url);
-  dir = await mkdtemp(path.join(os.tmpdir(), 'execrelay-fs-methods-'));
-  await writeFile(path.join(dir, 'f.txt'), 'hello\n');
-  await mkdir(path.join(dir, 'd', 'sub'), { recursive: true });
-  await writeFile(path.join(dir, 'd', 'a.txt'), 'a');
-  await writeFile(path.join(dir, 'd', 'sub', 'deep.txt'), 'deep');
-  await symlink('f.txt', path.join(dir, 'link'));
-  await symlink('d', path.join(dir, 'dlink'));
-  await symlink('nowhere', path.join(dir, 'dangling'));
-  execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+  client = await started.connectClient();
 });
 
 afterAll(async () => {
   raw?.close();
   client?.close();
-  await running?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await stopTarget?.();
 });
 
 describe('paths', () => {
@@ -329,9 +384,9 @@ describe('fs/open, fs/readBlock, fs/close', () => {
   });
 
   it('bounds open handles per session and closes them when the session ends', async () => {
-    const fdCount = () => readdirSync('/proc/self/fd').length;
+    const fdCount = () => readdirSync(`/proc/${target.pid}/fd`).length;
     const baseline = fdCount();
-    const session = await RawRpcClient.connect(running.url);
+    const session = await target.connectRaw();
     await session.initialize();
     for (let i = 0; i < FS_LIMITS.maxOpenFileHandles; i++) {
       const reply = await session.request('fs/open', { handleId: `h${i}`, path: uri(path.join(dir, 'f.txt')) });
@@ -345,6 +400,8 @@ describe('fs/open, fs/readBlock, fs/close', () => {
     while (fdCount() > baseline + 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(fdCount()).toBeLessThanOrEqual(baseline + 5);
   });
+});
+
 });
 
 describe('execrelay walk, cat and put', () => {

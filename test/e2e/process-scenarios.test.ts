@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { RawRpcClient, b64, unb64, type RawMessage } from '../support/raw-rpc-client.js';
-import { startAgent, type RunningAgent } from '../support/agent-harness.js';
+import { startAgent } from '../support/agent-harness.js';
+import { startRelay } from '../support/relay-harness.js';
+import { startCodexWireAgent } from '../support/codex-wire-agent.js';
 
 const cwd = pathToFileURL(os.tmpdir()).href;
 const PATH = process.env.PATH ?? '/usr/bin:/bin';
@@ -15,19 +17,64 @@ async function waitClosed(client: RawRpcClient, processId: string, timeoutMs = 1
   return client.waitFor((m) => m.method === 'process/closed' && m.params.processId === processId, timeoutMs);
 }
 
-/** The codex exec-server scenario list, over the raw wire against a real agent. */
-describe('process scenarios (raw wire)', () => {
-  let running: RunningAgent;
+/** Where the scenarios run: a way to open raw JSON-RPC connections to one agent, and to stop it. */
+interface ScenarioTarget {
+  connect(): Promise<RawRpcClient>;
+  stop(): Promise<void>;
+}
+
+/** The agent settings a describe asks for (flags of the same names for an agent process). */
+type ScenarioConfig = Partial<Record<'terminateGraceMs' | 'retainedOutputBytes' | 'sessionRetentionMs', number>>;
+const FLAGS: Record<keyof ScenarioConfig, string> = {
+  terminateGraceMs: '--terminate-grace-ms',
+  retainedOutputBytes: '--retained-output-bytes',
+  sessionRetentionMs: '--session-retention-ms',
+};
+
+const TARGETS: Array<{ name: string; start: (config: ScenarioConfig) => Promise<ScenarioTarget> }> = [
+  {
+    name: 'raw wire, direct WebSocket',
+    async start(config) {
+      const running = await startAgent(config);
+      return { connect: () => RawRpcClient.connect(running.url), stop: () => running.stop() };
+    },
+  },
+  {
+    // An `execrelay agent --wire codex` process through the relay: hybrid IK, codex relay frames, §8 records.
+    name: 'codex wire through the relay to execrelay agent --wire codex',
+    async start(config) {
+      const relay = await startRelay();
+      try {
+        const flags = Object.entries(config).flatMap(([key, value]) => [FLAGS[key as keyof ScenarioConfig], String(value)]);
+        const agent = await startCodexWireAgent(relay.url, 'scenarios-codex', flags);
+        return {
+          connect: () => agent.connectRaw(),
+          stop: async () => {
+            await agent.stop();
+            await relay.stop();
+          },
+        };
+      } catch (error) {
+        await relay.stop();
+        throw error;
+      }
+    },
+  },
+];
+
+/** The codex exec-server scenario list, over the raw wire against a real agent, on each target. */
+describe.each(TARGETS)('process scenarios ($name)', ({ start }) => {
+  let running: ScenarioTarget;
   let client: RawRpcClient;
 
   beforeAll(async () => {
-    running = await startAgent({ terminateGraceMs: 500, retainedOutputBytes: 64 * 1024 });
-    client = await RawRpcClient.connect(running.url);
+    running = await start({ terminateGraceMs: 500, retainedOutputBytes: 64 * 1024 });
+    client = await running.connect();
     await client.initialize();
   });
   afterAll(async () => {
-    client.close();
-    await running.stop();
+    client?.close();
+    await running?.stop();
   });
 
   it('starts and exits', async () => {
@@ -121,7 +168,7 @@ describe('process scenarios (raw wire)', () => {
   });
 
   it('offers ptyResize at initialize, sizes a tty at start (80x24 without ptySize) and resizes it', async () => {
-    const other = await RawRpcClient.connect(running.url);
+    const other = await running.connect();
     try {
       const init = await other.request('initialize', { clientName: 'resize-test' });
       expect(init.result.capabilities).toEqual({ ptyResize: true, fileTransfer: true, binaryOutput: true, binaryFileBlocks: true });
@@ -227,20 +274,20 @@ describe('process scenarios (raw wire)', () => {
   });
 });
 
-describe('sessions', () => {
-  let running: RunningAgent;
+describe.each(TARGETS)('sessions ($name)', ({ start }) => {
+  let running: ScenarioTarget;
   beforeAll(async () => {
-    running = await startAgent({ sessionRetentionMs: 1500 });
+    running = await start({ sessionRetentionMs: 1500 });
   });
-  afterAll(async () => running.stop());
+  afterAll(async () => running?.stop());
 
   it('fails a long-poll read when another connection resumes the session', async () => {
-    const first = await RawRpcClient.connect(running.url);
+    const first = await running.connect();
     const sessionId = await first.initialize();
     await first.request('process/start', startParams('held', ['sleep', '30']));
     const pendingRead = first.request('process/read', { processId: 'held', afterSeq: 0, waitMs: 20_000 }, 15_000);
     await new Promise((r) => setTimeout(r, 100));
-    const second = await RawRpcClient.connect(running.url);
+    const second = await running.connect();
     expect(await second.initialize(sessionId)).toBe(sessionId);
     const failed = await pendingRead;
     expect(failed.error?.code).toBe(-32600);
@@ -255,12 +302,12 @@ describe('sessions', () => {
   });
 
   it('retains output and exit after the notification receiver closes, for a resumed session', async () => {
-    const first = await RawRpcClient.connect(running.url);
+    const first = await running.connect();
     const sessionId = await first.initialize();
     await first.request('process/start', startParams('detached', ['sh', '-c', 'sleep 0.3; echo while-away; exit 7']));
     first.close();
     await new Promise((r) => setTimeout(r, 800));
-    const second = await RawRpcClient.connect(running.url);
+    const second = await running.connect();
     await second.initialize(sessionId);
     const read = await second.request('process/read', { processId: 'detached', afterSeq: 0 });
     expect(read.result.chunks.map((c: any) => unb64(c.chunk)).join('')).toBe('while-away\n');
@@ -269,7 +316,7 @@ describe('sessions', () => {
   });
 
   it('kills every process of a session that is not resumed within the retention window', async () => {
-    const first = await RawRpcClient.connect(running.url);
+    const first = await running.connect();
     const sessionId = await first.initialize();
     await first.request('process/start', startParams('orphan', ['sh', '-c', 'echo $$; exec sleep 60']));
     const output = await first.waitFor((m) => m.method === 'process/output' && m.params.processId === 'orphan');
@@ -277,7 +324,7 @@ describe('sessions', () => {
     expect(() => process.kill(pid, 0)).not.toThrow();
     first.close();
     await new Promise((r) => setTimeout(r, 2200));
-    const second = await RawRpcClient.connect(running.url);
+    const second = await running.connect();
     const resumed = await second.request('initialize', { clientName: 'x', resumeSessionId: sessionId });
     expect(resumed.error?.code).toBe(-32004);
     expect(resumed.error?.message).toMatch(/unknown or expired session/);

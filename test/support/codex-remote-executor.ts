@@ -1,5 +1,6 @@
 /**
- * The real `codex exec-server --remote` 0.169.0 registering with a relay: spawned with its
+ * The real `codex exec-server --remote` 0.169.0 (or `codex exec-server forward --connect URL`, which
+ * registers another WebSocket exec-server) registering with a relay: spawned with its
  * registration bearer on stdin, HOME/CODEX_HOME in a fresh scratch directory, in its own process
  * group (stop() kills the group). `registered` resolves once its log says its rendezvous socket is
  * connected.
@@ -24,14 +25,21 @@ export interface CodexRemoteExecutor {
 /** What codex logs once its rendezvous WebSocket is open. */
 export const RENDEZVOUS_CONNECTED_LOG = /Noise executor connected to rendezvous/;
 
-export async function startCodexRemoteExecutor(options: { registry: string; environmentId: string; bearer: string }): Promise<CodexRemoteExecutor> {
+export async function startCodexRemoteExecutor(options: {
+  registry: string;
+  environmentId: string;
+  bearer: string;
+  /** `codex exec-server forward --connect URL`: register the WebSocket exec-server at URL instead of codex's own. */
+  forwardTo?: string;
+}): Promise<CodexRemoteExecutor> {
   const binary = await ensureCodexInstalled();
   const home = await fsp.mkdtemp(path.join(os.tmpdir(), 'execrelay-codex-remote-'));
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CODEX_') && k !== 'OPENAI_API_KEY') env[k] = v;
   Object.assign(env, { HOME: home, CODEX_HOME: path.join(home, '.codex'), RUST_LOG: 'info', NO_COLOR: '1' });
   await fsp.mkdir(path.join(home, '.codex'));
-  const child = spawn(binary, ['exec-server', '--remote', options.registry, '--environment-id', options.environmentId, '--registration-bearer-stdin'], {
+  const mode = options.forwardTo === undefined ? [] : ['forward', '--connect', options.forwardTo];
+  const child = spawn(binary, ['exec-server', ...mode, '--remote', options.registry, '--environment-id', options.environmentId, '--registration-bearer-stdin'], {
     cwd: home,
     env,
     stdio: ['pipe', 'ignore', 'pipe'],

@@ -1,4 +1,5 @@
 import WebSocket from 'ws';
+import type { MessageTransport } from '../../src/transport/message-transport.js';
 
 export interface RawMessage {
   id?: string | number;
@@ -8,9 +9,17 @@ export interface RawMessage {
   error?: { code: number; message: string; data?: unknown };
 }
 
+/** What the raw client sends its text on: a WebSocket, or any MessageTransport (a codex Noise stream). */
+interface RawWire {
+  send(text: string): void;
+  close(): void;
+}
+
 /**
- * A bare WebSocket JSON-RPC peer for protocol tests: sends exactly what it is given and records
- * every message the agent sends back, so tests can assert the wire itself.
+ * A bare JSON-RPC peer for protocol tests: sends exactly what it is given and records every message
+ * the agent sends back, so tests can assert the wire itself. On a direct WebSocket
+ * ({@link RawRpcClient.connect}) or on an established transport ({@link RawRpcClient.over}: e.g. a
+ * codex Noise stream through the relay, which frames each message itself).
  */
 export class RawRpcClient {
   readonly received: RawMessage[] = [];
@@ -18,15 +27,16 @@ export class RawRpcClient {
   private waiters: Array<() => void> = [];
   closed = false;
 
-  private constructor(readonly socket: WebSocket) {
-    socket.on('message', (data) => {
-      this.received.push(JSON.parse(data.toString()) as RawMessage);
-      for (const w of this.waiters.splice(0)) w();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      for (const w of this.waiters.splice(0)) w();
-    });
+  private constructor(private readonly wire: RawWire) {}
+
+  private accept(text: string): void {
+    this.received.push(JSON.parse(text) as RawMessage);
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private ended(): void {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) w();
   }
 
   static async connect(url: string): Promise<RawRpcClient> {
@@ -35,11 +45,22 @@ export class RawRpcClient {
       socket.once('open', resolve);
       socket.once('error', reject);
     });
-    return new RawRpcClient(socket);
+    const client = new RawRpcClient({ send: (text) => socket.send(text), close: () => socket.close() });
+    socket.on('message', (data) => client.accept(data.toString()));
+    socket.on('close', () => client.ended());
+    return client;
+  }
+
+  /** The raw client on an established MessageTransport (each text sent as one message). */
+  static over(transport: MessageTransport): RawRpcClient {
+    const client = new RawRpcClient({ send: (text) => void transport.send(text).catch(() => undefined), close: () => transport.close() });
+    transport.onMessage((text) => client.accept(text));
+    transport.onClose(() => client.ended());
+    return client;
   }
 
   sendRaw(text: string): void {
-    this.socket.send(text);
+    this.wire.send(text);
   }
 
   notify(method: string, params?: unknown): void {
@@ -84,7 +105,7 @@ export class RawRpcClient {
   }
 
   close(): void {
-    this.socket.close();
+    this.wire.close();
   }
 }
 

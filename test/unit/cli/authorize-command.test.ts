@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { authorizeClient, revokeClient, runAuthorize } from '../../../cli/authorize-command.js';
 import { generateIdentity } from '../../../src/noise/identity.js';
+import { hybridFingerprint } from '../../../src/noise-hybrid/hybrid-fingerprint.js';
+import { generateHybridKeyPair } from '../../../src/noise-hybrid/hybrid-keys.js';
 
 describe('execrelay authorize', () => {
   let alice = '';
@@ -65,6 +67,21 @@ describe('execrelay authorize', () => {
       `execrelay authorize: refusing to change ${file}, which does not parse: authorized clients file ${file} line 2: expected one public identity per line, found 2 fields\n`,
     );
     expect(readFileSync(file, 'utf8')).toBe(`${alice}\n${alice} ${bob}\n`);
+  });
+
+  it('writes hyb1: fingerprints for an agent with --wire codex (canonical, idempotent, removable); a file mixing both kinds is not changed', async () => {
+    const file = fresh();
+    const hybrid = hybridFingerprint(generateHybridKeyPair().publicKey);
+    expect(await run(file, `  ${hybrid.toUpperCase().replace('HYB1:', 'hyb1:')} `)).toEqual({ code: 0, stderr: `execrelay authorize: created ${file} (mode 0600) authorizing ${hybrid}\n` });
+    expect((await run(file, hybrid)).stderr).toMatch(/already in/);
+    expect(readFileSync(file, 'utf8')).toBe(`${hybrid}\n`);
+    const mixed = await run(file, alice);
+    expect(mixed.code).toBe(255);
+    expect(mixed.stderr).toMatch(/refusing to change .* which does not parse: .*line 1/);
+    expect(await run(file, hybrid, true)).toEqual({ code: 0, stderr: `execrelay authorize: removed ${hybrid} from ${file}\n` });
+    const bad = await run(file, 'hyb1:not-base32');
+    expect(bad.code).toBe(255);
+    expect(bad.stderr).toMatch(/invalid hybrid key fingerprint/);
   });
 
   it('needs the file (flag or environment variable) and its directory', async () => {
