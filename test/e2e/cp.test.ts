@@ -1,7 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, chmodSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -11,42 +10,17 @@ import { ONE_MESSAGE_WRITE_MAX_BYTES } from '../../src/client/file-transfer.js';
 import { startAgent, type RunningAgent } from '../support/agent-harness.js';
 import { startCodexExecServer, type CodexExecServer } from '../support/codex-exec-server.js';
 import { peakRssBytes, runCliMeasured } from '../support/peak-rss.js';
+import { sha256OfFile, temporaryFiles, writeRandomFile } from '../support/file-fixtures.js';
+import { startNamedRelayEnvironment, type NamedRelayEnvironment } from '../support/named-relay-environment.js';
 import { RawRpcClient } from '../support/raw-rpc-client.js';
 
 type Running = Awaited<ReturnType<typeof startCli>>;
 
 const MiB = 1024 * 1024;
-/** The size of the big file: 1 GiB. */
-const BIG_BYTES = 1024 * MiB;
 /** What each of client and agent may hold at its peak (VmHWM) while copying. */
 const RSS_LIMIT = 200 * MiB;
 /** Regular files in the tree. */
 const TREE_FILES = 2_000;
-const TEMPORARY_NAME = /\.execrelay-[0-9a-f]+\.tmp$/;
-
-async function sha256(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-async function writeRandomFile(file: string, bytes: number): Promise<void> {
-  const handle = await open(file, 'w');
-  try {
-    for (let written = 0; written < bytes; ) {
-      const chunk = randomBytes(Math.min(16 * MiB, bytes - written));
-      await handle.write(chunk);
-      written += chunk.length;
-    }
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Every temporary file (`.NAME.execrelay-RANDOM.tmp`) under `root`. */
-function temporaryFiles(root: string): string[] {
-  return (readdirSync(root, { recursive: true }) as string[]).filter((name) => TEMPORARY_NAME.test(name));
-}
 
 interface TreeFile {
   relative: string;
@@ -93,7 +67,7 @@ async function expectSameTree(from: string, to: string, files: TreeFile[], prese
     }
   }
   for (const file of files.filter((_, index) => index % 97 === 0 || index === 1)) {
-    expect(await sha256(path.join(to, file.relative)), file.relative).toBe(await sha256(path.join(from, file.relative)));
+    expect(await sha256OfFile(path.join(to, file.relative)), file.relative).toBe(await sha256OfFile(path.join(from, file.relative)));
   }
   const regular = (readdirSync(to, { recursive: true }) as string[]).filter((name) => statSync(path.join(to, name)).isFile());
   expect(regular.sort()).toEqual(files.map((file) => file.relative).sort());
@@ -126,7 +100,8 @@ async function startUnprivilegedAgent(): Promise<{ url: string; child: ChildProc
 /**
  * `execrelay cp` with real processes: a relay, an agent registered with it (reached as the named
  * environment `box`), an agent listening directly (reached with `--url` and `:PATH`, confined to
- * `--root work --root ref:ro`), and the built CLI as the client.
+ * `--root work --root ref:ro`), and the built CLI as the client. The 1 GiB copy through the relay
+ * with its memory bounds is a volume suite: `test/volume/cp-1gib.test.ts`.
  */
 describe('execrelay cp', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'execrelay-cp-'));
@@ -134,69 +109,26 @@ describe('execrelay cp', () => {
   const ref = path.join(dir, 'ref');
   const outside = path.join(dir, 'outside');
   const local = path.join(dir, 'local');
-  const token = path.join(dir, 'token');
-  let relay: Running;
-  let relayAgent: Running;
+  let named: NamedRelayEnvironment;
   let directAgent: Running;
   let env: NodeJS.ProcessEnv;
   let direct: string[];
 
   beforeAll(async () => {
     for (const directory of [work, ref, outside, local]) mkdirSync(directory);
-    writeFileSync(token, 'cp-test-token-0123456789abcdef\n', { mode: 0o600 });
-    const agentKey = path.join(dir, 'agent.key');
-    const clientKey = path.join(dir, 'client.key');
-    const agentIdentity = (await runCli(['keygen', '--out', agentKey])).stdout.trim();
-    const clientIdentity = (await runCli(['keygen', '--out', clientKey])).stdout.trim();
-    const authorized = path.join(dir, 'authorized-clients');
-    writeFileSync(authorized, `${clientIdentity}\n`, { mode: 0o600 });
-    relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--token-file', token], { EXECRELAY_LOG_LEVEL: 'warn' });
-    relayAgent = await startCli(
-      ['agent', '--relay', relay.firstLine, '--environment-id', 'box', '--key', agentKey, '--token-file', token, '--authorized-clients', authorized],
-      { EXECRELAY_LOG_LEVEL: 'warn' },
-    );
+    named = await startNamedRelayEnvironment(dir, 'box');
     directAgent = await startCli(['agent', '--listen', 'ws://127.0.0.1:0', '--root', work, '--root', `${ref}:ro`, '--session-retention-ms', '500'], {
       EXECRELAY_LOG_LEVEL: 'warn',
     });
-    const home = path.join(dir, 'xdg');
-    mkdirSync(path.join(home, 'execrelay'), { recursive: true });
-    writeFileSync(
-      path.join(home, 'execrelay', 'config.toml'),
-      `[environments.box]\nrelay = "${relay.firstLine}"\nagent_key = "${agentIdentity}"\ntoken_file = "${token}"\nkey = "${clientKey}"\n`,
-    );
-    env = { XDG_CONFIG_HOME: home, EXECRELAY_CLIENT_KEY: undefined, EXECRELAY_CONFIG: undefined };
+    env = named.env;
     direct = ['--url', directAgent.firstLine];
   });
 
   afterAll(async () => {
-    await relayAgent?.stop();
+    await named?.stop();
     await directAgent?.stop();
-    await relay?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-
-  it('copies a 1 GiB file up and back down through the relay: SHA-256 equal, client and agent each under 200 MiB RSS', async () => {
-    const big = path.join(local, 'big.bin');
-    await writeRandomFile(big, BIG_BYTES);
-    const up = await runCliMeasured(['cp', big, `box:${work}/`], { env, timeoutMs: 600_000 });
-    expect(up).toMatchObject({ code: 0, stdout: '', stderr: '' });
-    const back = path.join(local, 'big.back');
-    const down = await runCliMeasured(['cp', `box:${path.join(work, 'big.bin')}`, back], { env, timeoutMs: 600_000 });
-    expect(down).toMatchObject({ code: 0, stdout: '', stderr: '' });
-    const agentPeak = peakRssBytes(relayAgent.child.pid!)!;
-    const figures = { upMs: up.wallMs, downMs: down.wallMs, upClientRssMiB: up.peakRssBytes / MiB, downClientRssMiB: down.peakRssBytes / MiB, agentRssMiB: agentPeak / MiB };
-    console.log(`cp 1 GiB through the relay: ${JSON.stringify(figures)}`);
-    const expected = await sha256(big);
-    expect(await sha256(path.join(work, 'big.bin'))).toBe(expected);
-    expect(await sha256(back)).toBe(expected);
-    expect(up.peakRssBytes).toBeGreaterThan(0);
-    expect(up.peakRssBytes).toBeLessThan(RSS_LIMIT);
-    expect(down.peakRssBytes).toBeLessThan(RSS_LIMIT);
-    expect(agentPeak).toBeLessThan(RSS_LIMIT);
-    expect(temporaryFiles(work)).toEqual([]);
-    expect(temporaryFiles(local)).toEqual([]);
-    for (const file of [big, back, path.join(work, 'big.bin')]) rmSync(file);
-  }, 900_000);
 
   it('copies a 2,000-file tree up and back down directly with -r -p: contents, modes and mtimes kept, links skipped and said', async () => {
     const tree = path.join(local, 'tree');
@@ -368,7 +300,7 @@ describe('execrelay cp', () => {
     expect(recorded.output).toContain('100% | 32.0 MiB / 32.0 MiB');
     const piped = await runCli(['cp', ...direct, source, `:${path.join(work, 'progress.bin')}`]);
     expect(piped).toMatchObject({ code: 0, stdout: '', stderr: '' });
-    expect(await sha256(path.join(work, 'progress.bin'))).toBe(await sha256(source));
+    expect(await sha256OfFile(path.join(work, 'progress.bin'))).toBe(await sha256OfFile(source));
   });
 
   it('has --help text and shell completion', async () => {
@@ -511,7 +443,7 @@ describe('execrelay cp against a codex exec-server', () => {
     const remote = path.join(dir, 'remote');
     mkdirSync(remote);
     expect(await runCli(['cp', '--url', codex.url, small, `:${remote}/`])).toMatchObject({ code: 0, stdout: '', stderr: '' });
-    expect(await sha256(path.join(remote, 'small.bin'))).toBe(await sha256(small));
+    expect(await sha256OfFile(path.join(remote, 'small.bin'))).toBe(await sha256OfFile(small));
 
     const tooLarge = path.join(dir, 'too-large.bin');
     await writeRandomFile(tooLarge, ONE_MESSAGE_WRITE_MAX_BYTES + 1);
@@ -526,7 +458,7 @@ describe('execrelay cp against a codex exec-server', () => {
     // put falls back the same way: one fs/writeFile, refused past it before anything is written.
     const smallPut = await runCli(['put', '--url', codex.url, small, path.join(remote, 'put-small.bin')]);
     expect(smallPut).toMatchObject({ code: 0, stderr: '' });
-    expect(await sha256(path.join(remote, 'put-small.bin'))).toBe(await sha256(small));
+    expect(await sha256OfFile(path.join(remote, 'put-small.bin'))).toBe(await sha256OfFile(small));
     const refusedPut = await runCli(['put', '--url', codex.url, tooLarge, path.join(remote, 'put-large.bin')]);
     expect(refusedPut.code).toBe(1);
     expect(refusedPut.stderr).toMatch(/too large for this executor: it does not offer streaming writes/);
@@ -543,7 +475,7 @@ describe('execrelay cp against a codex exec-server', () => {
       code: 0,
       stderr: 'execrelay cp: the executor does not report file modes (capability fileTransfer): -p keeps modification times only\n',
     });
-    expect(await sha256(path.join(down, 'big.bin'))).toBe(await sha256(remoteBig));
+    expect(await sha256OfFile(path.join(down, 'big.bin'))).toBe(await sha256OfFile(remoteBig));
     expect(Math.round(statSync(path.join(down, 'big.bin')).mtimeMs)).toBe(Date.UTC(2020, 1, 2));
   }, 180_000);
 });
