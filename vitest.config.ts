@@ -3,9 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // The volume suites (GiB-scale transfers and their memory bounds) run on their own:
-    // `npm run test:volume` (vitest.volume.config.ts); CI runs both (`npm run test:all`).
-    exclude: ['test/volume/**', '**/node_modules/**'],
+    // The long suites (GiB transfers, a 2,000-file tree, package installs) run on their own:
+    // `npm run test:long` (vitest.long.config.ts); CI runs both (`npm run test:all`).
+    exclude: ['test/long/**', '**/node_modules/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',

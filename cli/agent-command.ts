@@ -314,11 +314,7 @@ async function runRemoteAgent(
     authorizedClients,
     logger,
     onFatal: onRegistrationEnded,
-    onEvent: (event) => {
-      telemetry.onRegistrationEvent(event);
-      if (event.type === 'registered') readiness.ready = !agent.draining;
-      else if (event.type === 'disconnected') readiness.ready = false;
-    },
+    onEvent: registrationEventHandler(agent, telemetry, readiness),
   });
   remote.registration = registration;
   await registration.start();
@@ -327,6 +323,15 @@ async function runRemoteAgent(
     { environmentId: options.environmentId, publicIdentity: identity.publicIdentity, authorizedClients: authorizedClients === 'any' ? 'any' : authorizedClients.size },
     'agent registered with relay',
   );
+}
+
+/** Registration events, whatever the wire: telemetry, and readiness (registered and not draining). */
+function registrationEventHandler(agent: ExecutorAgent, telemetry: AgentTelemetry, readiness: { ready: boolean }) {
+  return (event: Parameters<AgentTelemetry['onRegistrationEvent']>[0]): void => {
+    telemetry.onRegistrationEvent(event);
+    if (event.type === 'registered') readiness.ready = !agent.draining;
+    else if (event.type === 'disconnected') readiness.ready = false;
+  };
 }
 
 /**
@@ -374,11 +379,7 @@ async function runCodexAgent(
     authorizedClients,
     logger,
     onFatal: onRegistrationEnded,
-    onEvent: (event) => {
-      telemetry.onRegistrationEvent(event);
-      if (event.type === 'registered') readiness.ready = !agent.draining;
-      else if (event.type === 'disconnected') readiness.ready = false;
-    },
+    onEvent: registrationEventHandler(agent, telemetry, readiness),
   });
   remote.registration = registration;
   await registration.start();

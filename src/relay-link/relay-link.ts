@@ -50,7 +50,10 @@ export interface RelayLinkOptions {
   /**
    * Dials the link's socket instead of `relayUrl` + `path` with the token (the codex executor
    * registers over HTTP first, then opens the rendezvous URL the relay answered). Its rejection is a
-   * failed dial like any other: final when the error says `permanent`.
+   * failed dial like any other: final when the error says `permanent`. Internal: left out of the
+   * published declarations (`stripInternal`), which must not name `ws`'s types (its `@types` package
+   * is a development dependency).
+   * @internal
    */
   dial?: () => Promise<WebSocket>;
   /** Re-dials stop (the failure is final) once the link has been down this long. Re-dials go on forever when absent. */

@@ -63,7 +63,7 @@ const TOKEN_SNIPPET = `(umask 077
 const HANDLING: Readonly<Record<string, Handling>> = {
   // 1. Install
   'apt-get install -y nodejs npm': { kind: 'not-run', reason: 'installs Debian packages (root); the test runs on the node it was started with' },
-  'npm install -g execrelay': { kind: 'not-run', reason: 'installs the published package globally (root); test/e2e/package.test.ts installs the packed tarball without a compiler and runs it' },
+  'npm install -g execrelay': { kind: 'not-run', reason: 'installs the published package globally (root); test/long/package.test.ts installs the packed tarball without a compiler and runs it' },
   'execrelay --version': { kind: 'run' },
   'cp deploy/systemd/execrelay.sysusers.conf /etc/sysusers.d/execrelay.conf && systemd-sysusers': {
     kind: 'not-run',

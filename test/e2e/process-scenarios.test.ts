@@ -31,9 +31,11 @@ const FLAGS: Record<keyof ScenarioConfig, string> = {
   sessionRetentionMs: '--session-retention-ms',
 };
 
-const TARGETS: Array<{ name: string; start: (config: ScenarioConfig) => Promise<ScenarioTarget> }> = [
+const TARGETS: Array<{ name: string; capabilities: Record<string, boolean>; start: (config: ScenarioConfig) => Promise<ScenarioTarget> }> = [
   {
     name: 'raw wire, direct WebSocket',
+    // A WebSocket carries binary messages: the agent offers its binary paths too.
+    capabilities: { ptyResize: true, fileTransfer: true, binaryOutput: true, binaryFileBlocks: true },
     async start(config) {
       const running = await startAgent(config);
       return { connect: () => RawRpcClient.connect(running.url), stop: () => running.stop() };
@@ -42,6 +44,8 @@ const TARGETS: Array<{ name: string; start: (config: ScenarioConfig) => Promise<
   {
     // An `execrelay agent --wire codex` process through the relay: hybrid IK, codex relay frames, §8 records.
     name: 'codex wire through the relay to execrelay agent --wire codex',
+    // The codex wire carries JSON only: never a binary path.
+    capabilities: { ptyResize: true, fileTransfer: true },
     async start(config) {
       const relay = await startRelay();
       try {
@@ -63,7 +67,7 @@ const TARGETS: Array<{ name: string; start: (config: ScenarioConfig) => Promise<
 ];
 
 /** The codex exec-server scenario list, over the raw wire against a real agent, on each target. */
-describe.each(TARGETS)('process scenarios ($name)', ({ start }) => {
+describe.each(TARGETS)('process scenarios ($name)', ({ start, capabilities }) => {
   let running: ScenarioTarget;
   let client: RawRpcClient;
 
@@ -171,7 +175,7 @@ describe.each(TARGETS)('process scenarios ($name)', ({ start }) => {
     const other = await running.connect();
     try {
       const init = await other.request('initialize', { clientName: 'resize-test' });
-      expect(init.result.capabilities).toEqual({ ptyResize: true, fileTransfer: true, binaryOutput: true, binaryFileBlocks: true });
+      expect(init.result.capabilities).toEqual(capabilities);
       other.notify('initialized', {});
       const script = 'stty size; read x; stty size';
       await other.request('process/start', startParams('sized', ['sh', '-c', script], { tty: true, ptySize: { cols: 132, rows: 50 } }));
