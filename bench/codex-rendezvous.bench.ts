@@ -152,7 +152,8 @@ async function setUp(): Promise<Setup> {
     const agentHybridKey = path.join(dir, 'agent.hkey');
     await Promise.all([keygen(agentKey), hybridKeygen(agentHybridKey)]);
 
-    const relay = await startTracked(['relay', '--listen', '127.0.0.1:0', '--token-file', relayTokens]);
+    // Its own bindings file: the executors' keys are new at every run (codex's at every start).
+    const relay = await startTracked(['relay', '--listen', '127.0.0.1:0', '--token-file', relayTokens, '--bindings-file', path.join(dir, 'environment-bindings')]);
     stops.push(relay.stop);
     const url = relay.firstLine.trim();
     const agentArgs = (environmentId: string) => ['agent', '--relay', url, '--environment-id', environmentId, '--token-file', executorTokenFile, '--allow-any-client'];
