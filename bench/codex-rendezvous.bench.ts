@@ -196,6 +196,18 @@ async function runTrue(client: ExecClient): Promise<void> {
   if (completion.exitCode !== 0) throw new Error('bench: true failed');
 }
 
+/**
+ * `head -c BYTES /dev/zero`, its output counted as it arrives (not collected: as bench/relay.bench.ts
+ * and throughput-client.ts measure it, so the client's figure is the transport's, not a 64 MiB buffer's).
+ */
+async function streamZeros(client: ExecClient, bytes: number): Promise<{ bytes: number; exitCode: number | null }> {
+  const handle = await client.exec(['head', '-c', String(bytes), '/dev/zero'], { cwd: '/', env, collectOutput: false, streamEvents: true });
+  let received = 0;
+  for await (const event of handle.events) if (event.type === 'output') received += event.chunk.length;
+  const completion = await handle.completion;
+  return { bytes: received, exitCode: completion.exitCode };
+}
+
 /** CPU ms spent during the throughput runs of one target, and the MiB they carried. */
 interface CpuTotals {
   client: number;
@@ -240,7 +252,7 @@ export async function run(): Promise<BenchFigure[]> {
       const throughput = new Map<Target, number[]>(TARGETS.map((name) => [name, []]));
       const cpu = new Map<Target, CpuTotals>(TARGETS.map((name) => [name, { client: 0, relay: 0, executor: 0, mib: 0 }]));
       // One unmeasured quarter-size transfer each first (JIT, socket buffers).
-      for (const name of TARGETS) await (await clients[name].exec(['head', '-c', String(OUTPUT_BYTES / 4), '/dev/zero'], { cwd: '/', env })).completion;
+      for (const name of TARGETS) await streamZeros(clients[name], OUTPUT_BYTES / 4);
       const readsBefore = new Map<Target, number>(TARGETS.map((name) => [name, clients[name].readsIssued]));
       for (let round = 0; round < THROUGHPUT_RUNS; round++) {
         for (const name of TARGETS) {
@@ -248,11 +260,11 @@ export async function run(): Promise<BenchFigure[]> {
           const [relayBefore, executorBefore] = await Promise.all([cpuMs(setup.pids.relay), cpuMs(setup.pids[name])]);
           const clientBefore = process.cpuUsage();
           const started = performance.now();
-          const completion = await (await client.exec(['head', '-c', String(OUTPUT_BYTES), '/dev/zero'], { cwd: '/', env })).completion;
+          const received = await streamZeros(client, OUTPUT_BYTES);
           const seconds = (performance.now() - started) / 1000;
           const clientUsed = process.cpuUsage(clientBefore);
           const [relayAfter, executorAfter] = await Promise.all([cpuMs(setup.pids.relay), cpuMs(setup.pids[name])]);
-          if (completion.exitCode !== 0 || completion.stdout.length !== OUTPUT_BYTES) throw new Error(`bench: ${name}: exit ${completion.exitCode}, ${completion.stdout.length} bytes of output`);
+          if (received.exitCode !== 0 || received.bytes !== OUTPUT_BYTES) throw new Error(`bench: ${name}: exit ${received.exitCode}, ${received.bytes} bytes of output`);
           throughput.get(name)!.push(OUTPUT_MIB / seconds);
           const totals = cpu.get(name)!;
           totals.client += (clientUsed.user + clientUsed.system) / 1000;
