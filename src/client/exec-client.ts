@@ -268,18 +268,22 @@ export class ExecClient {
     }
   }
 
-  /**
-   * Connects and initializes a session: to an agent's (or a codex exec-server's) WebSocket URL, or
-   * through a relay to an environment, end-to-end encrypted with the agent's identity pinned. An
-   * agent that does not authorize this client's identity makes it reject with
-   * {@link ClientNotAuthorizedError}.
-   */
   /** The public identity the agent proved in the Noise handshake (relay connections; undefined for a direct one). */
   get agentIdentity(): string | undefined {
     return this.agentIdentityValue;
   }
 
-  static async connect(target: string | RelayTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
+  /**
+   * Connects and initializes a session: to an agent's (or a codex exec-server's) WebSocket URL, or
+   * through a relay to an environment, end-to-end encrypted with the agent's identity pinned — an
+   * execrelay agent's (`RelayTarget`: Noise XX) or a codex-protocol executor's (`CodexRendezvousTarget`,
+   * with the client's `hybridKey`: hybrid IK over codex relay frames, as {@link connectCodex}). An
+   * agent that does not authorize this client's identity makes it reject with
+   * {@link ClientNotAuthorizedError}.
+   */
+  static async connect(target: string | RelayTarget | CodexRendezvousTarget, options: ExecClientOptions = {}): Promise<ExecClient> {
+    // A target with a hybrid key is a codex-protocol environment behind the relay's rendezvous.
+    if (typeof target !== 'string' && 'hybridKey' in target) return ExecClient.connectCodex(target, options);
     if (typeof target !== 'string') {
       // The relay path (Noise, reliable stream) is loaded only by clients that use it.
       const { openRelayChannel } = await import('./relay-channel.js');

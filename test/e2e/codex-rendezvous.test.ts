@@ -131,7 +131,8 @@ describe('a real codex executor behind an execrelay relay', () => {
     const { randomBytes, createHash } = await import('node:crypto');
     const blob = randomBytes(300 * 1024);
     writeFileSync(path.join(workDir, 'blob.bin'), blob);
-    const client = await ExecClient.connectCodex({ relay: fixture.url, environmentId: ENV, token: CLIENT_TOKEN, hybridKey: await loadHybridKeyFile(keyFile), executorKey: ACCEPT_RELAY_KEY });
+    // The one entry point: ExecClient.connect takes a codex target as it takes a native one.
+    const client = await ExecClient.connect({ relay: fixture.url, environmentId: ENV, token: CLIENT_TOKEN, hybridKey: await loadHybridKeyFile(keyFile), executorKey: ACCEPT_RELAY_KEY });
     try {
       // fs/readFile answers in one JSON-RPC message of ≈ 400 KB: several records, reassembled.
       const read = await client.fs.readFile(path.join(workDir, 'blob.bin'));
