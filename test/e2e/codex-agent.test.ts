@@ -129,4 +129,25 @@ describe('execrelay agent --wire codex through the relay', () => {
     await agent.waitForLog(registered, before + 1);
     expect(await exec(['echo', 'after relay restart'])).toMatchObject({ code: 0, stdout: 'after relay restart\n' });
   });
+
+  it('a library client mid-command across a relay restart: a stdin write in flight is made once on the resumed stream, output once, exit code', async () => {
+    const port = Number(new URL(relay.url).port);
+    const client = await agent.connectClient();
+    try {
+      const handle = await client.exec(['sh', '-c', 'echo ready; read line; echo "got $line"; exit 5'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, pipeStdin: true, streamEvents: true });
+      const events = handle.events[Symbol.asyncIterator]();
+      expect((await events.next()).value).toMatchObject({ type: 'output' });
+      // Sent on the stream the relay's stop ends before any answer comes back.
+      const write = handle.write('hello\n', { closeStdin: true });
+      await relay.stop();
+      relay = await startRelay({}, port);
+      expect(await write).toBe('accepted');
+      const completion = await handle.completion;
+      expect(completion.stdout.toString()).toBe('ready\ngot hello\n');
+      expect(completion.exitCode).toBe(5);
+      expect(client.sessionRecoveries).toBe(1);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
 });
