@@ -8,6 +8,8 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientNotAuthorizedError } from '../../src/client/client-not-authorized-error.js';
+import { hybridFingerprint } from '../../src/noise-hybrid/hybrid-fingerprint.js';
 import { writeHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
 import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
 import { runCli } from '../support/cli.js';
@@ -62,11 +64,22 @@ describe('execrelay agent --wire codex through the relay', () => {
   it('serves a client pinning its key; refuses a client outside its authorized clients with a clear reason, and keeps serving', async () => {
     expect(await exec(['echo', 'pinned'])).toMatchObject({ code: 0, stdout: 'pinned\n' });
     const strangerKey = path.join(agent.dir, 'stranger.hkey');
-    await writeHybridKeyFile(strangerKey, generateHybridKeyPair());
+    const stranger = generateHybridKeyPair();
+    const strangerId = hybridFingerprint(stranger.publicKey);
+    await writeHybridKeyFile(strangerKey, stranger);
     const refused = await exec(['echo', 'never'], { key: strangerKey });
     expect(refused.code).toBe(255);
     expect(refused.stdout).toBe('');
-    expect(refused.stderr).toMatch(/client_not_authorized/);
+    // Named as the native client names it: this client's own hyb1: fingerprint and the command that lets it in.
+    const named = `the agent refused this client (${strangerId}): not in its authorized clients; on the agent's host run: execrelay authorize --authorized-clients FILE ${strangerId}`;
+    expect(refused.stderr).toContain(named);
+    expect(refused.stderr).not.toMatch(/handshake was refused/);
+    const libraryRefusal = await agent.connectClient(stranger).then(
+      (client) => (client.close(), undefined),
+      (error: unknown) => error,
+    );
+    expect(libraryRefusal).toBeInstanceOf(ClientNotAuthorizedError);
+    expect(libraryRefusal).toMatchObject({ clientIdentity: strangerId, message: named });
     expect(agent.stderr()).toMatch(/client not in the authorized clients file/);
     expect(await exec(['echo', 'still serving'])).toMatchObject({ code: 0, stdout: 'still serving\n' });
   });
