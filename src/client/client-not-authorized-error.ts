@@ -10,7 +10,7 @@ import { CLIENT_NOT_AUTHORIZED_RESET_REASON } from '../relay-control/relay-endpo
 export class ClientNotAuthorizedError extends Error {
   override readonly name = 'ClientNotAuthorizedError';
   constructor(
-    /** This client's public identity (`12D3KooW…`), the one the agent's operator authorizes. */
+    /** This client's public identity (`12D3KooW…`, or `hyb1:…` on the codex wire), the one the agent's operator authorizes. */
     readonly clientIdentity: string,
   ) {
     // No `cause`: the message says all there is (the transport failure under it is only how it arrived).

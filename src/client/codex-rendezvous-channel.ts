@@ -9,7 +9,9 @@ import { hybridFingerprint } from '../noise-hybrid/hybrid-fingerprint.js';
 import { HybridIkInitiator } from '../noise-hybrid/hybrid-ik-handshake.js';
 import { hybridPrologue } from '../noise-hybrid/prologue.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/message-transport.js';
+import { CLIENT_NOT_AUTHORIZED_RESET_REASON } from '../relay-control/relay-endpoints.js';
 import { proxyAgent, ProxyRefusedError, proxyUrlHasCredentials, redactProxyUrl, type RelayProxy } from '../relay-link/relay-proxy.js';
+import { ClientNotAuthorizedError } from './client-not-authorized-error.js';
 import { ACCEPT_RELAY_KEY, type CodexRendezvousTarget } from './codex-rendezvous-target.js';
 import { DEFAULT_SESSION_RECOVERY, type StreamReopener } from './session-resume-retries.js';
 
@@ -38,7 +40,9 @@ export interface CodexRendezvousChannel {
  * `POST …/connect` (client token, this client's hybrid key → rendezvous URL, executor key,
  * registration id, authorization), the rendezvous WebSocket, `Resume{0}` then `Handshake{msg1}`
  * carrying the authorization, the executor's `Handshake{msg2}` → the transport. A pinned key that
- * differs from the relay's answer is refused before anything is sent to the executor.
+ * differs from the relay's answer is refused before anything is sent to the executor. An
+ * executor's `client_not_authorized` reset (`execrelay agent --wire codex`'s own list) is a
+ * {@link ClientNotAuthorizedError} naming this client's `hyb1:` fingerprint.
  */
 export async function openCodexRendezvousChannel(target: CodexRendezvousTarget): Promise<CodexRendezvousChannel> {
   const timeoutMs = target.handshakeTimeoutMs ?? 10_000;
@@ -78,7 +82,11 @@ export async function openCodexRendezvousChannel(target: CodexRendezvousTarget):
         const decoded = decodeCodexRelayFrame(data);
         if (!decoded.ok || decoded.frame.streamId !== streamId) return;
         const { body } = decoded.frame;
-        if (body.type === 'reset') return fail(new CodexChannelError('reset', handshakeResetMessage(body.reason), body.reason));
+        if (body.type === 'reset') {
+          // An execrelay agent on the codex wire checks its own authorized clients: named as the native client names it.
+          if (body.reason === CLIENT_NOT_AUTHORIZED_RESET_REASON) return fail(new ClientNotAuthorizedError(hybridFingerprint(target.hybridKey.publicKey)));
+          return fail(new CodexChannelError('reset', handshakeResetMessage(body.reason), body.reason));
+        }
         if (body.type !== 'handshake') return;
         try {
           const transport = initiator.readMessage2(body.payload);
@@ -119,13 +127,14 @@ export function codexStreamReopener(target: CodexRendezvousTarget, executorFinge
 }
 
 /**
- * A failure to open a stream that retrying will not change: another executor key, a registry
- * refusal of the token or request, a proxy refusing the relay. The executor not being registered
+ * A failure to open a stream that retrying will not change: another executor key, the executor
+ * refusing this client (its authorized clients), a registry refusal of the token or request, a
+ * proxy refusing the relay. The executor not being registered
  * (yet, after a relay restart), the relay being unreachable, a handshake or socket failure are
  * worth another attempt.
  */
 export function isPermanentCodexFailure(error: unknown): boolean {
-  if (error instanceof CodexExecutorKeyMismatchError) return true;
+  if (error instanceof CodexExecutorKeyMismatchError || error instanceof ClientNotAuthorizedError) return true;
   if (error instanceof CodexRegistryRefusedError) return error.permanent;
   if (error instanceof ProxyRefusedError) return error.permanent;
   return false;

@@ -449,14 +449,8 @@ export class ExecClient {
    * session's stream (the tracker then sees no failure, only the answer).
    */
   private async trackerRead(processId: string, afterSeq: number): Promise<ProcessReadResult> {
-    for (;;) {
-      const rpc = await this.connection();
-      try {
-        return await this.readOn(rpc, processId, afterSeq, { maxBytes: READ_BUDGET_BYTES });
-      } catch (error) {
-        if (!(rpc.closed && this.reopener && !this.closedByCaller)) throw error;
-      }
-    }
+    const raw = await this.resumableRequest(Method.ProcessRead, { processId, afterSeq, maxBytes: READ_BUDGET_BYTES, waitMs: 0 });
+    return parseOrThrow(ProcessReadResult, raw, ErrorCode.Internal, 'invalid process/read result');
   }
 
   /** Raw `process/read`. */
@@ -478,8 +472,24 @@ export class ExecClient {
     const chunk = Buffer.from(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes).toString('base64');
     const params: Record<string, unknown> = { processId, chunk, writeId: options.writeId ?? randomUUID() };
     if (options.closeStdin) params.closeStdin = true;
-    const result = parseOrThrow(ProcessWriteResult, await this.request(Method.ProcessWrite, params), ErrorCode.Internal, 'invalid process/write result');
+    const result = parseOrThrow(ProcessWriteResult, await this.resumableRequest(Method.ProcessWrite, params), ErrorCode.Internal, 'invalid process/write result');
     return result.status;
+  }
+
+  /**
+   * A request that may be sent twice — a read, or a `process/write`, which carries its `writeId`
+   * (the executor remembers it and does not write twice): when the stream it was sent on ends
+   * before the answer, it is sent again on the resumed session's stream, not failed.
+   */
+  private async resumableRequest(method: string, params: unknown): Promise<unknown> {
+    for (;;) {
+      const rpc = await this.connection();
+      try {
+        return await rpc.request(method, params);
+      } catch (error) {
+        if (!(rpc.closed && this.reopener && !this.closedByCaller)) throw error;
+      }
+    }
   }
 
   async signal(processId: string, signal: ProcessSignalName): Promise<void> {

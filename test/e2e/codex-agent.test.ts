@@ -8,6 +8,8 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientNotAuthorizedError } from '../../src/client/client-not-authorized-error.js';
+import { hybridFingerprint } from '../../src/noise-hybrid/hybrid-fingerprint.js';
 import { writeHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
 import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
 import { runCli } from '../support/cli.js';
@@ -62,11 +64,22 @@ describe('execrelay agent --wire codex through the relay', () => {
   it('serves a client pinning its key; refuses a client outside its authorized clients with a clear reason, and keeps serving', async () => {
     expect(await exec(['echo', 'pinned'])).toMatchObject({ code: 0, stdout: 'pinned\n' });
     const strangerKey = path.join(agent.dir, 'stranger.hkey');
-    await writeHybridKeyFile(strangerKey, generateHybridKeyPair());
+    const stranger = generateHybridKeyPair();
+    const strangerId = hybridFingerprint(stranger.publicKey);
+    await writeHybridKeyFile(strangerKey, stranger);
     const refused = await exec(['echo', 'never'], { key: strangerKey });
     expect(refused.code).toBe(255);
     expect(refused.stdout).toBe('');
-    expect(refused.stderr).toMatch(/client_not_authorized/);
+    // Named as the native client names it: this client's own hyb1: fingerprint and the command that lets it in.
+    const named = `the agent refused this client (${strangerId}): not in its authorized clients; on the agent's host run: execrelay authorize --authorized-clients FILE ${strangerId}`;
+    expect(refused.stderr).toContain(named);
+    expect(refused.stderr).not.toMatch(/handshake was refused/);
+    const libraryRefusal = await agent.connectClient(stranger).then(
+      (client) => (client.close(), undefined),
+      (error: unknown) => error,
+    );
+    expect(libraryRefusal).toBeInstanceOf(ClientNotAuthorizedError);
+    expect(libraryRefusal).toMatchObject({ clientIdentity: strangerId, message: named });
     expect(agent.stderr()).toMatch(/client not in the authorized clients file/);
     expect(await exec(['echo', 'still serving'])).toMatchObject({ code: 0, stdout: 'still serving\n' });
   });
@@ -129,4 +142,25 @@ describe('execrelay agent --wire codex through the relay', () => {
     await agent.waitForLog(registered, before + 1);
     expect(await exec(['echo', 'after relay restart'])).toMatchObject({ code: 0, stdout: 'after relay restart\n' });
   });
+
+  it('a library client mid-command across a relay restart: a stdin write in flight is made once on the resumed stream, output once, exit code', async () => {
+    const port = Number(new URL(relay.url).port);
+    const client = await agent.connectClient();
+    try {
+      const handle = await client.exec(['sh', '-c', 'echo ready; read line; echo "got $line"; exit 5'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, pipeStdin: true, streamEvents: true });
+      const events = handle.events[Symbol.asyncIterator]();
+      expect((await events.next()).value).toMatchObject({ type: 'output' });
+      // Sent on the stream the relay's stop ends before any answer comes back.
+      const write = handle.write('hello\n', { closeStdin: true });
+      await relay.stop();
+      relay = await startRelay({}, port);
+      expect(await write).toBe('accepted');
+      const completion = await handle.completion;
+      expect(completion.stdout.toString()).toBe('ready\ngot hello\n');
+      expect(completion.exitCode).toBe(5);
+      expect(client.sessionRecoveries).toBe(1);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
 });

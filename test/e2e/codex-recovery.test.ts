@@ -9,6 +9,7 @@ import { loadHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
 import { ensureCodexInstalled } from '../support/codex-exec-server.js';
 import { RENDEZVOUS_CONNECTED_LOG, startCodexRemoteExecutor, type CodexRemoteExecutor } from '../support/codex-remote-executor.js';
 import { runCli, type CliResult } from '../support/cli.js';
+import { startCodexWireAgent, type CodexWireAgent } from '../support/codex-wire-agent.js';
 import { spawnRelay, type RelayProcess } from '../support/resilience-helpers.js';
 import { TEST_TOKEN } from '../support/relay-harness.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
@@ -19,10 +20,14 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
  * running command — its link dropped, or the relay restarted (the executor then registers again by
  * itself, the relay's bindings file keeping its key) — the client opens a new stream with a new
  * handshake, resumes the session, and reads what it missed by seq: every numbered line exactly
- * once, and the exit status. Fails (does not skip) when the binary cannot be installed.
+ * once, and the exit status. The same relay restart against a second target, `execrelay agent
+ * --wire codex` (the agent registers again by itself with its persistent key). Fails (does not
+ * skip) when the binary cannot be installed.
  */
 
 const ENV = 'codex-recovery';
+const AGENT_ENV = 'codex-recovery-agent';
+const AGENT_REGISTERED_LOG = 'registered with the relay (codex wire)';
 const LINES = 300;
 const COMMAND = `for i in $(seq 1 ${LINES}); do echo $i; sleep 0.01; done; exit 7`;
 const EXPECTED = Array.from({ length: LINES }, (_, i) => `${i + 1}\n`).join('');
@@ -31,6 +36,7 @@ describe('a codex client recovers its command across a lost stream', () => {
   let stateEnv: NodeJS.ProcessEnv;
   let relay: RelayProcess;
   let executor: CodexRemoteExecutor;
+  let agent: CodexWireAgent;
   let proxy: TcpProxy;
   let tokenFile: string;
   let keyFile: string;
@@ -48,19 +54,24 @@ describe('a codex client recovers its command across a lost stream', () => {
     executor = await startCodexRemoteExecutor({ registry: relay.url.replace('ws:', 'http:'), environmentId: ENV, bearer: TEST_TOKEN });
     await executor.waitForLog(RENDEZVOUS_CONNECTED_LOG);
     proxy = await startTcpProxy(relay.port);
+    agent = await startCodexWireAgent(relay.url, AGENT_ENV);
   }, 600_000);
   afterAll(async () => {
+    await agent?.stop();
     await proxy?.close();
     await executor?.stop();
     await relay?.kill('SIGTERM');
   });
 
+  /** Where `exec` goes: the codex executor (`--accept-relay-key`), or `target` (its own flags). */
+  const codexExecutor = () => ['--env', ENV, '--token-file', tokenFile, '--key', keyFile, '--accept-relay-key'];
+
   /** Runs the numbered command through `relayUrl`; `midway` runs once line 40 has been printed. */
-  async function runNumbered(relayUrl: string, midway: () => Promise<void>): Promise<CliResult & { midwayDone: boolean }> {
+  async function runNumbered(relayUrl: string, midway: () => Promise<void>, target: string[] = codexExecutor()): Promise<CliResult & { midwayDone: boolean }> {
     let child: ChildProcessWithoutNullStreams | undefined;
     let midwayDone = false;
     let midwayRun: Promise<void> | undefined;
-    const result = await runCli(['exec', '--relay', relayUrl, '--env', ENV, '--token-file', tokenFile, '--key', keyFile, '--accept-relay-key', '--', 'sh', '-c', COMMAND], {
+    const result = await runCli(['exec', '--relay', relayUrl, ...target, '--', 'sh', '-c', COMMAND], {
       timeoutMs: 90_000,
       onSpawn: (spawned) => {
         child = spawned;
@@ -99,6 +110,29 @@ describe('a codex client recovers its command across a lost stream', () => {
     expect(result.code, result.stderr).toBe(7);
     expect(registrations()).toBeGreaterThan(before);
     expect(result.stderr).toMatch(/execrelay exec: the stream to the executor ended \(.*\): resumed the session on a new stream \(\d+ attempts\)/);
+  }, 120_000);
+
+  it('a relay restart against `execrelay agent --wire codex` (it registers again by itself, same key): every line once, exit 7', async () => {
+    const registrations = () => agent.stderr().split(AGENT_REGISTERED_LOG).length - 1;
+    const before = registrations();
+    const executorConnected = (executor.log().match(new RegExp(RENDEZVOUS_CONNECTED_LOG, 'g')) ?? []).length;
+    const pinned = ['--env', AGENT_ENV, '--token-file', path.join(agent.dir, 'token'), '--key', path.join(agent.dir, 'client.hkey'), '--agent-key', agent.fingerprint];
+    const result = await runNumbered(
+      relay.url,
+      async () => {
+        const port = relay.port;
+        await relay.kill('SIGTERM');
+        relay = await spawnRelay(port, [], stateEnv);
+        await agent.waitForLog(AGENT_REGISTERED_LOG, before + 1);
+        // The codex executor registers and connects again too (the next test needs it).
+        await executor.waitForLog(new RegExp(`(?:${RENDEZVOUS_CONNECTED_LOG.source}[\\s\\S]*){${executorConnected + 1}}`));
+      },
+      pinned,
+    );
+    expect(result.midwayDone).toBe(true);
+    expect(result.stdout, result.stderr).toBe(EXPECTED);
+    expect(result.code, result.stderr).toBe(7);
+    expect(result.stderr).toMatch(/execrelay exec: the stream to the executor ended \(.*\): resumed the session on a new stream \(\d+ attempts?\)/);
   }, 120_000);
 
   it('gives up after its recovery window with a clear error when the relay stays out of reach', async () => {

@@ -148,6 +148,28 @@ describe('ExecClient session recovery', () => {
     client.close();
   });
 
+  it('a stdin write in flight when the stream drops is sent again on the resumed stream with the same writeId (the executor writes it once)', async () => {
+    const first = firstStream();
+    const resumed = new ScriptedTransport((message) => {
+      if (message.method === 'initialize') return { result: { sessionId: SESSION } };
+      if (message.method === 'process/write') return { result: { status: 'accepted' } };
+      if (message.method === 'process/read') return { result: { chunks: [], nextSeq: 1, exited: false, exitCode: null, closed: false, failure: null, sandboxDenied: false } };
+      return undefined;
+    });
+    const client = await ExecClient.overTransport(first, {}, reopenerOf([resumed]));
+    const handle = await client.exec(['cat'], { processId: 'p', pipeStdin: true });
+    const write = handle.write('line\n', { closeStdin: true });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const sent = first.received.filter((m) => m.method === 'process/write');
+    expect(sent).toHaveLength(1);
+    first.drop();
+    expect(await write).toBe('accepted');
+    const again = resumed.received.filter((m) => m.method === 'process/write');
+    expect(again.map((m) => m.params)).toEqual([sent[0]!.params]);
+    expect(again[0]!.params).toMatchObject({ processId: 'p', chunk: b64('line\n'), closeStdin: true, writeId: expect.any(String) });
+    client.close();
+  });
+
   it('a process started during the recovery starts on the new stream once the session is resumed (nothing to catch up before)', async () => {
     const first = firstStream();
     let open!: () => void;
