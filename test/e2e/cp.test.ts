@@ -1,4 +1,4 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
@@ -12,32 +12,11 @@ import { startCodexExecServer, type CodexExecServer } from '../support/codex-exe
 import { sha256OfFile, temporaryFiles, writeRandomFile } from '../support/file-fixtures.js';
 import { startNamedRelayEnvironment, type NamedRelayEnvironment } from '../support/named-relay-environment.js';
 import { RawRpcClient } from '../support/raw-rpc-client.js';
+import { startUnprivilegedAgent } from '../support/unprivileged-agent.js';
 
 type Running = Awaited<ReturnType<typeof startCli>>;
 
 const MiB = 1024 * 1024;
-
-/** The built CLI agent listening on loopback, as `nobody` when we are root (so that file permissions apply to it). */
-async function startUnprivilegedAgent(): Promise<{ url: string; child: ChildProcessWithoutNullStreams }> {
-  const asNobody = process.getuid?.() === 0;
-  const child = spawn(process.execPath, [CLI_PATH, 'agent', '--listen', 'ws://127.0.0.1:0'], {
-    env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn', HOME: os.tmpdir(), XDG_STATE_HOME: os.tmpdir() },
-    stdio: ['pipe', 'pipe', 'pipe'],
-    ...(asNobody ? { uid: 65534, gid: 65534 } : {}),
-  });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
-    });
-    child.once('exit', (code) => reject(new Error(`agent exited with ${code}: ${stderr}`)));
-    setTimeout(() => reject(new Error(`agent did not start: ${stderr}`)), 15_000).unref();
-  });
-  return { url, child };
-}
 
 /**
  * `execrelay cp` with real processes: a relay, an agent registered with it (reached as the named
@@ -138,7 +117,7 @@ describe('execrelay cp', () => {
       expect(result).toMatchObject({ code: 1, stderr: `execrelay cp: :${path.join(locked, 'small.txt')}: Permission denied (os error 13) (code -32603)\n` });
       expect(readdirSync(locked)).toEqual([]);
     } finally {
-      agent.child.kill('SIGTERM');
+      await agent.stop();
     }
   });
 

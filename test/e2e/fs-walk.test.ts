@@ -10,7 +10,6 @@
  * result says the directory must fail with EACCES, so a walker (or a user) that can read it makes
  * the test fail.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,48 +21,9 @@ import { RootConfinement } from '../../executor-agent/root-confinement.js';
 import { ExecClient } from '../../src/client/exec-client.js';
 import { RpcError } from '../../src/protocol/error-codes.js';
 import { FS_LIMITS, type FsWalkResult } from '../../src/protocol/fs.js';
-import { CLI_PATH } from '../support/cli.js';
+import { startUnprivilegedAgent, type UnprivilegedAgent } from '../support/unprivileged-agent.js';
 
-const NOBODY = 65534;
 const FULL: ModelWalkOptions = { maxDepth: 64, maxDirectories: 10_000, maxEntries: 50_000, followDirectorySymlinks: false };
-
-interface SpawnedAgent {
-  url: string;
-  child: ChildProcessWithoutNullStreams;
-  stop(): Promise<void>;
-}
-
-/** The built CLI agent, as `nobody` when we are root. */
-async function spawnAgent(): Promise<SpawnedAgent> {
-  const asNobody = process.getuid?.() === 0;
-  const child = spawn(process.execPath, [CLI_PATH, 'agent', '--listen', 'ws://127.0.0.1:0'], {
-    env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn', HOME: os.tmpdir() },
-    stdio: ['pipe', 'pipe', 'pipe'],
-    ...(asNobody ? { uid: NOBODY, gid: NOBODY } : {}),
-  });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n')[0];
-      if (out.includes('\n') && line) resolve(line);
-    });
-    child.once('exit', (code) => reject(new Error(`agent exited with ${code}: ${stderr}`)));
-    setTimeout(() => reject(new Error(`agent did not start: ${stderr}`)), 15_000).unref();
-  });
-  return {
-    url,
-    child,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
-}
 
 /** Entries as `[path relative to root, kind]`, checking every path is the URI of a native path under root. */
 function relativeEntries(root: string, result: FsWalkResult): Array<[string, string]> {
@@ -89,7 +49,7 @@ describe('fs/walk on a generated 20,000-file tree', () => {
   let scratch: string;
   let root: string;
   let model: DirNode;
-  let agent: SpawnedAgent;
+  let agent: UnprivilegedAgent;
   let client: ExecClient;
 
   beforeAll(async () => {
@@ -99,7 +59,7 @@ describe('fs/walk on a generated 20,000-file tree', () => {
     await mkdir(root);
     model = treeModel();
     await buildTree(root, model);
-    agent = await spawnAgent();
+    agent = await startUnprivilegedAgent();
     client = await ExecClient.connect(agent.url);
   }, 120_000);
 
