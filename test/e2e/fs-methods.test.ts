@@ -17,8 +17,7 @@ import { FS_LIMITS } from '../../src/protocol/fs.js';
 import { startAgent, type RunningAgent } from '../support/agent-harness.js';
 import { CLI_PATH, runCli } from '../support/cli.js';
 import { RawRpcClient, type RawMessage } from '../support/raw-rpc-client.js';
-import { startRelay, type RelayFixture } from '../support/relay-harness.js';
-import { startCodexWireAgent } from '../support/codex-wire-agent.js';
+import { startCodexWireAgentWithRelay } from '../support/codex-wire-agent.js';
 
 const uri = (p: string) => pathToFileURL(p).href;
 const b64 = (data: string | Buffer) => Buffer.from(data).toString('base64');
@@ -98,22 +97,8 @@ const TARGETS: Array<{ name: string; start: () => Promise<{ pid: number; connect
   {
     name: 'codex wire through the relay',
     async start() {
-      const relay: RelayFixture = await startRelay();
-      try {
-        const agent = await startCodexWireAgent(relay.url, 'fs-methods-codex', ['--session-retention-ms', '200']);
-        return {
-          pid: agent.pid,
-          connectRaw: () => agent.connectRaw(),
-          connectClient: () => agent.connectClient(),
-          stop: async () => {
-            await agent.stop();
-            await relay.stop();
-          },
-        };
-      } catch (error) {
-        await relay.stop();
-        throw error;
-      }
+      const agent = await startCodexWireAgentWithRelay('fs-methods-codex', ['--session-retention-ms', '200']);
+      return { pid: agent.pid, connectRaw: () => agent.connectRaw(), connectClient: () => agent.connectClient(), stop: () => agent.stop() };
     },
   },
 ];

@@ -3,8 +3,7 @@ import { pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { RawRpcClient, b64, unb64, type RawMessage } from '../support/raw-rpc-client.js';
 import { startAgent } from '../support/agent-harness.js';
-import { startRelay } from '../support/relay-harness.js';
-import { startCodexWireAgent } from '../support/codex-wire-agent.js';
+import { startCodexWireAgentWithRelay } from '../support/codex-wire-agent.js';
 
 const cwd = pathToFileURL(os.tmpdir()).href;
 const PATH = process.env.PATH ?? '/usr/bin:/bin';
@@ -47,21 +46,9 @@ const TARGETS: Array<{ name: string; capabilities: Record<string, boolean>; star
     // The codex wire carries JSON only: never a binary path.
     capabilities: { ptyResize: true, fileTransfer: true },
     async start(config) {
-      const relay = await startRelay();
-      try {
-        const flags = Object.entries(config).flatMap(([key, value]) => [FLAGS[key as keyof ScenarioConfig], String(value)]);
-        const agent = await startCodexWireAgent(relay.url, 'scenarios-codex', flags);
-        return {
-          connect: () => agent.connectRaw(),
-          stop: async () => {
-            await agent.stop();
-            await relay.stop();
-          },
-        };
-      } catch (error) {
-        await relay.stop();
-        throw error;
-      }
+      const flags = Object.entries(config).flatMap(([key, value]) => [FLAGS[key as keyof ScenarioConfig], String(value)]);
+      const agent = await startCodexWireAgentWithRelay('scenarios-codex', flags);
+      return { connect: () => agent.connectRaw(), stop: () => agent.stop() };
     },
   },
 ];

@@ -14,7 +14,7 @@ import { writeHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
 import { generateHybridKeyPair, type HybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
 import { startCli } from './cli.js';
 import { RawRpcClient } from './raw-rpc-client.js';
-import { TEST_TOKEN } from './relay-harness.js';
+import { startRelay, TEST_TOKEN } from './relay-harness.js';
 
 export interface CodexWireAgent {
   /** `hyb1:` fingerprint the agent printed (its key's). */
@@ -108,4 +108,24 @@ export async function startCodexWireAgent(relayUrl: string, environmentId: strin
     },
     stop: () => process.stop(),
   };
+}
+
+/**
+ * A relay of its own (in this process) and the agent registered with it; `stop` stops both. For
+ * suites that run on the codex wire as one more target.
+ */
+export async function startCodexWireAgentWithRelay(environmentId: string, flags: string[] = []): Promise<CodexWireAgent> {
+  const relay = await startRelay();
+  try {
+    const agent = await startCodexWireAgent(relay.url, environmentId, flags);
+    const stopAgent = agent.stop.bind(agent);
+    agent.stop = async () => {
+      await stopAgent();
+      await relay.stop();
+    };
+    return agent;
+  } catch (error) {
+    await relay.stop();
+    throw error;
+  }
 }
