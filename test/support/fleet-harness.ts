@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connect } from '@nats-io/transport-node';
 import { freePort, waitForPort } from './loopback-port.js';
 import { parseExposition, sumOf } from './prometheus-workload.js';
 import { eventually, spawnRelay, type RelayProcess } from './resilience-helpers.js';
@@ -121,16 +122,50 @@ export async function startNatsCluster(): Promise<NatsCluster> {
   );
   const [first, ...rest] = ports;
   const url = [`nats://${NATS_USER}:${NATS_PASSWORD}@127.0.0.1:${first}`, ...rest.map((p) => `nats://127.0.0.1:${p}`)].join(',');
+  await jetStreamClusterReady(ports);
   return { url, nodes };
+}
+
+/**
+ * Waits until the three servers have formed their JetStream cluster (routes up, a meta leader
+ * elected): `$JS.API.INFO` answers without an error on every server. A relay started earlier
+ * waits for it itself, but on a loaded machine the election can take longer than a test wants
+ * to spend inside a relay's start.
+ */
+async function jetStreamClusterReady(ports: readonly number[]): Promise<void> {
+  const giveUpAt = Date.now() + 60_000;
+  let last = 'no answer yet';
+  for (const port of ports) {
+    const nc = await connect({ servers: [`127.0.0.1:${port}`], user: NATS_USER, pass: NATS_PASSWORD, noRandomize: true });
+    try {
+      for (;;) {
+        try {
+          const reply = JSON.parse(new TextDecoder().decode((await nc.request('$JS.API.INFO', '', { timeout: 2_000 })).data)) as { error?: { description?: string } };
+          if (!reply.error) break;
+          last = reply.error.description ?? JSON.stringify(reply.error);
+        } catch (error) {
+          last = (error as Error).message;
+        }
+        if (Date.now() > giveUpAt) throw new Error(`the NATS cluster formed no JetStream meta leader in 60 s (server on ${port}: ${last})`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    } finally {
+      await nc.close();
+    }
+  }
 }
 
 export interface FleetRelay extends RelayProcess {
   readonly instanceId: string;
 }
 
-/** `execrelay relay --nats URL --instance-id ID` (a short registry TTL so tests see expiry quickly). */
+/**
+ * `execrelay relay --nats URL --instance-id ID` (a short registry TTL so tests see expiry quickly).
+ * Its start may wait up to 30 s for the registry (the relay's own bound), so the harness waits
+ * longer than that, and keeps its info log so that a slow start says which step it was in.
+ */
 export async function spawnFleetRelay(nats: { readonly url: string }, instanceId: string, extraArgs: string[] = []): Promise<FleetRelay> {
-  const relay = await spawnRelay(0, ['--nats', nats.url, '--instance-id', instanceId, '--registry-ttl-ms', '3000', ...extraArgs]);
+  const relay = await spawnRelay(0, ['--nats', nats.url, '--instance-id', instanceId, '--registry-ttl-ms', '3000', ...extraArgs], { EXECRELAY_LOG_LEVEL: 'info' }, 45_000);
   return Object.assign(relay, { instanceId });
 }
 

@@ -60,7 +60,7 @@ function relayTokenFile(): string {
  * `execrelay relay --listen 127.0.0.1:PORT --token-file F` (port 0: any), resolved once it listens.
  * Its state (the bindings file) is in a fresh `XDG_STATE_HOME` unless `env` sets one.
  */
-export async function spawnRelay(port = 0, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<RelayProcess> {
+export async function spawnRelay(port = 0, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, startTimeoutMs = 20_000): Promise<RelayProcess> {
   const child = spawn(process.execPath, [CLI_PATH, 'relay', '--listen', `127.0.0.1:${port}`, '--token-file', relayTokenFile(), ...extraArgs], {
     env: { ...process.env, EXECRELAY_LOG_LEVEL: 'warn', ...isolatedStateEnv(env), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -70,7 +70,7 @@ export async function spawnRelay(port = 0, extraArgs: string[] = [], env: NodeJS
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error(`relay did not start: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`relay did not start in ${startTimeoutMs / 1000} s: ${stderr}`)), startTimeoutMs);
     child.stdout!.on('data', (d: Buffer) => {
       buffered += d.toString();
       const newline = buffered.indexOf('\n');
