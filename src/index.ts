@@ -23,6 +23,7 @@ export { generateHybridKeyPair, type HybridKeyPair, type HybridPublicKey } from 
 export { createHybridKeyFile, loadHybridKeyFile, type LoadHybridKeyFileOptions } from './noise-hybrid/hybrid-key-file.js';
 export { hybridFingerprint } from './noise-hybrid/hybrid-fingerprint.js';
 export { ClientNotAuthorizedError } from './client/client-not-authorized-error.js';
+export { CallInterruptedError } from './client/resend-after-stream-loss.js';
 export { FsClient, DEFAULT_WALK_OPTIONS, toRemoteUri, type ReadBlock, type RemotePath } from './client/fs-client.js';
 export { ExecutorHttp, BodyQueueOverflowError, type ExecutorFetch, type ExecutorFetchOptions } from './client/executor-fetch.js';
 export {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { JsonRpcConnection, type CallOptions } from '../jsonrpc/connection.js';
+import { JsonRpcConnection, TransportClosedError, type CallOptions } from '../jsonrpc/connection.js';
 import type { NotificationMessage } from '../jsonrpc/message.js';
 import { ClientNotification, FsMethod, Method, ServerNotification } from '../protocol/methods.js';
 import { toFileUri } from '../protocol/path-uri.js';
@@ -37,6 +37,7 @@ import { HttpNotification } from '../protocol/methods.js';
 import type { ClientProcessEvent, ProcessCompletion } from './process-events.js';
 import { clientRequestTraceProvider } from '../telemetry/client-tracing.js';
 import { resumeWithRetries, type StreamReopener } from './session-resume-retries.js';
+import { CallInterruptedError, isStartedAlready, mayResend } from './resend-after-stream-loss.js';
 
 export interface ExecClientOptions {
   clientName?: string;
@@ -83,7 +84,11 @@ export interface ExecOptions {
   ptySize?: PtySize;
   pipeStdin?: boolean;
   arg0?: string;
-  /** Caller-chosen id; default a random UUID. */
+  /**
+   * Caller-chosen id; default a random UUID. Use a fresh one: on the codex wire a start sent again
+   * after a lost stream takes the executor's "already exists" for the proof that the first one
+   * started this process.
+   */
   processId?: string;
   /** Keep all output for `completion` (default true). */
   collectOutput?: boolean;
@@ -429,14 +434,28 @@ export class ExecClient {
     if (options.envPolicy) params.envPolicy = options.envPolicy;
     if (options.ptySize && params.tty && this.supportsPtyResize) params.ptySize = options.ptySize;
     this.starting.add(processId);
+    // Sent again on the resumed stream if its stream ends first; a duplicate-id refusal of the
+    // second one then means the first started the process (see resend-after-stream-loss.ts).
+    let resent = false;
     try {
-      parseOrThrow(ProcessStartResult, await this.request(Method.ProcessStart, params), ErrorCode.Internal, 'invalid process/start result');
+      const result = await this.callAcrossStreamLoss(Method.ProcessStart, () => params, async (rpc, again) => {
+        resent ||= again;
+        try {
+          return await rpc.request(Method.ProcessStart, params);
+        } catch (error) {
+          if (again && isStartedAlready(error, processId)) return { processId };
+          throw error;
+        }
+      });
+      parseOrThrow(ProcessStartResult, result, ErrorCode.Internal, 'invalid process/start result');
     } catch (error) {
       this.trackers.delete(processId);
       throw error;
     } finally {
       this.starting.delete(processId);
     }
+    // What it pushed on the stream that ended is lost: read it (the session's other processes were caught up at the resume).
+    if (resent) tracker.catchUp();
     void tracker.completion.then(
       () => this.trackers.delete(processId),
       () => this.trackers.delete(processId),
@@ -449,17 +468,13 @@ export class ExecClient {
    * session's stream (the tracker then sees no failure, only the answer).
    */
   private async trackerRead(processId: string, afterSeq: number): Promise<ProcessReadResult> {
-    const raw = await this.resumableRequest(Method.ProcessRead, { processId, afterSeq, maxBytes: READ_BUDGET_BYTES, waitMs: 0 });
+    const raw = await this.request(Method.ProcessRead, { processId, afterSeq, maxBytes: READ_BUDGET_BYTES, waitMs: 0 });
     return parseOrThrow(ProcessReadResult, raw, ErrorCode.Internal, 'invalid process/read result');
   }
 
   /** Raw `process/read`. */
   async read(processId: string, afterSeq: number, options: { maxBytes?: number; waitMs?: number } = {}): Promise<ProcessReadResult> {
-    return this.readOn(await this.connection(), processId, afterSeq, options);
-  }
-
-  private async readOn(rpc: JsonRpcConnection, processId: string, afterSeq: number, options: { maxBytes?: number; waitMs?: number }): Promise<ProcessReadResult> {
-    const raw = await rpc.request(Method.ProcessRead, {
+    const raw = await this.request(Method.ProcessRead, {
       processId,
       afterSeq,
       maxBytes: options.maxBytes ?? null,
@@ -472,22 +487,27 @@ export class ExecClient {
     const chunk = Buffer.from(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes).toString('base64');
     const params: Record<string, unknown> = { processId, chunk, writeId: options.writeId ?? randomUUID() };
     if (options.closeStdin) params.closeStdin = true;
-    const result = parseOrThrow(ProcessWriteResult, await this.resumableRequest(Method.ProcessWrite, params), ErrorCode.Internal, 'invalid process/write result');
+    const result = parseOrThrow(ProcessWriteResult, await this.request(Method.ProcessWrite, params), ErrorCode.Internal, 'invalid process/write result');
     return result.status;
   }
 
   /**
-   * A request that may be sent twice — a read, or a `process/write`, which carries its `writeId`
-   * (the executor remembers it and does not write twice): when the stream it was sent on ends
-   * before the answer, it is sent again on the resumed session's stream, not failed.
+   * `send` on the current connection. When the stream it went out on ends before the answer and the
+   * session is resumed on a new one (a client with a reopener: the codex wire), the call is sent
+   * again there if it may be ({@link mayResend} of `params()`, asked only then: reads,
+   * `process/write` with its `writeId`, ...;
+   * `again` is then true), else it fails with {@link CallInterruptedError}. Without a reopener the
+   * stream's end is the call's failure, as always.
    */
-  private async resumableRequest(method: string, params: unknown): Promise<unknown> {
-    for (;;) {
+  private async callAcrossStreamLoss(method: string, params: () => unknown, send: (rpc: JsonRpcConnection, again: boolean) => Promise<unknown>): Promise<unknown> {
+    for (let again = false; ; again = true) {
       const rpc = await this.connection();
       try {
-        return await rpc.request(method, params);
+        return await send(rpc, again);
       } catch (error) {
-        if (!(rpc.closed && this.reopener && !this.closedByCaller)) throw error;
+        const streamLost = error instanceof TransportClosedError && this.reopener !== undefined && !this.closedByCaller;
+        if (!streamLost) throw error;
+        if (!mayResend(method, params())) throw new CallInterruptedError(method, error);
       }
     }
   }
@@ -522,14 +542,19 @@ export class ExecClient {
     return this.http.fetch;
   }
 
-  /** Any request by method name (for methods without a typed wrapper); during a session resume it waits for the new stream. */
+  /**
+   * Any request by method name (for methods without a typed wrapper). During a session resume it
+   * waits for the new stream; one whose stream ends before its answer is sent again on the resumed
+   * stream where that is harmless, else fails with {@link CallInterruptedError} (see
+   * resend-after-stream-loss.ts).
+   */
   async request(method: string, params: unknown, options?: CallOptions): Promise<unknown> {
-    return (await this.connection()).request(method, params, options);
+    return this.callAcrossStreamLoss(method, () => params, (rpc) => rpc.request(method, params, options));
   }
 
-  /** A request sent as one binary message where it can be (`JsonRpcConnection.requestBinary`); during a session resume it waits for the new stream. */
+  /** A request sent as one binary message where it can be (`JsonRpcConnection.requestBinary`); across a session resume as {@link request}. */
   async requestBinary(method: string, encode: (id: number) => Uint8Array | undefined, jsonParams: () => unknown, options?: CallOptions): Promise<unknown> {
-    return (await this.connection()).requestBinary(method, encode, jsonParams, options);
+    return this.callAcrossStreamLoss(method, jsonParams, (rpc) => rpc.requestBinary(method, encode, jsonParams, options));
   }
 
   close(): void {

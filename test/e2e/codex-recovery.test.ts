@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ExecClient } from '../../src/client/exec-client.js';
-import { ACCEPT_RELAY_KEY } from '../../src/client/codex-rendezvous-target.js';
+import { ACCEPT_RELAY_KEY, type CodexRendezvousTarget } from '../../src/client/codex-rendezvous-target.js';
 import { loadHybridKeyFile } from '../../src/noise-hybrid/hybrid-key-file.js';
 import { ensureCodexInstalled } from '../support/codex-exec-server.js';
 import { RENDEZVOUS_CONNECTED_LOG, startCodexRemoteExecutor, type CodexRemoteExecutor } from '../support/codex-remote-executor.js';
@@ -13,6 +13,9 @@ import { startCodexWireAgent, type CodexWireAgent } from '../support/codex-wire-
 import { spawnRelay, type RelayProcess } from '../support/resilience-helpers.js';
 import { TEST_TOKEN } from '../support/relay-harness.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
+import { CallInterruptedError } from '../../src/client/resend-after-stream-loss.js';
+import { eventually } from '../support/resilience-helpers.js';
 
 /**
  * Recovery of an execrelay client on the codex wire (issue #15): the real `codex exec-server
@@ -133,6 +136,71 @@ describe('a codex client recovers its command across a lost stream', () => {
     expect(result.stdout, result.stderr).toBe(EXPECTED);
     expect(result.code, result.stderr).toBe(7);
     expect(result.stderr).toMatch(/execrelay exec: the stream to the executor ended \(.*\): resumed the session on a new stream \(\d+ attempts?\)/);
+  }, 120_000);
+
+  /**
+   * The executor gets a call but its answer never reaches the client (the link back is stalled),
+   * then the link drops: the call is sent again on the resumed stream, or fails as interrupted.
+   */
+  it.each([
+    ['the codex executor', (): { environmentId: string; keyFile: string; executorKey: CodexRendezvousTarget['executorKey'] } => ({ environmentId: ENV, keyFile, executorKey: ACCEPT_RELAY_KEY })],
+    ['`execrelay agent --wire codex`', () => ({ environmentId: AGENT_ENV, keyFile: path.join(agent.dir, 'client.hkey'), executorKey: agent.fingerprint })],
+  ])('calls the executor got whose answers a dropped link lost (%s): a start runs once, terminate is sent again, a signal fails as interrupted', async (_name, target) => {
+    const { environmentId, keyFile: clientKey, executorKey } = target();
+    const faults = await startFaultProxy(relay.port);
+    const scratch = mkdtempSync(path.join(os.tmpdir(), 'execrelay-codex-inflight-'));
+    const childEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    const client = await ExecClient.connect({ relay: faults.url, environmentId, token: TEST_TOKEN, hybridKey: await loadHybridKeyFile(clientKey), executorKey });
+    /** Runs `call` with the link back to the client stalled, waits for `arrived`, drops the link, and settles as the call does. */
+    const lostAnswer = async <T,>(call: () => Promise<T>, arrived: () => boolean): Promise<T> => {
+      faults.stallAll('downstream');
+      const pending = call();
+      pending.catch(() => undefined);
+      await eventually(async () => (arrived() ? true : undefined), 20_000, 'the executor to act on the call', 50);
+      faults.cutAll();
+      return pending;
+    };
+    try {
+      // process/start: the executor started it; the start sent again is refused as a duplicate, which means "started".
+      const ran = path.join(scratch, 'ran');
+      const started = await lostAnswer(() => client.exec(['sh', '-c', `echo run >> ${ran}; echo out; echo err >&2; exit 4`], { cwd: '/', env: childEnv }), () => existsSync(ran));
+      const completion = await started.completion;
+      expect({ stdout: completion.stdout.toString(), stderr: completion.stderr.toString(), exitCode: completion.exitCode }).toEqual({ stdout: 'out\n', stderr: 'err\n', exitCode: 4 });
+      expect(readFileSync(ran, 'utf8')).toBe('run\n');
+      expect(client.sessionRecoveries).toBe(1);
+
+      // process/terminate: sent again; the process is gone either way.
+      const pidFile = path.join(scratch, 'sleeper');
+      const sleeper = await client.exec(['sh', '-c', `echo $$ > ${pidFile}; exec sleep 60`], { cwd: '/', env: childEnv });
+      await eventually(async () => (existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n') ? true : undefined), 10_000, 'the sleeper pid');
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      const alive = () => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      expect(typeof (await lostAnswer(() => sleeper.terminate(), () => !alive()))).toBe('boolean');
+      expect((await sleeper.completion).exitCode).not.toBe(0);
+      expect(client.sessionRecoveries).toBe(2);
+
+      // process/signal: not sent again (a second interrupt would be a second one): it fails as interrupted, and took effect once.
+      const trapped = path.join(scratch, 'trapped');
+      const waiter = await client.exec(['sh', '-c', `trap 'echo INT >> ${trapped}; exit 3' INT; echo ready; while :; do sleep 0.05; done`], { cwd: '/', env: childEnv, streamEvents: true });
+      expect((await waiter.events[Symbol.asyncIterator]().next()).value).toMatchObject({ type: 'output' });
+      const error = (await lostAnswer(() => waiter.signal('interrupt'), () => existsSync(trapped)).then(() => undefined, (e: unknown) => e)) as CallInterruptedError;
+      expect(error).toBeInstanceOf(CallInterruptedError);
+      expect(error.message).toMatch(/^process\/signal: the stream to the executor ended before its answer \(.*\); it may or may not have taken effect/);
+      expect((await waiter.completion).exitCode).toBe(3);
+      expect(readFileSync(trapped, 'utf8')).toBe('INT\n');
+      // The client goes on.
+      expect((await (await client.exec(['echo', 'after'], { cwd: '/', env: childEnv })).completion).stdout.toString()).toBe('after\n');
+    } finally {
+      client.close();
+      await faults.close();
+    }
   }, 120_000);
 
   it('gives up after its recovery window with a clear error when the relay stays out of reach', async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ExecClient } from '../../../../src/client/exec-client.js';
 import { OutputLostError } from '../../../../src/client/process-events.js';
 import { SessionRecoveryError, type StreamReopener } from '../../../../src/client/session-resume-retries.js';
+import { CallInterruptedError } from '../../../../src/client/resend-after-stream-loss.js';
 import type { MessageTransport } from '../../../../src/transport/message-transport.js';
 
 /**
@@ -126,7 +127,7 @@ describe('ExecClient session recovery', () => {
     client.close();
   });
 
-  it('a catch-up read the drop interrupted is made again on the new stream; a call in flight fails, one made during the recovery waits for it', async () => {
+  it('a catch-up read and a raw read the drop interrupted are made again on the new stream; a call made during the recovery waits for it', async () => {
     const first = firstStream();
     const resumed = resumedStream((afterSeq) => ({
       result: { chunks: [output(1, '1\n'), output(2, '2\n')].filter((c) => c.seq > afterSeq), nextSeq: 5, exited: true, exitCode: 0, closed: true, failure: null, sandboxDenied: false },
@@ -140,7 +141,7 @@ describe('ExecClient session recovery', () => {
     expect(first.received.filter((m) => m.method === 'process/read').map((m) => m.params?.afterSeq)).toEqual([0, 0]);
     first.drop();
     const waiting = client.read('p', 1);
-    await expect(inFlight).rejects.toThrow(/closed/);
+    expect((await inFlight).chunks.map((c) => c.chunk.toString())).toEqual(['1\n', '2\n']);
     const completion = await handle.completion;
     expect({ stdout: completion.stdout.toString(), exitCode: completion.exitCode }).toEqual({ stdout: '1\n2\n', exitCode: 0 });
     expect((await waiting).chunks.map((c) => c.chunk.toString())).toEqual(['2\n']);
@@ -167,6 +168,104 @@ describe('ExecClient session recovery', () => {
     const again = resumed.received.filter((m) => m.method === 'process/write');
     expect(again.map((m) => m.params)).toEqual([sent[0]!.params]);
     expect(again[0]!.params).toMatchObject({ processId: 'p', chunk: b64('line\n'), closeStdin: true, writeId: expect.any(String) });
+    client.close();
+  });
+
+  it('a process/start in flight when the stream drops is sent again; the executor\'s "already exists" (codex\'s and execrelay\'s wording) means the first one started it, and what it pushed on the lost stream is read', async () => {
+    for (const duplicate of ['process p already exists', 'duplicate processId: p']) {
+      const first = new ScriptedTransport((message) => (message.method === 'initialize' ? { result: { sessionId: SESSION } } : undefined));
+      const resumed = new ScriptedTransport((message) => {
+        if (message.method === 'initialize') return { result: { sessionId: SESSION } };
+        if (message.method === 'process/start') return { error: { code: -32600, message: duplicate } };
+        if (message.method === 'process/read') {
+          const afterSeq = Number(message.params?.afterSeq ?? 0);
+          return { result: { chunks: [output(1, 'ran once\n')].filter((c) => c.seq > afterSeq), nextSeq: 4, exited: true, exitCode: 5, closed: true, failure: null, sandboxDenied: false } };
+        }
+        return undefined;
+      });
+      const client = await ExecClient.overTransport(first, {}, reopenerOf([resumed]));
+      const started = client.exec(['sh', '-c', 'echo ran once; exit 5'], { processId: 'p' });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(first.received.filter((m) => m.method === 'process/start')).toHaveLength(1);
+      first.drop();
+      const completion = await (await started).completion;
+      expect({ stdout: completion.stdout.toString(), exitCode: completion.exitCode }).toEqual({ stdout: 'ran once\n', exitCode: 5 });
+      expect(resumed.received.filter((m) => m.method === 'process/start').map((m) => m.params)).toEqual([first.received.find((m) => m.method === 'process/start')!.params]);
+      expect(resumed.received.find((m) => m.method === 'process/read')?.params).toMatchObject({ processId: 'p', afterSeq: 0 });
+      client.close();
+    }
+  });
+
+  it('a process/start the first stream never delivered starts on the resumed one; a duplicate id refused on a first send stays an error', async () => {
+    const first = new ScriptedTransport((message) => (message.method === 'initialize' ? { result: { sessionId: SESSION } } : undefined));
+    const resumed = new ScriptedTransport((message) => {
+      if (message.method === 'initialize') return { result: { sessionId: SESSION } };
+      if (message.method === 'process/start') {
+        const id = String(message.params?.processId);
+        if (id === 'taken') return { error: { code: -32600, message: 'process taken already exists' } };
+        queueMicrotask(() => {
+          resumed.push('process/exited', { processId: id, seq: 1, exitCode: 0, sandboxDenied: false });
+          resumed.push('process/closed', { processId: id, seq: 2 });
+        });
+        return { result: { processId: id } };
+      }
+      if (message.method === 'process/read') return { result: { chunks: [], nextSeq: 1, exited: false, exitCode: null, closed: false, failure: null, sandboxDenied: false } };
+      return undefined;
+    });
+    const client = await ExecClient.overTransport(first, {}, reopenerOf([resumed]));
+    const started = client.exec(['true'], { processId: 'q' });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    first.drop();
+    expect((await (await started).completion).exitCode).toBe(0);
+    await expect(client.exec(['true'], { processId: 'taken' })).rejects.toThrow('process taken already exists');
+    client.close();
+  });
+
+  it('terminate and harmless fs calls in flight are sent again; a signal, a copy or a non-forced remove fail with CallInterruptedError, and the client goes on', async () => {
+    const first = firstStream();
+    const resumed = new ScriptedTransport((message) => {
+      if (message.method === 'initialize') return { result: { sessionId: SESSION } };
+      if (message.method === 'process/terminate') return { result: { running: false } };
+      if (message.method === 'fs/readFile') return { result: { dataBase64: b64('contents') } };
+      if (message.method === 'fs/createDirectory' || message.method === 'process/signal') return { result: {} };
+      if (message.method === 'process/read') return { result: { chunks: [], nextSeq: 1, exited: false, exitCode: null, closed: false, failure: null, sandboxDenied: false } };
+      return undefined;
+    });
+    const client = await ExecClient.overTransport(first, {}, reopenerOf([resumed]));
+    const handle = await client.exec(['sleep', '100'], { processId: 'p' });
+    const terminate = handle.terminate();
+    const read = client.fs.readFile('/etc/hostname');
+    const mkdir = client.fs.createDirectory('/tmp/a/b');
+    const signal = handle.signal('interrupt');
+    const copy = client.fs.copy('/tmp/x', '/tmp/y');
+    const remove = client.fs.remove('/tmp/z', { force: false });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(first.received.map((m) => m.method).filter((m) => m !== 'initialize' && m !== 'initialized' && m !== 'process/start')).toEqual([
+      'process/terminate',
+      'fs/readFile',
+      'fs/createDirectory',
+      'process/signal',
+      'fs/copy',
+      'fs/remove',
+    ]);
+    first.drop();
+    expect(await terminate).toBe(false);
+    expect((await read).toString()).toBe('contents');
+    await mkdir;
+    for (const [call, method] of [
+      [signal, 'process/signal'],
+      [copy, 'fs/copy'],
+      [remove, 'fs/remove'],
+    ] as const) {
+      const error = (await call.then(() => undefined, (e: unknown) => e)) as CallInterruptedError;
+      expect(error).toBeInstanceOf(CallInterruptedError);
+      expect(error.method).toBe(method);
+      expect(error.message).toMatch(new RegExp(`^${method}: the stream to the executor ended before its answer \\(transport closed: the rendezvous socket closed \\(code 1006\\)\\); it may or may not have taken effect`));
+    }
+    expect(resumed.received.map((m) => m.method).filter((m) => m !== 'process/read')).toEqual(['initialize', 'initialized', 'process/terminate', 'fs/readFile', 'fs/createDirectory']);
+    // The session goes on: a signal now is sent on the resumed stream.
+    await handle.signal('interrupt');
+    expect(resumed.received.at(-1)?.method).toBe('process/signal');
     client.close();
   });
 
