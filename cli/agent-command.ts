@@ -303,8 +303,7 @@ async function runRemoteAgent(
   const identity = await loadIdentityFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
   const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
   const authorizedClients = await authorizedClientsFrom(options, logger);
-  const proxy = relayProxyFor(options.relay!, options.proxy);
-  logger.info({ proxy: proxy ? redactProxyUrl(proxy.url) : 'none' }, proxy ? 'reaching the relay through an HTTP CONNECT proxy' : 'reaching the relay directly');
+  const proxy = relayProxyOf(options, logger);
   const registration = new RelayRegistration(agent, {
     ...(proxy ? { proxy } : {}),
     relayUrl: options.relay!,
@@ -334,6 +333,13 @@ function registrationEventHandler(agent: ExecutorAgent, telemetry: AgentTelemetr
   };
 }
 
+/** The HTTP CONNECT proxy to the relay (`--proxy`, else the `*_PROXY` variables; none for `--proxy ""`), logged. */
+function relayProxyOf(options: AgentCommandOptions, logger: Logger): ReturnType<typeof relayProxyFor> {
+  const proxy = relayProxyFor(options.relay!, options.proxy);
+  logger.info({ proxy: proxy ? redactProxyUrl(proxy.url) : 'none' }, proxy ? 'reaching the relay through an HTTP CONNECT proxy' : 'reaching the relay directly');
+  return proxy;
+}
+
 /**
  * `agent --relay URL --wire codex`: register as a codex executor (the registry API, a persistent
  * hybrid key), serve every validated and authorized stream; prints the key's hyb1: fingerprint on
@@ -352,9 +358,6 @@ async function runCodexAgent(
   const invalid = validateEnvironmentId(options.environmentId);
   if (invalid) throw new Error(`--environment-id: ${invalid}`);
   if (!options.key) throw new Error('execrelay agent --wire codex needs --key FILE holding a hybrid key (create one with: execrelay keygen --hybrid --out FILE)');
-  // The registry's HTTP calls do not go through a proxy yet: refuse rather than bypass one silently.
-  if (options.proxy !== undefined && options.proxy.trim() !== '') throw new Error('--proxy is not supported with --wire codex yet');
-  if (relayProxyFor(options.relay!, undefined)) logger.warn('the proxy of the *_PROXY variables is not used with --wire codex yet: reaching the relay directly');
   const { loadHybridKeyFile } = await import('../src/noise-hybrid/hybrid-key-file.js');
   const { isHybridFingerprint, parseHybridFingerprint } = await import('../src/noise-hybrid/hybrid-fingerprint.js');
   const { CodexRelayRegistration } = await import('../executor-agent/codex-registration.js');
@@ -371,7 +374,10 @@ async function runCodexAgent(
     }
     return parseHybridFingerprint(token);
   });
+  // The registry calls and the rendezvous socket alike, as the native agent's relay socket.
+  const proxy = relayProxyOf(options, logger);
   const registration = new CodexRelayRegistration(agent, {
+    ...(proxy ? { proxy } : {}),
     relayUrl: options.relay!,
     environmentId: options.environmentId,
     token,

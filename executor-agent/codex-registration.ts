@@ -24,7 +24,7 @@ import type { ExecutorAgent } from './executor-agent.js';
 import { RegistrationEndedError, type RelayRegistrationEvent } from './relay-registration.js';
 
 /** `agent --relay URL --wire codex`: the codex executor's registration (see {@link CodexRelayRegistration}). */
-export interface CodexRegistrationOptions extends Omit<RelayLinkTuning, 'proxy' | 'heartbeatIntervalMs' | 'maxQueuedBytes'> {
+export interface CodexRegistrationOptions extends Omit<RelayLinkTuning, 'heartbeatIntervalMs' | 'maxQueuedBytes'> {
   /** Relay base URL, `ws://HOST:PORT` or `wss://HOST:PORT` (its registry is `http(s)://` on the same listener). */
   relayUrl: string;
   environmentId: string;
@@ -146,11 +146,12 @@ export class CodexRelayRegistration {
   private async dial(): Promise<WebSocket> {
     const timeoutMs = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.dialStartedAt = Date.now();
-    const { environmentId, token, relayUrl } = this.options;
-    const answer = await requestCodexRegister({ relay: relayUrl, environmentId, token, executorKey: this.options.hybridKey.publicKey, timeoutMs });
+    const { environmentId, token, relayUrl, proxy } = this.options;
+    // Both the registry call and the rendezvous socket go through the proxy when there is one.
+    const answer = await requestCodexRegister({ relay: relayUrl, environmentId, token, executorKey: this.options.hybridKey.publicKey, timeoutMs, ...(proxy ? { proxy } : {}) });
     let socket: WebSocket;
     try {
-      socket = await connectRelaySocket(answer.url, '', timeoutMs);
+      socket = await connectRelaySocket(answer.url, '', timeoutMs, {}, proxy);
     } catch (error) {
       // As codex: a refused rendezvous upgrade means registering again (the next dial does), never giving up.
       if (error instanceof RelayRefusedError) throw new Error(`the relay refused the rendezvous socket (HTTP ${error.status} ${error.reason}); registering again`);

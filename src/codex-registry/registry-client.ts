@@ -124,10 +124,12 @@ export async function requestCodexRegister(options: {
   token: string;
   executorKey: HybridPublicKey;
   timeoutMs?: number;
+  /** Tunnel the call through this HTTP CONNECT proxy (the one the executor's rendezvous socket goes through). */
+  proxy?: RelayProxy;
 }): Promise<CodexRegisterAnswer> {
   const where = `${registryBaseUrl(options.relay)}${codexRegistryPath(options.environmentId, 'register')}`;
   const request = JSON.stringify({ security_profile: CODEX_SECURITY_PROFILE, executor_public_key: encodeRegistryPublicKey(options.executorKey) });
-  const response = await postJson(where, options.token, request, options.timeoutMs ?? 10_000, undefined);
+  const response = await postJson(where, options.token, request, options.timeoutMs ?? 10_000, options.proxy);
   const body = registryAnswerBody(response.status, response.text, `register environment ${options.environmentId}`);
   const answer = RegisterResponse.safeParse(body);
   const malformed = (why: string) => new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's register answer ${why}`);

@@ -15,6 +15,7 @@ import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
 import { runCli } from '../support/cli.js';
 import { startCodexWireAgent, type CodexWireAgent } from '../support/codex-wire-agent.js';
 import { startRelay, type RelayFixture } from '../support/relay-harness.js';
+import { hasTinyproxy, startTinyproxy } from '../support/tinyproxy.js';
 
 const ENV = 'codex-wire-agent';
 
@@ -129,6 +130,36 @@ describe('execrelay agent --wire codex through the relay', () => {
     for (const [index, result] of results.entries()) {
       expect(result.code, cases[index]![0].join(' ')).toBe(255);
       expect(result.stderr).toMatch(cases[index]![1]);
+    }
+  });
+
+  it.skipIf(!hasTinyproxy() && !process.env.CI)('--proxy: the registry call and the rendezvous socket go through an HTTP CONNECT proxy (tinyproxy logs both) and clients reach it; a refusing proxy is named and the agent exits 255', async () => {
+    if (!hasTinyproxy()) throw new Error('CI is set but tinyproxy is not installed; install with: apt-get install -y tinyproxy');
+    const proxy = await startTinyproxy();
+    // Tunnels only to 443: a CONNECT to the relay's port is refused 403.
+    const refusing = await startTinyproxy({ connectPorts: [443] });
+    let proxied: CodexWireAgent | undefined;
+    try {
+      const port = new URL(relay.url).port;
+      const connects = () => proxy.log().split(`CONNECT 127.0.0.1:${port} HTTP/1.1`).length - 1;
+      proxied = await startCodexWireAgent(relay.url, 'codex-wire-proxied', ['--proxy', proxy.url]);
+      expect(connects()).toBe(2);
+      expect(proxied.stderr()).toContain('reaching the relay through an HTTP CONNECT proxy');
+      const client = await proxied.connectClient();
+      try {
+        expect((await (await client.exec(['echo', 'behind a proxy'], { cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } })).completion).stdout.toString()).toBe('behind a proxy\n');
+      } finally {
+        client.close();
+      }
+      const base = ['agent', '--wire', 'codex', '--relay', relay.url, '--environment-id', 'codex-wire-refused', '--token-file', path.join(agent.dir, 'token'), '--key', path.join(agent.dir, 'agent.hkey'), '--allow-any-client'];
+      const refused = await runCli([...base, '--proxy', refusing.url], { timeoutMs: 30_000 });
+      expect(refused.code).toBe(255);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toContain(`proxy ${refusing.url} refused to connect to relay 127.0.0.1:${port}: HTTP 403 Access violation`);
+    } finally {
+      await proxied?.stop();
+      await proxy.stop();
+      await refusing.stop();
     }
   });
 
