@@ -88,11 +88,14 @@ describe('agent drain on SIGTERM', () => {
   it('lets a running command finish and deliver its output, refuses a new one clearly, then exits 0', async () => {
     const { agent, exec } = await startAgent();
     const marker = path.join(dir, 'running-1');
-    const running = exec(`touch ${marker}; sleep 2; echo done`);
+    // Runs until released, so the agent is still draining however slowly the second client starts.
+    const release = path.join(dir, 'release-1');
+    const running = exec(`touch ${marker}; while [ ! -e ${release} ]; do sleep 0.05; done; echo done`);
     await waitForFile(marker);
     const exited = exitOf(agent.child);
     agent.child.kill('SIGTERM');
     const refused = await exec('echo never');
+    writeFileSync(release, '');
     expect(refused.code).toBe(255);
     expect(refused.stderr).toContain(
       'stream reset by peer: executor_draining (the agent is draining (shutting down) and takes no new connections; retry once it has restarted)',
@@ -173,11 +176,14 @@ describe('agent drain on SIGTERM', () => {
     started.push(agent);
     const exec = (command: string) => runCli(['exec', '--url', agent.firstLine, '--', 'sh', '-c', command]);
     const marker = path.join(dir, 'running-4');
-    const running = exec(`touch ${marker}; sleep 2; echo done`);
+    // Runs until released, so the agent is still draining however slowly the second client starts.
+    const release = path.join(dir, 'release-4');
+    const running = exec(`touch ${marker}; while [ ! -e ${release} ]; do sleep 0.05; done; echo done`);
     await waitForFile(marker);
     const exited = exitOf(agent.child);
     agent.child.kill('SIGTERM');
     const refused = await exec('echo never');
+    writeFileSync(release, '');
     expect(refused.code).toBe(255);
     expect(refused.stderr).toContain('refused with HTTP 503 agent_draining (the agent is draining (shutting down); retry once it has restarted)');
     expect(await running).toMatchObject({ code: 0, stdout: 'done\n' });
