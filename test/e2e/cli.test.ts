@@ -54,25 +54,29 @@ describe('execrelay CLI', () => {
   });
 
   it('exec explains a missing URL (255), an unreachable agent (255) and a missing remote program (127)', async () => {
-    const missing = await runCli(['exec', '--', 'true'], { env: { EXECRELAY_URL: '' } });
-    expect(missing.code).toBe(255);
-    expect(missing.stderr).toMatch(/give a named environment from the config file, or --relay URL --env ID \(or --url URL/);
-    const unreachable = await runCli(['exec', '--url', 'ws://127.0.0.1:1', '--', 'true']);
-    expect(unreachable.code).toBe(255);
-    expect(unreachable.stderr).toMatch(/cannot connect to ws:\/\/127\.0\.0\.1:1/);
-    const nocmd = await runCli(['exec', '--url', agent.firstLine, '--', 'no-such-command-xyz']);
-    expect(nocmd.code).toBe(127);
-    expect(nocmd.stderr).toMatch(/no-such-command-xyz: command not found/);
-    const nocmdTty = await runCli(['exec', '--tty', '--url', agent.firstLine, '--', 'no-such-command-xyz']);
-    expect(nocmdTty.code).toBe(127);
     // A program that exists but cannot be run is not "command not found".
     const plainFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'execrelay-cli-')), 'not-executable');
     writeFileSync(plainFile, 'echo hi\n', { mode: 0o644 });
-    const notExecutable = await runCli(['exec', '--url', agent.firstLine, '--', plainFile]);
+    // Independent runs, side by side (each is a CLI process start).
+    const [missing, unreachable, nocmd, nocmdTty, notExecutable, exit2] = await Promise.all([
+      runCli(['exec', '--', 'true'], { env: { EXECRELAY_URL: '' } }),
+      runCli(['exec', '--url', 'ws://127.0.0.1:1', '--', 'true']),
+      runCli(['exec', '--url', agent.firstLine, '--', 'no-such-command-xyz']),
+      runCli(['exec', '--tty', '--url', agent.firstLine, '--', 'no-such-command-xyz']),
+      runCli(['exec', '--url', agent.firstLine, '--', plainFile]),
+      runCli(['exec', '--url', agent.firstLine, '--', 'sh', '-c', 'exit 2']),
+    ]);
+    expect(missing.code).toBe(255);
+    expect(missing.stderr).toMatch(/give a named environment from the config file, or --relay URL --env ID \(or --url URL/);
+    expect(unreachable.code).toBe(255);
+    expect(unreachable.stderr).toMatch(/cannot connect to ws:\/\/127\.0\.0\.1:1/);
+    expect(nocmd.code).toBe(127);
+    expect(nocmd.stderr).toMatch(/no-such-command-xyz: command not found/);
+    expect(nocmdTty.code).toBe(127);
     expect(notExecutable.code).toBe(255);
     expect(notExecutable.stderr).toMatch(/EACCES/);
     // The remote command's own statuses pass through, 1 and 2 included.
-    expect((await runCli(['exec', '--url', agent.firstLine, '--', 'sh', '-c', 'exit 2'])).code).toBe(2);
+    expect(exit2.code).toBe(2);
   });
 
   it('usage errors exit 255 in one line: unknown options, a forgotten --, a relative --cwd, an unknown command', async () => {
