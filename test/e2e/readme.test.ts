@@ -61,6 +61,7 @@ describe('README', () => {
     expect(existsSync(stateDirectory)).toBe(false);
   });
 
+  // Eleven CLI processes one after the other, as a reader types them: more than the default 30 s on a loaded machine.
   it('"Running it for real" runs as written, flags and config file alike', async () => {
     const home = path.join(dir, 'home');
     const cwd = path.join(dir, 'cwd');
@@ -132,5 +133,5 @@ describe('README', () => {
       // token_file = "client.token" is relative to the config file's directory.
       copyFileSync(path.join(cwd, 'client.token'), path.join(configDir, 'client.token'));
     }
-  });
+  }, 90_000);
 });
