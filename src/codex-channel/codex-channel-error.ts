@@ -4,6 +4,7 @@ export const CODEX_CHANNEL_FAILURES = [
   'handshake-timeout',
   'handshake-failed',
   'reorder-overflow',
+  'frame-lost',
   'decrypt-failed',
   'bad-message-length',
   'socket-closed',

@@ -11,6 +11,12 @@ export const CODEX_MESSAGE_LENGTH_PREFIX_BYTES = 4;
 export const CODEX_REORDER_WINDOW_FRAMES = 64;
 /** Bytes of Data frames held for reordering, at most. */
 export const CODEX_REORDER_BUFFER_BYTES = 1024 * 1024;
+/**
+ * While Data frames are held behind a missing seq, the stream must move on in order within this
+ * long (the missing frame arrives); else the frame is taken as lost (0.169.0 resends nothing) and
+ * the stream is reset (`frame-lost`), so the client recovers as for a dropped link.
+ */
+export const CODEX_MISSING_FRAME_TIMEOUT_MS = 2_000;
 /** The reset reason our client sends when it ends a stream (codex requires a non-empty one). */
 export const CODEX_CLIENT_CLOSED_RESET_REASON = 'client_closed';
 /** The reset reason our client sends when the executor broke the stream's protocol. */

@@ -32,15 +32,16 @@ export type CodexPeer = 'executor' | 'client';
  * protocol notes §8 (`message-records.ts`), each record sealed with the hybrid transport and sent
  * as one Data frame with the next seq (from 0); received Data frames are put back in seq order
  * (`SeqReorderBuffer`), opened strictly in order, and reassembled. A Reset on the stream, a record
- * that fails authentication or a broken frame order closes the channel with a CodexChannelError
- * (the latter two after resetting the stream). The initiator (`CodexNoiseChannel`) owns its socket;
+ * that fails authentication, a broken frame order or a frame missing too long (lost) closes the
+ * channel with a CodexChannelError (all but the first after resetting the stream). The initiator (`CodexNoiseChannel`) owns its socket;
  * the responder (`CodexResponderChannel`) shares the executor's one socket with other streams.
  */
 export abstract class CodexRecordChannel implements MessageTransport {
   readonly kind = 'relay' as const;
   private readonly messageListeners: Array<(message: string) => void> = [];
   private readonly closeListeners: Array<(error?: Error) => void> = [];
-  private readonly reorder = new SeqReorderBuffer();
+  /** A frame missing too long (lost: 0.169.0 resends nothing) breaks the stream, so the client recovers on a new one. */
+  private readonly reorder = new SeqReorderBuffer({ onFrameLost: (error) => this.breakStream(error) });
   private readonly reassembler: MessageReassembler;
   private readonly gate: ReceiveGate;
   private sendSeq = 0;
@@ -121,19 +122,26 @@ export abstract class CodexRecordChannel implements MessageTransport {
         for (const message of this.reassembler.push(plaintext)) this.gate.accept(message);
       }
     } catch (error) {
-      this.sendReset(CODEX_PROTOCOL_ERROR_RESET_REASON);
-      const failure =
+      this.breakStream(
         error instanceof CodexChannelError
           ? error
-          : new CodexChannelError('decrypt-failed', `a record from the ${this.peer} failed: ${error instanceof HybridNoiseError ? error.message : String(error)}`);
-      this.finish(failure);
+          : new CodexChannelError('decrypt-failed', `a record from the ${this.peer} failed: ${error instanceof HybridNoiseError ? error.message : String(error)}`),
+      );
     }
+  }
+
+  /** The stream cannot go on (a bad record, a broken or stalled frame order): reset it towards the peer and end. */
+  private breakStream(failure: CodexChannelError): void {
+    if (this.isClosed) return;
+    this.sendReset(CODEX_PROTOCOL_ERROR_RESET_REASON);
+    this.finish(failure);
   }
 
   /** Ends the channel without a Reset (the socket under it is gone, or the peer reset the stream). */
   protected finish(error: Error | undefined): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    this.reorder.close();
     this.closeError ??= error;
     this.finished();
     for (const listener of this.closeListeners.splice(0)) listener(this.closeError);
