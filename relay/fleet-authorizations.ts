@@ -1,9 +1,7 @@
-import type { Msg } from '@nats-io/transport-node';
 import type { Logger } from '../src/logging/logger.js';
 import type { FleetConnection } from './fleet-connection.js';
-import { AuthorizationUseAnswer, AuthorizationUseRequest, FleetSubject, parseFleetJson } from './fleet-wire.js';
+import { AuthorizationUseAnswer, AuthorizationUseRequest, FleetSubject } from './fleet-wire.js';
 import type { RecentProofs } from './recent-proofs.js';
-import type { RelayEvents } from './relay-events.js';
 
 /** How long a validating instance waits for the minting one's answer (codex waits 10 s for `validate`). */
 const USE_ANSWER_TIMEOUT_MS = 2_000;
@@ -33,13 +31,16 @@ export class FleetAuthorizations {
     private readonly connection: () => FleetConnection | null,
     /** The nonces of the authorizations this process minted that were used. */
     private readonly used: RecentProofs,
-    private readonly events: RelayEvents,
     private readonly logger: Logger,
   ) {}
 
   /** Joined the fleet: answer other instances' questions about this process's authorizations. */
   subscribe(): void {
-    this.connection()!.subscribe(FleetSubject.authorizationsOf(this.self.instance, this.self.boot), (msg) => this.answer(msg));
+    this.connection()!.serveJson(
+      FleetSubject.authorizationsOf(this.self.instance, this.self.boot),
+      AuthorizationUseRequest,
+      (request): AuthorizationUseAnswer => ({ use: this.used.remember(request.nonce, request.expiresAt) }),
+    );
   }
 
   /** Uses the nonce of an authorization minted by `minter` (null: this process). */
@@ -48,23 +49,11 @@ export class FleetAuthorizations {
     const link = this.connection();
     if (!link) return 'unavailable';
     const request: AuthorizationUseRequest = { nonce, expiresAt };
-    const reply = await link.request(FleetSubject.authorizationsOf(minter.instance, minter.boot), Buffer.from(JSON.stringify(request), 'utf8'), USE_ANSWER_TIMEOUT_MS);
-    const answer = reply ? parseFleetJson(AuthorizationUseAnswer, reply) : null;
+    const answer = await link.requestJson(FleetSubject.authorizationsOf(minter.instance, minter.boot), request, AuthorizationUseAnswer, USE_ANSWER_TIMEOUT_MS);
     if (!answer) {
-      if (reply) this.events.fleetError('control');
       this.logger.warn({ minter: minter.instance }, 'cannot ask the relay instance that minted a codex harness key authorization; refused');
       return 'unavailable';
     }
     return answer.use;
-  }
-
-  private answer(msg: Msg): void {
-    const request = parseFleetJson(AuthorizationUseRequest, msg.data);
-    if (!request || !msg.reply) {
-      this.events.fleetError('control');
-      return;
-    }
-    const answer: AuthorizationUseAnswer = { use: this.used.remember(request.nonce, request.expiresAt) };
-    msg.respond(Buffer.from(JSON.stringify(answer), 'utf8'));
   }
 }

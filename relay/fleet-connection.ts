@@ -1,6 +1,6 @@
 import { connect, NoRespondersError, RequestError, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../src/logging/logger.js';
-import { FleetSubject, encodeFleetControlMessage, environmentToken, type FleetControlMessage } from './fleet-wire.js';
+import { FleetSubject, encodeFleetControlMessage, environmentToken, parseFleetJson, type FleetControlMessage } from './fleet-wire.js';
 import type { RelayEvents } from './relay-events.js';
 
 /**
@@ -41,6 +41,11 @@ export class FleetConnection {
       pingInterval: 10_000,
       maxPingOut: 3,
     });
+    return FleetConnection.over(nc, events, logger, onReconnect);
+  }
+
+  /** An established NATS connection (what `open` dials) as a fleet connection. */
+  static over(nc: NatsConnection, events: RelayEvents, logger: Logger, onReconnect: () => void): FleetConnection {
     return new FleetConnection(nc, events, logger, onReconnect);
   }
 
@@ -122,6 +127,36 @@ export class FleetConnection {
     }
   }
 
+  /**
+   * Asks the one instance serving `subject` (`serveJson`): `body` as JSON, its answer parsed with
+   * `answerSchema`; null when there is none — nobody listens, no answer within `timeoutMs`,
+   * disconnected — or it is not one (also counted as a `control` fleet error). The caller decides
+   * what no answer means (the fleet's questions fail closed).
+   */
+  async requestJson<A>(subject: string, body: unknown, answerSchema: FleetJsonSchema<A>, timeoutMs: number): Promise<A | null> {
+    const reply = await this.request(subject, Buffer.from(JSON.stringify(body), 'utf8'), timeoutMs);
+    if (!reply) return null;
+    const answer = parseFleetJson(answerSchema, reply);
+    if (!answer) this.events.fleetError('control');
+    return answer;
+  }
+
+  /**
+   * Serves `requestJson` on `subject`: each request parsed with `requestSchema`, answered with
+   * `answer(request)` as JSON. A request that is not one, or that asks for no answer (no reply
+   * subject), is counted as a `control` fleet error and not answered.
+   */
+  serveJson<Q, A>(subject: string, requestSchema: FleetJsonSchema<Q>, answer: (request: Q) => A): Subscription {
+    return this.subscribe(subject, (msg) => {
+      const request = parseFleetJson(requestSchema, msg.data);
+      if (!request || !msg.reply) {
+        this.events.fleetError('control');
+        return;
+      }
+      msg.respond(Buffer.from(JSON.stringify(answer(request)), 'utf8'));
+    });
+  }
+
   async close(): Promise<void> {
     this.connectedNow = false;
     await this.nc.close().catch(() => undefined);
@@ -156,6 +191,9 @@ export class FleetConnection {
     }
   }
 }
+
+/** What `requestJson` and `serveJson` parse fleet JSON with (a zod schema of `fleet-wire.ts`). */
+export type FleetJsonSchema<T> = Parameters<typeof parseFleetJson<T>>[0];
 
 /** `nats://user:pass@host:4222,nats://other:4222` → servers and credentials (taken from the first URL that has them). */
 export function parseNatsUrl(value: string): { servers: string[]; user?: string; pass?: string; token?: string } {

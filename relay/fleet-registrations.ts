@@ -1,9 +1,7 @@
-import type { Msg } from '@nats-io/transport-node';
 import type { Logger } from '../src/logging/logger.js';
 import type { FleetConnection } from './fleet-connection.js';
 import type { AuthorizationMinter } from './fleet-authorizations.js';
-import { FleetSubject, RegistrationClaimAnswer, RegistrationClaimRequest, parseFleetJson } from './fleet-wire.js';
-import type { RelayEvents } from './relay-events.js';
+import { FleetSubject, RegistrationClaimAnswer, RegistrationClaimRequest } from './fleet-wire.js';
 
 /** How long the instance holding an executor's new socket waits for the minter's answer (codex waits 10 s for the upgrade). */
 const CLAIM_ANSWER_TIMEOUT_MS = 2_000;
@@ -29,13 +27,16 @@ export class FleetRegistrations {
     private readonly self: AuthorizationMinter,
     /** The NATS connection, once there is one. */
     private readonly connection: () => FleetConnection | null,
-    private readonly events: RelayEvents,
     private readonly logger: Logger,
   ) {}
 
   /** Joined the fleet: answer other instances' claims of this process's registrations. */
   subscribe(): void {
-    this.connection()!.subscribe(FleetSubject.registrationsOf(this.self.instance, this.self.boot), (msg) => this.answer(msg));
+    this.connection()!.serveJson(
+      FleetSubject.registrationsOf(this.self.instance, this.self.boot),
+      RegistrationClaimRequest,
+      (request): RegistrationClaimAnswer => this.handOver?.(request) ?? { result: 'refused' },
+    );
   }
 
   /** Claims the registration `registrationId` of `environmentId` from the process that minted it. */
@@ -43,23 +44,11 @@ export class FleetRegistrations {
     const link = this.connection();
     if (!link) return { result: 'unavailable' };
     const request: RegistrationClaimRequest = { environmentId, registrationId };
-    const reply = await link.request(FleetSubject.registrationsOf(minter.instance, minter.boot), Buffer.from(JSON.stringify(request), 'utf8'), CLAIM_ANSWER_TIMEOUT_MS);
-    const answer = reply ? parseFleetJson(RegistrationClaimAnswer, reply) : null;
+    const answer = await link.requestJson(FleetSubject.registrationsOf(minter.instance, minter.boot), request, RegistrationClaimAnswer, CLAIM_ANSWER_TIMEOUT_MS);
     if (!answer) {
-      if (reply) this.events.fleetError('control');
       this.logger.warn({ minter: minter.instance }, 'cannot ask the relay instance that minted a codex executor registration; its socket is refused');
       return { result: 'unavailable' };
     }
     return answer;
-  }
-
-  private answer(msg: Msg): void {
-    const request = parseFleetJson(RegistrationClaimRequest, msg.data);
-    if (!request || !msg.reply) {
-      this.events.fleetError('control');
-      return;
-    }
-    const answer: RegistrationClaimAnswer = this.handOver?.(request) ?? { result: 'refused' };
-    msg.respond(Buffer.from(JSON.stringify(answer), 'utf8'));
   }
 }

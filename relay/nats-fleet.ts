@@ -128,8 +128,8 @@ export class NatsFleet implements EnvironmentWatcher, CodexExecutorWatcher {
     };
     this.registry = new FleetRegistry(registryOptions, this.instanceId, this.boot, this.startedAt, connection, events, logger);
     this.sockets = new FleetSockets(this.instanceId, this.boot, connection, router, events, logger, (id, kind) => this.environmentAvailable(id, kind), codexRouter);
-    this.authorizations = new FleetAuthorizations(this.minter, connection, new RecentProofs(limits.maxRecentProofs), events, logger);
-    this.registrations = new FleetRegistrations(this.minter, connection, events, logger);
+    this.authorizations = new FleetAuthorizations(this.minter, connection, new RecentProofs(limits.maxRecentProofs), logger);
+    this.registrations = new FleetRegistrations(this.minter, connection, logger);
     router.watcher = this;
     if (codexRouter) codexRouter.watcher = this;
   }

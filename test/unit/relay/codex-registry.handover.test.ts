@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Msg } from '@nats-io/transport-node';
 import { CodexRegistry, type CodexRegistryFleet } from '../../../relay/codex-registry.js';
 import { CodexRendezvousRouter } from '../../../relay/codex-rendezvous-router.js';
 import { MemoryBindings } from '../../../relay/environment-bindings.js';
-import type { FleetConnection } from '../../../relay/fleet-connection.js';
 import { FleetRegistrations } from '../../../relay/fleet-registrations.js';
 import { FleetSubject, registrationMinter } from '../../../relay/fleet-wire.js';
 import { DEFAULT_RELAY_LIMITS, type RelayLimits } from '../../../relay/relay-config.js';
@@ -17,6 +15,7 @@ import { createLogger } from '../../../src/logging/logger.js';
 import { hybridFingerprint } from '../../../src/noise-hybrid/hybrid-fingerprint.js';
 import { generateHybridKeyPair } from '../../../src/noise-hybrid/hybrid-keys.js';
 import { encodeRegistryPublicKey } from '../../../src/noise-hybrid/registry-public-key.js';
+import { InMemoryNats } from '../../support/in-memory-nats.js';
 
 /**
  * A codex executor's rendezvous socket on another fleet instance than the one it registered with
@@ -31,23 +30,9 @@ const { credentials } = RelayCredentials.parse(`${EXECUTOR} executor ho-*\n${OTH
 const signer = RendezvousSigner.fromFleetSecret(Buffer.from('a-fleet-secret-of-at-least-32-bytes-for-tests', 'utf8'));
 const logger = createLogger('test', 'silent');
 
-const subscribers = new Map<string, (msg: Msg) => void>();
+const nats = new InMemoryNats();
 const errors: string[] = [];
 const events: RelayEvents = { ...NO_RELAY_EVENTS, fleetError: (kind) => void errors.push(kind) };
-let natsUp = true;
-const connection = {
-  subscribe(subject: string, handler: (msg: Msg) => void) {
-    subscribers.set(subject, handler);
-    return { unsubscribe: () => subscribers.delete(subject) };
-  },
-  async request(subject: string, data: Uint8Array): Promise<Uint8Array | null> {
-    const handler = natsUp ? subscribers.get(subject) : undefined;
-    if (!handler) return null;
-    let answer: Uint8Array | null = null;
-    handler({ subject, data, reply: '_INBOX.1', respond: (reply: Uint8Array) => ((answer = reply), true) } as unknown as Msg);
-    return answer;
-  },
-} as unknown as FleetConnection;
 
 /** One fleet instance: its codex registry on a real HTTP listener, its FleetRegistrations on the stand-in NATS. */
 interface Instance {
@@ -61,7 +46,8 @@ const instances: Instance[] = [];
 
 async function instance(name: string, limits: RelayLimits = DEFAULT_RELAY_LIMITS, bindings = new MemoryBindings(100)): Promise<Instance> {
   const minter = { instance: name, boot: `boot${name}` };
-  const registrations = new FleetRegistrations(minter, () => connection, events, logger);
+  const connection = nats.connection(events);
+  const registrations = new FleetRegistrations(minter, () => connection, logger);
   registrations.subscribe();
   const fleet: CodexRegistryFleet = {
     minter,
@@ -155,11 +141,11 @@ describe('a codex executor socket on another fleet instance than its registratio
     const { grant } = await register(a, 'ho-closed');
     const restarted: RendezvousGrant = { ...grant, registrationId: grant.registrationId.replace('.bootrelay-a.', '.bootnew.') };
     expect(await b.registry.executorRegistration(restarted)).toEqual({ ok: false, rejection: { status: 404, reason: 'unknown_route' } });
-    natsUp = false;
+    nats.down = true;
     try {
       expect(await b.registry.executorRegistration(grant)).toEqual({ ok: false, rejection: { status: 404, reason: 'unknown_route' } });
     } finally {
-      natsUp = true;
+      nats.down = false;
     }
     // Still A's to hand over (nothing was taken): B gets it now.
     expect((await b.registry.executorRegistration(grant)).ok).toBe(true);
@@ -207,7 +193,7 @@ describe('a codex executor socket on another fleet instance than its registratio
     });
     const { grant } = await register(a, 'ho-single');
     expect(await single.executorRegistration(grant)).toEqual({ ok: false, rejection: { status: 404, reason: 'unknown_route' } });
-    expect(subscribers.has(FleetSubject.registrationsOf('relay-a', 'bootrelay-a'))).toBe(true);
+    expect(nats.serves(FleetSubject.registrationsOf('relay-a', 'bootrelay-a'))).toBe(true);
     expect(errors).toEqual([]);
   });
 });

@@ -1,44 +1,31 @@
 import { describe, expect, it } from 'vitest';
-import type { Msg } from '@nats-io/transport-node';
 import { FleetAuthorizations } from '../../../relay/fleet-authorizations.js';
-import type { FleetConnection } from '../../../relay/fleet-connection.js';
 import { FleetSubject } from '../../../relay/fleet-wire.js';
 import { RecentProofs } from '../../../relay/recent-proofs.js';
 import { NO_RELAY_EVENTS, type RelayEvents } from '../../../relay/relay-events.js';
 import { createLogger } from '../../../src/logging/logger.js';
+import { InMemoryNats } from '../../support/in-memory-nats.js';
 
 const NONCE = 'ab'.repeat(16);
 const self = { instance: 'relay-a', boot: 'bootA' };
 const expiresAt = () => Date.now() + 60_000;
 
 /**
- * Two relay processes' FleetAuthorizations joined by an in-memory stand-in for NATS request/reply:
- * a request to a subject nobody subscribes gets no answer, as NATS's "no responders".
+ * Two relay processes' FleetAuthorizations, each on its own FleetConnection to an in-memory
+ * stand-in for NATS request/reply: a request to a subject nobody subscribes gets no answer, as
+ * NATS's "no responders".
  */
 function fleet() {
-  const subscribers = new Map<string, (msg: Msg) => void>();
+  const nats = new InMemoryNats();
   const errors: string[] = [];
   const events: RelayEvents = { ...NO_RELAY_EVENTS, fleetError: (kind) => void errors.push(kind) };
-  let connected = true;
-  const connection = {
-    subscribe(subject: string, handler: (msg: Msg) => void) {
-      subscribers.set(subject, handler);
-      return { unsubscribe: () => subscribers.delete(subject) };
-    },
-    async request(subject: string, data: Uint8Array): Promise<Uint8Array | null> {
-      const handler = connected ? subscribers.get(subject) : undefined;
-      if (!handler) return null;
-      let answer: Uint8Array | null = null;
-      handler({ subject, data, reply: '_INBOX.1', respond: (reply: Uint8Array) => ((answer = reply), true) } as unknown as Msg);
-      return answer;
-    },
-  } as unknown as FleetConnection;
   const member = (minter: { instance: string; boot: string }) => {
-    const authorizations = new FleetAuthorizations(minter, () => connection, new RecentProofs(100), events, createLogger('test', 'silent'));
+    const connection = nats.connection(events);
+    const authorizations = new FleetAuthorizations(minter, () => connection, new RecentProofs(100), createLogger('test', 'silent'));
     authorizations.subscribe();
     return authorizations;
   };
-  return { member, subscribers, errors, disconnect: () => (connected = false) };
+  return { member, nats, errors, disconnect: () => (nats.down = true) };
 }
 
 describe('FleetAuthorizations', () => {
@@ -70,16 +57,17 @@ describe('FleetAuthorizations', () => {
   });
 
   it('an answer that is not one, or a request that is not one, is counted and refused', async () => {
-    const { member, subscribers, errors } = fleet();
+    const { member, nats, errors } = fleet();
     const a = member(self);
-    const subject = FleetSubject.authorizationsOf('relay-b', 'bootB');
-    subscribers.set(subject, (msg) => msg.respond(Buffer.from('{"use":"sure"}')));
+    nats.serveRaw(FleetSubject.authorizationsOf('relay-b', 'bootB'), () => Buffer.from('{"use":"sure"}'));
     expect(await a.use({ instance: 'relay-b', boot: 'bootB' }, NONCE, expiresAt())).toBe('unavailable');
     expect(errors).toEqual(['control']);
-    // A garbage request to this process is not answered.
-    let answered = false;
-    subscribers.get(FleetSubject.authorizationsOf(self.instance, self.boot))!({ subject, data: Buffer.from('{"nonce":"short"}'), reply: '_INBOX.2', respond: () => (answered = true) } as unknown as Msg);
-    expect(answered).toBe(false);
-    expect(errors).toEqual(['control', 'control']);
+    // A garbage request to this process, or one that expects no answer, is not answered (and uses nothing).
+    const own = FleetSubject.authorizationsOf(self.instance, self.boot);
+    expect(nats.deliver(own, Buffer.from('{"nonce":"short"}'))).toBeNull();
+    expect(nats.deliver(own, Buffer.from(JSON.stringify({ nonce: NONCE, expiresAt: expiresAt() })), false)).toBeNull();
+    expect(errors).toEqual(['control', 'control', 'control']);
+    // A well-formed one is answered, and that was the nonce's first use.
+    expect(JSON.parse(Buffer.from(nats.deliver(own, Buffer.from(JSON.stringify({ nonce: NONCE, expiresAt: expiresAt() })))!).toString())).toEqual({ use: 'fresh' });
   });
 });

@@ -1,39 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import type { Msg } from '@nats-io/transport-node';
-import type { FleetConnection } from '../../../relay/fleet-connection.js';
 import { FleetRegistrations } from '../../../relay/fleet-registrations.js';
 import { CodexRegistrationEntry, FleetSubject, fleetRegistrationId, registrationMinter } from '../../../relay/fleet-wire.js';
 import { NO_RELAY_EVENTS, type RelayEvents } from '../../../relay/relay-events.js';
 import { createLogger } from '../../../src/logging/logger.js';
+import { InMemoryNats } from '../../support/in-memory-nats.js';
 
 const minterA = { instance: 'relay-a', boot: 'bootA' };
 const KEY = { suite: 'suite', x25519_public_key: 'x', mlkem768_public_key: 'm' };
 
-/** A stand-in for NATS request/reply; `rawAnswer` replaces what the subscriber answers. */
-function nats(rawAnswer?: Uint8Array) {
-  const subscribers = new Map<string, (msg: Msg) => void>();
+/** Relay processes' FleetRegistrations, each on its own FleetConnection to an in-memory stand-in for NATS request/reply. */
+function nats() {
+  const stand = new InMemoryNats();
   const errors: string[] = [];
   const events: RelayEvents = { ...NO_RELAY_EVENTS, fleetError: (kind) => void errors.push(kind) };
-  const answers: Uint8Array[] = [];
-  const connection = {
-    subscribe(subject: string, handler: (msg: Msg) => void) {
-      subscribers.set(subject, handler);
-      return { unsubscribe: () => subscribers.delete(subject) };
-    },
-    async request(subject: string, data: Uint8Array): Promise<Uint8Array | null> {
-      const handler = subscribers.get(subject);
-      if (!handler) return null;
-      let answer: Uint8Array | null = null;
-      handler({ subject, data, reply: '_INBOX.1', respond: (text: Uint8Array) => ((answer = text), answers.push(text), true) } as unknown as Msg);
-      return rawAnswer ?? answer;
-    },
-  } as unknown as FleetConnection;
   const member = (self: { instance: string; boot: string }) => {
-    const registrations = new FleetRegistrations(self, () => connection, events, createLogger('test', 'silent'));
+    const connection = stand.connection(events);
+    const registrations = new FleetRegistrations(self, () => connection, createLogger('test', 'silent'));
     registrations.subscribe();
     return registrations;
   };
-  return { member, connection, errors, answers };
+  return { member, nats: stand, errors };
 }
 
 describe('fleet registration ids', () => {
@@ -73,25 +59,24 @@ describe('FleetRegistrations', () => {
     a.handOver = () => ({ result: 'handed_over', credentialId: 'cred1', executorKey: KEY, registeredAt: 5 });
     const b = member({ instance: 'relay-b', boot: 'bootB' });
     expect(await b.claim({ instance: 'relay-a', boot: 'bootOld' }, 'env', 'r')).toEqual({ result: 'unavailable' });
-    const offline = new FleetRegistrations({ instance: 'relay-c', boot: 'bootC' }, () => null, NO_RELAY_EVENTS, createLogger('test', 'silent'));
+    const offline = new FleetRegistrations({ instance: 'relay-c', boot: 'bootC' }, () => null, createLogger('test', 'silent'));
     expect(await offline.claim(minterA, 'env', 'r')).toEqual({ result: 'unavailable' });
     expect(errors).toEqual([]);
 
-    const garbled = nats(Buffer.from('{"result":"handed_over"}'));
-    garbled.member(minterA).handOver = () => ({ result: 'refused' });
+    const garbled = nats();
+    garbled.nats.serveRaw(FleetSubject.registrationsOf(minterA.instance, minterA.boot), () => Buffer.from('{"result":"handed_over"}'));
     expect(await garbled.member({ instance: 'relay-b', boot: 'bootB' }).claim(minterA, 'env', 'r')).toEqual({ result: 'unavailable' });
     expect(garbled.errors).toEqual(['control']);
   });
 
   it('a minter with no registry attached refuses; a malformed claim is counted and not answered', async () => {
-    const { member, connection, errors, answers } = nats();
+    const { member, nats: stand, errors } = nats();
     member(minterA);
     expect(await member({ instance: 'relay-b', boot: 'bootB' }).claim(minterA, 'env', 'r')).toEqual({ result: 'refused' });
     const subject = FleetSubject.registrationsOf(minterA.instance, minterA.boot);
-    const before = answers.length;
-    expect(await connection.request(subject, Buffer.from('not json'), 1_000)).toBeNull();
-    expect(await connection.request(subject, Buffer.from(JSON.stringify({ environmentId: 'e', registrationId: 'r'.repeat(129) })), 1_000)).toBeNull();
-    expect(answers.length).toBe(before);
-    expect(errors).toEqual(['control', 'control']);
+    expect(stand.deliver(subject, Buffer.from('not json'))).toBeNull();
+    expect(stand.deliver(subject, Buffer.from(JSON.stringify({ environmentId: 'e', registrationId: 'r'.repeat(129) })))).toBeNull();
+    expect(stand.deliver(subject, Buffer.from(JSON.stringify({ environmentId: 'e', registrationId: 'r' })), false)).toBeNull();
+    expect(errors).toEqual(['control', 'control', 'control']);
   });
 });
