@@ -6,15 +6,22 @@
  * that frames it captured and publishes again — towards the executor and towards the client, on
  * the stream they came from, or re-addressed to a new stream of its own — are ignored as
  * duplicates or fail the Noise handshake, so a client's command across two relay instances keeps
- * running and its output is exactly what the agent sent. (Garbage on the fleet subjects and a
+ * running and its output is exactly what the agent sent; and a codex registration claim it replays
+ * to the minting instance, or makes up, is refused. (Garbage on the fleet subjects and a
  * rendezvous URL signed with another fleet secret are in e2e/relay-fleet-failures.test.ts and
  * e2e/relay-fleet-secret.test.ts.)
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import WebSocket from 'ws';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FleetSubject, environmentToken } from '../../relay/fleet-wire.js';
+import { FleetSubject, RegistrationClaimAnswer, environmentToken, parseFleetJson } from '../../relay/fleet-wire.js';
+import { CODEX_SECURITY_PROFILE } from '../../src/codex-registry/registry-endpoints.js';
+import { generateHybridKeyPair } from '../../src/noise-hybrid/hybrid-keys.js';
+import { encodeRegistryPublicKey } from '../../src/noise-hybrid/registry-public-key.js';
 import { parseNatsUrl } from '../../relay/fleet-connection.js';
 import { ExecClient } from '../../src/client/exec-client.js';
 import { generateIdentity, type Identity } from '../../src/noise/identity.js';
@@ -25,6 +32,9 @@ import { expectCompleteRun, numberedLinesCommand, startObservedAgent, watchLines
 
 const ENVIRONMENT = 'fleet-forgery';
 const LINES = 300;
+const SECRET_DIR = mkdtempSync(path.join(os.tmpdir(), 'execrelay-fleet-forgery-'));
+const FLEET_SECRET = path.join(SECRET_DIR, 'fleet.secret');
+writeFileSync(FLEET_SECRET, 'the-forgery-fleet-secret-0123456789abcdef\n', { mode: 0o600 });
 
 interface Captured {
   readonly subject: string;
@@ -52,9 +62,9 @@ describe('an attacker on the NATS bus replays and re-addresses fleet frames', ()
 
   beforeAll(async () => {
     nats = await startNats();
-    a = await spawnFleetRelay(nats, 'relay-a');
+    a = await spawnFleetRelay(nats, 'relay-a', ['--fleet-secret-file', FLEET_SECRET]);
     relays.push(a);
-    b = await spawnFleetRelay(nats, 'relay-b');
+    b = await spawnFleetRelay(nats, 'relay-b', ['--fleet-secret-file', FLEET_SECRET]);
     relays.push(b);
     victimIdentity = await generateIdentity();
     // The agent admits the victim alone: a replayed handshake must not make the stranger a victim.
@@ -75,6 +85,7 @@ describe('an attacker on the NATS bus replays and re-addresses fleet frames', ()
     agent?.stop();
     for (const relay of relays) await relay.kill('SIGKILL');
     await nats?.kill();
+    rmSync(SECRET_DIR, { recursive: true, force: true });
   });
 
   function connectVictim(): Promise<ExecClient> {
@@ -161,6 +172,47 @@ describe('an attacker on the NATS bus replays and re-addresses fleet frames', ()
       expect((await (await again.exec(['echo', 'still served'], { cwd: os.tmpdir() })).completion).stdout.toString()).toBe('still served\n');
     } finally {
       again.close();
+    }
+  }, 60_000);
+
+  it('a codex registration claim replayed on NATS, or one for a registration id it made up, is refused by the minter', async () => {
+    const claims: Array<{ subject: string; data: Buffer }> = [];
+    const claimSubscription = stranger.subscribe('execrelay.instance.relay-a.*.reg', {
+      callback: (_error, msg) => void claims.push({ subject: msg.subject, data: Buffer.from(msg.data) }),
+    });
+    await stranger.flush();
+    // A codex executor registers at A (its hybrid key; the bearer is an executor token) ...
+    const key = generateHybridKeyPair();
+    const response = await fetch(`http://127.0.0.1:${a.port}/cloud/environment/fleet-forgery-codex/register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ security_profile: CODEX_SECURITY_PROFILE, executor_public_key: encodeRegistryPublicKey(key.publicKey) }),
+    });
+    expect(response.status).toBe(200);
+    const { url } = (await response.json()) as { url: string };
+    // ... and its rendezvous socket lands at B, which claims the registration from A over NATS.
+    const target = new URL(url);
+    target.host = `127.0.0.1:${b.port}`;
+    const socket = new WebSocket(target);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('upgrade', () => resolve());
+      socket.once('unexpected-response', (_req, res) => reject(new Error(`rendezvous upgrade at B: ${res.statusCode}`)));
+      socket.once('error', reject);
+    });
+    try {
+      await expect.poll(() => claims.length, { timeout: 5_000 }).toBeGreaterThan(0);
+      const claim = claims[0]!;
+      // The same claim again, from the stranger: the minter handed the registration over once.
+      const replayed = parseFleetJson(RegistrationClaimAnswer, (await stranger.request(claim.subject, claim.data, { timeout: 5_000 })).data);
+      expect(replayed).toEqual({ result: 'refused' });
+      // A claim for a registration id of its own making, on the same minter.
+      const forged = JSON.stringify({ environmentId: 'fleet-forgery-codex', registrationId: `reg.relay-a.${claim.subject.split('.')[3]}.${randomUUID()}` });
+      expect(parseFleetJson(RegistrationClaimAnswer, (await stranger.request(claim.subject, Buffer.from(forged), { timeout: 5_000 })).data)).toEqual({ result: 'refused' });
+      // The executor's socket at B is still the one that holds the registration.
+      expect(socket.readyState).toBe(WebSocket.OPEN);
+    } finally {
+      claimSubscription.unsubscribe();
+      socket.terminate();
     }
   }, 60_000);
 });
