@@ -6,7 +6,7 @@ import { Backoff, RELAY_RESTART_RETRY, restartRetryDelay, type BackoffSettings }
 import { DEFAULT_LIVENESS, watchLinkLiveness } from './link-liveness.js';
 import { connectRelaySocket, RelayRefusedError } from './relay-socket.js';
 import { ProxyRefusedError, type RelayProxy } from './relay-proxy.js';
-import { corkForThisIteration } from '../transport/burst-cork.js';
+import { corkForThisTurn } from '../transport/burst-cork.js';
 
 /** Default bound on dialling the relay (the WebSocket upgrade). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -180,7 +180,7 @@ export class RelayLink {
     const maxQueued = this.options.tuning.maxQueuedBytes ?? DEFAULT_LINK_QUEUED_BYTES;
     return (frame) => {
       if (socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > maxQueued) return false;
-      corkForThisIteration(socket);
+      corkForThisTurn(socket);
       socket.send(frame);
       return true;
     };

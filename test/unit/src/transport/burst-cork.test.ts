@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
-import { corkForThisIteration, corkForThisTurn } from '../../../../src/transport/burst-cork.js';
+import { corkForThisTurn } from '../../../../src/transport/burst-cork.js';
 
 /** A real loopback WebSocket pair; `server` is the accepted side. */
 async function socketPair(): Promise<{ client: WebSocket; server: WebSocket; close(): Promise<void> }> {
@@ -106,53 +106,5 @@ describe('corkForThisTurn', () => {
     expect(tcp(pair.server).destroyed).toBe(true);
     expect(() => corkForThisTurn({})).not.toThrow();
     expect(() => corkForThisTurn({ _socket: { cork: 1 } })).not.toThrow();
-  });
-});
-
-describe('corkForThisIteration', () => {
-  let close: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await close?.();
-    close = undefined;
-  });
-
-  it('holds frames sent across turns of one loop iteration (past nextTick and promises) until the check phase, one write, in order', async () => {
-    const pair = await socketPair();
-    close = pair.close;
-    const socket = tcp(pair.client);
-    const writes = countWrites(socket);
-    const received: string[] = [];
-    pair.server.on('message', (data) => received.push(String(data)));
-
-    corkForThisIteration(pair.client);
-    pair.client.send('frame 0');
-    await new Promise((resolve) => process.nextTick(resolve));
-    corkForThisIteration(pair.client);
-    pair.client.send('frame 1');
-    await Promise.resolve();
-    corkForThisIteration(pair.client);
-    pair.client.send('frame 2');
-    expect(socket.writableCorked).toBe(1);
-    expect(writes).toEqual([]);
-    await nextTurn();
-    expect(socket.writableCorked).toBe(0);
-    expect(writes).toEqual([6]); // three frames, a header and a payload each, in one writev
-    await expect.poll(() => received.length).toBe(3);
-    expect(received).toEqual(['frame 0', 'frame 1', 'frame 2']);
-  });
-
-  it('shares the one cork with corkForThisTurn (never corked twice), and copes with a socket closed meanwhile', async () => {
-    const pair = await socketPair();
-    close = pair.close;
-    const socket = tcp(pair.client);
-    corkForThisIteration(pair.client);
-    corkForThisTurn(pair.client);
-    corkForThisIteration(pair.client);
-    expect(socket.writableCorked).toBe(1);
-    pair.client.send('lost');
-    pair.client.terminate();
-    await nextTurn();
-    expect(socket.destroyed).toBe(true);
-    expect(() => corkForThisIteration({})).not.toThrow();
   });
 });
