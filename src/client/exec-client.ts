@@ -566,8 +566,8 @@ export class ExecClient {
   /** Pauses reading the connection while any process's event buffer is full (see SlowConsumerPolicy). */
   private eventBufferPressure(full: boolean): void {
     this.fullEventBuffers += full ? 1 : -1;
-    if (full && this.fullEventBuffers === 1) this.rpc.transport.pauseReceiving();
-    else if (!full && this.fullEventBuffers === 0) this.rpc.transport.resumeReceiving();
+    if (full && this.fullEventBuffers === 1) this.rpc.pauseReceiving();
+    else if (!full && this.fullEventBuffers === 0) this.rpc.resumeReceiving();
   }
 
   /** Whether output comes on the binary path (the agent offered `binaryOutput` and this client took it up). */

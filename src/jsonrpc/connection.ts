@@ -14,6 +14,15 @@ import {
 /** Cap on requests this side has sent and not yet seen answered. */
 export const DEFAULT_MAX_PENDING_REQUESTS = 4096;
 
+/**
+ * Cap on error answers sent without a handler (a malformed message, a request refused past the
+ * queue bound, an unknown method) that the transport has not taken yet. They wait behind the
+ * transport's backpressure; a peer that keeps sending such messages without reading the answers
+ * would otherwise grow them without bound. At the cap the connection stops reading the peer until
+ * they have all gone out.
+ */
+export const DEFAULT_MAX_UNSENT_ERRORS = 256;
+
 /** Rejects every call pending on a connection that closed before the answer came. */
 export class TransportClosedError extends Error {
   /** `cause`: the transport's close error (what ended it), when there was one. */
@@ -66,6 +75,8 @@ export interface JsonRpcConnectionOptions {
   maxConcurrentRequests?: number;
   /** Inbound requests waiting for a handler slot; past it: -32600 `too many pending requests`. Default: unlimited. */
   maxQueuedRequests?: number;
+  /** See {@link DEFAULT_MAX_UNSENT_ERRORS}. */
+  maxUnsentErrors?: number;
   traceProvider?: RequestTraceProvider;
 }
 
@@ -104,6 +115,12 @@ export class JsonRpcConnection {
   private readonly maxQueuedRequests: number;
   private activeRequests = 0;
   private readonly queuedRequests: RequestMessage[] = [];
+  private readonly maxUnsentErrors: number;
+  private unsentErrors = 0;
+  /** Reasons the transport is not read now (see {@link pauseReceiving}). */
+  private receivePauses = 0;
+  /** The unsent error answers reached the cap: a pause is held until they have all been sent. */
+  private pausedForUnsentErrors = false;
 
   constructor(
     readonly transport: MessageTransport,
@@ -114,6 +131,7 @@ export class JsonRpcConnection {
     this.traceProvider = options.traceProvider;
     this.maxConcurrentRequests = options.maxConcurrentRequests ?? Number.POSITIVE_INFINITY;
     this.maxQueuedRequests = options.maxQueuedRequests ?? Number.POSITIVE_INFINITY;
+    this.maxUnsentErrors = options.maxUnsentErrors ?? DEFAULT_MAX_UNSENT_ERRORS;
     transport.onMessage((raw) => this.receive(raw));
     transport.onBinaryMessage?.((bytes) => this.receiveBinary(bytes));
     transport.onClose((error) => this.handleClose(error));
@@ -441,9 +459,36 @@ export class JsonRpcConnection {
 
   private sendError(id: RequestId, error: RpcErrorObject): void {
     if (this.isClosed) return;
-    this.sendRaw({ id, error }).catch(() => {
-      /* the transport is gone; its close handler fails what is pending */
-    });
+    // At the cap the peer is read no more until these have gone out (it is not reading them).
+    if (++this.unsentErrors >= this.maxUnsentErrors && !this.pausedForUnsentErrors) {
+      this.pausedForUnsentErrors = true;
+      this.pauseReceiving();
+    }
+    this.sendRaw({ id, error }).then(
+      () => {
+        if (--this.unsentErrors === 0 && this.pausedForUnsentErrors) {
+          this.pausedForUnsentErrors = false;
+          this.resumeReceiving();
+        }
+      },
+      () => {
+        /* the transport is gone; its close handler fails what is pending */
+      },
+    );
+  }
+
+  /**
+   * Receive-side backpressure with reasons counted: the transport is paused while any caller (or
+   * this connection's own bound on unsent error answers) holds a pause, and resumed when the last
+   * one lets go.
+   */
+  pauseReceiving(): void {
+    if (this.receivePauses++ === 0) this.transport.pauseReceiving();
+  }
+
+  resumeReceiving(): void {
+    if (this.receivePauses === 0) return;
+    if (--this.receivePauses === 0) this.transport.resumeReceiving();
   }
 
   private handleClose(error?: Error): void {

@@ -158,18 +158,23 @@ describe('fuzz: JSON-RPC message parser', () => {
   });
 });
 
-function notUsedHere(method: string): never {
-  throw new Error(`${method} is not used by the JSON-RPC fuzz tests`);
-}
-
-/** A transport that records what the connection sends and lets the test inject inbound messages. */
-function memoryTransport(): MessageTransport & { inject(raw: string): void; sent: string[] } {
+/**
+ * A transport that records what the connection sends and lets the test inject inbound messages
+ * (also while paused: a burst of injected messages is one network read). `paused` is how many
+ * pauses are in force (the connection pauses at its bound on unsent error answers and resumes once
+ * they have gone out).
+ */
+function memoryTransport(): MessageTransport & { inject(raw: string): void; sent: string[]; readonly paused: number } {
   let onMessage: ((raw: string) => void) | undefined;
   const sent: string[] = [];
+  let paused = 0;
   return {
     kind: 'memory',
     closed: false,
     sent,
+    get paused() {
+      return paused;
+    },
     send: async (message) => {
       sent.push(message);
     },
@@ -177,8 +182,8 @@ function memoryTransport(): MessageTransport & { inject(raw: string): void; sent
       onMessage = listener;
     },
     onClose: () => undefined,
-    pauseReceiving: () => notUsedHere('pauseReceiving'),
-    resumeReceiving: () => notUsedHere('resumeReceiving'),
+    pauseReceiving: () => void paused++,
+    resumeReceiving: () => void paused--,
     close: () => undefined,
     inject: (raw) => onMessage!(raw),
   };
@@ -209,6 +214,8 @@ describe('fuzz: JSON-RPC connection receive path', () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(rpc.closed).toBe(false);
+    // The burst paused reading at the bound on unsent error answers; once they went out it resumed.
+    expect(transport.paused).toBe(0);
     // Every answer the connection wrote is itself a well-formed message.
     for (const out of transport.sent) expect(parseMessage(out).kind).not.toBe('invalid');
   });
