@@ -15,13 +15,13 @@ import { HybridIkResponder, type Message1Contents } from '../src/noise-hybrid/hy
 import type { HybridKeyPair } from '../src/noise-hybrid/hybrid-keys.js';
 import { hybridPrologue } from '../src/noise-hybrid/prologue.js';
 import type { AuthorizedClientSet } from '../src/noise/noise-channel.js';
-import { CLIENT_NOT_AUTHORIZED_RESET_REASON, RelayCloseCode, ResetReason } from '../src/relay-control/relay-endpoints.js';
+import { CLIENT_NOT_AUTHORIZED_RESET_REASON, ResetReason } from '../src/relay-control/relay-endpoints.js';
 import { EXECUTOR_BACKOFF } from '../src/relay-link/backoff.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type LinkLoss, type RelayLinkTuning } from '../src/relay-link/relay-link.js';
 import { connectRelaySocket, RelayRefusedError } from '../src/relay-link/relay-socket.js';
 import type { Logger } from '../src/logging/logger.js';
 import type { ExecutorAgent } from './executor-agent.js';
-import { RegistrationEndedError, type RelayRegistrationEvent } from './relay-registration.js';
+import { RegistrationLifecycle, type RegistrationEndedError, type RelayRegistrationEvent } from './registration-lifecycle.js';
 
 /** `agent --relay URL --wire codex`: the codex executor's registration (see {@link CodexRelayRegistration}). */
 export interface CodexRegistrationOptions extends Omit<RelayLinkTuning, 'heartbeatIntervalMs' | 'maxQueuedBytes'> {
@@ -43,7 +43,7 @@ export interface CodexRegistrationOptions extends Omit<RelayLinkTuning, 'heartbe
   validationTimeoutMs?: number;
   logger: Logger;
   onEvent?: (event: RelayRegistrationEvent) => void;
-  /** As `RelayRegistrationOptions.onFatal`: the registration ended for good after it was first registered. */
+  /** As `RegistrationLifecycleOptions.onFatal`: the registration ended for good after it was first registered. */
   onFatal?: (error: RegistrationEndedError) => void;
 }
 
@@ -85,7 +85,7 @@ export class CodexRelayRegistration {
   private dialled: RendezvousLink | undefined;
   private current: RendezvousLink | undefined;
   private dialStartedAt = 0;
-  private firstRegistration: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  private readonly lifecycle: RegistrationLifecycle;
   /** `hyb1:` fingerprint of this executor's key. */
   readonly fingerprint: string;
 
@@ -95,6 +95,7 @@ export class CodexRelayRegistration {
   ) {
     this.fingerprint = hybridFingerprint(options.hybridKey.publicKey);
     const logger = options.logger;
+    this.lifecycle = new RegistrationLifecycle({ ...options, replacedBy: 'executor' }, () => this.stop());
     this.link = new RelayLink(
       { relayUrl: options.relayUrl, path: '', token: options.token, dial: () => this.dial(), defaultBackoff: EXECUTOR_BACKOFF, tuning: options },
       {
@@ -125,10 +126,7 @@ export class CodexRelayRegistration {
 
   /** Resolves once registered the first time; rejects on a permanent refusal (bad token, scope, key binding). */
   start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.firstRegistration = { resolve, reject };
-      this.link.start();
-    });
+    return this.lifecycle.start(() => this.link.start());
   }
 
   stop(): void {
@@ -166,47 +164,20 @@ export class CodexRelayRegistration {
     this.dialled = undefined;
     // No `registered` answer on the codex wire: the registry already answered, the socket is ready.
     if (!this.link.markReady()) return;
-    const durationMs = Date.now() - Math.min(dialStartedAt, this.dialStartedAt || dialStartedAt);
-    this.options.onEvent?.({ type: 'registered', durationMs });
+    this.lifecycle.registered(Date.now() - Math.min(dialStartedAt, this.dialStartedAt || dialStartedAt));
     this.options.logger.info({ environmentId: this.options.environmentId, executorKey: this.fingerprint }, 'registered with the relay (codex wire)');
-    this.firstRegistration?.resolve();
-    this.firstRegistration = undefined;
   }
 
   private onLinkLost(loss: LinkLoss): boolean {
     this.current = undefined;
     for (const stream of [...this.streams.values()]) stream.channel?.socketLost();
     this.streams.clear();
-    const reason = loss.restarting ? 'relay_restarting' : loss.code === RelayCloseCode.Replaced ? 'replaced' : 'link_lost';
-    this.options.onEvent?.({ type: 'disconnected', reason });
-    if (loss.code === RelayCloseCode.Replaced) {
-      this.end(
-        new RegistrationEndedError('replaced', `another executor with this key registered environment ${this.options.environmentId} with the relay and replaced this one; not reconnecting`),
-      );
-      return false;
-    }
-    return true;
-  }
-
-  private end(error: RegistrationEndedError): void {
-    this.options.logger.error({ reason: error.reason }, error.message);
-    this.stop();
-    this.options.onFatal?.(error);
+    return this.lifecycle.linkLost(loss);
   }
 
   private onDialFailed(error: Error, final: boolean): void {
-    this.options.onEvent?.({ type: 'connect-failed', reason: (error as Error & { permanent?: boolean }).permanent === true ? 'refused' : 'unreachable' });
-    if (!final) {
-      this.options.logger.warn({ err: error.message }, 'registration with the relay failed; retrying');
-      return;
-    }
-    if (this.firstRegistration === undefined) {
-      this.end(new RegistrationEndedError('refused', `the relay refused to register environment ${this.options.environmentId} again: ${error.message}`, { cause: error }));
-      return;
-    }
-    this.options.logger.error(error.message);
-    this.firstRegistration.reject(error);
-    this.firstRegistration = undefined;
+    this.lifecycle.dialFailed(error, final, (error as Error & { permanent?: boolean }).permanent === true);
+    if (!final) this.options.logger.warn({ err: error.message }, 'registration with the relay failed; retrying');
   }
 
   private onFrame(data: Buffer): void {

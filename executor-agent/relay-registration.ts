@@ -5,7 +5,6 @@ import type { Identity } from '../src/noise/identity.js';
 import {
   CLIENT_NOT_AUTHORIZED_RESET_REASON,
   EXECUTOR_CONNECT_PATH,
-  RelayCloseCode,
   ResetReason,
   type RelayControlMessage,
 } from '../src/relay-control/relay-endpoints.js';
@@ -15,6 +14,9 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type LinkLoss, type RelayLinkTun
 import { RelayRefusedError } from '../src/relay-link/relay-socket.js';
 import type { Logger } from '../src/logging/logger.js';
 import type { ExecutorAgent } from './executor-agent.js';
+import { RegistrationLifecycle, type RegistrationEndedError, type RelayRegistrationEvent } from './registration-lifecycle.js';
+
+export { RegistrationEndedError, type RelayRegistrationEvent } from './registration-lifecycle.js';
 
 /** The agent's relay registration; the relay-link settings are {@link RelayLinkTuning}'s. */
 export interface RelayRegistrationOptions extends RelayLinkTuning {
@@ -46,33 +48,9 @@ export interface RelayRegistrationOptions extends RelayLinkTuning {
   logger: Logger;
   /** Called for each registration outcome and reconnect (metrics hook on it). */
   onEvent?: (event: RelayRegistrationEvent) => void;
-  /**
-   * Called once when the registration ends for good after it was first registered: the relay
-   * closed the link because another registration of the environment replaced it
-   * (RelayCloseCode.Replaced), or a re-dial was refused permanently. The registration has stopped
-   * by then; an agent process should exit (non-zero) so that its supervisor sees it. (Before the
-   * first registration the same failures reject {@link RelayRegistration.start} instead.)
-   */
+  /** The registration ended for good after it was first registered (see `RegistrationLifecycleOptions.onFatal`). */
   onFatal?: (error: RegistrationEndedError) => void;
 }
-
-/** Why a registration that was live ended for good (see `RelayRegistrationOptions.onFatal`). */
-export class RegistrationEndedError extends Error {
-  override readonly name = 'RegistrationEndedError';
-  constructor(
-    readonly reason: 'replaced' | 'refused',
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
-export type RelayRegistrationEvent =
-  | { type: 'registered'; durationMs: number }
-  | { type: 'connect-failed'; reason: 'refused' | 'unreachable' }
-  | { type: 'disconnected'; reason: 'relay_restarting' | 'link_lost' | 'replaced' }
-  | { type: 'handshake'; result: 'success' | 'failure'; durationMs: number };
 
 /** How long a finished stream stays routable to re-acknowledge a retransmitted `close`. */
 const CLOSED_STREAM_LINGER_MS = 20_000;
@@ -106,13 +84,14 @@ export class RelayRegistration {
   /** Bounds the wait for the relay's `registered` answer on the current socket. */
   private registrationTimer: NodeJS.Timeout | undefined;
   private dialStartedAt = 0;
-  private firstRegistration: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  private readonly lifecycle: RegistrationLifecycle;
 
   constructor(
     private readonly agent: ExecutorAgent,
     private readonly options: RelayRegistrationOptions,
   ) {
     const logger = options.logger;
+    this.lifecycle = new RegistrationLifecycle({ ...options, replacedBy: 'agent process' }, () => this.stop());
     this.link = new RelayLink(
       {
         relayUrl: options.relayUrl,
@@ -130,7 +109,7 @@ export class RelayRegistration {
         undecodableFrame: (error) => logger.debug({ error: error.code }, 'dropping undecodable relay frame'),
         linkSilent: () => logger.warn('relay link silent past the pong timeout; reconnecting'),
         linkLost: (loss) => this.onLinkLost(loss),
-        dialFailed: (error, final) => this.onDialFailed(error, final),
+        dialFailed: (error, final) => this.lifecycle.dialFailed(error, final, error instanceof RelayRefusedError),
         redialScheduled: (delayMs, why) => logger.info({ delayMs, why }, 'reconnecting to relay'),
         heartbeatStreamIds: () => this.streams.keys(),
       },
@@ -155,10 +134,7 @@ export class RelayRegistration {
 
   /** Resolves once registered the first time; rejects on a permanent refusal (bad token or id). */
   start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.firstRegistration = { resolve, reject };
-      this.link.start();
-    });
+    return this.lifecycle.start(() => this.link.start());
   }
 
   stop(): void {
@@ -195,7 +171,7 @@ export class RelayRegistration {
 
   private onRegistered(durationMs: number): void {
     clearTimeout(this.registrationTimer);
-    this.options.onEvent?.({ type: 'registered', durationMs });
+    this.lifecycle.registered(durationMs);
     this.options.logger.info({ environmentId: this.options.environmentId, streams: this.streams.size }, 'registered with relay');
     const send = this.link.frameSink();
     for (const [streamId, entry] of this.streams) {
@@ -203,50 +179,12 @@ export class RelayRegistration {
       // A relay that restarted knows nothing of this stream: say again that it is accepted.
       if (entry.accepted) this.sendAccept(streamId);
     }
-    this.firstRegistration?.resolve();
-    this.firstRegistration = undefined;
   }
 
   private onLinkLost(loss: LinkLoss): boolean {
     clearTimeout(this.registrationTimer);
     for (const { stream } of this.streams.values()) stream.detach();
-    const reason = loss.restarting ? 'relay_restarting' : loss.code === RelayCloseCode.Replaced ? 'replaced' : 'link_lost';
-    this.options.onEvent?.({ type: 'disconnected', reason });
-    // RelayCloseCode.Replaced: the relay closed this link because a newer registration of the environment superseded it.
-    if (loss.code === RelayCloseCode.Replaced) {
-      this.end(
-        new RegistrationEndedError(
-          'replaced',
-          `another agent process with this key registered environment ${this.options.environmentId} with the relay and replaced this one; not reconnecting`,
-        ),
-      );
-      return false;
-    }
-    return true;
-  }
-
-  /** The registration is over for good: stop, then say so (see `onFatal`). */
-  private end(error: RegistrationEndedError): void {
-    this.options.logger.error({ reason: error.reason }, error.message);
-    this.stop();
-    this.options.onFatal?.(error);
-  }
-
-  private onDialFailed(error: Error, final: boolean): void {
-    const refused = error instanceof RelayRefusedError;
-    this.options.onEvent?.({ type: 'connect-failed', reason: refused ? 'refused' : 'unreachable' });
-    if (!final) return;
-    if (this.firstRegistration === undefined) {
-      this.end(
-        new RegistrationEndedError('refused', `the relay refused to register environment ${this.options.environmentId} again: ${error.message}`, {
-          cause: error,
-        }),
-      );
-      return;
-    }
-    this.options.logger.error({ status: refused ? error.status : undefined }, error.message);
-    this.firstRegistration.reject(error);
-    this.firstRegistration = undefined;
+    return this.lifecycle.linkLost(loss);
   }
 
   private onFrame(frame: RelayFrame): void {

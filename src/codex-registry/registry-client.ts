@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { codexRegistryPath, CODEX_NOISE_STREAM_ID_HEADER, CODEX_SECURITY_PROFILE } from './registry-endpoints.js';
+import { codexRegistryPath, CODEX_NOISE_STREAM_ID_HEADER, CODEX_SECURITY_PROFILE, type CodexRegistryAction } from './registry-endpoints.js';
 import { ConnectResponse, RegisterResponse, RegistryErrorBody, ValidateResponse } from './registry-messages.js';
 import { encodeRegistryPublicKey, parseRegistryPublicKey } from '../noise-hybrid/registry-public-key.js';
 import type { HybridPublicKey } from '../noise-hybrid/hybrid-keys.js';
@@ -53,20 +53,39 @@ export function registryBaseUrl(relay: string): string {
  * `POST {relay}/cloud/environment/{id}/connect` with a client-role bearer token and this client's
  * hybrid public key. @throws CodexRegistryRefusedError with the registry's reason.
  */
-export async function requestCodexConnect(options: {
+export async function requestCodexConnect(options: RegistryCallOptions & { harnessKey: HybridPublicKey }): Promise<CodexConnectAnswer> {
+  const what = `connect to environment ${options.environmentId}`;
+  const answer = await callRegistry(options, 'connect', what, { harness_public_key: encodeRegistryPublicKey(options.harnessKey) });
+  return parseConnectAnswer(answer.status, answer.body, options.environmentId);
+}
+
+/** What every registry call is given: where, as whom (the bearer token), how long. */
+interface RegistryCallOptions {
   relay: string;
   environmentId: string;
   token: string;
-  harnessKey: HybridPublicKey;
+  /** Default 10 s. */
   timeoutMs?: number;
   /** Tunnel the call through this HTTP CONNECT proxy (the one the rendezvous socket goes through). */
   proxy?: RelayProxy;
-}): Promise<CodexConnectAnswer> {
-  const base = registryBaseUrl(options.relay);
-  const where = `${base}${codexRegistryPath(options.environmentId, 'connect')}`;
-  const body = JSON.stringify({ harness_public_key: encodeRegistryPublicKey(options.harnessKey) });
-  const response = await postJson(where, options.token, body, options.timeoutMs ?? 10_000, options.proxy);
-  return parseConnectAnswer(response.status, response.text, options.environmentId);
+}
+
+/**
+ * One registry call: POSTs `request` as JSON to `{relay}/cloud/environment/{id}/{endpoint}` with
+ * the bearer token (default timeout 10 s), reads the answer (see `postJson`) and checks it is a
+ * 2xx JSON answer (see `registryAnswerBody`; `what` names what a refusal refused). Each caller
+ * checks the body's shape its own way.
+ */
+async function callRegistry(
+  options: RegistryCallOptions,
+  endpoint: CodexRegistryAction,
+  what: string,
+  request: Record<string, unknown>,
+  headers?: Readonly<Record<string, string>>,
+): Promise<{ status: number; text: string; body: unknown }> {
+  const where = `${registryBaseUrl(options.relay)}${codexRegistryPath(options.environmentId, endpoint)}`;
+  const { status, text } = await postJson(where, options.token, JSON.stringify(request), options.timeoutMs ?? 10_000, options.proxy, headers);
+  return { status, text, body: registryAnswerBody(status, text, what) };
 }
 
 /** A 2xx answer's JSON body; otherwise the registry's refusal (`what` it refused) as a CodexRegistryRefusedError. */
@@ -87,8 +106,7 @@ function registryAnswerBody(status: number, text: string, what: string): unknown
 }
 
 /** The connect answer checked (or the registry's refusal, as a CodexRegistryRefusedError). */
-function parseConnectAnswer(status: number, text: string, environmentId: string): CodexConnectAnswer {
-  const body = registryAnswerBody(status, text, `connect to environment ${environmentId}`);
+function parseConnectAnswer(status: number, body: unknown, environmentId: string): CodexConnectAnswer {
   const answer = ConnectResponse.safeParse(body);
   if (!answer.success) throw new CodexRegistryRefusedError(status, 'malformed_answer', "the relay's connect answer is not a codex connect response");
   if (answer.data.environment_id !== environmentId) throw new CodexRegistryRefusedError(status, 'malformed_answer', 'the relay answered for another environment');
@@ -118,20 +136,10 @@ export interface CodexRegisterAnswer {
  * `ws(s)://` URL). @throws CodexRegistryRefusedError with the registry's reason (a malformed
  * answer is `permanent`: codex exits on one).
  */
-export async function requestCodexRegister(options: {
-  relay: string;
-  environmentId: string;
-  token: string;
-  executorKey: HybridPublicKey;
-  timeoutMs?: number;
-  /** Tunnel the call through this HTTP CONNECT proxy (the one the executor's rendezvous socket goes through). */
-  proxy?: RelayProxy;
-}): Promise<CodexRegisterAnswer> {
-  const where = `${registryBaseUrl(options.relay)}${codexRegistryPath(options.environmentId, 'register')}`;
-  const request = JSON.stringify({ security_profile: CODEX_SECURITY_PROFILE, executor_public_key: encodeRegistryPublicKey(options.executorKey) });
-  const response = await postJson(where, options.token, request, options.timeoutMs ?? 10_000, options.proxy);
-  const body = registryAnswerBody(response.status, response.text, `register environment ${options.environmentId}`);
-  const answer = RegisterResponse.safeParse(body);
+export async function requestCodexRegister(options: RegistryCallOptions & { executorKey: HybridPublicKey }): Promise<CodexRegisterAnswer> {
+  const request = { security_profile: CODEX_SECURITY_PROFILE, executor_public_key: encodeRegistryPublicKey(options.executorKey) };
+  const response = await callRegistry(options, 'register', `register environment ${options.environmentId}`, request);
+  const answer = RegisterResponse.safeParse(response.body);
   const malformed = (why: string) => new CodexRegistryRefusedError(response.status, 'malformed_answer', `the relay's register answer ${why}`);
   if (!answer.success) throw malformed('is not a codex registration response');
   if (answer.data.environment_id !== options.environmentId) throw malformed('is for another environment');
@@ -148,25 +156,17 @@ export async function requestCodexRegister(options: {
  * environment and registration. True only for `{"valid":true}`; any other answer, refusal or
  * failure is false (codex resets the handshake on each).
  */
-export async function requestCodexValidate(options: {
-  relay: string;
-  environmentId: string;
-  token: string;
-  streamId: string;
-  registrationId: string;
-  harnessKey: HybridPublicKey;
-  authorization: string;
-  timeoutMs?: number;
-}): Promise<boolean> {
-  const where = `${registryBaseUrl(options.relay)}${codexRegistryPath(options.environmentId, 'validate')}`;
-  const request = JSON.stringify({
+export async function requestCodexValidate(
+  options: Omit<RegistryCallOptions, 'proxy'> & { streamId: string; registrationId: string; harnessKey: HybridPublicKey; authorization: string },
+): Promise<boolean> {
+  const request = {
     executor_registration_id: options.registrationId,
     harness_public_key: encodeRegistryPublicKey(options.harnessKey),
     harness_key_authorization: options.authorization,
-  });
+  };
   try {
-    const response = await postJson(where, options.token, request, options.timeoutMs ?? 10_000, undefined, { [CODEX_NOISE_STREAM_ID_HEADER]: options.streamId });
-    const answer = ValidateResponse.safeParse(registryAnswerBody(response.status, response.text, 'validate'));
+    const response = await callRegistry(options, 'validate', 'validate', request, { [CODEX_NOISE_STREAM_ID_HEADER]: options.streamId });
+    const answer = ValidateResponse.safeParse(response.body);
     return answer.success && answer.data.valid;
   } catch {
     return false;

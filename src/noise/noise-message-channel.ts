@@ -5,6 +5,7 @@
  * `authentication-failed` error; a message is delivered only when all of its records authenticated.
  */
 import type { MessageTransport } from '../transport/message-transport.js';
+import { TransportListeners } from '../transport/transport-listeners.js';
 import { DEFAULT_SEND_BUFFER_BYTES, type NoiseChannelOptions } from './channel-options.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/message-transport.js';
 import type { DuplexGuard } from './duplex-guard.js';
@@ -30,9 +31,7 @@ export interface SecureChannel extends MessageTransport {
 export class NoiseMessageChannel implements SecureChannel {
   readonly kind = 'relay' as const;
   readonly localIdentity: string;
-  private readonly messageListeners: Array<(message: string) => void> = [];
-  private readonly binaryListeners: Array<(message: Uint8Array) => void> = [];
-  private readonly closeListeners: Array<(error?: Error) => void> = [];
+  private readonly listeners = new TransportListeners();
   private readonly outbound: RecordQueue;
   private readonly maxMessageBytes: number;
   private readonly decoder = new TextDecoder('utf-8', { fatal: true });
@@ -40,8 +39,6 @@ export class NoiseMessageChannel implements SecureChannel {
   private readonly allocateChunk: (length: number) => Uint8Array;
   private readonly parser: PlaintextFrameParser;
   private sendChain: Promise<void> = Promise.resolve();
-  private isClosed = false;
-  private closeError: Error | undefined;
   private wakeReader: (() => void) | undefined;
   /** Receive-side backpressure: the read loop waits before delivering (and so stops pulling records). */
   private receivePaused = false;
@@ -70,11 +67,11 @@ export class NoiseMessageChannel implements SecureChannel {
   }
 
   get closed(): boolean {
-    return this.isClosed;
+    return this.listeners.closed;
   }
 
   send(message: string): Promise<void> {
-    if (this.isClosed) return Promise.reject(this.closedError());
+    if (this.listeners.closed) return Promise.reject(this.closedError());
     const length = Buffer.byteLength(message, 'utf8');
     if (length > this.maxMessageBytes) {
       return Promise.reject(
@@ -93,7 +90,7 @@ export class NoiseMessageChannel implements SecureChannel {
    * Ordered with `send`.
    */
   sendBinary(message: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    if (this.isClosed) return Promise.reject(this.closedError());
+    if (this.listeners.closed) return Promise.reject(this.closedError());
     const parts = message instanceof Uint8Array ? [message] : message;
     let byteLength = 0;
     for (const part of parts) byteLength += part.byteLength;
@@ -109,18 +106,17 @@ export class NoiseMessageChannel implements SecureChannel {
   }
 
   onMessage(listener: (message: string) => void): void {
-    this.messageListeners.push(listener);
+    this.listeners.onMessage(listener);
     this.notifyReader();
   }
 
   /** Binary messages; one arriving while no binary listener is set fails the channel (a protocol error). */
   onBinaryMessage(listener: (message: Uint8Array) => void): void {
-    this.binaryListeners.push(listener);
+    this.listeners.onBinaryMessage(listener);
   }
 
   onClose(listener: (error?: Error) => void): void {
-    if (this.isClosed) queueMicrotask(() => listener(this.closeError));
-    else this.closeListeners.push(listener);
+    this.listeners.onClose(listener);
   }
 
   /**
@@ -141,7 +137,7 @@ export class NoiseMessageChannel implements SecureChannel {
    * CLOSE_FLUSH_TIMEOUT_MS), then the sink ends and reading stops. Close listeners run at once.
    */
   close(_reason?: string): void {
-    if (this.isClosed) return;
+    if (this.listeners.closed) return;
     this.markClosed(undefined);
     this.endAfterPendingMessage();
   }
@@ -155,7 +151,7 @@ export class NoiseMessageChannel implements SecureChannel {
   }
 
   private fail(error: Error, peerNotice?: string): void {
-    if (this.isClosed) return;
+    if (this.listeners.closed) return;
     this.markClosed(error);
     if (peerNotice === undefined) {
       this.outbound.fail(error);
@@ -183,14 +179,12 @@ export class NoiseMessageChannel implements SecureChannel {
   }
 
   private markClosed(error: Error | undefined): void {
-    this.isClosed = true;
-    this.closeError = error;
+    this.listeners.close(error);
     this.notifyReader();
-    for (const listener of this.closeListeners.splice(0)) listener(error);
   }
 
   private closedError(): Error {
-    return new Error(this.closeError ? `transport closed: ${this.closeError.message}` : 'transport closed', { cause: this.closeError });
+    return new Error(this.listeners.error ? `transport closed: ${this.listeners.error.message}` : 'transport closed', { cause: this.listeners.error });
   }
 
   /**
@@ -199,7 +193,7 @@ export class NoiseMessageChannel implements SecureChannel {
    * cuts the queued bytes into records of MAX_RECORD_PLAINTEXT_BYTES (views, no copy).
    */
   private async enqueueMessage(framed: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    if (this.closeError !== undefined) throw this.closedError();
+    if (this.listeners.error !== undefined) throw this.closedError();
     await this.outbound.push(framed);
   }
 
@@ -214,12 +208,12 @@ export class NoiseMessageChannel implements SecureChannel {
     const splitter = new TransportMessageSplitter();
     try {
       for await (const chunk of this.transport.source) {
-        if (this.isClosed) return;
+        if (this.listeners.closed) return;
         for (const sealed of splitter.split(chunk)) {
           if (!(await this.parser.accept(openTransportMessage(this.cipher, sealed)))) return;
         }
       }
-      if (this.isClosed) return;
+      if (this.listeners.closed) return;
       const partial = splitter.partialBytes + this.parser.partialBytes;
       if (partial > 0) {
         this.fail(new NoiseChannelError('protocol-error', `secure channel ended in the middle of a message (${partial} bytes of it received)`));
@@ -227,7 +221,7 @@ export class NoiseMessageChannel implements SecureChannel {
         this.close('peer ended the stream');
       }
     } catch (error) {
-      if (this.isClosed) return;
+      if (this.listeners.closed) return;
       this.fail(classifyReadError(error));
     }
   }
@@ -242,43 +236,39 @@ export class NoiseMessageChannel implements SecureChannel {
       this.fail(new NoiseChannelError('protocol-error', 'peer sent a message that is not valid UTF-8; secure channel closed', { cause: error }), 'message is not valid UTF-8');
       return false;
     }
-    while ((this.messageListeners.length === 0 || this.receivePaused) && !this.isClosed) {
+    while ((!this.listeners.hasMessageListener || this.receivePaused) && !this.listeners.closed) {
       await new Promise<void>((resolve) => {
         this.wakeReader = resolve;
       });
     }
-    if (this.isClosed) return false;
-    for (const listener of this.messageListeners) {
-      try {
-        listener(text);
-      } catch (error) {
-        this.fail(new Error(`message listener threw: ${messageOf(error)}`, { cause: error }));
-        return false;
-      }
+    if (this.listeners.closed) return false;
+    try {
+      this.listeners.emitMessage(text);
+    } catch (error) {
+      this.fail(new Error(`message listener threw: ${messageOf(error)}`, { cause: error }));
+      return false;
     }
     return true;
   }
 
   private async deliverBinary(body: Uint8Array): Promise<boolean> {
-    if (this.binaryListeners.length === 0) {
+    if (!this.listeners.hasBinaryListener) {
       this.fail(new NoiseChannelError('protocol-error', 'peer sent a binary message on a channel that takes none; secure channel closed'), 'binary message not accepted');
       return false;
     }
-    while (this.receivePaused && !this.isClosed) {
+    while (this.receivePaused && !this.listeners.closed) {
       await new Promise<void>((resolve) => {
         this.wakeReader = resolve;
       });
     }
-    if (this.isClosed) return false;
+    if (this.listeners.closed) return false;
     // A view of the record's plaintext (decrypted in place into the received frame, never reused).
     const message = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    for (const listener of this.binaryListeners) {
-      try {
-        listener(message);
-      } catch (error) {
-        this.fail(new Error(`message listener threw: ${messageOf(error)}`, { cause: error }));
-        return false;
-      }
+    try {
+      this.listeners.emitBinary(message);
+    } catch (error) {
+      this.fail(new Error(`message listener threw: ${messageOf(error)}`, { cause: error }));
+      return false;
     }
     return true;
   }

@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { MessageTransport } from './message-transport.js';
 import { ReceiveGate } from './receive-gate.js';
+import { TransportListeners } from './transport-listeners.js';
 
 /**
  * A MessageTransport over a pair of byte streams carrying one JSON object per line (the agent's
@@ -9,12 +10,10 @@ import { ReceiveGate } from './receive-gate.js';
  */
 export class StdioTransport implements MessageTransport {
   readonly kind = 'stdio' as const;
-  private readonly messageListeners: Array<(message: string) => void> = [];
-  private readonly closeListeners: Array<(error?: Error) => void> = [];
+  private readonly listeners = new TransportListeners();
   private pieces: Buffer[] = [];
   private pieceBytes = 0;
   private discardingOverlongLine = false;
-  private isClosed = false;
   private readonly gate: ReceiveGate;
 
   constructor(
@@ -22,9 +21,7 @@ export class StdioTransport implements MessageTransport {
     private readonly output: Writable,
     private readonly maxLineBytes: number,
   ) {
-    this.gate = new ReceiveGate((line) => {
-      for (const listener of this.messageListeners) listener(line);
-    }, input);
+    this.gate = new ReceiveGate((line) => this.listeners.emitMessage(line), input);
     input.on('data', (data: Buffer | string) => this.consume(typeof data === 'string' ? Buffer.from(data) : data));
     input.on('end', () => this.finish());
     input.on('error', (error) => this.finish(error));
@@ -32,23 +29,22 @@ export class StdioTransport implements MessageTransport {
   }
 
   get closed(): boolean {
-    return this.isClosed;
+    return this.listeners.closed;
   }
 
   send(message: string): Promise<void> {
-    if (this.isClosed) return Promise.reject(new Error('transport closed'));
+    if (this.listeners.closed) return Promise.reject(new Error('transport closed'));
     return new Promise((resolve, reject) => {
       this.output.write(`${message}\n`, (error) => (error ? reject(error) : resolve()));
     });
   }
 
   onMessage(listener: (message: string) => void): void {
-    this.messageListeners.push(listener);
+    this.listeners.onMessage(listener);
   }
 
   onClose(listener: (error?: Error) => void): void {
-    if (this.isClosed) queueMicrotask(() => listener());
-    else this.closeListeners.push(listener);
+    this.listeners.onClose(listener);
   }
 
   pauseReceiving(): void {
@@ -98,8 +94,6 @@ export class StdioTransport implements MessageTransport {
   }
 
   private finish(error?: Error): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    for (const listener of this.closeListeners.splice(0)) listener(error);
+    this.listeners.close(error);
   }
 }

@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import type { MessageTransport } from './message-transport.js';
 import { ReceiveGate } from './receive-gate.js';
+import { TransportListeners } from './transport-listeners.js';
 
 /**
  * A MessageTransport over one WebSocket: one JSON-RPC message per WebSocket message (text frames,
@@ -10,20 +11,18 @@ import { ReceiveGate } from './receive-gate.js';
  */
 export class WebSocketTransport implements MessageTransport {
   readonly kind = 'websocket' as const;
-  private readonly messageListeners: Array<(message: string) => void> = [];
-  private readonly binaryListeners: Array<(message: Uint8Array) => void> = [];
-  private readonly closeListeners: Array<(error?: Error) => void> = [];
+  private readonly listeners = new TransportListeners();
+  /** The first socket error, or the unclean close code: what the transport closes with. */
   private closeError: Error | undefined;
-  private isClosed = false;
   private readonly gate: ReceiveGate<string | Uint8Array>;
 
   constructor(private readonly socket: WebSocket) {
     this.gate = new ReceiveGate<string | Uint8Array>((message) => {
-      if (typeof message === 'string') for (const listener of this.messageListeners) listener(message);
-      else for (const listener of this.binaryListeners) listener(message);
+      if (typeof message === 'string') this.listeners.emitMessage(message);
+      else this.listeners.emitBinary(message);
     }, socket);
     socket.on('message', (data, isBinary) => {
-      if (isBinary && this.binaryListeners.length > 0) this.gate.accept(rawToBytes(data));
+      if (isBinary && this.listeners.hasBinaryListener) this.gate.accept(rawToBytes(data));
       else this.gate.accept(isBinary || typeof data !== 'string' ? rawToString(data) : data);
     });
     socket.on('error', (error) => {
@@ -39,11 +38,11 @@ export class WebSocketTransport implements MessageTransport {
   }
 
   get closed(): boolean {
-    return this.isClosed;
+    return this.listeners.closed;
   }
 
   send(message: string): Promise<void> {
-    if (this.isClosed || this.socket.readyState !== WebSocket.OPEN) {
+    if (this.listeners.closed || this.socket.readyState !== WebSocket.OPEN) {
       return Promise.reject(new Error('transport closed'));
     }
     return new Promise((resolve, reject) => {
@@ -53,7 +52,7 @@ export class WebSocketTransport implements MessageTransport {
 
   /** One binary WebSocket frame (the `binaryOutput` extension); same ordering and backpressure as `send`. */
   sendBinary(message: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    if (this.isClosed || this.socket.readyState !== WebSocket.OPEN) {
+    if (this.listeners.closed || this.socket.readyState !== WebSocket.OPEN) {
       return Promise.reject(new Error('transport closed'));
     }
     // A WebSocket frame takes one buffer: parts are joined here (one copy, as the sender's encoding would have).
@@ -64,16 +63,15 @@ export class WebSocketTransport implements MessageTransport {
   }
 
   onMessage(listener: (message: string) => void): void {
-    this.messageListeners.push(listener);
+    this.listeners.onMessage(listener);
   }
 
   onBinaryMessage(listener: (message: Uint8Array) => void): void {
-    this.binaryListeners.push(listener);
+    this.listeners.onBinaryMessage(listener);
   }
 
   onClose(listener: (error?: Error) => void): void {
-    if (this.isClosed) queueMicrotask(() => listener(this.closeError));
-    else this.closeListeners.push(listener);
+    this.listeners.onClose(listener);
   }
 
   pauseReceiving(): void {
@@ -85,7 +83,7 @@ export class WebSocketTransport implements MessageTransport {
   }
 
   close(reason?: string): void {
-    if (this.isClosed) return;
+    if (this.listeners.closed) return;
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
       this.socket.close(1000, reason?.slice(0, 120));
       // A peer that never answers the close handshake must not keep us open.
@@ -96,9 +94,7 @@ export class WebSocketTransport implements MessageTransport {
   }
 
   private finish(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    for (const listener of this.closeListeners.splice(0)) listener(this.closeError);
+    this.listeners.close(this.closeError);
   }
 }
 
