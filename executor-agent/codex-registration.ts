@@ -261,6 +261,8 @@ export class CodexRelayRegistration {
         harnessKey: contents.initiatorStaticKey,
         authorization,
         timeoutMs: this.options.validationTimeoutMs ?? CODEX_VALIDATION_TIMEOUT_MS,
+        // Every registry call goes through the proxy the registration uses.
+        ...(this.options.proxy ? { proxy: this.options.proxy } : {}),
       });
     } finally {
       this.pendingHandshakes -= 1;

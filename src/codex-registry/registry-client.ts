@@ -157,7 +157,7 @@ export async function requestCodexRegister(options: RegistryCallOptions & { exec
  * failure is false (codex resets the handshake on each).
  */
 export async function requestCodexValidate(
-  options: Omit<RegistryCallOptions, 'proxy'> & { streamId: string; registrationId: string; harnessKey: HybridPublicKey; authorization: string },
+  options: RegistryCallOptions & { streamId: string; registrationId: string; harnessKey: HybridPublicKey; authorization: string },
 ): Promise<boolean> {
   const request = {
     executor_registration_id: options.registrationId,

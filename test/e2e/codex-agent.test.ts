@@ -133,7 +133,7 @@ describe('execrelay agent --wire codex through the relay', () => {
     }
   });
 
-  it.skipIf(!hasTinyproxy() && !process.env.CI)('--proxy: the registry call and the rendezvous socket go through an HTTP CONNECT proxy (tinyproxy logs both) and clients reach it; a refusing proxy is named and the agent exits 255', async () => {
+  it.skipIf(!hasTinyproxy() && !process.env.CI)('--proxy: the registry calls (register, each handshake\'s validate) and the rendezvous socket go through an HTTP CONNECT proxy (tinyproxy logs each) and clients reach it; a refusing proxy is named and the agent exits 255', async () => {
     if (!hasTinyproxy()) throw new Error('CI is set but tinyproxy is not installed; install with: apt-get install -y tinyproxy');
     const proxy = await startTinyproxy();
     // Tunnels only to 443: a CONNECT to the relay's port is refused 403.
@@ -151,6 +151,8 @@ describe('execrelay agent --wire codex through the relay', () => {
       } finally {
         client.close();
       }
+      // The agent's `/validate` of that client's authorization went through the proxy too.
+      expect(connects()).toBe(3);
       const base = ['agent', '--wire', 'codex', '--relay', relay.url, '--environment-id', 'codex-wire-refused', '--token-file', path.join(agent.dir, 'token'), '--key', path.join(agent.dir, 'agent.hkey'), '--allow-any-client'];
       const refused = await runCli([...base, '--proxy', refusing.url], { timeoutMs: 30_000 });
       expect(refused.code).toBe(255);
