@@ -16,7 +16,7 @@ import { createAgentTelemetry, type AgentTelemetry } from '../executor-agent/tel
 import { metricsListenOption } from './metrics-listen-option.js';
 import { addAuditLogOptions, addAuditLogReadsOption, openAuditLog, type AuditLogCommandOptions } from './audit-log-options.js';
 import { proxyOption } from './proxy-option.js';
-import { redactProxyUrl, relayProxyFor } from '../src/relay-link/relay-proxy.js';
+import { redactProxyUrl, relayProxyFor, type RelayProxy } from '../src/relay-link/relay-proxy.js';
 
 /**
  * The agent's numeric bounds that have a flag of their own: each flag, its variable, its highest
@@ -285,7 +285,10 @@ function tokenFileOptions(options: AgentCommandOptions, logger: Logger): { allow
   return { allowInsecurePermissions: options.allowInsecureTokenPermissions, warn: (message) => logger.warn(message) };
 }
 
-/** `agent --relay`: dial out, register, serve every stream; prints the public identity on stdout. */
+/**
+ * `agent --relay` (either wire): dial out, register, serve every stream; prints the agent's public
+ * key (an Ed25519 identity, or with `--wire codex` the hybrid key's hyb1: fingerprint) on stdout.
+ */
 async function runRemoteAgent(
   agent: ExecutorAgent,
   options: AgentCommandOptions,
@@ -295,21 +298,21 @@ async function runRemoteAgent(
   remote: { registration?: { stop(): void } },
   onRegistrationEnded: () => void,
 ): Promise<void> {
-  if (options.wire === 'codex') return runCodexAgent(agent, options, logger, telemetry, readiness, remote, onRegistrationEnded);
-  if (!options.environmentId) throw new Error('execrelay agent --relay needs --environment-id ID');
+  const codex = options.wire === 'codex';
+  if (!options.environmentId) throw new Error(`execrelay agent --relay${codex ? ' --wire codex' : ''} needs --environment-id ID`);
   const invalid = validateEnvironmentId(options.environmentId);
   if (invalid) throw new Error(`--environment-id: ${invalid}`);
-  if (!options.key) throw new Error('execrelay agent --relay needs --key FILE (create one with: execrelay keygen --out FILE)');
-  const identity = await loadIdentityFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
+  const wire = codex ? await codexWire(agent, options) : await nativeWire(agent, options);
   const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
-  const authorizedClients = await authorizedClientsFrom(options, logger);
-  const proxy = relayProxyOf(options, logger);
-  const registration = new RelayRegistration(agent, {
+  const authorizedClients = await authorizedClientsFrom(options, logger, wire.parseClient);
+  // The relay socket (and with --wire codex every registry call) through the proxy when there is one.
+  const proxy = relayProxyFor(options.relay!, options.proxy);
+  logger.info({ proxy: proxy ? redactProxyUrl(proxy.url) : 'none' }, proxy ? 'reaching the relay through an HTTP CONNECT proxy' : 'reaching the relay directly');
+  const registration = wire.register({
     ...(proxy ? { proxy } : {}),
     relayUrl: options.relay!,
     environmentId: options.environmentId,
     token,
-    identity,
     authorizedClients,
     logger,
     onFatal: onRegistrationEnded,
@@ -317,11 +320,75 @@ async function runRemoteAgent(
   });
   remote.registration = registration;
   await registration.start();
-  process.stdout.write(`${identity.publicIdentity}\n`);
+  process.stdout.write(`${wire.publicKey}\n`);
   logger.info(
-    { environmentId: options.environmentId, publicIdentity: identity.publicIdentity, authorizedClients: authorizedClients === 'any' ? 'any' : authorizedClients.size },
-    'agent registered with relay',
+    { environmentId: options.environmentId, [wire.publicKeyField]: wire.publicKey, authorizedClients: authorizedClients === 'any' ? 'any' : authorizedClients.size },
+    wire.registeredMessage,
   );
+}
+
+/** What every relay registration takes, whatever the wire. */
+interface RegistrationCommonOptions {
+  proxy?: RelayProxy;
+  relayUrl: string;
+  environmentId: string;
+  token: string;
+  authorizedClients: Awaited<ReturnType<typeof authorizedClientsFrom>>;
+  logger: Logger;
+  onFatal: () => void;
+  onEvent: ReturnType<typeof registrationEventHandler>;
+}
+
+/** What differs between the wires of `agent --relay`: the key, how listed clients are checked, the registration. */
+interface RelayWire {
+  /** Checks one identity of the authorized clients file (default: Ed25519 public identities). */
+  readonly parseClient?: (token: string) => string;
+  /** What is printed on stdout and logged as `publicKeyField`. */
+  readonly publicKey: string;
+  readonly publicKeyField: string;
+  readonly registeredMessage: string;
+  register(common: RegistrationCommonOptions): { start(): Promise<void>; stop(): void };
+}
+
+/** The native wire: the agent's Ed25519 identity, Noise XX through the relay's executor endpoint. */
+async function nativeWire(agent: ExecutorAgent, options: AgentCommandOptions): Promise<RelayWire> {
+  if (!options.key) throw new Error('execrelay agent --relay needs --key FILE (create one with: execrelay keygen --out FILE)');
+  const identity = await loadIdentityFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
+  return {
+    publicKey: identity.publicIdentity,
+    publicKeyField: 'publicIdentity',
+    registeredMessage: 'agent registered with relay',
+    register: (common) => new RelayRegistration(agent, { ...common, identity }),
+  };
+}
+
+/**
+ * `--wire codex`: register as a codex executor (the registry API, a persistent hybrid key), serve
+ * every validated and authorized stream; clients are listed by their hyb1: fingerprints.
+ */
+async function codexWire(agent: ExecutorAgent, options: AgentCommandOptions): Promise<RelayWire> {
+  if (!options.key) throw new Error('execrelay agent --wire codex needs --key FILE holding a hybrid key (create one with: execrelay keygen --hybrid --out FILE)');
+  const { loadHybridKeyFile } = await import('../src/noise-hybrid/hybrid-key-file.js');
+  const { hybridFingerprint, isHybridFingerprint, parseHybridFingerprint } = await import('../src/noise-hybrid/hybrid-fingerprint.js');
+  const { CodexRelayRegistration } = await import('../executor-agent/codex-registration.js');
+  let hybridKey;
+  try {
+    hybridKey = await loadHybridKeyFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
+  } catch (error) {
+    throw new Error(`--key: ${(error as Error).message} (--wire codex needs a hybrid key: execrelay keygen --hybrid --out FILE)`);
+  }
+  return {
+    parseClient: (token) => {
+      if (!isHybridFingerprint(token)) {
+        throw new Error(`${token.slice(0, 60)} is not a hybrid key fingerprint: --wire codex serves clients by their hyb1: fingerprint (a client prints its own with: execrelay keygen --hybrid --show)`);
+      }
+      return parseHybridFingerprint(token);
+    },
+    publicKey: hybridFingerprint(hybridKey.publicKey),
+    publicKeyField: 'executorKey',
+    registeredMessage: 'agent registered with relay (codex wire)',
+    register: (common) => new CodexRelayRegistration(agent, { ...common, hybridKey }),
+  };
 }
 
 /** Registration events, whatever the wire: telemetry, and readiness (registered and not draining). */
@@ -333,65 +400,3 @@ function registrationEventHandler(agent: ExecutorAgent, telemetry: AgentTelemetr
   };
 }
 
-/** The HTTP CONNECT proxy to the relay (`--proxy`, else the `*_PROXY` variables; none for `--proxy ""`), logged. */
-function relayProxyOf(options: AgentCommandOptions, logger: Logger): ReturnType<typeof relayProxyFor> {
-  const proxy = relayProxyFor(options.relay!, options.proxy);
-  logger.info({ proxy: proxy ? redactProxyUrl(proxy.url) : 'none' }, proxy ? 'reaching the relay through an HTTP CONNECT proxy' : 'reaching the relay directly');
-  return proxy;
-}
-
-/**
- * `agent --relay URL --wire codex`: register as a codex executor (the registry API, a persistent
- * hybrid key), serve every validated and authorized stream; prints the key's hyb1: fingerprint on
- * stdout.
- */
-async function runCodexAgent(
-  agent: ExecutorAgent,
-  options: AgentCommandOptions,
-  logger: Logger,
-  telemetry: AgentTelemetry,
-  readiness: { ready: boolean },
-  remote: { registration?: { stop(): void } },
-  onRegistrationEnded: () => void,
-): Promise<void> {
-  if (!options.environmentId) throw new Error('execrelay agent --relay --wire codex needs --environment-id ID');
-  const invalid = validateEnvironmentId(options.environmentId);
-  if (invalid) throw new Error(`--environment-id: ${invalid}`);
-  if (!options.key) throw new Error('execrelay agent --wire codex needs --key FILE holding a hybrid key (create one with: execrelay keygen --hybrid --out FILE)');
-  const { loadHybridKeyFile } = await import('../src/noise-hybrid/hybrid-key-file.js');
-  const { isHybridFingerprint, parseHybridFingerprint } = await import('../src/noise-hybrid/hybrid-fingerprint.js');
-  const { CodexRelayRegistration } = await import('../executor-agent/codex-registration.js');
-  let hybridKey;
-  try {
-    hybridKey = await loadHybridKeyFile(options.key, { allowInsecurePermissions: options.allowInsecureKeyPermissions });
-  } catch (error) {
-    throw new Error(`--key: ${(error as Error).message} (--wire codex needs a hybrid key: execrelay keygen --hybrid --out FILE)`);
-  }
-  const token = await resolveToken(options.token, options.tokenFile, 'execrelay agent --relay', tokenFileOptions(options, logger));
-  const authorizedClients = await authorizedClientsFrom(options, logger, (token) => {
-    if (!isHybridFingerprint(token)) {
-      throw new Error(`${token.slice(0, 60)} is not a hybrid key fingerprint: --wire codex serves clients by their hyb1: fingerprint (a client prints its own with: execrelay keygen --hybrid --show)`);
-    }
-    return parseHybridFingerprint(token);
-  });
-  // The registry calls and the rendezvous socket alike, as the native agent's relay socket.
-  const proxy = relayProxyOf(options, logger);
-  const registration = new CodexRelayRegistration(agent, {
-    ...(proxy ? { proxy } : {}),
-    relayUrl: options.relay!,
-    environmentId: options.environmentId,
-    token,
-    hybridKey,
-    authorizedClients,
-    logger,
-    onFatal: onRegistrationEnded,
-    onEvent: registrationEventHandler(agent, telemetry, readiness),
-  });
-  remote.registration = registration;
-  await registration.start();
-  process.stdout.write(`${registration.fingerprint}\n`);
-  logger.info(
-    { environmentId: options.environmentId, executorKey: registration.fingerprint, authorizedClients: authorizedClients === 'any' ? 'any' : authorizedClients.size },
-    'agent registered with relay (codex wire)',
-  );
-}
