@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ExecutorAgent } from '../../../executor-agent/executor-agent.js';
-import { CodexRelayRegistration } from '../../../executor-agent/codex-registration.js';
+import { CodexRelayRegistration, type CodexRegistrationOptions } from '../../../executor-agent/codex-registration.js';
 import { CODEX_EXECUTOR_MAX_PENDING_HANDSHAKES, CODEX_PROTOCOL_ERROR_RESET_REASON } from '../../../src/codex-channel/codex-channel-limits.js';
 import { CodexNoiseChannel } from '../../../src/codex-channel/codex-noise-channel.js';
 import { decodeCodexRelayFrame, encodeCodexRelayFrame, type CodexRelayFrame } from '../../../src/codex-relay-frame/codex-relay-frame.js';
@@ -155,6 +155,22 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
+  /** A registration with the fake registry (this file's environment, token and quick backoff), stopped after the test. */
+  function registrationWith(agent: ExecutorAgent, fake: { url: string }, options: Partial<CodexRegistrationOptions> = {}): CodexRelayRegistration {
+    const registration = new CodexRelayRegistration(agent, {
+      relayUrl: fake.url.replace(/^http:/, 'ws:'),
+      environmentId: ENV,
+      token: TOKEN,
+      hybridKey: generateHybridKeyPair(),
+      authorizedClients: 'any',
+      backoff: { initialMs: 20, maxMs: 100 },
+      logger: createLogger('test-codex-registration', 'silent'),
+      ...options,
+    });
+    cleanups.push(() => registration.stop());
+    return registration;
+  }
+
   async function start(options: { authorized?: (harnessKey: HybridKeyPair) => Set<string> | 'any'; client?: HybridKeyPair; maxStreams?: number; validationTimeoutMs?: number } = {}) {
     const fake = await startFakeRendezvous();
     cleanups.push(() => fake.close());
@@ -162,18 +178,12 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     const client = options.client ?? generateHybridKeyPair();
     const agent = new ExecutorAgent({}, createLogger('test-agent', 'silent'));
     cleanups.push(() => agent.shutdown());
-    const registration = new CodexRelayRegistration(agent, {
-      relayUrl: fake.url.replace(/^http:/, 'ws:'),
-      environmentId: ENV,
-      token: TOKEN,
+    const registration = registrationWith(agent, fake, {
       hybridKey: executorKey,
       authorizedClients: options.authorized?.(client) ?? new Set([hybridFingerprint(client.publicKey)]),
-      backoff: { initialMs: 20, maxMs: 100 },
-      logger: createLogger('test-codex-registration', 'silent'),
       ...(options.maxStreams === undefined ? {} : { maxStreams: options.maxStreams }),
       ...(options.validationTimeoutMs === undefined ? {} : { validationTimeoutMs: options.validationTimeoutMs }),
     });
-    cleanups.push(() => registration.stop());
     const socket = fake.nextSocket();
     await registration.start();
     return { fake, agent, registration, executorKey, client, harness: new Harness(await socket, client) };
@@ -304,17 +314,7 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     const fake = await startFakeRendezvous();
     cleanups.push(() => fake.close());
     fake.register = () => ({ status: 403, body: { error: { code: 'forbidden_role', message: 'an executor token is needed' } } });
-    const agent = new ExecutorAgent({}, createLogger('test-agent', 'silent'));
-    const registration = new CodexRelayRegistration(agent, {
-      relayUrl: fake.url.replace(/^http:/, 'ws:'),
-      environmentId: ENV,
-      token: TOKEN,
-      hybridKey: generateHybridKeyPair(),
-      authorizedClients: 'any',
-      backoff: { initialMs: 20, maxMs: 100 },
-      logger: createLogger('test-codex-registration', 'silent'),
-    });
-    cleanups.push(() => registration.stop());
+    const registration = registrationWith(new ExecutorAgent({}, createLogger('test-agent', 'silent')), fake);
     await expect(registration.start()).rejects.toThrow(/HTTP 403 forbidden_role: an executor token is needed/);
     expect(fake.registrations).toBe(1);
   });
@@ -332,16 +332,7 @@ describe('CodexRelayRegistration (the codex-wire executor)', () => {
     const expected = [/for another environment/, /echoes the bearer token/, /unsupported security profile/, /not ws:\/\/ or wss:\/\//];
     for (const [index, body] of answers.entries()) {
       fake.register = () => ({ status: 200, body });
-      const registration = new CodexRelayRegistration(new ExecutorAgent({}, createLogger('test-agent', 'silent')), {
-        relayUrl: ws,
-        environmentId: ENV,
-        token: TOKEN,
-        hybridKey: generateHybridKeyPair(),
-        authorizedClients: 'any',
-        backoff: { initialMs: 20, maxMs: 100 },
-        logger: createLogger('test-codex-registration', 'silent'),
-      });
-      cleanups.push(() => registration.stop());
+      const registration = registrationWith(new ExecutorAgent({}, createLogger('test-agent', 'silent')), fake);
       await expect(registration.start()).rejects.toThrow(expected[index]!);
     }
     expect(fake.registrations).toBe(answers.length);
