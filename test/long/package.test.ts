@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,19 +57,9 @@ async function installWithoutCompiler(projectDir: string, tarball: string, bin: 
 }
 
 /** An agent from an installed package, with only `bin` on the PATH; resolves with its URL. */
-async function startInstalledAgent(cli: string, bin: string): Promise<{ url: string; stop(): void }> {
-  const child = spawn(process.execPath, [cli, 'agent', '--listen', 'ws://127.0.0.1:0'], { env: { ...process.env, PATH: bin }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')));
-    });
-    child.once('exit', (code) => reject(new Error(`installed agent exited with ${code}: ${stderr}`)));
-  });
-  return { url, stop: () => child.kill('SIGKILL') };
+async function startInstalledAgent(cli: string, bin: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const agent = await startCli(['agent', '--listen', 'ws://127.0.0.1:0'], { PATH: bin }, { cli });
+  return { url: agent.firstLine, stop: agent.stop };
 }
 
 /** `execrelay exec` from an installed package, with only `bin` on the PATH; never rejects on a non-zero exit. */
@@ -148,7 +138,7 @@ describe('the npm package', () => {
       expect(tty.stderr).toBe('');
       expect(tty).toMatchObject({ code: 0, stdout: 'tty-ok\r\n' });
     } finally {
-      agent.stop();
+      await agent.stop();
     }
   }, 300_000);
 
@@ -170,7 +160,7 @@ describe('the npm package', () => {
       expect(again.code).toBe(255);
       expect(again.stderr).toContain('this agent has no PTY support');
     } finally {
-      agent.stop();
+      await agent.stop();
     }
   }, 300_000);
 });

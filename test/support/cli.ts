@@ -58,13 +58,22 @@ export function runCli(
   });
 }
 
-/** Starts a long-running `execrelay ARGS...` and resolves with its first stdout line. */
-export async function startCli(args: string[], env: NodeJS.ProcessEnv = {}, options: { cwd?: string } = {}): Promise<{ child: ChildProcessWithoutNullStreams; firstLine: string; stderr: () => string; stop(): Promise<void> }> {
-  assertBuilt();
-  const child = spawn(process.execPath, [CLI_PATH, ...args], {
+/**
+ * Starts a long-running `execrelay ARGS...` and resolves with its first stdout line. `cli`: another
+ * build's `cli/main.js` (an installed package's); `uid`/`gid`: run it as another user.
+ */
+export async function startCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  options: { cwd?: string; cli?: string; uid?: number; gid?: number } = {},
+): Promise<{ child: ChildProcessWithoutNullStreams; firstLine: string; stderr: () => string; stop(): Promise<void> }> {
+  if (options.cli === undefined) assertBuilt();
+  const child = spawn(process.execPath, [options.cli ?? CLI_PATH, ...args], {
     env: { ...process.env, ...isolatedStateEnv(env), ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.uid === undefined ? {} : { uid: options.uid }),
+    ...(options.gid === undefined ? {} : { gid: options.gid }),
   });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
