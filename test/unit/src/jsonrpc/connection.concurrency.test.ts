@@ -1,28 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { JsonRpcConnection } from '../../../../src/jsonrpc/connection.js';
-import type { MessageTransport } from '../../../../src/transport/message-transport.js';
-
-/** A MessageTransport that accepts every send at once and records it. */
-class RecordingTransport implements MessageTransport {
-  readonly kind = 'memory' as const;
-  readonly closed = false;
-  readonly sent: Array<{ id?: number; result?: unknown; error?: { code: number; message: string } }> = [];
-  private messageListener: (message: string) => void = () => undefined;
-  send(message: string): Promise<void> {
-    this.sent.push(JSON.parse(message));
-    return Promise.resolve();
-  }
-  onMessage(listener: (message: string) => void): void {
-    this.messageListener = listener;
-  }
-  onClose(): void {}
-  pauseReceiving(): void {}
-  resumeReceiving(): void {}
-  close(): void {}
-  deliver(message: object): void {
-    this.messageListener(JSON.stringify(message));
-  }
-}
+import { RecordingTransport } from '../../../support/recording-transport.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -42,7 +20,7 @@ describe('JsonRpcConnection: maxConcurrentRequests and maxQueuedRequests', () =>
     await tick();
     expect(started).toEqual([1, 2]);
     // The fifth found two running and two queued.
-    expect(transport.sent).toEqual([
+    expect(transport.text).toEqual([
       { id: 5, error: { code: -32600, message: 'too many pending requests (limit 2 in progress and 2 queued per connection)' } },
     ]);
     finish.get(2)!();
@@ -54,7 +32,7 @@ describe('JsonRpcConnection: maxConcurrentRequests and maxQueuedRequests', () =>
     finish.get(3)!();
     finish.get(4)!();
     await tick();
-    expect(transport.sent.filter((m) => m.result).map((m) => m.id)).toEqual([2, 1, 3, 4]);
+    expect(transport.text.filter((m) => m.result).map((m) => m.id)).toEqual([2, 1, 3, 4]);
     // With the slots free again, a new request runs at once.
     transport.deliver({ id: 6, method: 'work', params: { n: 6 } });
     await tick();
