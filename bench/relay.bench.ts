@@ -19,6 +19,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
+import { tuneGarbageCollector } from '../cli/garbage-collector-tuning.js';
 import type { ExecClient } from '../src/client/exec-client.js';
 import { ExecClient as Client } from '../src/client/exec-client.js';
 import { benchNumber, optionalBaseline, QUICK, timeRuns, unavailable, type BenchFigure } from './bench-result.js';
@@ -75,14 +76,17 @@ function runSsh(args: string[], command: string[]): Promise<number> {
   });
 }
 
-/** A sender process that streams `bytes` over a raw WebSocket in 64 KiB binary messages. */
+/**
+ * A sender process that streams `bytes` over a raw WebSocket in 64 KiB binary messages, refilling
+ * its socket on `drain` (a 1 ms timer here before held this ceiling to about half of what ws does).
+ */
 async function rawWebSocketThroughput(bytes: number): Promise<number> {
   const script = `
     const { WebSocketServer } = require(${JSON.stringify(path.join(process.cwd(), 'node_modules', 'ws'))});
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 }, () => console.log('ws://127.0.0.1:' + wss.address().port));
     wss.on('connection', (ws) => {
       const chunk = Buffer.alloc(65536, 120); let left = ${bytes};
-      const pump = () => { while (left > 0) { const n = Math.min(left, chunk.length); left -= n; ws.send(chunk.subarray(0, n)); if (ws.bufferedAmount > 8 * 1048576) return setTimeout(pump, 1); } ws.close(); };
+      const pump = () => { while (left > 0) { const n = Math.min(left, chunk.length); left -= n; ws.send(chunk.subarray(0, n)); if (ws.bufferedAmount > 8 * 1048576) return ws._socket.once('drain', pump); } ws.close(); };
       pump();
     });`;
   const sender = await startProcess(['-e', script]);
@@ -145,6 +149,8 @@ function cpuNotes(perMiB: Map<string, number[]>): Record<string, number> {
 }
 
 export async function run(): Promise<BenchFigure[]> {
+  // The clients here run in this process: tuned as the CLI's client commands are.
+  tuneGarbageCollector();
   const execrelay = await startExecrelay();
   const ssh = await optionalBaseline('OpenSSH server', startSshServer);
   const codex = await optionalBaseline('codex exec-server', startCodexServer);
