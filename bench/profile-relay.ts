@@ -13,13 +13,13 @@ import { Session } from 'node:inspector/promises';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { tuneGarbageCollector } from '../cli/garbage-collector-tuning.js';
+import { tuneMemory } from '../cli/memory-tuning.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import { CLI, startProcess, type RunningProcess } from './cli-process.js';
 import { formatSummary, summarizeProfile, summarizeProfileFile } from './profile-summary.js';
 
 // The client runs in this process: tuned as the CLI's client commands are.
-tuneGarbageCollector();
+tuneMemory();
 const mode = process.argv[2] === 'direct' ? 'direct' : 'relay';
 const mib = Number(process.argv[3] ?? 128);
 const bytes = mib * 1024 * 1024;

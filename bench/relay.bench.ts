@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
-import { tuneGarbageCollector } from '../cli/garbage-collector-tuning.js';
+import { tuneMemory } from '../cli/memory-tuning.js';
 import type { ExecClient } from '../src/client/exec-client.js';
 import { ExecClient as Client } from '../src/client/exec-client.js';
 import { benchNumber, optionalBaseline, QUICK, timeRuns, unavailable, type BenchFigure } from './bench-result.js';
@@ -150,7 +150,7 @@ function cpuNotes(perMiB: Map<string, number[]>): Record<string, number> {
 
 export async function run(): Promise<BenchFigure[]> {
   // The clients here run in this process: tuned as the CLI's client commands are.
-  tuneGarbageCollector();
+  tuneMemory();
   const execrelay = await startExecrelay();
   const ssh = await optionalBaseline('OpenSSH server', startSshServer);
   const codex = await optionalBaseline('codex exec-server', startCodexServer);

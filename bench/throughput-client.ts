@@ -7,12 +7,12 @@
  *   node dist/bench/throughput-client.js relay RELAY_URL ENV_ID AGENT_KEY TOKEN BYTES
  *   node dist/bench/throughput-client.js direct AGENT_URL BYTES
  */
-import { tuneGarbageCollector } from '../cli/garbage-collector-tuning.js';
+import { tuneMemory } from '../cli/memory-tuning.js';
 import { ExecClient } from '../src/client/exec-client.js';
 import { COMMAND_ENV } from './fixtures.js';
 
 // Tuned as the CLI's client commands are (a variant built before the tuning runs without it).
-tuneGarbageCollector();
+tuneMemory();
 
 const [mode, url, ...rest] = process.argv.slice(2);
 const bytes = Number(mode === 'relay' ? rest[3] : rest[0]);

@@ -5,10 +5,10 @@ import type { Tracing } from '../src/telemetry/tracing.js';
 import { applyStrictBooleanEnv } from './boolean-env-flags.js';
 import { isTracedOperation, runTracedOperation } from './command-tracing.js';
 import { ExitStatus } from './exit-status.js';
-import { tuneGarbageCollector } from './garbage-collector-tuning.js';
+import { tuneMemory } from './memory-tuning.js';
 import { usageErrorLine } from './usage-error.js';
 
-tuneGarbageCollector();
+tuneMemory();
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
