@@ -5,9 +5,9 @@ import v8 from 'node:v8';
  * of how it allocates: every pipe read, socket read, record and frame of a bulk transfer is a fresh
  * ArrayBuffer of up to 64 KiB, hundreds of MiB a second of them, nearly all dead within
  * milliseconds. The three settings below (two V8 flags, glibc's trim threshold) were found by
- * profiling transfers through the relay and are measured in docs/performance.md ("fifth stop"). The library (`src/`) sets none of this: an
- * application embedding the client decides its own (the benchmarks' clients call `tuneMemory` too,
- * to measure what the CLI does).
+ * profiling transfers through the relay and are measured in docs/performance.md ("fifth stop").
+ * The library (`src/`) sets none of this: an application embedding the client decides its own (the
+ * benchmarks' clients call `tuneMemory` too, to measure what the CLI does).
  */
 
 /**
@@ -28,9 +28,9 @@ import v8 from 'node:v8';
  *   benchmark (1,000 executors, 10,000 streams) held 150 MiB against 132 without it.
  *
  * V8 reads both at each collection, so setting them at start is enough. Both are in V8's flag
- * definitions from Node.js 20's V8 on (a flag V8 did not know would print an error line on stderr). An
- * option the node command line names itself (`node --concurrent-array-buffer-sweeping …`) is left
- * as given.
+ * definitions from Node.js 20's V8 on (a flag V8 did not know would print an error line on
+ * stderr). An option the node command line names itself (`node --concurrent-array-buffer-sweeping
+ * …`) is left as given.
  */
 export const GARBAGE_COLLECTOR_FLAGS: readonly string[] = ['--no-concurrent-array-buffer-sweeping', '--heap-growing-percent=200'];
 
@@ -65,13 +65,15 @@ export function garbageCollectorFlagsToSet(execArgv: readonly string[]): string[
  * (its per-frame copy in ws's receiver ran at memory-fault speed). glibc raises both thresholds
  * when it frees a block it had mapped on its own (mallopt(3), "dynamic mmap threshold"): once this
  * block is collected (the first young collection), the trim threshold is twice its size, and the
- * relay's faults per 256 MiB fell to a few hundred. Only a page of it is ever touched. A no-op
- * in effect with another malloc (musl), and a process that environment-tunes malloc
- * (MALLOC_TRIM_THRESHOLD_ or MALLOC_MMAP_THRESHOLD_ set, or either in GLIBC_TUNABLES) is left alone: a fixed
- * threshold turns the dynamic adjustment off anyway.
+ * relay's faults per 256 MiB fell to a few hundred at most. Only a page of it is ever touched.
+ * A no-op in effect with another malloc (musl); a process that tunes malloc by environment
+ * (MALLOC_TRIM_THRESHOLD_ or MALLOC_MMAP_THRESHOLD_ set, or either in GLIBC_TUNABLES) is left
+ * alone: a fixed threshold turns the dynamic adjustment off anyway.
  */
 export function raiseMallocTrimThreshold(env: NodeJS.ProcessEnv = process.env): boolean {
-  if (env.MALLOC_TRIM_THRESHOLD_ !== undefined || env.MALLOC_MMAP_THRESHOLD_ !== undefined || /malloc\.(trim|mmap)_threshold/.test(env.GLIBC_TUNABLES ?? '')) return false;
+  const tunedByEnvironment =
+    env.MALLOC_TRIM_THRESHOLD_ !== undefined || env.MALLOC_MMAP_THRESHOLD_ !== undefined || /malloc\.(trim|mmap)_threshold/.test(env.GLIBC_TUNABLES ?? '');
+  if (tunedByEnvironment) return false;
   const block = Buffer.allocUnsafeSlow(MALLOC_THRESHOLD_BLOCK_BYTES);
   block[0] = 1;
   return true;
