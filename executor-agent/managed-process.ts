@@ -6,7 +6,7 @@ import { COMMAND_NOT_FOUND_DATA, ErrorCode, RpcError } from '../src/protocol/err
 import { PTY_SIZE_LIMITS, type OutputStream, type ProcessSignalName, type ProcessStartParams, type PtySize, type WriteStatus } from '../src/protocol/process.js';
 import { buildChildEnvironment } from './child-environment.js';
 import { OutputLog, DEFAULT_RETAINED_OUTPUT_BYTES, type RetainedChunk } from './output-log.js';
-import { loadPseudoTerminal, type PseudoTerminal } from './pseudo-terminal.js';
+import { loadPseudoTerminal, PseudoTerminal } from './pseudo-terminal.js';
 
 export type ProcessEvent =
   | { type: 'output'; seq: number; stream: OutputStream; chunk: Buffer }
@@ -50,8 +50,6 @@ const SIGNALS: Record<ProcessSignalName, NodeJS.Signals> = {
 };
 
 
-/** After a pty process exits, its stream ends once no output came for this long. */
-const PTY_QUIET_MS = 100;
 /** How many recent writeIds each process remembers for retry dedupe. */
 const REMEMBERED_WRITE_IDS = 1024;
 /**
@@ -78,8 +76,6 @@ export class ManagedProcess {
   private stdinEnded = false;
   private killTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
-  private ptyQuietTimer: NodeJS.Timeout | undefined;
-  private outputPaused = false;
   /** Pipe output read while a send was in flight, not yet published (one stream's, in order). */
   private coalesced: Buffer[] = [];
   private coalescedBytes = 0;
@@ -110,7 +106,7 @@ export class ManagedProcess {
       try {
         const cols = params.ptySize?.cols ?? PTY_SIZE_LIMITS.defaultCols;
         const rows = params.ptySize?.rows ?? PTY_SIZE_LIMITS.defaultRows;
-        terminal = pty.spawn(file, args, { name: env.TERM ?? 'xterm-256color', cols, rows, cwd: params.cwd, env });
+        terminal = PseudoTerminal.spawn(pty, file, args, { name: env.TERM ?? 'xterm-256color', cols, rows, cwd: params.cwd, env });
       } catch (error) {
         throw new RpcError(ErrorCode.Internal, `failed to start process: ${(error as Error).message}`);
       }
@@ -196,7 +192,7 @@ export class ManagedProcess {
     }
     if (this.terminal) {
       if (this.exited) return 'stdinClosed';
-      if (bytes.length > 0) this.terminal.write(bytes.toString('utf8'));
+      if (bytes.length > 0) this.terminal.write(bytes);
       return 'accepted';
     }
     const stdin = this.child?.stdin;
@@ -229,14 +225,12 @@ export class ManagedProcess {
    * way backpressure from a slow client reaches the process instead of output being dropped.
    */
   pauseOutput(): void {
-    this.outputPaused = true;
     this.child?.stdout?.pause();
     this.child?.stderr?.pause();
     this.terminal?.pause();
   }
 
   resumeOutput(): void {
-    this.outputPaused = false;
     this.child?.stdout?.resume();
     this.child?.stderr?.resume();
     this.terminal?.resume();
@@ -297,21 +291,9 @@ export class ManagedProcess {
 
   private attachTerminal(terminal: PseudoTerminal): void {
     this.openStreams.add('pty');
-    terminal.onData((data) => {
-      this.emitOutput('pty', Buffer.from(data, 'utf8'));
-      this.ptyQuietTimer?.refresh();
-    });
-    terminal.onExit(({ exitCode, signal }) => {
-      this.processExited(signal ? 128 + signal : exitCode);
-      // The terminal's last output can reach us after its exit (on a loaded machine): the pty stream
-      // ends once it has been quiet for PTY_QUIET_MS, so that output still precedes `closed`.
-      // While output is paused (a slow client) the terminal is not read: wait for it to resume.
-      this.ptyQuietTimer = setTimeout(() => {
-        if (this.outputPaused) this.ptyQuietTimer?.refresh();
-        else this.streamEnded('pty');
-      }, PTY_QUIET_MS);
-      this.ptyQuietTimer.unref();
-    });
+    terminal.onData((data) => this.emitOutput('pty', data));
+    terminal.onExit((exitCode, signal) => this.processExited(signal ? 128 + signal : exitCode));
+    terminal.onEnd(() => this.streamEnded('pty'));
   }
 
   private nextEventSeq(): number {
