@@ -1,4 +1,3 @@
-import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { stat, access, constants as fsConstants } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,6 +6,7 @@ import { PTY_SIZE_LIMITS, type OutputStream, type ProcessSignalName, type Proces
 import { buildChildEnvironment } from './child-environment.js';
 import { OutputLog, DEFAULT_RETAINED_OUTPUT_BYTES, type RetainedChunk } from './output-log.js';
 import { loadPseudoTerminal, PseudoTerminal } from './pseudo-terminal.js';
+import { processSpawner, SpawnError, type SpawnedChild } from './process-spawner.js';
 
 export type ProcessEvent =
   | { type: 'output'; seq: number; stream: OutputStream; chunk: Buffer }
@@ -87,7 +87,7 @@ export class ManagedProcess {
     readonly processId: string,
     readonly tty: boolean,
     readonly pipeStdin: boolean,
-    private readonly child: ChildProcess | undefined,
+    private readonly child: SpawnedChild | undefined,
     private readonly terminal: PseudoTerminal | undefined,
     private readonly options: ManagedProcessOptions,
   ) {
@@ -114,21 +114,13 @@ export class ManagedProcess {
       proc.attachTerminal(terminal);
       return proc;
     }
-    const child = spawnChild(program, args, {
-      cwd: params.cwd,
-      env,
-      argv0: params.arg0 ?? undefined,
-      detached: true,
-      stdio: [params.pipeStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-      windowsHide: true,
-    });
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', (error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') reject(new RpcError(ErrorCode.Internal, `failed to start process: ${program}: command not found`, COMMAND_NOT_FOUND_DATA));
-        else reject(new RpcError(ErrorCode.Internal, `failed to start process: ${error.message}`));
-      });
-    });
+    let child: SpawnedChild;
+    try {
+      child = await processSpawner().spawn({ file: program, args, cwd: params.cwd, env, argv0: params.arg0 ?? undefined, pipeStdin: params.pipeStdin });
+    } catch (error) {
+      if (error instanceof SpawnError && error.code === 'ENOENT') throw new RpcError(ErrorCode.Internal, `failed to start process: ${program}: command not found`, COMMAND_NOT_FOUND_DATA);
+      throw new RpcError(ErrorCode.Internal, `failed to start process: ${(error as Error).message}`);
+    }
     const proc = new ManagedProcess(params.processId, false, params.pipeStdin, child, undefined, options);
     proc.attachChild(child);
     return proc;
@@ -270,21 +262,23 @@ export class ManagedProcess {
     }
   }
 
-  private attachChild(child: ChildProcess): void {
+  private attachChild(child: SpawnedChild): void {
     for (const [stream, readable] of [
       ['stdout', child.stdout],
       ['stderr', child.stderr],
     ] as const) {
-      if (!readable) continue;
       this.openStreams.add(stream);
       readable.on('data', (data: Buffer) => this.receivePipeOutput(stream, data));
       readable.on('close', () => this.streamEnded(stream));
       readable.on('error', () => this.streamEnded(stream));
+      // Closed before these listeners (a child that exited at once, its socket at EOF while the
+      // spawner's answer was on its way): a socket closes only once read to its end.
+      if (readable.destroyed) this.streamEnded(stream);
     }
     child.stdin?.on('error', () => {
       this.stdinEnded = true;
     });
-    child.on('exit', (code, signal) => {
+    child.onExit((code, signal) => {
       this.processExited(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0));
     });
   }

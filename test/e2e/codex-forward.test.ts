@@ -45,8 +45,9 @@ describe('codex exec-server forward in front of execrelay agent --listen', () =>
   });
 
   it('execrelay exec runs on the execrelay agent behind the forwarder: both streams, the exit code', async () => {
-    // $PPID of the command is the process that spawned it: the execrelay agent, not codex.
-    const result = await client(['exec', '--', 'sh', '-c', 'echo $PPID; echo err >&2; exit 3']);
+    // The command's parent is the process that forked it, the execrelay agent's spawner, whose
+    // parent is the execrelay agent (not codex).
+    const result = await client(['exec', '--', 'sh', '-c', 'ps -o ppid= -p $PPID | tr -d " "; echo err >&2; exit 3']);
     expect(result.stdout).toBe(`${agent.child.pid}\n`);
     expect(result.stderr).toContain('err\n');
     expect(result.stderr).toMatch(/is a codex executor with key hyb1:/);
