@@ -85,6 +85,20 @@ export async function rssBytes(pid: number): Promise<number> {
   return Number(match[1]) * 1024;
 }
 
+/**
+ * An agent's pid and its process spawner's (the node child that forks the agent's commands, see
+ * executor-agent/process-spawner.ts): the CPU of both is the agent's; the commands are not counted.
+ */
+export async function agentPids(pid: number): Promise<number[]> {
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).split(' ').filter(Boolean).map(Number);
+  const spawners: number[] = [];
+  for (const child of children) {
+    const comm = (await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim();
+    if (comm === 'node') spawners.push(child);
+  }
+  return [pid, ...spawners];
+}
+
 /** CPU time (user + system) a process has used so far, in milliseconds (Linux /proc, 100 Hz ticks). */
 export async function cpuMs(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');

@@ -23,7 +23,7 @@ import { tuneMemory } from '../cli/memory-tuning.js';
 import type { ExecClient } from '../src/client/exec-client.js';
 import { ExecClient as Client } from '../src/client/exec-client.js';
 import { benchNumber, optionalBaseline, QUICK, timeRuns, unavailable, type BenchFigure } from './bench-result.js';
-import { cpuMs, startProcess } from './cli-process.js';
+import { agentPids, cpuMs, startProcess } from './cli-process.js';
 import { startCodexServer, type CodexServer } from './codex-server.js';
 import { execThroughput, runOneShot, startExecrelay } from './fixtures.js';
 import { startSshServer, type SshServer } from './ssh-server.js';
@@ -223,9 +223,9 @@ export async function run(): Promise<BenchFigure[]> {
     const pid = (p: { child: { pid?: number | undefined } }) => (p.child.pid === undefined ? [] : [p.child.pid]);
     for (let i = 0; i < THROUGHPUT_RUNS; i++) {
       tSamples.get(RAW_WS)!.push(await rawWebSocketThroughput(bytes));
-      tSamples.get(DIRECT)!.push(await withCpu(THROUGHPUT_MIB, async () => ({ agent: pid(execrelay.directAgent) }), true, cpu.get(DIRECT)!, () => execThroughput(directClient, bytes)));
+      tSamples.get(DIRECT)!.push(await withCpu(THROUGHPUT_MIB, async () => ({ agent: await agentPids(execrelay.directAgent.child.pid!) }), true, cpu.get(DIRECT)!, () => execThroughput(directClient, bytes)));
       tSamples.get(RELAY)!.push(
-        await withCpu(THROUGHPUT_MIB, async () => ({ relay: pid(execrelay.relay), agent: pid(execrelay.remoteAgent) }), true, cpu.get(RELAY)!, () => execThroughput(relayClient, bytes)),
+        await withCpu(THROUGHPUT_MIB, async () => ({ relay: pid(execrelay.relay), agent: await agentPids(execrelay.remoteAgent.child.pid!) }), true, cpu.get(RELAY)!, () => execThroughput(relayClient, bytes)),
       );
       if (typeof ssh !== 'string') {
         const rate = await withCpu(THROUGHPUT_MIB, async () => ssh.cpuPids(), false, cpu.get(SSH_CAT)!, async () => {
