@@ -91,6 +91,17 @@ async function childPids(pid: number): Promise<number[]> {
 }
 
 /** Bytes a process has written so far (`wchar` of /proc/PID/io). */
+/** The processes below `pid` (the agent's commands are children of its spawner) whose name is `name`. */
+async function descendantsNamed(pid: number, name: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const child of await childPids(pid)) {
+    const comm = (await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim();
+    if (comm === name) found.push(child);
+    found.push(...(await descendantsNamed(child, name)));
+  }
+  return found;
+}
+
 async function writtenBytes(pid: number): Promise<number> {
   const match = /^wchar:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/io`, 'utf8'));
   if (!match) throw new Error(`no wchar for ${pid}`);
@@ -141,7 +152,7 @@ describe('a 2 GiB output to a slow reader through the relay: bounded memory, out
     const started = Date.now();
     let producer: number | undefined;
     try {
-      producer = await eventually(async () => (await childPids(agent.child.pid!))[0], 10_000, 'head started by the agent');
+      producer = await eventually(async () => (await descendantsNamed(agent.child.pid!, 'head'))[0], 10_000, 'head started by the agent');
       let out = '';
       const done = new Promise<number>((resolve, reject) => {
         reader.stdout!.on('data', (d: Buffer) => {
