@@ -1,6 +1,7 @@
 import { pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../../support/resilience-helpers.js';
 import { ManagedProcess, type ProcessEvent } from '../../../executor-agent/managed-process.js';
 import { ProcessStartParams } from '../../../src/protocol/process.js';
 
@@ -22,14 +23,6 @@ async function startTty(argv: string[]) {
 const output = (events: ProcessEvent[]) =>
   Buffer.concat(events.filter((e): e is Extract<ProcessEvent, { type: 'output' }> => e.type === 'output').map((e) => e.chunk));
 
-async function until(condition: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 describe('ManagedProcess: a tty process keeps all of its output', () => {
   it('hands on output unread when the child exited while output was paused, after the resume', async () => {
     // 12,000 bytes: more than node reads ahead into a paused stream (4 KiB), less than the child can
@@ -37,7 +30,7 @@ describe('ManagedProcess: a tty process keeps all of its output', () => {
     // and drops both parts.
     const { proc, events, closed } = await startTty(['sh', '-c', 'head -c 12000 /dev/zero | tr "\\0" x; printf END; exit 7']);
     proc.pauseOutput();
-    await until(() => proc.exited);
+    await eventually(async () => proc.exited, 10_000, 'the exit');
     await new Promise((resolve) => setTimeout(resolve, 400)); // well past node-pty's 200 ms
     expect(proc.closed).toBe(false);
     const before = output(events).length;
@@ -58,7 +51,7 @@ describe('ManagedProcess: a tty process keeps all of its output', () => {
       '-c',
       'stty raw -echo; printf "\\377\\376\\200"; head -c 3 | od -An -tx1 | tr -d " \\n"',
     ]);
-    await until(() => output(events).length >= 3);
+    await eventually(async () => output(events).length >= 3, 10_000, 'the first output');
     proc.write(Buffer.from([0xff, 0x00, 0xc3]), null, false);
     await closed;
     const all = output(events);

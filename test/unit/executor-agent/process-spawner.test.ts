@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { eventually } from '../../support/resilience-helpers.js';
 import { ProcessSpawner, SpawnError, type SpawnedChild } from '../../../executor-agent/process-spawner.js';
 
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
@@ -28,14 +29,6 @@ function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function until(condition: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -113,7 +106,7 @@ describe('ProcessSpawner: children forked by a separate, small process', () => {
     const exit = exitOf(child);
     process.kill(first, 'SIGKILL');
     expect(await exit).toEqual({ code: null, signal: 'SIGKILL' });
-    await until(() => !alive(child.pid));
+    await eventually(async () => !alive(child.pid), 10_000, 'the command gone');
     expect(() => process.kill(-child.pid, 0)).toThrow(); // the background sleep as well
     const next = await spawner.spawn({ file: 'true', args: [], cwd: '/', env: ENV, pipeStdin: false });
     expect(spawner.spawnerPid).not.toBe(first);
@@ -131,7 +124,7 @@ describe('ProcessSpawner: children forked by a separate, small process', () => {
     const pid = Number(out.trim());
     expect(pid).toBeGreaterThan(0);
     // The starting process exited on its own (the spawner did not hold it open); the spawner follows.
-    await until(() => !alive(pid));
+    await eventually(async () => !alive(pid), 10_000, 'the spawner gone');
   });
 
   it('spares the starting process the copy-on-write faults of a fork (a direct spawn as the control)', async () => {
