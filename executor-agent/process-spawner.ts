@@ -19,9 +19,11 @@ import { fileURLToPath } from 'node:url';
 
 
 export type SpawnerReply =
+  /** The child exists: first, so that its pid is here even if the spawner dies before `spawned`. */
+  | { type: 'forked'; id: number; pid: number }
   /** One of the child's stdio sockets; the message carries it as its handle. Before `spawned`. */
   | { type: 'stream'; id: number; stream: 'stdin' | 'stdout' | 'stderr' }
-  | { type: 'spawned'; id: number; pid: number }
+  | { type: 'spawned'; id: number }
   | { type: 'failed'; id: number; code: string | undefined; message: string }
   | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null };
 
@@ -76,6 +78,7 @@ export class SpawnedChild {
 
 interface PendingSpawn {
   request: SpawnRequest;
+  pid?: number;
   streams: Partial<Record<'stdin' | 'stdout' | 'stderr', Socket>>;
   resolve: (child: SpawnedChild) => void;
   reject: (error: Error) => void;
@@ -120,8 +123,8 @@ export class ProcessSpawner {
     const helper = spawn(process.execPath, [spawnerEntry()], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'json', detached: true });
     this.helper = helper;
     helper.on('message', (message: SpawnerReply, handle: unknown) => this.receive(message, handle as Socket | undefined));
-    helper.on('error', () => this.lost(helper));
-    helper.on('exit', () => this.lost(helper));
+    helper.on('error', (error) => this.lost(helper, `could not run: ${error.message}`));
+    helper.on('exit', (code, signal) => this.lost(helper, signal ? `was killed (${signal})` : `exited (code ${code})`));
     helper.unref();
     helper.channel?.unref();
     return helper;
@@ -135,6 +138,11 @@ export class ProcessSpawner {
 
   private receive(message: SpawnerReply, handle: Socket | undefined): void {
     switch (message.type) {
+      case 'forked': {
+        const spawning = this.pending.get(message.id);
+        if (spawning) spawning.pid = message.pid;
+        return;
+      }
       case 'stream': {
         const spawning = this.pending.get(message.id);
         if (spawning && handle) spawning.streams[message.stream] = handle;
@@ -145,12 +153,13 @@ export class ProcessSpawner {
         const spawning = this.pending.get(message.id);
         if (!spawning) return;
         const { stdout, stderr, stdin } = spawning.streams;
-        if (!stdout || !stderr || (spawning.request.pipeStdin && !stdin)) {
+        if (spawning.pid === undefined || !stdout || !stderr || (spawning.request.pipeStdin && !stdin)) {
           for (const socket of [stdout, stderr, stdin]) socket?.destroy();
+          if (spawning.pid !== undefined) killGroup(spawning.pid);
           this.settle(message.id, new SpawnError('the process spawner did not hand over the child\'s stdio', undefined));
           return;
         }
-        const child = new SpawnedChild(message.pid, stdin, stdout, stderr);
+        const child = new SpawnedChild(spawning.pid, stdin, stdout, stderr);
         this.running.set(message.id, child);
         this.settle(message.id, child);
         return;
@@ -178,27 +187,33 @@ export class ProcessSpawner {
   }
 
   /**
-   * The spawner died (killed, out of memory): no exit of its children can be learned any more, so
-   * they are not left running unseen — each child's group gets SIGKILL and reports that exit. The
-   * next spawn starts a new spawner.
+   * The spawner died (killed — by one of its commands, say —, out of memory): no exit of its
+   * children can be learned any more, so they are not left running unseen — each child's group gets
+   * SIGKILL; a running one reports that exit, a spawn still being handed over fails. The next spawn
+   * starts a new spawner.
    */
-  private lost(helper: ChildProcess): void {
+  private lost(helper: ChildProcess, how: string): void {
     if (this.helper !== helper) return;
     this.helper = undefined;
     for (const [id, spawning] of [...this.pending]) {
       for (const socket of Object.values(spawning.streams)) socket?.destroy();
+      if (spawning.pid !== undefined) killGroup(spawning.pid);
       this.pending.delete(id);
-      spawning.reject(new SpawnError('the process spawner stopped', undefined));
+      spawning.reject(new SpawnError(`the process spawner ${how}`, undefined));
     }
     for (const [id, child] of [...this.running]) {
       this.running.delete(id);
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
+      killGroup(child.pid);
       child.exited(null, 'SIGKILL');
     }
+  }
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* already gone */
   }
 }
 

@@ -31,6 +31,7 @@ function start(request: SpawnRequest): void {
     child.once('error', (error: NodeJS.ErrnoException) => reply({ type: 'failed', id: request.id, code: error.code, message: error.message }));
     return;
   }
+  reply({ type: 'forked', id: request.id, pid: child.pid });
   child.on('error', () => {
     /* after a successful start (a failed kill): nothing to report */
   });
@@ -41,7 +42,7 @@ function start(request: SpawnRequest): void {
   reply({ type: 'stream', id: request.id, stream: 'stdout' }, child.stdout as Socket);
   reply({ type: 'stream', id: request.id, stream: 'stderr' }, child.stderr as Socket);
   if (child.stdin) reply({ type: 'stream', id: request.id, stream: 'stdin' }, child.stdin as Socket);
-  reply({ type: 'spawned', id: request.id, pid: child.pid });
+  reply({ type: 'spawned', id: request.id });
   child.on('exit', (code, signal) => reply({ type: 'exit', id: request.id, code, signal }));
 }
 

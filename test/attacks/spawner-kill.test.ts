@@ -1,0 +1,74 @@
+/**
+ * A command that kills the agent's spawner (executor-agent/process-spawner.ts). Commands run as the
+ * agent's user, so one can always signal the process that forked it (`kill -9 $PPID`, as it could
+ * the agent itself). What must hold: nothing keeps running that the agent cannot see — every
+ * command running at that moment is killed, group and all, and reported (exit 137) to its client
+ * (a start not yet answered fails instead, its command killed all the same) — and the agent goes
+ * on: the next command starts under a new spawner.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExecClient } from '../../src/client/exec-client.js';
+import { startCli } from '../support/cli.js';
+import { eventually } from '../support/resilience-helpers.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('a command that kills the agent\'s spawner', () => {
+  let agent: Awaited<ReturnType<typeof startCli>>;
+  let victim: ExecClient;
+  let attacker: ExecClient;
+
+  beforeAll(async () => {
+    agent = await startCli(['agent', '--listen', 'ws://127.0.0.1:0']);
+    const url = agent.firstLine.trim();
+    [victim, attacker] = await Promise.all([ExecClient.connect(url), ExecClient.connect(url)]);
+  });
+  afterAll(async () => {
+    victim?.close();
+    attacker?.close();
+    await agent?.stop();
+  });
+
+  it('ends the commands running then (reported 137, their groups gone), and the agent runs the next one', async () => {
+    // The victim's command and a background child of it; it prints both pids, then waits.
+    const running = await victim.exec(['sh', '-c', 'sleep 60 & echo "$$ $!"; wait'], { cwd: os.tmpdir(), streamEvents: true });
+    let printed = '';
+    for await (const event of running.events) {
+      if (event.type === 'output') printed += event.chunk.toString();
+      if (printed.includes('\n')) break;
+    }
+    const [shell, background] = printed.trim().split(' ').map(Number) as [number, number];
+    expect(alive(shell) && alive(background)).toBe(true);
+
+    // The attacker's command may kill the spawner before its own start is answered: then that start
+    // fails; either way it must not go on running (it writes its pid first).
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'spawner-kill-'));
+    const pidFile = path.join(dir, 'attacker.pid');
+    const attack = attacker.exec(['sh', '-c', `echo $$ > ${pidFile}; kill -9 $PPID; sleep 30`], { cwd: os.tmpdir() });
+    const outcome = await attack.then(
+      async (handle) => (await handle.completion).exitCode,
+      (error: Error) => error.message,
+    );
+    expect([137, 'failed to start process: the process spawner was killed (SIGKILL)']).toContain(outcome);
+    expect((await running.completion).exitCode).toBe(137);
+    const attackerPid = Number((await readFile(pidFile, 'utf8')).trim());
+    await eventually(async () => !alive(shell) && !alive(background) && !alive(attackerPid), 10_000, 'every command that ran gone');
+    await rm(dir, { recursive: true, force: true });
+
+    expect(agent.child.exitCode).toBeNull();
+    const next = await victim.exec(['sh', '-c', 'echo still here'], { cwd: os.tmpdir() });
+    const completion = await next.completion;
+    expect(completion.exitCode).toBe(0);
+    expect(completion.stdout.toString()).toBe('still here\n');
+  });
+});
