@@ -262,13 +262,15 @@ export class ExecutorAgent {
     this.drainStarted = true;
     this.telemetry?.drain.started();
     const started = performance.now();
-    const running = this.registry.runningProcesses();
+    // A start already past the draining check runs too: its process may be running before it is
+    // registered (the spawner answers after the fork), so it is waited for like the others.
+    const running = this.registry.runningProcesses().length + this.registry.processesStarting();
     this.logger.info(
-      { runningProcesses: running.length, sessions: this.registry.size, drainTimeoutMs: this.config.drainTimeoutMs },
+      { runningProcesses: running, sessions: this.registry.size, drainTimeoutMs: this.config.drainTimeoutMs },
       'draining: no new sessions, processes or connections; running processes may finish',
     );
-    if (this.auditLog) DrainAudit.started(this.auditLog, running.length, this.registry.size);
-    const allExited = () => this.registry.runningProcesses().length === 0;
+    if (this.auditLog) DrainAudit.started(this.auditLog, running, this.registry.size);
+    const allExited = () => this.registry.runningProcesses().length === 0 && this.registry.processesStarting() === 0;
     let terminated = 0;
     if (!(await waitUntil(allExited, this.config.drainTimeoutMs))) {
       const left = this.registry.runningProcesses();
@@ -278,8 +280,8 @@ export class ExecutorAgent {
       for (const proc of left) proc.terminate();
       await waitUntil(allExited, this.config.terminateGraceMs + DRAIN_REAP_MS);
     }
-    if (running.length > 0) await waitUntil(() => this.connections.size === 0, DRAIN_FLUSH_MS);
-    const outcome = { running: running.length, terminated, durationMs: Math.round(performance.now() - started) };
+    if (running > 0) await waitUntil(() => this.connections.size === 0, DRAIN_FLUSH_MS);
+    const outcome = { running, terminated, durationMs: Math.round(performance.now() - started) };
     this.logger.info(outcome, 'drained');
     if (this.auditLog) DrainAudit.ended(this.auditLog, outcome);
     return outcome;

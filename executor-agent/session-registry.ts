@@ -89,6 +89,13 @@ export class SessionRegistry {
     return [...this.sessions.values()].flatMap((session) => [...session.processes.values()].filter((proc) => !proc.exited));
   }
 
+  /** Processes whose `process/start` is still being answered: forked, or about to be, not yet registered. */
+  processesStarting(): number {
+    let starting = 0;
+    for (const session of this.sessions.values()) starting += session.starting.size;
+    return starting;
+  }
+
   endAll(): void {
     for (const session of [...this.sessions.values()]) this.end(session);
   }

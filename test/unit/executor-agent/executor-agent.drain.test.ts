@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import os from 'node:os';
 import { ExecClient } from '../../../src/client/exec-client.js';
 import { ErrorCode } from '../../../src/protocol/error-codes.js';
+import { processSpawner } from '../../../executor-agent/process-spawner.js';
+import { eventually } from '../../support/resilience-helpers.js';
 import { connectThroughRelay, startRelay, startRemoteAgent, type RelayFixture, type RemoteAgentFixture } from '../../support/relay-harness.js';
 
 const cwd = os.tmpdir();
@@ -66,6 +68,27 @@ describe('ExecutorAgent.drain', () => {
     const [politeEnd, stubbornEnd] = await Promise.all([polite.completion, stubborn.completion]);
     expect(politeEnd.exitCode).toBe(128 + 15);
     expect(stubbornEnd.exitCode).toBe(128 + 9);
+  });
+
+  it('waits for a process whose start is still being answered when the drain begins', async () => {
+    const { remote, client } = await setUp();
+    // With no spawner running, the next start waits for a new one (a node process starting): a
+    // window of ~100 ms in which the command may already run but is not registered yet.
+    const spawner = processSpawner();
+    const previous = spawner.spawnerPid;
+    if (previous !== undefined) {
+      process.kill(previous, 'SIGKILL');
+      await eventually(async () => spawner.spawnerPid === undefined, 10_000, 'the spawner gone', 5);
+    }
+    const starting = client.exec(['sh', '-c', 'sleep 0.3; echo started late'], { cwd, env });
+    await eventually(async () => remote.agent.registry.processesStarting() > 0, 10_000, 'the start in progress', 1);
+    expect(remote.agent.registry.runningProcesses()).toHaveLength(0);
+    const drained = remote.agent.drain();
+    const completion = await (await starting).completion;
+    expect(completion.exitCode).toBe(0);
+    expect(Buffer.from(completion.stdout).toString()).toBe('started late\n');
+    client.close();
+    expect(await drained).toMatchObject({ running: 1, terminated: 0 });
   });
 
   it('ends at once with nothing running', async () => {
