@@ -59,6 +59,14 @@ async function start(rawParams: unknown, context: HandlerContext): Promise<unkno
       audited?.failed(error);
       throw error;
     });
+    if (session.ended) {
+      // The session ended (expired, or the agent shut down) while the process started: it ran
+      // already, so it is killed here rather than kept by a session nothing can reach.
+      proc.kill();
+      const ended = new RpcError(ErrorCode.Internal, 'the session ended while the process was starting');
+      audited?.failed(ended);
+      throw ended;
+    }
     audited?.started();
     observed?.started();
     session.processes.set(params.processId, proc);

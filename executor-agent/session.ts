@@ -40,6 +40,7 @@ export class Session {
   private outputPaused = false;
   private expiryTimer: NodeJS.Timeout | undefined;
   private detachedSince: number | null = null;
+  private endedFlag = false;
 
   /** `owner`: the client identity whose quota this session counts against (`SessionRegistry`). */
   constructor(
@@ -106,8 +107,14 @@ export class Session {
     if (event.type === 'closed') this.rememberFinished(processId);
   }
 
+  /** True once `end` ran: a process whose start completes afterwards is killed, not kept. */
+  get ended(): boolean {
+    return this.endedFlag;
+  }
+
   /** Kills every process and closes every open file handle; the session is unusable afterwards. */
   end(): void {
+    this.endedFlag = true;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.attachment?.abortAttachment('session ended');
     this.attachment = null;

@@ -10,18 +10,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pidAlive } from '../support/process-liveness.js';
 import { ExecClient } from '../../src/client/exec-client.js';
 import { startCli } from '../support/cli.js';
 import { eventually } from '../support/resilience-helpers.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('a command that kills the agent\'s spawner', () => {
   let agent: Awaited<ReturnType<typeof startCli>>;
@@ -48,7 +40,7 @@ describe('a command that kills the agent\'s spawner', () => {
       if (printed.includes('\n')) break;
     }
     const [shell, background] = printed.trim().split(' ').map(Number) as [number, number];
-    expect(alive(shell) && alive(background)).toBe(true);
+    expect(pidAlive(shell) && pidAlive(background)).toBe(true);
 
     // The attacker's command may kill the spawner before its own start is answered: then that start
     // fails; either way it must not go on running (it writes its pid first).
@@ -62,7 +54,7 @@ describe('a command that kills the agent\'s spawner', () => {
     expect([137, 'failed to start process: the process spawner was killed (SIGKILL)']).toContain(outcome);
     expect((await running.completion).exitCode).toBe(137);
     const attackerPid = Number((await readFile(pidFile, 'utf8')).trim());
-    await eventually(async () => !alive(shell) && !alive(background) && !alive(attackerPid), 10_000, 'every command that ran gone');
+    await eventually(async () => !pidAlive(shell) && !pidAlive(background) && !pidAlive(attackerPid), 10_000, 'every command that ran gone');
     await rm(dir, { recursive: true, force: true });
 
     expect(agent.child.exitCode).toBeNull();

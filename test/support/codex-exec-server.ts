@@ -30,6 +30,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pidAlive } from './process-liveness.js';
 
 export const CODEX_VERSION = '0.169.0';
 const PACKAGE_SPEC = `@openai/codex@${CODEX_VERSION}`;
@@ -77,15 +78,6 @@ function isCompleteInstall(installDir: string): boolean {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Environment for the npm child: drop npm script variables that could redirect the install. */
 function npmEnv(): NodeJS.ProcessEnv {

@@ -1,5 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { pidAlive } from '../../support/process-liveness.js';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { ExecClient } from '../../../src/client/exec-client.js';
 import { ErrorCode } from '../../../src/protocol/error-codes.js';
 import { processSpawner } from '../../../executor-agent/process-spawner.js';
@@ -8,6 +11,18 @@ import { connectThroughRelay, startRelay, startRemoteAgent, type RelayFixture, t
 
 const cwd = os.tmpdir();
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+
+/**
+ * Stops this process's spawner, so that the next start waits for a new one (a node process
+ * starting): a window of ~100 ms in which the command may already run but is not registered yet.
+ */
+async function stopSpawner(): Promise<void> {
+  const spawner = processSpawner();
+  const previous = spawner.spawnerPid;
+  if (previous === undefined) return;
+  process.kill(previous, 'SIGKILL');
+  await eventually(async () => spawner.spawnerPid === undefined, 10_000, 'the spawner gone', 5);
+}
 
 /** ExecutorAgent.drain with a real relay, real agent registration and real processes. */
 describe('ExecutorAgent.drain', () => {
@@ -72,14 +87,7 @@ describe('ExecutorAgent.drain', () => {
 
   it('waits for a process whose start is still being answered when the drain begins', async () => {
     const { remote, client } = await setUp();
-    // With no spawner running, the next start waits for a new one (a node process starting): a
-    // window of ~100 ms in which the command may already run but is not registered yet.
-    const spawner = processSpawner();
-    const previous = spawner.spawnerPid;
-    if (previous !== undefined) {
-      process.kill(previous, 'SIGKILL');
-      await eventually(async () => spawner.spawnerPid === undefined, 10_000, 'the spawner gone', 5);
-    }
+    await stopSpawner();
     const starting = client.exec(['sh', '-c', 'sleep 0.3; echo started late'], { cwd, env });
     await eventually(async () => remote.agent.registry.processesStarting() > 0, 10_000, 'the start in progress', 1);
     expect(remote.agent.registry.runningProcesses()).toHaveLength(0);
@@ -89,6 +97,21 @@ describe('ExecutorAgent.drain', () => {
     expect(Buffer.from(completion.stdout).toString()).toBe('started late\n');
     client.close();
     expect(await drained).toMatchObject({ running: 1, terminated: 0 });
+  });
+
+  it('kills a process whose start completes after its session ended (agent shutdown)', async () => {
+    const { remote, client } = await setUp();
+    await stopSpawner();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'drain-'));
+    const pidFile = path.join(dir, 'pid');
+    const starting = client.exec(['sh', '-c', `echo $$ > ${pidFile}; exec sleep 30`], { cwd, env }).catch(() => undefined);
+    await eventually(async () => remote.agent.registry.processesStarting() > 0, 10_000, 'the start in progress', 1);
+    remote.agent.shutdown();
+    await starting;
+    const pid = Number((await eventually(async () => readFile(pidFile, 'utf8').catch(() => ''), 10_000, 'the command\'s pid')).trim());
+    await eventually(async () => !pidAlive(pid), 10_000, 'the command killed');
+    expect(remote.agent.registry.runningProcesses()).toHaveLength(0);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('ends at once with nothing running', async () => {

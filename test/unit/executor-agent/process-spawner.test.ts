@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { pidAlive } from '../../support/process-liveness.js';
 import { eventually } from '../../support/resilience-helpers.js';
 import { ProcessSpawner, SpawnError, type SpawnedChild } from '../../../executor-agent/process-spawner.js';
 
@@ -21,15 +22,6 @@ function readAll(socket: NodeJS.ReadableStream): Promise<Buffer> {
     socket.on('end', () => resolve(Buffer.concat(chunks)));
     socket.on('error', reject);
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Runs an ES module's source in a fresh node process; resolves with its stdout once it exits 0. */
@@ -106,7 +98,7 @@ describe('ProcessSpawner: children forked by a separate, small process', () => {
     const exit = exitOf(child);
     process.kill(first, 'SIGKILL');
     expect(await exit).toEqual({ code: null, signal: 'SIGKILL' });
-    await eventually(async () => !alive(child.pid), 10_000, 'the command gone');
+    await eventually(async () => !pidAlive(child.pid), 10_000, 'the command gone');
     expect(() => process.kill(-child.pid, 0)).toThrow(); // the background sleep as well
     const next = await spawner.spawn({ file: 'true', args: [], cwd: '/', env: ENV, pipeStdin: false });
     expect(spawner.spawnerPid).not.toBe(first);
@@ -124,7 +116,7 @@ describe('ProcessSpawner: children forked by a separate, small process', () => {
     const pid = Number(out.trim());
     expect(pid).toBeGreaterThan(0);
     // The starting process exited on its own (the spawner did not hold it open); the spawner follows.
-    await eventually(async () => !alive(pid), 10_000, 'the spawner gone');
+    await eventually(async () => !pidAlive(pid), 10_000, 'the spawner gone');
   });
 
   it('spares the starting process the copy-on-write faults of a fork (a direct spawn as the control)', async () => {
