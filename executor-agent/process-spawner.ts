@@ -17,7 +17,6 @@ import { fileURLToPath } from 'node:url';
  * The messages of both sides are defined here; `spawner-main.ts` is the spawner's entry point.
  */
 
-
 export type SpawnerReply =
   /** The child exists: first, so that its pid is here even if the spawner dies before `spawned`. */
   | { type: 'forked'; id: number; pid: number }
