@@ -105,3 +105,10 @@ export async function cpuMs(pid: number): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
+
+/** CPU milliseconds of these processes so far, summed (a pid that is gone counts 0). */
+export async function cpuMsOf(pids: readonly number[]): Promise<number> {
+  let total = 0;
+  for (const pid of pids) total += await cpuMs(pid).catch(() => 0);
+  return total;
+}

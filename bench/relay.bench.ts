@@ -23,7 +23,7 @@ import { tuneMemory } from '../cli/memory-tuning.js';
 import type { ExecClient } from '../src/client/exec-client.js';
 import { ExecClient as Client } from '../src/client/exec-client.js';
 import { benchNumber, optionalBaseline, QUICK, timeRuns, unavailable, type BenchFigure } from './bench-result.js';
-import { agentPids, cpuMs, startProcess } from './cli-process.js';
+import { agentPids, cpuMsOf, startProcess } from './cli-process.js';
 import { startCodexServer, type CodexServer } from './codex-server.js';
 import { execThroughput, runOneShot, startExecrelay } from './fixtures.js';
 import { startSshServer, type SshServer } from './ssh-server.js';
@@ -110,10 +110,7 @@ async function rawWebSocketThroughput(bytes: number): Promise<number> {
 /** CPU milliseconds of each role's processes so far (/proc, 10 ms ticks; a pid that is gone counts 0). */
 async function cpuByRole(roles: Record<string, number[]>): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const [role, pids] of Object.entries(roles)) {
-    out[role] = 0;
-    for (const pid of pids) out[role] += await cpuMs(pid).catch(() => 0);
-  }
+  for (const [role, pids] of Object.entries(roles)) out[role] = await cpuMsOf(pids);
   return out;
 }
 

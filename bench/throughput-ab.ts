@@ -23,7 +23,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { quantile } from './bench-result.js';
-import { agentPids, cpuMs, startProcess, type RunningProcess } from './cli-process.js';
+import { agentPids, cpuMs, cpuMsOf, startProcess, type RunningProcess } from './cli-process.js';
 
 interface Variant {
   name: string;
@@ -147,12 +147,11 @@ async function measure(r: Running, pathName: PathName, bytes: number): Promise<S
   const agent = pathName === 'relay' ? r.remoteAgent : r.directAgent;
   // The agent's CPU includes its process spawner's, where the variant has one (started by the warm-up).
   const agentProcesses = await agentPids(agent.child.pid!);
-  const agentCpu = async () => (await Promise.all(agentProcesses.map((pid) => cpuMs(pid).catch(() => 0)))).reduce((a, b) => a + b, 0);
   const relayBefore = await cpuMs(r.relay.child.pid!);
-  const agentBefore = await agentCpu();
+  const agentBefore = await cpuMsOf(agentProcesses);
   const result = await runClient(r, pathName, bytes);
   const relayAfter = await cpuMs(r.relay.child.pid!);
-  const agentAfter = await agentCpu();
+  const agentAfter = await cpuMsOf(agentProcesses);
   if (result.bytes !== bytes) throw new Error(`${r.variant.name} ${pathName}: received ${result.bytes} of ${bytes}`);
   const mib = bytes / 2 ** 20;
   return {

@@ -217,14 +217,14 @@ export class ManagedProcess {
    * way backpressure from a slow client reaches the process instead of output being dropped.
    */
   pauseOutput(): void {
-    this.child?.stdout?.pause();
-    this.child?.stderr?.pause();
+    this.child?.stdout.pause();
+    this.child?.stderr.pause();
     this.terminal?.pause();
   }
 
   resumeOutput(): void {
-    this.child?.stdout?.resume();
-    this.child?.stderr?.resume();
+    this.child?.stdout.resume();
+    this.child?.stderr.resume();
     this.terminal?.resume();
   }
 

@@ -90,7 +90,6 @@ async function childPids(pid: number): Promise<number[]> {
   return pids;
 }
 
-/** Bytes a process has written so far (`wchar` of /proc/PID/io). */
 /** The processes below `pid` (the agent's commands are children of its spawner) whose name is `name`. */
 async function descendantsNamed(pid: number, name: string): Promise<number[]> {
   const found: number[] = [];
@@ -102,6 +101,7 @@ async function descendantsNamed(pid: number, name: string): Promise<number[]> {
   return found;
 }
 
+/** Bytes a process has written so far (`wchar` of /proc/PID/io). */
 async function writtenBytes(pid: number): Promise<number> {
   const match = /^wchar:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/io`, 'utf8'));
   if (!match) throw new Error(`no wchar for ${pid}`);
