@@ -190,15 +190,26 @@ export class ProcessSpawner {
    * children can be learned any more, so they are not left running unseen — each child's group gets
    * SIGKILL; a running one reports that exit, a spawn still being handed over fails. The next spawn
    * starts a new spawner.
+   *
+   * One case is beyond reach: a spawn whose pid the spawner had not reported when it died. The
+   * spawner learns the pid only once the child has exec'd, and a child can kill it sooner than it
+   * writes the report (`kill -9 $PPID` as its first command, against a spawner just started, wins
+   * nearly always). That child, if it exists, is unknown here: the start fails with a message that
+   * says so. A command can as well leave its process group (`setsid`) and outlive any kill of it;
+   * commands run as the agent's user, which no supervision by that same user contains.
    */
   private lost(helper: ChildProcess, how: string): void {
     if (this.helper !== helper) return;
     this.helper = undefined;
     for (const [id, spawning] of [...this.pending]) {
       for (const socket of Object.values(spawning.streams)) socket?.destroy();
+      const outcome =
+        spawning.pid === undefined
+          ? 'before it reported the process: if that started, it runs on unsupervised'
+          : 'while handing the process over: the process was killed';
       if (spawning.pid !== undefined) killGroup(spawning.pid);
       this.pending.delete(id);
-      spawning.reject(new SpawnError(`the process spawner ${how}`, undefined));
+      spawning.reject(new SpawnError(`the process spawner ${how} ${outcome}`, undefined));
     }
     for (const [id, child] of [...this.running]) {
       this.running.delete(id);

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pidAlive } from '../../support/process-liveness.js';
+import { groupAlive, pidAlive } from '../../support/process-liveness.js';
 import { eventually } from '../../support/resilience-helpers.js';
 import { ProcessSpawner, SpawnError, type SpawnedChild } from '../../../executor-agent/process-spawner.js';
 
@@ -98,10 +98,17 @@ describe('ProcessSpawner: children forked by a separate, small process', () => {
     const exit = exitOf(child);
     process.kill(first, 'SIGKILL');
     expect(await exit).toEqual({ code: null, signal: 'SIGKILL' });
-    await eventually(async () => !pidAlive(child.pid), 10_000, 'the command gone');
-    expect(() => process.kill(-child.pid, 0)).toThrow(); // the background sleep as well
+    await eventually(async () => !groupAlive(child.pid), 10_000, 'the command and its background sleep gone');
     const next = await spawner.spawn({ file: 'true', args: [], cwd: '/', env: ENV, pipeStdin: false });
     expect(spawner.spawnerPid).not.toBe(first);
+    expect(await exitOf(next)).toEqual({ code: 0, signal: null });
+  });
+
+  it('fails a start the spawner dies before reporting, saying the process may run unsupervised', async () => {
+    const start = spawner.spawn({ file: 'true', args: [], cwd: '/', env: ENV, pipeStdin: false });
+    process.kill(spawner.spawnerPid!, 'SIGKILL'); // before it can have read the request, let alone forked
+    await expect(start).rejects.toThrow('the process spawner was killed (SIGKILL) before it reported the process: if that started, it runs on unsupervised');
+    const next = await spawner.spawn({ file: 'true', args: [], cwd: '/', env: ENV, pipeStdin: false });
     expect(await exitOf(next)).toEqual({ code: 0, signal: null });
   });
 
