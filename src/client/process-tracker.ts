@@ -50,11 +50,19 @@ const MAX_CHUNK_BYTES = 64 * 1024;
 export const MAX_PENDING_EVENTS = 1024;
 
 /**
+ * How long a seq gap may stay open before it is read. A server may push a process's events out of
+ * order — codex sends `closed` before `exited` now and then (its own client says "a possibly-early
+ * closed notification" and waits for the missing seq) — so the missing event usually follows; an
+ * event that was dropped never does, and is read once this has passed.
+ */
+export const GAP_GRACE_MS = 250;
+
+/**
  * Puts one process's pushed events in seq order and completes it from them alone when they arrive
  * complete and in order (zero `process/read` calls). It reads `process/read(afterSeq=last)` on a
- * seq gap, when the consumer of `events` lags its bounded buffer under the `'read'` policy, and
- * once after an `exited` event without `sandboxDenied` (a legacy server). Output the server no
- * longer retains is a failure.
+ * seq gap still open after GAP_GRACE_MS, when the consumer of `events` lags its bounded buffer
+ * under the `'read'` policy, and once after an `exited` event without `sandboxDenied` (a legacy
+ * server). Output the server no longer retains is a failure.
  */
 export class ProcessTracker {
   readonly completion: Promise<ProcessCompletion>;
@@ -63,6 +71,7 @@ export class ProcessTracker {
   private rejectCompletion!: (error: Error) => void;
   private lastSeq = 0;
   private readonly pending = new Map<number, PushedProcessEvent>();
+  private gapTimer: NodeJS.Timeout | undefined;
   private reading = false;
   private readRequested = false;
   private lagging = false;
@@ -106,9 +115,21 @@ export class ProcessTracker {
       this.apply(event);
       return;
     }
-    if (this.pending.size < MAX_PENDING_EVENTS) this.pending.set(event.seq, event);
+    const held = this.pending.size < MAX_PENDING_EVENTS;
+    if (held) this.pending.set(event.seq, event);
     if (!this.reading) this.drainPending();
-    if (this.pending.size > 0 || this.lagging) this.requestRead();
+    if (this.lagging || !held) this.requestRead();
+    else if (this.pending.size > 0) this.awaitGap();
+  }
+
+  /** A gap is open: read it unless the missing events arrive within GAP_GRACE_MS. */
+  private awaitGap(): void {
+    if (this.gapTimer || this.reading) return;
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = undefined;
+      if (this.pending.size > 0) this.requestRead();
+    }, GAP_GRACE_MS);
+    this.gapTimer.unref();
   }
 
   /**
@@ -171,6 +192,7 @@ export class ProcessTracker {
   private drainPending(): void {
     for (;;) {
       for (const seq of this.pending.keys()) if (seq <= this.lastSeq) this.pending.delete(seq);
+      if (this.pending.size === 0) this.clearGapTimer();
       const next = this.pending.get(this.lastSeq + 1);
       if (!next) return;
       this.pending.delete(next.seq);
@@ -178,7 +200,13 @@ export class ProcessTracker {
     }
   }
 
+  private clearGapTimer(): void {
+    clearTimeout(this.gapTimer);
+    this.gapTimer = undefined;
+  }
+
   private requestRead(): void {
+    this.clearGapTimer();
     this.readRequested = true;
     if (!this.reading) void this.readLoop();
   }
