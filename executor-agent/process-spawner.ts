@@ -205,7 +205,7 @@ export class ProcessSpawner {
       for (const socket of Object.values(spawning.streams)) socket?.destroy();
       const outcome =
         spawning.pid === undefined
-          ? 'before it reported the process: if that started, it runs on unsupervised'
+          ? 'before it reported the process: the process may be running, unsupervised'
           : 'while handing the process over: the process was killed';
       if (spawning.pid !== undefined) killGroup(spawning.pid);
       this.pending.delete(id);

@@ -54,7 +54,7 @@ describe('a command that kills the agent\'s spawner', () => {
       (error: Error) => error.message,
     );
     const KILLED = 'failed to start process: the process spawner was killed (SIGKILL) while handing the process over: the process was killed';
-    const UNKNOWN = 'failed to start process: the process spawner was killed (SIGKILL) before it reported the process: if that started, it runs on unsupervised';
+    const UNKNOWN = 'failed to start process: the process spawner was killed (SIGKILL) before it reported the process: the process may be running, unsupervised';
     expect([137, KILLED, UNKNOWN]).toContain(outcome);
     expect((await running.completion).exitCode).toBe(137);
     const attackerPid = Number((await readFile(pidFile, 'utf8')).trim());

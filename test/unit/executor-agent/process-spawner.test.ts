@@ -104,10 +104,10 @@ describe('ProcessSpawner: children forked by a separate, small process', () => {
     expect(await exitOf(next)).toEqual({ code: 0, signal: null });
   });
 
-  it('fails a start the spawner dies before reporting, saying the process may run unsupervised', async () => {
+  it('fails a start the spawner dies before reporting, saying the process may be running unsupervised', async () => {
     const start = spawner.spawn({ file: 'true', args: [], cwd: '/', env: ENV, pipeStdin: false });
     process.kill(spawner.spawnerPid!, 'SIGKILL'); // before it can have read the request, let alone forked
-    await expect(start).rejects.toThrow('the process spawner was killed (SIGKILL) before it reported the process: if that started, it runs on unsupervised');
+    await expect(start).rejects.toThrow('the process spawner was killed (SIGKILL) before it reported the process: the process may be running, unsupervised');
     const next = await spawner.spawn({ file: 'true', args: [], cwd: '/', env: ENV, pipeStdin: false });
     expect(await exitOf(next)).toEqual({ code: 0, signal: null });
   });
