@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ExecClient } from '../../../../src/client/exec-client.js';
 import { OutputLostError } from '../../../../src/client/process-events.js';
+import { GAP_GRACE_MS } from '../../../../src/client/process-tracker.js';
 import { SessionRecoveryError, type StreamReopener } from '../../../../src/client/session-resume-retries.js';
 import { CallInterruptedError } from '../../../../src/client/resend-after-stream-loss.js';
 import type { MessageTransport } from '../../../../src/transport/message-transport.js';
@@ -134,10 +135,11 @@ describe('ExecClient session recovery', () => {
     }));
     const client = await ExecClient.overTransport(first, {}, reopenerOf([resumed]));
     const handle = await client.exec(['sh'], { processId: 'p' });
-    // seq 2 before seq 1: the tracker asks process/read(afterSeq=0), which the first stream never answers.
+    // seq 2 before seq 1, and seq 1 not pushed within GAP_GRACE_MS: the tracker asks
+    // process/read(afterSeq=0), which the first stream never answers.
     first.push('process/output', output(2, '2\n'));
     const inFlight = client.read('p', 0);
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, GAP_GRACE_MS + 50));
     expect(first.received.filter((m) => m.method === 'process/read').map((m) => m.params?.afterSeq)).toEqual([0, 0]);
     first.drop();
     const waiting = client.read('p', 1);
