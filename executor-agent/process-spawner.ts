@@ -153,8 +153,7 @@ export class ProcessSpawner {
         if (!spawning) return;
         const { stdout, stderr, stdin } = spawning.streams;
         if (spawning.pid === undefined || !stdout || !stderr || (spawning.request.pipeStdin && !stdin)) {
-          for (const socket of [stdout, stderr, stdin]) socket?.destroy();
-          if (spawning.pid !== undefined) killGroup(spawning.pid);
+          abandon(spawning);
           this.settle(message.id, new SpawnError('the process spawner did not hand over the child\'s stdio', undefined));
           return;
         }
@@ -202,12 +201,11 @@ export class ProcessSpawner {
     if (this.helper !== helper) return;
     this.helper = undefined;
     for (const [id, spawning] of [...this.pending]) {
-      for (const socket of Object.values(spawning.streams)) socket?.destroy();
+      abandon(spawning);
       const outcome =
         spawning.pid === undefined
           ? 'before it reported the process: the process may be running, unsupervised'
           : 'while handing the process over: the process was killed';
-      if (spawning.pid !== undefined) killGroup(spawning.pid);
       this.pending.delete(id);
       spawning.reject(new SpawnError(`the process spawner ${how} ${outcome}`, undefined));
     }
@@ -217,6 +215,12 @@ export class ProcessSpawner {
       child.exited(null, 'SIGKILL');
     }
   }
+}
+
+/** Gives up a spawn being handed over: the sockets received so far closed, its group killed if its pid came. */
+function abandon(spawning: PendingSpawn): void {
+  for (const socket of Object.values(spawning.streams)) socket?.destroy();
+  if (spawning.pid !== undefined) killGroup(spawning.pid);
 }
 
 function killGroup(pid: number): void {
