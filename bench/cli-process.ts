@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { childPids, processName, statFields } from '../test/support/process-table.js';
 
 /** The built CLI (bench/ is compiled to dist/bench/). */
 export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -89,20 +90,14 @@ export async function rssBytes(pid: number): Promise<number> {
  * An agent's pid and its process spawner's (the node child that forks the agent's commands, see
  * executor-agent/process-spawner.ts): the CPU of both is the agent's; the commands are not counted.
  */
-export async function agentPids(pid: number): Promise<number[]> {
-  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).split(' ').filter(Boolean).map(Number);
-  const spawners: number[] = [];
-  for (const child of children) {
-    const comm = (await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim();
-    if (comm === 'node') spawners.push(child);
-  }
-  return [pid, ...spawners];
+export function agentPids(pid: number): number[] {
+  return [pid, ...childPids(pid).filter((child) => processName(child) === 'node')];
 }
 
 /** CPU time (user + system) a process has used so far, in milliseconds (Linux /proc, 100 Hz ticks). */
 export async function cpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(pid);
+  if (!fields) throw new Error(`no process ${pid} in /proc`);
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 

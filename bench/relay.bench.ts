@@ -220,9 +220,9 @@ export async function run(): Promise<BenchFigure[]> {
     const pid = (p: { child: { pid?: number | undefined } }) => (p.child.pid === undefined ? [] : [p.child.pid]);
     for (let i = 0; i < THROUGHPUT_RUNS; i++) {
       tSamples.get(RAW_WS)!.push(await rawWebSocketThroughput(bytes));
-      tSamples.get(DIRECT)!.push(await withCpu(THROUGHPUT_MIB, async () => ({ agent: await agentPids(execrelay.directAgent.child.pid!) }), true, cpu.get(DIRECT)!, () => execThroughput(directClient, bytes)));
+      tSamples.get(DIRECT)!.push(await withCpu(THROUGHPUT_MIB, async () => ({ agent: agentPids(execrelay.directAgent.child.pid!) }), true, cpu.get(DIRECT)!, () => execThroughput(directClient, bytes)));
       tSamples.get(RELAY)!.push(
-        await withCpu(THROUGHPUT_MIB, async () => ({ relay: pid(execrelay.relay), agent: await agentPids(execrelay.remoteAgent.child.pid!) }), true, cpu.get(RELAY)!, () => execThroughput(relayClient, bytes)),
+        await withCpu(THROUGHPUT_MIB, async () => ({ relay: pid(execrelay.relay), agent: agentPids(execrelay.remoteAgent.child.pid!) }), true, cpu.get(RELAY)!, () => execThroughput(relayClient, bytes)),
       );
       if (typeof ssh !== 'string') {
         const rate = await withCpu(THROUGHPUT_MIB, async () => ssh.cpuPids(), false, cpu.get(SSH_CAT)!, async () => {

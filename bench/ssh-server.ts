@@ -9,11 +9,12 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { processTree } from '../test/support/process-table.js';
 
 const run = promisify(execFile);
 const SSHD_CANDIDATES = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/sbin/sshd'];
@@ -74,19 +75,6 @@ export interface SshServer {
    */
   cpuPids(): Promise<{ client: number[]; server: number[] }>;
   stop(): Promise<void>;
-}
-
-/** `pid` and its live descendants (Linux: every thread's `children` file). */
-async function processTree(pid: number): Promise<number[]> {
-  const found = [pid];
-  for (let i = 0; i < found.length; i++) {
-    const tasks = await readdir(`/proc/${found[i]}/task`).catch(() => [] as string[]);
-    for (const task of tasks) {
-      const children = await readFile(`/proc/${found[i]}/task/${task}/children`, 'utf8').catch(() => '');
-      found.push(...children.split(' ').filter((c) => c !== '').map(Number));
-    }
-  }
-  return found;
 }
 
 /** Starts sshd on a free loopback port; resolves once it accepts a login. */
@@ -200,7 +188,7 @@ export async function startSshServer(): Promise<SshServer> {
       }
     },
     async cpuPids() {
-      return { client: master?.pid === undefined ? [] : [master.pid], server: daemon.pid === undefined ? [] : await processTree(daemon.pid) };
+      return { client: master?.pid === undefined ? [] : [master.pid], server: daemon.pid === undefined ? [] : processTree(daemon.pid) };
     },
     stop,
   };

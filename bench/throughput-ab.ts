@@ -146,7 +146,7 @@ function runClient(r: Running, pathName: PathName, bytes: number): Promise<Clien
 async function measure(r: Running, pathName: PathName, bytes: number): Promise<Sample> {
   const agent = pathName === 'relay' ? r.remoteAgent : r.directAgent;
   // The agent's CPU includes its process spawner's, where the variant has one (started by the warm-up).
-  const agentProcesses = await agentPids(agent.child.pid!);
+  const agentProcesses = agentPids(agent.child.pid!);
   const relayBefore = await cpuMs(r.relay.child.pid!);
   const agentBefore = await cpuMsOf(agentProcesses);
   const result = await runClient(r, pathName, bytes);

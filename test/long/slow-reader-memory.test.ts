@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { CLI_PATH, runCli, startCli } from '../support/cli.js';
+import { processName, processTree } from '../support/process-table.js';
 import { eventually, sleep } from '../support/resilience-helpers.js';
 
 /**
@@ -79,26 +80,9 @@ async function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number>
   }
 }
 
-/** The pids of `pid`'s children (Linux: every thread's `children` file). */
-async function childPids(pid: number): Promise<number[]> {
-  const { readdir } = await import('node:fs/promises');
-  const pids: number[] = [];
-  for (const task of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
-    const text = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '');
-    pids.push(...text.split(' ').filter((s) => s !== '').map(Number));
-  }
-  return pids;
-}
-
 /** The processes below `pid` (the agent's commands are children of its spawner) whose name is `name`. */
-async function descendantsNamed(pid: number, name: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const child of await childPids(pid)) {
-    const comm = (await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim();
-    if (comm === name) found.push(child);
-    found.push(...(await descendantsNamed(child, name)));
-  }
-  return found;
+function descendantsNamed(pid: number, name: string): number[] {
+  return processTree(pid).filter((descendant) => descendant !== pid && processName(descendant) === name);
 }
 
 /** Bytes a process has written so far (`wchar` of /proc/PID/io). */
@@ -152,7 +136,7 @@ describe('a 2 GiB output to a slow reader through the relay: bounded memory, out
     const started = Date.now();
     let producer: number | undefined;
     try {
-      producer = await eventually(async () => (await descendantsNamed(agent.child.pid!, 'head'))[0], 10_000, 'head started by the agent');
+      producer = await eventually(async () => descendantsNamed(agent.child.pid!, 'head')[0], 10_000, 'head started by the agent');
       let out = '';
       const done = new Promise<number>((resolve, reject) => {
         reader.stdout!.on('data', (d: Buffer) => {

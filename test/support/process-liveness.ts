@@ -1,22 +1,7 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-
-const procMounted = existsSync('/proc/self/stat');
-
-/** The state letter and process group of a process, from /proc; undefined when it is gone. */
-function procStat(pid: number): { state: string; pgrp: number } | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses; the rest follows the last ')'.
-  const [state = '', , pgrp = ''] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state, pgrp: Number(pgrp) };
-}
+import { allPids, procMounted, statFields } from './process-table.js';
 
 /** Ended, though perhaps not yet reaped: a zombie (Z), or being reaped (X). */
-function ended(state: string): boolean {
+function ended(state: string | undefined): boolean {
   return state === 'Z' || state === 'X';
 }
 
@@ -33,8 +18,8 @@ export function pidAlive(pid: number): boolean {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
   if (!procMounted) return true;
-  const stat = procStat(pid);
-  return stat !== undefined && !ended(stat.state);
+  const fields = statFields(pid);
+  return fields !== undefined && !ended(fields[0]);
 }
 
 /** Whether any process of this process group still runs (zombies, as above, do not). */
@@ -47,9 +32,8 @@ export function groupAlive(pgid: number): boolean {
       return (error as NodeJS.ErrnoException).code === 'EPERM';
     }
   }
-  return readdirSync('/proc').some((entry) => {
-    if (!/^\d+$/.test(entry)) return false;
-    const stat = procStat(Number(entry));
-    return stat !== undefined && stat.pgrp === pgid && !ended(stat.state);
+  return allPids().some((pid) => {
+    const fields = statFields(pid);
+    return fields !== undefined && Number(fields[2]) === pgid && !ended(fields[0]);
   });
 }
