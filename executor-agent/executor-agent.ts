@@ -264,13 +264,14 @@ export class ExecutorAgent {
     const started = performance.now();
     // A start already past the draining check runs too: its process may be running before it is
     // registered (the spawner answers after the fork), so it is waited for like the others.
-    const running = this.registry.runningProcesses().length + this.registry.processesStarting();
+    const active = () => this.registry.runningProcesses().length + this.registry.processesStarting();
+    const running = active();
     this.logger.info(
       { runningProcesses: running, sessions: this.registry.size, drainTimeoutMs: this.config.drainTimeoutMs },
       'draining: no new sessions, processes or connections; running processes may finish',
     );
     if (this.auditLog) DrainAudit.started(this.auditLog, running, this.registry.size);
-    const allExited = () => this.registry.runningProcesses().length === 0 && this.registry.processesStarting() === 0;
+    const allExited = () => active() === 0;
     let terminated = 0;
     if (!(await waitUntil(allExited, this.config.drainTimeoutMs))) {
       const left = this.registry.runningProcesses();
